@@ -1,0 +1,300 @@
+// Elementwise kernels over strided tensors of up to 8 dims.
+//   Dimensions: n elements of the output, laid out by `shape` (rank dims, row-major).
+//   Reads: a, b, c (any strides: broadcast dims have stride 0; views need no copy).
+//   Writes: out, at o_off + sum(coord[d] * o_strides[d]) (contiguous for most ops; a slice for concat).
+//   Buffers are raw 32-bit words: A_DT / OUT_DT (0 f32, 1 i32, 2 bool as u32) say how to read them.
+//   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
+// Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill.
+
+struct Params {
+  n: u32,
+  rank: u32,
+  a_off: u32,
+  b_off: u32,
+  c_off: u32,
+  o_off: u32,
+  scalar: f32,
+  scalar2: f32,
+  shape: array<vec4<u32>, 2>,
+  a_strides: array<vec4<u32>, 2>,
+  b_strides: array<vec4<u32>, 2>,
+  c_strides: array<vec4<u32>, 2>,
+  o_strides: array<vec4<u32>, 2>,
+}
+
+override OP: u32 = 0u;
+override A_DT: u32 = 0u;
+override OUT_DT: u32 = 0u;
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(3) var<storage, read> c: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;
+
+// Offsets of a, b, c and out for the output element with row-major index i.
+fn offsets(i: u32) -> vec4<u32> {
+  var rem = i;
+  var o = vec4<u32>(params.a_off, params.b_off, params.c_off, params.o_off);
+  var d = i32(params.rank) - 1;
+  loop {
+    if (d < 0) { break; }
+    let du = u32(d);
+    let size = params.shape[du / 4u][du % 4u];
+    let coord = rem % size;
+    rem = rem / size;
+    o += coord * vec4<u32>(params.a_strides[du / 4u][du % 4u], params.b_strides[du / 4u][du % 4u],
+                           params.c_strides[du / 4u][du % 4u], params.o_strides[du / 4u][du % 4u]);
+    d -= 1;
+  }
+  return o;
+}
+
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * WG;
+}
+
+// Values are carried as f32 for float math; integer ops use the i32 path below.
+fn load_f(word: u32, dt: u32) -> f32 {
+  if (dt == 0u) { return bitcast<f32>(word); }
+  if (dt == 1u) { return f32(bitcast<i32>(word)); }
+  return select(0.0, 1.0, word != 0u);
+}
+
+fn store_f(v: f32) -> u32 {
+  if (OUT_DT == 0u) { return bitcast<u32>(v); }
+  if (OUT_DT == 1u) { return bitcast<u32>(i32(v)); }
+  return select(0u, 1u, v != 0.0);
+}
+
+// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), enough for f32 gelu.
+fn erf_approx(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+          t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+
+const UNARY_COPY: u32 = 0u;
+const UNARY_NEG: u32 = 1u;
+const UNARY_EXP: u32 = 2u;
+const UNARY_LOG: u32 = 3u;
+const UNARY_SQRT: u32 = 4u;
+const UNARY_RELU: u32 = 5u;
+const UNARY_GELU: u32 = 6u;
+const UNARY_TANH: u32 = 7u;
+const UNARY_SIGMOID: u32 = 8u;
+const UNARY_POW: u32 = 9u;        // x ^ scalar
+const UNARY_ABS: u32 = 10u;
+const UNARY_ADD_SCALAR: u32 = 11u; // x + scalar
+const UNARY_MUL_SCALAR: u32 = 12u; // x * scalar
+const UNARY_NOT: u32 = 13u;
+const UNARY_RSQRT: u32 = 14u;
+const UNARY_GELU_GRAD: u32 = 15u;  // d gelu / dx
+const UNARY_SIN: u32 = 16u;
+const UNARY_COS: u32 = 17u;
+const UNARY_CLAMP: u32 = 18u;      // clamp(x, scalar, scalar2)
+const UNARY_SIGN: u32 = 19u;
+const UNARY_RECIPROCAL: u32 = 20u;
+const UNARY_SCALAR_SUB: u32 = 21u; // scalar - x
+const UNARY_SCALAR_DIV: u32 = 22u; // scalar / x
+const UNARY_SQUARE: u32 = 23u;
+const UNARY_FLOOR: u32 = 24u;
+const UNARY_LOG1P: u32 = 25u;
+const UNARY_SOFTPLUS: u32 = 26u;
+const UNARY_SCALAR_POW: u32 = 27u; // scalar ^ x
+
+fn unary_f(x: f32) -> f32 {
+  switch OP {
+    case UNARY_COPY: { return x; }
+    case UNARY_NEG: { return -x; }
+    case UNARY_EXP: { return exp(x); }
+    case UNARY_LOG: { return log(x); }
+    case UNARY_SQRT: { return sqrt(x); }
+    case UNARY_RELU: { return max(x, 0.0); }
+    case UNARY_GELU: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+    case UNARY_TANH: {
+      // tanh() overflows to NaN for large |x| on some drivers; this form saturates.
+      let e = exp(-2.0 * abs(x));
+      return sign(x) * (1.0 - e) / (1.0 + e);
+    }
+    case UNARY_SIGMOID: {
+      let e = exp(-abs(x));
+      return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+    }
+    case UNARY_POW: {
+      let p = params.scalar;
+      if (p == 2.0) { return x * x; }
+      if (p == 1.0) { return x; }
+      if (p == 0.0) { return 1.0; }
+      if (p == 0.5) { return sqrt(x); }
+      if (p == floor(p)) {
+        // Integer powers of negative bases are real: pow() would give NaN.
+        let m = pow(abs(x), p);
+        let odd = (i32(p) & 1) == 1;
+        return select(m, -m, x < 0.0 && odd);
+      }
+      return pow(x, p);
+    }
+    case UNARY_ABS: { return abs(x); }
+    case UNARY_ADD_SCALAR: { return x + params.scalar; }
+    case UNARY_MUL_SCALAR: { return x * params.scalar; }
+    case UNARY_NOT: { return select(1.0, 0.0, x != 0.0); }
+    case UNARY_RSQRT: { return inverseSqrt(x); }
+    case UNARY_GELU_GRAD: {
+      let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
+      let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
+      return cdf + x * pdf;
+    }
+    case UNARY_SIN: { return sin(x); }
+    case UNARY_COS: { return cos(x); }
+    case UNARY_CLAMP: { return clamp(x, params.scalar, params.scalar2); }
+    case UNARY_SIGN: { return sign(x); }
+    case UNARY_RECIPROCAL: { return 1.0 / x; }
+    case UNARY_SCALAR_SUB: { return params.scalar - x; }
+    case UNARY_SCALAR_DIV: { return params.scalar / x; }
+    case UNARY_SQUARE: { return x * x; }
+    case UNARY_FLOOR: { return floor(x); }
+    case UNARY_LOG1P: {
+      // log(1 + x) without losing small x.
+      let u = 1.0 + x;
+      return select(log(u) * x / (u - 1.0), x, u == 1.0);
+    }
+    case UNARY_SOFTPLUS: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+    case UNARY_SCALAR_POW: { return pow(params.scalar, x); }
+    default: { return x; }
+  }
+}
+
+fn unary_i(x: i32) -> i32 {
+  switch OP {
+    case UNARY_NEG: { return -x; }
+    case UNARY_ABS: { return abs(x); }
+    case UNARY_ADD_SCALAR: { return x + i32(params.scalar); }
+    case UNARY_MUL_SCALAR: { return x * i32(params.scalar); }
+    case UNARY_SIGN: { return sign(x); }
+    case UNARY_SQUARE: { return x * x; }
+    default: { return x; }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  let w = a[o.x];
+  if (OP == UNARY_COPY && A_DT == OUT_DT) {
+    out[o.w] = w;
+  } else if (A_DT == 1u && OUT_DT == 1u) {
+    out[o.w] = bitcast<u32>(unary_i(bitcast<i32>(w)));
+  } else if (OP == UNARY_NOT) {
+    out[o.w] = select(1u, 0u, w != 0u);
+  } else {
+    out[o.w] = store_f(unary_f(load_f(w, A_DT)));
+  }
+}
+
+const BINARY_ADD: u32 = 0u;
+const BINARY_SUB: u32 = 1u;
+const BINARY_MUL: u32 = 2u;
+const BINARY_DIV: u32 = 3u;
+const BINARY_POW: u32 = 4u;
+const BINARY_MAX: u32 = 5u;
+const BINARY_MIN: u32 = 6u;
+const BINARY_EQ: u32 = 7u;
+const BINARY_NE: u32 = 8u;
+const BINARY_LT: u32 = 9u;
+const BINARY_LE: u32 = 10u;
+const BINARY_GT: u32 = 11u;
+const BINARY_GE: u32 = 12u;
+const BINARY_AND: u32 = 13u;
+const BINARY_OR: u32 = 14u;
+const BINARY_ATAN2: u32 = 15u;
+
+fn binary_f(x: f32, y: f32) -> f32 {
+  switch OP {
+    case BINARY_ADD: { return x + y; }
+    case BINARY_SUB: { return x - y; }
+    case BINARY_MUL: { return x * y; }
+    case BINARY_DIV: { return x / y; }
+    case BINARY_POW: { return pow(x, y); }
+    case BINARY_MAX: { return max(x, y); }
+    case BINARY_MIN: { return min(x, y); }
+    case BINARY_EQ: { return select(0.0, 1.0, x == y); }
+    case BINARY_NE: { return select(0.0, 1.0, x != y); }
+    case BINARY_LT: { return select(0.0, 1.0, x < y); }
+    case BINARY_LE: { return select(0.0, 1.0, x <= y); }
+    case BINARY_GT: { return select(0.0, 1.0, x > y); }
+    case BINARY_GE: { return select(0.0, 1.0, x >= y); }
+    case BINARY_AND: { return select(0.0, 1.0, x != 0.0 && y != 0.0); }
+    case BINARY_OR: { return select(0.0, 1.0, x != 0.0 || y != 0.0); }
+    case BINARY_ATAN2: { return atan2(x, y); }
+    default: { return x; }
+  }
+}
+
+fn binary_i(x: i32, y: i32) -> i32 {
+  switch OP {
+    case BINARY_ADD: { return x + y; }
+    case BINARY_SUB: { return x - y; }
+    case BINARY_MUL: { return x * y; }
+    case BINARY_MAX: { return max(x, y); }
+    case BINARY_MIN: { return min(x, y); }
+    case BINARY_EQ: { return select(0, 1, x == y); }
+    case BINARY_NE: { return select(0, 1, x != y); }
+    case BINARY_LT: { return select(0, 1, x < y); }
+    case BINARY_LE: { return select(0, 1, x <= y); }
+    case BINARY_GT: { return select(0, 1, x > y); }
+    case BINARY_GE: { return select(0, 1, x >= y); }
+    case BINARY_AND: { return select(0, 1, x != 0 && y != 0); }
+    case BINARY_OR: { return select(0, 1, x != 0 || y != 0); }
+    default: { return x; }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  if (A_DT == 1u || A_DT == 2u) {
+    // Integers and booleans: exact integer arithmetic, then stored as the output dtype.
+    let r = binary_i(bitcast<i32>(a[o.x]), bitcast<i32>(b[o.y]));
+    if (OUT_DT == 0u) { out[o.w] = bitcast<u32>(f32(r)); }
+    else if (OUT_DT == 2u) { out[o.w] = select(0u, 1u, r != 0); }
+    else { out[o.w] = bitcast<u32>(r); }
+  } else {
+    out[o.w] = store_f(binary_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y])));
+  }
+}
+
+// out = c ? a : b, c is bool; a and b share A_DT.
+@compute @workgroup_size(WG)
+fn select_where(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  out[o.w] = select(b[o.y], a[o.x], c[o.z] != 0u);
+}
+
+// out = scalar (as OUT_DT), for every element of the (strided) output view.
+@compute @workgroup_size(WG)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  out[o.w] = store_f(params.scalar);
+}
+
+// out += a (accumulate a gradient in place; both f32, out strided as given).
+@compute @workgroup_size(WG)
+fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  out[o.w] = bitcast<u32>(bitcast<f32>(out[o.w]) + bitcast<f32>(a[o.x]));
+}

@@ -1,0 +1,56 @@
+// Row gather and its adjoint, for embeddings and indexing along dim 0.
+//   Dimensions: R indices into a table of V rows of C elements.
+//   gather reads table [V, C] and idx [R] (i32) and writes out [R, C]; an index outside [0, V)
+//   writes NaN so the mistake shows instead of reading another row.
+//   scatter_add reads src [R, C] and idx and adds each row into acc [V, C] with an atomic
+//   compare-exchange loop on the f32 bit pattern (WGSL has no float atomics), so repeated
+//   indices accumulate correctly.
+//   Tiling: one thread per output element, 2-D grid past 65535 workgroups.
+
+struct Params {
+  R: u32,
+  C: u32,
+  V: u32,
+  pad0: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read> idx: array<i32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> src: array<f32>;
+@group(0) @binding(5) var<storage, read_write> acc: array<atomic<u32>>;
+
+@compute @workgroup_size(WG)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = gid.x + gid.y * nwg.x * WG;
+  if (e >= params.R * params.C) { return; }
+  let r = e / params.C;
+  let c = e % params.C;
+  let v = idx[r];
+  if (v < 0 || u32(v) >= params.V) {
+    out[e] = bitcast<f32>(0x7fc00000u | (params.pad0 & 0u));
+  } else {
+    out[e] = table[u32(v) * params.C + c];
+  }
+}
+
+@compute @workgroup_size(WG)
+fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = gid.x + gid.y * nwg.x * WG;
+  if (e >= params.R * params.C) { return; }
+  let r = e / params.C;
+  let c = e % params.C;
+  let v = idx[r];
+  if (v < 0 || u32(v) >= params.V) { return; }
+  let dst = u32(v) * params.C + c;
+  let add = src[e];
+  var old = atomicLoad(&acc[dst]);
+  loop {
+    let res = atomicCompareExchangeWeak(&acc[dst], old, bitcast<u32>(bitcast<f32>(old) + add));
+    if (res.exchanged) { break; }
+    old = res.old_value;
+  }
+}

@@ -1,0 +1,105 @@
+// Layer normalisation over the last C elements of each row.
+//   Dimensions: rows x C, contiguous.
+//   forward reads x, weight [C], bias [C] (when HAS_WEIGHT / HAS_BIAS) and writes y [rows, C],
+//   mean [rows] and rstd [rows] (saved for backward).
+//   backward reads x, weight, dy, mean, rstd and writes dx [rows, C]; dweight and dbias are
+//   column sums that the caller computes with the reduction kernel.
+//   Tiling: one workgroup of WG threads per row; two passes (mean, then variance) for accuracy.
+
+struct Params {
+  rows: u32,
+  C: u32,
+  eps: f32,
+  pad0: u32,
+}
+
+override HAS_WEIGHT: u32 = 1u;
+override HAS_BIAS: u32 = 1u;
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(7) var<storage, read> dy: array<f32>;
+@group(0) @binding(8) var<storage, read> saved_mean: array<f32>;
+@group(0) @binding(9) var<storage, read> saved_rstd: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dx: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<f32, WG>;
+
+fn reduce2(a: f32, b: f32, lid: u32) -> vec2<f32> {
+  red[lid] = a;
+  red2[lid] = b;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) {
+      red[lid] += red[lid + s];
+      red2[lid] += red2[lid + s];
+    }
+    workgroupBarrier();
+  }
+  let r = vec2<f32>(red[0], red2[0]);
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let C = params.C;
+  let base = row * C;
+  var s = 0.0;
+  for (var c = lid; c < C; c += WG) { s += x[base + c]; }
+  let mu = reduce2(s, 0.0, lid).x / f32(C);
+  var v = 0.0;
+  for (var c = lid; c < C; c += WG) {
+    let d = x[base + c] - mu;
+    v += d * d;
+  }
+  let r = inverseSqrt(reduce2(v, 0.0, lid).x / f32(C) + params.eps);
+  for (var c = lid; c < C; c += WG) {
+    var o = (x[base + c] - mu) * r;
+    if (HAS_WEIGHT == 1u) { o = o * weight[c]; }
+    if (HAS_BIAS == 1u) { o = o + bias[c]; }
+    y[base + c] = o;
+  }
+  if (lid == 0u) {
+    mean[row] = mu;
+    rstd[row] = r;
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight.
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let C = params.C;
+  let base = row * C;
+  let mu = saved_mean[row];
+  let r = saved_rstd[row];
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = lid; c < C; c += WG) {
+    var g = dy[base + c];
+    if (HAS_WEIGHT == 1u) { g = g * weight[c]; }
+    let xh = (x[base + c] - mu) * r;
+    sg += g;
+    sgx += g * xh;
+  }
+  let sums = reduce2(sg, sgx, lid) / f32(C);
+  for (var c = lid; c < C; c += WG) {
+    var g = dy[base + c];
+    if (HAS_WEIGHT == 1u) { g = g * weight[c]; }
+    let xh = (x[base + c] - mu) * r;
+    dx[base + c] = r * (g - sums.x - xh * sums.y);
+  }
+}

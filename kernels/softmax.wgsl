@@ -1,0 +1,114 @@
+// Softmax and log-softmax along one dim, numerically stable, in one kernel.
+//   Dimensions: a contiguous tensor seen as [outer, R, inner]; the dim has size R.
+//   Reads: x (forward); y and dy (backward). Writes: out, same layout.
+//   Tiling: one workgroup of WG threads per row (o, i); threads stride over R; max and sum go
+//   through a tree in workgroup memory. Rows are the y-major part of a 2-D grid.
+//   LOG = 1 gives log-softmax. A row that is all -inf gives zeros (softmax) or -inf (log-softmax),
+//   never NaN, so fully masked attention rows stay finite.
+
+struct Params {
+  rows: u32,
+  R: u32,
+  inner: u32,
+  pad0: u32,
+}
+
+override LOG: u32 = 0u;
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn row_base(row: u32) -> u32 {
+  let o = row / params.inner;
+  let i = row % params.inner;
+  return o * params.R * params.inner + i;
+}
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+const NEG_INF: f32 = -3.4028234663852886e38;
+
+// -inf as a run-time value (WGSL rejects an infinite constant expression).
+fn minus_inf() -> f32 {
+  return bitcast<f32>(0xff800000u | (params.pad0 & 0u));
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let base = row_base(row);
+  let st = params.inner;
+  var m = NEG_INF;
+  for (var r = lid; r < params.R; r += WG) { m = max(m, x[base + r * st]); }
+  m = reduce_max(m, lid);
+  var s = 0.0;
+  if (m > NEG_INF) {
+    for (var r = lid; r < params.R; r += WG) { s += exp(x[base + r * st] - m); }
+  }
+  s = reduce_sum(s, lid);
+  let masked = !(m > NEG_INF);
+  let log_s = log(s);
+  let inv_s = 1.0 / s;
+  for (var r = lid; r < params.R; r += WG) {
+    let v = x[base + r * st];
+    if (LOG == 1u) {
+      out[base + r * st] = select(v - m - log_s, minus_inf(), masked);
+    } else {
+      out[base + r * st] = select(exp(v - m) * inv_s, 0.0, masked);
+    }
+  }
+}
+
+// dx from y (the forward's output) and dy. softmax: y * (dy - sum(dy * y)); log-softmax: dy - exp(y) * sum(dy).
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let base = row_base(row);
+  let st = params.inner;
+  var s = 0.0;
+  for (var r = lid; r < params.R; r += WG) {
+    let i = base + r * st;
+    if (LOG == 1u) { s += dy[i]; } else { s += dy[i] * x[i]; }
+  }
+  s = reduce_sum(s, lid);
+  for (var r = lid; r < params.R; r += WG) {
+    let i = base + r * st;
+    if (LOG == 1u) {
+      let p = select(exp(x[i]), 0.0, x[i] == minus_inf());
+      out[i] = dy[i] - p * s;
+    } else {
+      out[i] = x[i] * (dy[i] - s);
+    }
+  }
+}

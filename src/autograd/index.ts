@@ -1,0 +1,31 @@
+import { setGradEnabled, isGradEnabled } from '../tensor/graph';
+import { ValueError } from '../errors';
+export { backward, type BackwardOptions } from './backward';
+
+/** Runs fn with gradient recording off and returns what it returns. Synchronous. */
+export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new ValueError('noGrad: expects a function');
+  const prev = setGradEnabled(false);
+  try {
+    return fn();
+  } finally {
+    setGradEnabled(prev);
+  }
+}
+
+export function enableGrad<T>(fn: () => T): T {
+  const prev = setGradEnabled(true);
+  try {
+    return fn();
+  } finally {
+    setGradEnabled(prev);
+  }
+}
+
+export { isGradEnabled };
+
+import { Tensor } from '../tensor/tensor';
+import { backward as runBackward } from './backward';
+(Tensor.prototype as unknown as { backward: unknown }).backward = function (this: Tensor, gradient?: Tensor, options?: { retainGraph?: boolean }) {
+  runBackward(this, gradient, options);
+};

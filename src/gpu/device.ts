@@ -1,0 +1,157 @@
+// Device acquisition and the one live device kiln computes on.
+import { DeviceError } from '../errors';
+import { platform } from './platform';
+
+export interface InitOptions {
+  /** Use a software adapter even where a hardware one exists (Node: lavapipe or SwiftShader). */
+  forceSoftware?: boolean;
+  powerPreference?: GPUPowerPreference;
+  /** Extra Dawn toggles (Node only), e.g. 'enable-dawn-features=...'. */
+  dawnToggles?: string[];
+  /** Optional features kiln should not ask for even where the adapter has them. */
+  disableFeatures?: string[];
+  /** A device the caller already owns; kiln uses it instead of requesting one. */
+  device?: GPUDevice;
+}
+
+export interface DeviceInfo {
+  platform: 'node' | 'browser';
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isSoftware: boolean;
+  /** The Vulkan driver file Dawn was pointed at (Node), if kiln chose one. */
+  icd?: string;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+export interface KilnDevice {
+  device: GPUDevice;
+  info: DeviceInfo;
+  hasTimestamps: boolean;
+  hasF16: boolean;
+  hasSubgroups: boolean;
+  /** Set when the device was lost; every later call fails fast with this. */
+  lost: string | null;
+  generation: number;
+  /** Dawn's GPU instance and the adapter: held so they are not garbage-collected under the device. */
+  keepAlive: unknown[];
+}
+
+const WANTED_FEATURES = ['timestamp-query', 'shader-f16', 'subgroups'];
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+let current: KilnDevice | null = null;
+let generation = 0;
+const lossListeners = new Set<(reason: string) => void>();
+const initListeners = new Set<(d: KilnDevice) => void>();
+
+export function onDeviceLost(fn: (reason: string) => void): void {
+  lossListeners.add(fn);
+}
+export function onDeviceInit(fn: (d: KilnDevice) => void): void {
+  initListeners.add(fn);
+}
+
+function looksSoftware(info: GPUAdapterInfo, icd?: string): boolean {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  return /swiftshader|llvmpipe|lavapipe|software|cpu/.test(text) || (!!icd && /lvp|swiftshader/.test(icd) && !text.trim());
+}
+
+/** Picks an adapter (hardware when there is one, else software), requests a device, and reports what it chose. */
+export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
+  if (current && !current.lost && !options.device && !options.forceSoftware) return current.info;
+  if (current && !current.lost) {
+    current.device.destroy();
+  }
+  const plat = platform();
+  let device: GPUDevice;
+  let adapterInfo: GPUAdapterInfo;
+  let icd: string | undefined;
+  const keepAlive: unknown[] = [];
+  if (options.device) {
+    device = options.device;
+    adapterInfo = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? ({ vendor: '', architecture: '', device: '', description: '' } as GPUAdapterInfo);
+  } else {
+    const { gpu, info } = await plat.getGPU({ forceSoftware: options.forceSoftware, dawnToggles: options.dawnToggles });
+    icd = info.icd;
+    keepAlive.push(gpu);
+    let adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+    if (!adapter && plat.name === 'browser') adapter = await gpu.requestAdapter();
+    if (!adapter) {
+      const help =
+        plat.name === 'node'
+          ? (await import('./platform_help')).NO_ADAPTER_HELP
+          : 'kiln found no WebGPU adapter in this browser (navigator.gpu.requestAdapter() returned null). Serve the page over https or http://127.0.0.1, and enable WebGPU.';
+      throw new DeviceError(help);
+    }
+    const skip = new Set(options.disableFeatures ?? []);
+    const requiredFeatures = WANTED_FEATURES.filter((f) => adapter!.features.has(f) && !skip.has(f)) as GPUFeatureName[];
+    const requiredLimits: Record<string, number> = {};
+    for (const name of WANTED_LIMITS) {
+      const v = (adapter.limits as unknown as Record<string, number>)[name];
+      if (typeof v === 'number') requiredLimits[name] = v;
+    }
+    keepAlive.push(adapter);
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    adapterInfo = adapter.info;
+  }
+  const limits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) limits[name] = (device.limits as unknown as Record<string, number>)[name];
+  const features = [...device.features].filter((f) => WANTED_FEATURES.includes(f));
+  const info: DeviceInfo = {
+    platform: plat.name,
+    vendor: adapterInfo.vendor ?? '',
+    architecture: adapterInfo.architecture ?? '',
+    device: adapterInfo.device ?? '',
+    description: adapterInfo.description ?? '',
+    isSoftware: looksSoftware(adapterInfo, icd),
+    icd,
+    features,
+    limits,
+  };
+  const kd: KilnDevice = {
+    device,
+    info,
+    hasTimestamps: device.features.has('timestamp-query'),
+    hasF16: device.features.has('shader-f16'),
+    hasSubgroups: device.features.has('subgroups'),
+    lost: null,
+    generation: ++generation,
+    keepAlive,
+  };
+  current = kd;
+  device.lost.then((l) => {
+    kd.lost = `the GPU device was lost (${l.reason}${l.message ? `: ${l.message}` : ''})`;
+    if (current === kd) for (const fn of lossListeners) fn(kd.lost);
+  });
+  for (const fn of initListeners) fn(kd);
+  return info;
+}
+
+/** The live device; throws a DeviceError when init() has not run or the device was lost. */
+export function gpu(): KilnDevice {
+  if (!current) throw new DeviceError('kiln: call `await init()` before creating tensors');
+  if (current.lost) throw new DeviceError(`kiln: ${current.lost}; call \`await init()\` to acquire a new device`);
+  return current;
+}
+
+export function currentDeviceOrNull(): KilnDevice | null {
+  return current;
+}
+
+export function deviceInfo(): DeviceInfo {
+  return gpu().info;
+}

@@ -1,0 +1,294 @@
+// Kernel loading: WGSL sources are real files in kernels/, bundled as text. wgsl_reflect reads each
+// entry point's bindings and its params struct, so no bind group layout is written by hand.
+import { WgslReflect } from 'wgsl_reflect';
+import { DeviceError, KilnError } from '../errors';
+import { gpu, onDeviceInit } from './device';
+import type { PooledBuffer } from './memory';
+import { allocUniform, encodeDispatch, recordAsyncError, uniformRingBuffer } from './queue';
+import { KERNEL_SOURCES } from './kernel_sources';
+
+export type ParamValue = number | boolean | readonly number[];
+
+interface FieldLayout {
+  name: string;
+  offset: number;
+  kind: 'u32' | 'i32' | 'f32';
+  /** Number of scalars (1 for a scalar; 4 * N for array<vec4<u32>, N>, ...). */
+  count: number;
+}
+
+interface EntryInfo {
+  file: string;
+  entry: string;
+  code: string;
+  bindings: { name: string; binding: number; kind: 'uniform' | 'storage' | 'read-only-storage' }[];
+  params: { name: string; size: number; fields: FieldLayout[] } | null;
+  overrides: Set<string>;
+  workgroupSize: [number, number, number] | null;
+  layout: GPUBindGroupLayout | null;
+}
+
+const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
+
+/** Resolves `//!include name.wgsl` lines. Included text is appended so the file's own line numbers stay right. */
+export function resolveIncludes(file: string, sources: Record<string, string> = KERNEL_SOURCES): string {
+  const src = sources[file];
+  if (src === undefined) throw new KilnError(`kiln: no kernel file '${file}' (known: ${Object.keys(sources).join(', ')})`);
+  const seen = new Set<string>([file]);
+  let tail = '';
+  const walk = (text: string): string =>
+    text.replace(INCLUDE, (_m, name: string) => {
+      if (!seen.has(name)) {
+        seen.add(name);
+        const inc = sources[name];
+        if (inc === undefined) throw new KilnError(`kiln: ${file} includes unknown kernel file '${name}'`);
+        tail += `\n// ---- included from ${name} ----\n` + walk(inc);
+      }
+      return `// (included ${name} below)`;
+    });
+  const body = walk(src);
+  return body + tail;
+}
+
+const reflected = new Map<string, WgslReflect>();
+const entries = new Map<string, EntryInfo>();
+const modules = new Map<string, GPUShaderModule>();
+const pipelines = new Map<string, GPUComputePipeline>();
+const MAX_BIND_GROUPS = 4096;
+const bindGroups = new Map<string, GPUBindGroup>();
+
+onDeviceInit(() => {
+  modules.clear();
+  pipelines.clear();
+  bindGroups.clear();
+  for (const e of entries.values()) e.layout = null;
+});
+
+function scalarKind(typeName: string): 'u32' | 'i32' | 'f32' {
+  if (/u32/.test(typeName)) return 'u32';
+  if (/i32/.test(typeName)) return 'i32';
+  if (/f32/.test(typeName)) return 'f32';
+  throw new KilnError(`kiln: unsupported params member type '${typeName}'`);
+}
+
+function fieldCount(m: { type: { name: string }; size: number }): number {
+  return Math.max(1, Math.floor(m.size / 4));
+}
+
+export function entryInfo(file: string, entry: string): EntryInfo {
+  const key = `${file}:${entry}`;
+  let info = entries.get(key);
+  if (info) return info;
+  const code = resolveIncludes(file);
+  let refl = reflected.get(file);
+  if (!refl) {
+    try {
+      refl = new WgslReflect(code);
+    } catch (e) {
+      throw new DeviceError(`kiln: ${file} could not be parsed: ${(e as Error).message}`);
+    }
+    reflected.set(file, refl);
+  }
+  const fn = refl.entry.compute.find((f) => f.name === entry);
+  if (!fn) throw new KilnError(`kiln: ${file} has no compute entry point '${entry}' (has: ${refl.entry.compute.map((f) => f.name).join(', ')})`);
+  const bindings: EntryInfo['bindings'] = [];
+  let params: EntryInfo['params'] = null;
+  for (const r of fn.resources) {
+    if (r.group !== 0) throw new KilnError(`kiln: ${file}: binding '${r.name}' must be in @group(0)`);
+    if (r.resourceType === 0 /* Uniform */) {
+      bindings.push({ name: r.name, binding: r.binding, kind: 'uniform' });
+      const t = r.type as unknown as { members?: { name: string; offset: number; size: number; type: { name: string; format?: { name: string; format?: { name: string } } } }[] };
+      if (!t.members) throw new KilnError(`kiln: ${file}: uniform '${r.name}' must be a struct`);
+      const fields: FieldLayout[] = t.members.map((m) => {
+        const base = m.type.format?.format?.name ?? m.type.format?.name ?? m.type.name;
+        return { name: m.name, offset: m.offset, kind: scalarKind(base.includes('<') ? base : `${base} ${m.type.name}`), count: fieldCount(m) };
+      });
+      params = { name: r.name, size: r.size, fields };
+    } else if (r.resourceType === 1 /* Storage */) {
+      bindings.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
+    } else {
+      throw new KilnError(`kiln: ${file}: binding '${r.name}' has an unsupported resource type`);
+    }
+  }
+  bindings.sort((a, b) => a.binding - b.binding);
+  const ws = fn.workgroupSize as [number, number, number] | null;
+  info = {
+    file,
+    entry,
+    code,
+    bindings,
+    params,
+    overrides: new Set(refl.overrides.map((o) => o.name)),
+    workgroupSize: ws && ws.every((n) => typeof n === 'number' && n > 0) ? ws : null,
+    layout: null,
+  };
+  entries.set(key, info);
+  return info;
+}
+
+function lineOf(code: string, line: number): string {
+  return code.split('\n')[line - 1]?.trim() ?? '';
+}
+
+function shaderModule(file: string, code: string): GPUShaderModule {
+  let m = modules.get(file);
+  if (m) return m;
+  const kd = gpu();
+  m = kd.device.createShaderModule({ code, label: file });
+  m.getCompilationInfo().then((ci) => {
+    const errors = ci.messages.filter((x) => x.type === 'error');
+    if (errors.length) {
+      const text = errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n');
+      recordAsyncError(new DeviceError(`kiln: shader compile error\n${text}`));
+    }
+  });
+  modules.set(file, m);
+  return m;
+}
+
+function bindGroupLayout(info: EntryInfo): GPUBindGroupLayout {
+  if (info.layout) return info.layout;
+  const kd = gpu();
+  info.layout = kd.device.createBindGroupLayout({
+    label: `${info.file}:${info.entry}`,
+    entries: info.bindings.map((b) => ({
+      binding: b.binding,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: b.kind === 'uniform' ? { type: 'uniform', hasDynamicOffset: true } : { type: b.kind },
+    })),
+  });
+  return info.layout;
+}
+
+function constantsKey(constants: Record<string, number> | undefined): string {
+  if (!constants) return '';
+  return Object.keys(constants)
+    .sort()
+    .map((k) => `${k}=${constants[k]}`)
+    .join(',');
+}
+
+export function pipeline(file: string, entry: string, constants?: Record<string, number>): { pipeline: GPUComputePipeline; info: EntryInfo; key: string } {
+  const info = entryInfo(file, entry);
+  const key = `${file}:${entry}:${constantsKey(constants)}`;
+  let p = pipelines.get(key);
+  if (!p) {
+    if (constants) {
+      for (const name of Object.keys(constants)) {
+        if (!info.overrides.has(name)) throw new KilnError(`kiln: ${file} has no override constant '${name}'`);
+      }
+    }
+    const kd = gpu();
+    const module = shaderModule(file, info.code);
+    kd.device.pushErrorScope('validation');
+    p = kd.device.createComputePipeline({
+      label: key,
+      layout: kd.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout(info)] }),
+      compute: { module, entryPoint: entry, constants },
+    });
+    kd.device.popErrorScope().then((err) => {
+      if (err) recordAsyncError(new DeviceError(`kiln: pipeline ${key} failed: ${err.message}`));
+    });
+    pipelines.set(key, p);
+  }
+  return { pipeline: p, info, key };
+}
+
+function packParams(info: EntryInfo, values: Record<string, ParamValue>): Uint8Array {
+  const layout = info.params!;
+  const bytes = new Uint8Array(Math.ceil(layout.size / 16) * 16);
+  const view = new DataView(bytes.buffer);
+  for (const f of layout.fields) {
+    const v = values[f.name];
+    if (v === undefined) throw new KilnError(`kiln: ${info.file}:${info.entry}: missing kernel param '${f.name}'`);
+    const arr = typeof v === 'number' ? [v] : typeof v === 'boolean' ? [v ? 1 : 0] : v;
+    const n = Math.min(arr.length, f.count);
+    for (let i = 0; i < n; i++) {
+      const o = f.offset + 4 * i;
+      if (f.kind === 'f32') view.setFloat32(o, arr[i], true);
+      else if (f.kind === 'i32') view.setInt32(o, arr[i], true);
+      else view.setUint32(o, arr[i] >>> 0, true);
+    }
+  }
+  return bytes;
+}
+
+export interface DispatchSpec {
+  constants?: Record<string, number>;
+  bindings: Record<string, PooledBuffer | GPUBuffer>;
+  params?: Record<string, ParamValue>;
+  workgroups: readonly number[];
+  label?: string;
+}
+
+/** Encodes one kernel dispatch into the current batch. */
+export function dispatch(file: string, entry: string, spec: DispatchSpec): void {
+  const kd = gpu();
+  const { pipeline: p, info, key } = pipeline(file, entry, spec.constants);
+  const maxWg = kd.device.limits.maxComputeWorkgroupsPerDimension;
+  const wg: [number, number, number] = [spec.workgroups[0] ?? 1, spec.workgroups[1] ?? 1, spec.workgroups[2] ?? 1];
+  if (wg.some((n) => n > maxWg)) throw new DeviceError(`kiln: ${file}:${entry} dispatch [${wg.join(',')}] exceeds ${maxWg} workgroups per dimension`);
+  if (wg.some((n) => n === 0)) return;
+  let uniformOffset: number | null = null;
+  const ids: (number | string)[] = [];
+  const entriesList: GPUBindGroupEntry[] = [];
+  const maxBinding = kd.device.limits.maxStorageBufferBindingSize;
+  for (const b of info.bindings) {
+    if (b.kind === 'uniform') {
+      uniformOffset = allocUniform(packParams(info, spec.params ?? {}));
+      entriesList.push({ binding: b.binding, resource: { buffer: uniformRingBuffer(), size: Math.ceil(info.params!.size / 16) * 16 } });
+      ids.push('u');
+      continue;
+    }
+    const src = spec.bindings[b.name];
+    if (!src) throw new KilnError(`kiln: ${info.file}:${info.entry} needs a buffer for binding '${b.name}' (given: ${Object.keys(spec.bindings).join(', ')})`);
+    const buffer = 'buffer' in src ? src.buffer : src;
+    if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${info.file}:${info.entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
+    entriesList.push({ binding: b.binding, resource: { buffer } });
+    ids.push('id' in src ? src.id : bufferId(buffer));
+  }
+  const bgKey = `${key}|${ids.join(',')}`;
+  let bg = bindGroups.get(bgKey);
+  if (bg) {
+    bindGroups.delete(bgKey); // refresh LRU position
+  } else {
+    bg = kd.device.createBindGroup({ layout: bindGroupLayout(info), entries: entriesList });
+    if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
+  }
+  bindGroups.set(bgKey, bg);
+  encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${file.replace('.wgsl', '')}:${entry}`);
+}
+
+const otherIds = new WeakMap<GPUBuffer, number>();
+let nextOtherId = 1;
+function bufferId(b: GPUBuffer): string {
+  let id = otherIds.get(b);
+  if (id === undefined) otherIds.set(b, (id = nextOtherId++));
+  return `x${id}`;
+}
+
+/** Splits a 1-D count of workgroups into a grid within the per-dimension limit. */
+export function grid1d(workgroups: number): [number, number, number] {
+  const maxWg = gpu().device.limits.maxComputeWorkgroupsPerDimension;
+  if (workgroups <= maxWg) return [workgroups, 1, 1];
+  const y = Math.ceil(workgroups / maxWg);
+  const x = Math.ceil(workgroups / y);
+  if (y > maxWg) throw new DeviceError(`kiln: ${workgroups} workgroups exceed the dispatch limit`);
+  return [x, y, 1];
+}
+
+/** Compiles every entry of a kernel file now and throws its compile errors (warm-up, tests). */
+export async function compileKernel(file: string): Promise<void> {
+  const code = resolveIncludes(file);
+  const kd = gpu();
+  const m = kd.device.createShaderModule({ code, label: file });
+  const ci = await m.getCompilationInfo();
+  const errors = ci.messages.filter((x) => x.type === 'error');
+  if (errors.length) {
+    throw new DeviceError(`kiln: shader compile error\n${errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n')}`);
+  }
+}
+
+export function kernelFiles(): string[] {
+  return Object.keys(KERNEL_SOURCES);
+}

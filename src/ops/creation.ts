@@ -1,0 +1,69 @@
+// Tensor creation beyond tensor(): filled, ranged and seeded random tensors.
+import { ValueError } from '../errors';
+import { type DType, parseDType } from '../tensor/dtype';
+import { type Tensor, empty, upload } from '../tensor/tensor';
+import { checkShape, numel } from '../tensor/shape';
+import { nextSeed, normals, uniforms } from '../tensor/random';
+import { elementwise } from './kernel_args';
+
+export interface CreateOptions {
+  dtype?: DType | 'float32' | 'int32';
+  requiresGrad?: boolean;
+}
+export interface RandomOptions extends CreateOptions {
+  seed?: number;
+}
+
+function finish(t: Tensor, o: CreateOptions | undefined, fn: string): Tensor {
+  if (o?.requiresGrad) {
+    if (t.dtype !== 'f32') throw new ValueError(`${fn}: only f32 tensors can require gradients`);
+    t.requiresGrad = true;
+  }
+  return t;
+}
+
+export function full(shape: number[], value: number, options: CreateOptions = {}): Tensor {
+  const s = checkShape('full', shape);
+  const dtype = parseDType('full', options.dtype);
+  if (typeof value !== 'number' && typeof value !== 'boolean') throw new ValueError(`full: value must be a number, got ${JSON.stringify(value)}`);
+  const t = empty(s, dtype);
+  elementwise('fill', 'full', t, {}, 0, Number(value));
+  return finish(t, options, 'full');
+}
+export const zeros = (shape: number[], options: CreateOptions = {}): Tensor => full(shape, 0, options);
+export const ones = (shape: number[], options: CreateOptions = {}): Tensor => full(shape, 1, options);
+export const zerosLike = (x: Tensor, options: CreateOptions = {}): Tensor => full(x.shape.slice(), 0, { dtype: x.dtype, ...options });
+export const onesLike = (x: Tensor, options: CreateOptions = {}): Tensor => full(x.shape.slice(), 1, { dtype: x.dtype, ...options });
+export const fullLike = (x: Tensor, v: number, options: CreateOptions = {}): Tensor => full(x.shape.slice(), v, { dtype: x.dtype, ...options });
+
+/** start, start+step, ... < end (PyTorch's arange). arange(n) counts 0..n-1. */
+export function arange(start: number, end?: number, step = 1, options: CreateOptions = {}): Tensor {
+  if (end === undefined) {
+    end = start;
+    start = 0;
+  }
+  if (![start, end, step].every(Number.isFinite) || step === 0) throw new ValueError(`arange: start ${start}, end ${end}, step ${step} must be finite with step != 0`);
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const allInt = [start, end, step].every(Number.isInteger);
+  const dtype = options.dtype ? parseDType('arange', options.dtype) : allInt ? 'i32' : 'f32';
+  const t = empty([n], dtype);
+  const vals = Array.from({ length: n }, (_, i) => start + i * step);
+  upload(t, vals);
+  return finish(t, options, 'arange');
+}
+
+function seeded(fn: string, shape: number[], options: RandomOptions, gen: (n: number, seed: number) => Float32Array): Tensor {
+  const s = checkShape(fn, shape);
+  if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) throw new ValueError(`${fn}: seed must be a non-negative integer, got ${options.seed}`);
+  const dtype = parseDType(fn, options.dtype);
+  if (dtype !== 'f32') throw new ValueError(`${fn}: random tensors are f32, got dtype ${dtype}`);
+  const seed = options.seed ?? nextSeed();
+  const t = empty(s, 'f32');
+  upload(t, gen(numel(s), seed));
+  return finish(t, options, fn);
+}
+
+/** Uniform numbers in [0, 1), reproducible from the seed on every adapter. */
+export const rand = (shape: number[], options: RandomOptions = {}): Tensor => seeded('rand', shape, options, uniforms);
+/** Standard normal numbers, reproducible from the seed on every adapter. */
+export const randn = (shape: number[], options: RandomOptions = {}): Tensor => seeded('randn', shape, options, normals);

@@ -1,0 +1,78 @@
+// Small helpers that turn tensor views into kernel params.
+import { DTYPE_CODE } from '../tensor/dtype';
+import type { Tensor } from '../tensor/tensor';
+import { broadcastStrides, contiguousStrides } from '../tensor/shape';
+import { gpu } from '../gpu/device';
+import { dispatch, grid1d } from '../gpu/kernels';
+import type { PooledBuffer } from '../gpu/memory';
+
+export function pad8(v: readonly number[]): number[] {
+  const out = new Array<number>(8).fill(0);
+  for (let i = 0; i < v.length; i++) out[i] = v[i];
+  return out;
+}
+
+export function dtCode(t: Tensor): number {
+  return DTYPE_CODE[t.dtype];
+}
+
+let dummyBuf: { gen: number; buf: GPUBuffer } | null = null;
+/** A 16-byte buffer bound where a kernel's binding is unused by the chosen variant. */
+export function dummy(): GPUBuffer {
+  const kd = gpu();
+  if (!dummyBuf || dummyBuf.gen !== kd.generation) {
+    dummyBuf = { gen: kd.generation, buf: kd.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST }) };
+  }
+  return dummyBuf.buf;
+}
+
+export function bufOf(t: Tensor, fn: string): PooledBuffer {
+  return t.buf(fn).buffer;
+}
+
+/**
+ * Dispatches an elementwise entry of elementwise.wgsl producing `out` (any strides) from up to three
+ * inputs broadcast to out's shape.
+ */
+export function elementwise(
+  entry: 'unary' | 'binary' | 'select_where' | 'fill' | 'accumulate',
+  fn: string,
+  out: Tensor,
+  inputs: { a?: Tensor; b?: Tensor; c?: Tensor },
+  op = 0,
+  scalar = 0,
+  scalar2 = 0,
+): void {
+  const shape = out.shape;
+  const n = out.size;
+  if (n === 0) return;
+  const strides = (t?: Tensor) => (t ? pad8(broadcastStrides(t.shape, t.strides, shape)) : pad8([]));
+  const a = inputs.a, b = inputs.b, c = inputs.c;
+  const WG = 256;
+  dispatch('elementwise.wgsl', entry, {
+    constants: { OP: op, A_DT: a ? dtCode(a) : 0, OUT_DT: dtCode(out) },
+    bindings: {
+      a: a ? bufOf(a, fn) : dummy(),
+      b: b ? bufOf(b, fn) : dummy(),
+      c: c ? bufOf(c, fn) : dummy(),
+      out: bufOf(out, fn),
+    },
+    params: {
+      n,
+      rank: shape.length,
+      a_off: a?.offset ?? 0,
+      b_off: b?.offset ?? 0,
+      c_off: c?.offset ?? 0,
+      o_off: out.offset,
+      scalar,
+      scalar2,
+      shape: pad8(shape),
+      a_strides: strides(a),
+      b_strides: strides(b),
+      c_strides: strides(c),
+      o_strides: pad8(out.strides.length ? out.strides : contiguousStrides(shape)),
+    },
+    workgroups: grid1d(Math.ceil(n / WG)),
+    label: `${fn}`,
+  });
+}
