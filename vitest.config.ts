@@ -1,6 +1,11 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    // wgsl_reflect's "main" is CommonJS inside a "type": "module" package; use its ES module build.
+    alias: { wgsl_reflect: fileURLToPath(new URL('./node_modules/wgsl_reflect/wgsl_reflect.module.js', import.meta.url)) },
+  },
   plugins: [
     {
       name: 'kiln-wgsl-text',

@@ -22,3 +22,9 @@ export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops';
 export { noGrad, enableGrad, isGradEnabled, backward } from './autograd/index';
 export * as F from './functional';
+export * as nn from './nn/index';
+export * as optim from './optim/index';
+export * from './io/index';
+export * from './train/index';
+export * from './attention/index';
+export * as viz from './viz/index';

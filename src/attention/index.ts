@@ -1,0 +1,2 @@
+// Public exports of src/attention (filled in as the layer grows).
+export {};

@@ -1,0 +1,2 @@
+// Public exports of src/optim (filled in as the layer grows).
+export {};
