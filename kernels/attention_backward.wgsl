@@ -1,4 +1,5 @@
-// Fused scaled dot-product attention, backward (FlashAttention-2 style). Entry points: delta, dkdv, dq.
+// Fused scaled dot-product attention, backward (FlashAttention-2 style). Entry points: delta_main, dkdv, dq_main
+// (not `delta` / `dq`: WGSL puts functions and bindings in one namespace and the bindings own those names).
 //
 // Dimensions: B batch, Hq query heads, Hk kv heads (g = Hq / Hk; query head h reads kv head h / g), Nq queries,
 //   Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX <= 16 * THREADS).
@@ -8,7 +9,7 @@
 //   p_ij = exp(s_ij - lse_i) (0 for an excluded key or a row with lse = -inf), z_ij = keep_ij / (1 - dropout_p)
 //   (1 without dropout), dP_ij = z_ij * dot(dO_i, v_j), dS_ij = p_ij * (dP_ij - delta_i).
 //
-// delta  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
+// delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
 //        per workgroup; dispatch x = ceil(B * Hq * Nq / DELTA_WG) (a 2-D grid (x, y) with x * y * DELTA_WG >= rows
 //        is also accepted). Uses: params, o, dout, delta.
 // dkdv   a workgroup owns BLOCK_N keys of one (b, hk): dispatch (ceil(Nk / BLOCK_N), Hk, B), BLOCK_N * THREADS
@@ -20,7 +21,7 @@
 //        Writes dk [B, Hk, Nk, D] = scale * dK and dv [B, Hk, Nk, Dv] (contiguous; per batch even when k/v
 //        broadcast over the batch: the caller reduces). No atomics.
 //        Uses: params, q, k, v, mask, dout, lse, delta, dk, dv.
-// dq     a workgroup owns BLOCK_M queries of one (b, h): dispatch (ceil(Nq / BLOCK_M), Hq, B), BLOCK_M * THREADS
+// dq_main  a workgroup owns BLOCK_M queries of one (b, h): dispatch (ceil(Nq / BLOCK_M), Hq, B), BLOCK_M * THREADS
 //        threads; streams key tiles of BLOCK_N (causal: only up to the tile's last row, unless dmask is written):
 //          1. thread (r, t) computes dS for keys t, t + THREADS, ... of its row r -> ds_tile (and dmask)
 //          2. thread (r, t) accumulates dQ_r += dS_rc k_c for its vec4 columns.
@@ -29,9 +30,11 @@
 //        Uses: params, q, k, v, mask, dout, lse, delta, dq, dmask.
 // Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, T = 16 * (HD4 + 1) * (2 * BLOCK_M + 2 * BLOCK_N):
 //   dkdv: T + 8 * BLOCK_M * (BLOCK_N + 1) + 8 * BLOCK_M;   dq: T + 4 * BLOCK_M * (BLOCK_N + 1) + 8 * BLOCK_M
-//   e.g. HEAD_DIM_MAX 64:  dkdv BLOCK_N 32, BLOCK_M 16 -> 30 464 B; dq BLOCK_M 32, BLOCK_N 16 -> 28 544 B
-//        HEAD_DIM_MAX 128: dkdv BLOCK_N 16, BLOCK_M 8 -> 26 560 B;  dq BLOCK_M 16, BLOCK_N 8 -> 26 240 B
-//        HEAD_DIM_MAX 256: dkdv BLOCK_N 8, BLOCK_M 4 -> 25 376 B;   dq BLOCK_M 8, BLOCK_N 4 -> 25 184 B
+//   32 KiB, THREADS = max(4, HEAD_DIM_MAX / 16):
+//     HEAD_DIM_MAX 64:  dkdv BLOCK_N 32, BLOCK_M 16 -> 30 464 B; dq BLOCK_M 32, BLOCK_N 16 -> 28 544 B
+//     HEAD_DIM_MAX 128: dkdv BLOCK_N 16, BLOCK_M 8  -> 26 496 B; dq BLOCK_M 16, BLOCK_N 8  -> 26 048 B
+//     HEAD_DIM_MAX 256: dkdv BLOCK_N 8,  BLOCK_M 4  -> 25 280 B; dq BLOCK_M 8,  BLOCK_N 4  -> 25 184 B
+//   48 KiB: 64: dkdv 64/8 (43 392 B), dq 64/16 (48 384 B); 128: dkdv 32/8, dq 32/8; 256: dkdv 16/4, dq 16/4
 // Constraints: HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX, ceil(max(D, Dv) / 4) <= 4 * THREADS, memory
 //   <= maxComputeWorkgroupStorageSize, workgroup size <= maxComputeInvocationsPerWorkgroup. Each pipeline
 //   (entry point) takes its own constants, so dkdv and dq may use different BLOCK_M / BLOCK_N.
@@ -80,7 +83,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> o: array<f32>;
 @group(0) @binding(6) var<storage, read> dout: array<f32>;
 @group(0) @binding(7) var<storage, read> lse: array<f32>;
-@group(0) @binding(8) var<storage, read_write> delta: array<f32>;   // written by `delta`, only read by the others
+@group(0) @binding(8) var<storage, read_write> delta: array<f32>;   // written by delta_main, only read by dkdv / dq_main
 @group(0) @binding(9) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dv: array<f32>;

@@ -31,9 +31,12 @@
 //   >= VALID_FLOOR, so "admissible" is "s > MASKED" without any inf arithmetic.
 // Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4:
 //   16 * (BLOCK_M * (HD4 + 1) + BLOCK_N * (HD4 + 1) + BLOCK_N * HD4) + 8 * BLOCK_M * (BLOCK_N + 1)
-//   e.g. HEAD_DIM_MAX 64, BLOCK_M 32, BLOCK_N 16, THREADS_PER_ROW 8 (256 threads): 21 760 B (fits 32 KiB)
-//        HEAD_DIM_MAX 128, BLOCK_M 16, BLOCK_N 16, THREADS_PER_ROW 8 (128 threads): 27 264 B
-//        HEAD_DIM_MAX 256, BLOCK_M 8, BLOCK_N 8, THREADS_PER_ROW 16 (128 threads): 25 856 B
+//   32 KiB adapters: HEAD_DIM_MAX 64:  BLOCK_M 64, BLOCK_N 8,  THREADS_PER_ROW 4  (256 threads) 26 240 B
+//                    HEAD_DIM_MAX 128: BLOCK_M 32, BLOCK_N 8,  THREADS_PER_ROW 8  (256 threads) 27 520 B
+//                    HEAD_DIM_MAX 256: BLOCK_M 8,  BLOCK_N 8,  THREADS_PER_ROW 16 (128 threads) 25 408 B
+//   48 KiB adapters: HEAD_DIM_MAX 64:  BLOCK_M 64, BLOCK_N 16, THREADS_PER_ROW 4  34 560 B;
+//                    128: BLOCK_M 32, BLOCK_N 16, THREADS_PER_ROW 8  37 888 B; 256: BLOCK_M 16, BLOCK_N 8, 16  34 304 B
+//   (more query rows per workgroup = more reuse of each K/V tile; THREADS_PER_ROW = max(4, HEAD_DIM_MAX / 16).)
 // Constraints: HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX, ceil(max(D, Dv) / 4) <= 4 * THREADS_PER_ROW,
 //   BLOCK_N <= 8 * THREADS_PER_ROW,
 //   BLOCK_M * THREADS_PER_ROW <= maxComputeInvocationsPerWorkgroup, memory above <= maxComputeWorkgroupStorageSize.

@@ -1,2 +1,3 @@
-// Public exports of src/attention (filled in as the layer grows).
-export {};
+export { scaledDotProductAttention, attentionWeights, chooseTiles, type SdpaOptions } from './sdpa';
+export { setFlag, getFlag, listFlags, KNOWN_FLAGS } from './flags';
+export { KVCache } from './kv_cache';

@@ -61,6 +61,10 @@ const initListeners = new Set<(d: KilnDevice) => void>();
 export function onDeviceLost(fn: (reason: string) => void): void {
   lossListeners.add(fn);
 }
+const errorListeners = new Set<(message: string) => void>();
+export function onUncapturedError(fn: (message: string) => void): void {
+  errorListeners.add(fn);
+}
 export function onDeviceInit(fn: (d: KilnDevice) => void): void {
   initListeners.add(fn);
 }
@@ -133,6 +137,11 @@ export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
     keepAlive,
   };
   current = kd;
+  // Validation errors would otherwise only be printed: record them so the next sync point throws.
+  device.addEventListener?.('uncapturederror', (ev: Event) => {
+    const err = (ev as GPUUncapturedErrorEvent).error;
+    for (const fn of errorListeners) fn(err?.message ?? String(err));
+  });
   device.lost.then((l) => {
     kd.lost = `the GPU device was lost (${l.reason}${l.message ? `: ${l.message}` : ''})`;
     if (current === kd) for (const fn of lossListeners) fn(kd.lost);

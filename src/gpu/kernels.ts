@@ -242,10 +242,11 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
     }
     const src = spec.bindings[b.name];
     if (!src) throw new KilnError(`kiln: ${info.file}:${info.entry} needs a buffer for binding '${b.name}' (given: ${Object.keys(spec.bindings).join(', ')})`);
-    const buffer = 'buffer' in src ? src.buffer : src;
+    let buffer = 'buffer' in src ? src.buffer : src;
+    if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
     if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${info.file}:${info.entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
-    ids.push('id' in src ? src.id : bufferId(buffer));
+    ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
   }
   const bgKey = `${key}|${ids.join(',')}`;
   let bg = bindGroups.get(bgKey);
@@ -257,6 +258,22 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
   }
   bindGroups.set(bgKey, bg);
   encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${file.replace('.wgsl', '')}:${entry}`);
+}
+
+const dummies = new Map<string, { gen: number; buf: GPUBuffer }>();
+/**
+ * Small buffers for bindings a kernel variant does not use. A writable binding gets its own, since
+ * WebGPU forbids one buffer bound both writable and read-only in one dispatch.
+ */
+export function dummyBuffer(writable: boolean): GPUBuffer {
+  const kd = gpu();
+  const key = writable ? 'w' : 'r';
+  let d = dummies.get(key);
+  if (!d || d.gen !== kd.generation) {
+    d = { gen: kd.generation, buf: kd.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `kiln dummy ${key}` }) };
+    dummies.set(key, d);
+  }
+  return d.buf;
 }
 
 const otherIds = new WeakMap<GPUBuffer, number>();

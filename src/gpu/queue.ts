@@ -1,7 +1,7 @@
 // Command batching: every dispatch, upload and copy is encoded into one command encoder; the encoder
 // is submitted only at sync points (a readback, an explicit flush, or when the batch grows large).
 import { DeviceError, KilnError } from '../errors';
-import { gpu, onDeviceInit, type KilnDevice } from './device';
+import { gpu, onDeviceInit, onUncapturedError, type KilnDevice } from './device';
 import type { PooledBuffer } from './memory';
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
@@ -44,6 +44,8 @@ onDeviceInit(() => {
   batch = null;
   firstError = null;
 });
+
+onUncapturedError((message) => recordAsyncError(new DeviceError(`kiln: GPU validation error: ${message}`)));
 
 /** Records an error found asynchronously (compile errors, validation) so that the next sync point reports it. */
 export function recordAsyncError(err: KilnError): void {

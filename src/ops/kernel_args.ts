@@ -2,8 +2,7 @@
 import { DTYPE_CODE } from '../tensor/dtype';
 import type { Tensor } from '../tensor/tensor';
 import { broadcastStrides, contiguousStrides } from '../tensor/shape';
-import { gpu } from '../gpu/device';
-import { dispatch, grid1d } from '../gpu/kernels';
+import { dispatch, dummyBuffer, grid1d } from '../gpu/kernels';
 import type { PooledBuffer } from '../gpu/memory';
 
 export function pad8(v: readonly number[]): number[] {
@@ -16,14 +15,9 @@ export function dtCode(t: Tensor): number {
   return DTYPE_CODE[t.dtype];
 }
 
-let dummyBuf: { gen: number; buf: GPUBuffer } | null = null;
-/** A 16-byte buffer bound where a kernel's binding is unused by the chosen variant. */
+/** A small buffer bound where a kernel's binding is unused by the chosen variant (see kernels.dispatch). */
 export function dummy(): GPUBuffer {
-  const kd = gpu();
-  if (!dummyBuf || dummyBuf.gen !== kd.generation) {
-    dummyBuf = { gen: kd.generation, buf: kd.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST }) };
-  }
-  return dummyBuf.buf;
+  return dummyBuffer(false);
 }
 
 export function bufOf(t: Tensor, fn: string): PooledBuffer {

@@ -43,7 +43,8 @@ export function uniformFromU32(x: number): number {
 export function attnDropoutKeep(seed0: number, seed1: number, bh: number, i: number, j: number, p: number): boolean {
   const w = new Uint32Array(4);
   philox4x32(j >>> 0, i >>> 0, bh >>> 0, 0x5a17, seed0 >>> 0, seed1 >>> 0, w);
-  return uniformFromU32(w[0]) >= p;
+  // The kernels see p as an f32.
+  return uniformFromU32(w[0]) >= Math.fround(p);
 }
 
 let globalSeed = 0x5eed;

@@ -1,0 +1,57 @@
+// A key/value cache for incremental decoding: keys and values are appended into preallocated
+// storage and read back as views (no copies), so step t attends over positions 0..t.
+import { ShapeError, ValueError, fmtShape } from '../errors';
+import { type Tensor, empty } from '../tensor/tensor';
+import { elementwise } from '../ops/kernel_args';
+import { slice } from '../ops/views';
+import { noGradScope } from './no_grad';
+
+export class KVCache {
+  private k: Tensor | null = null;
+  private v: Tensor | null = null;
+  /** Positions filled so far. */
+  length = 0;
+
+  constructor(public readonly maxLength: number) {
+    if (!Number.isInteger(maxLength) || maxLength < 1) throw new ValueError(`KVCache: maxLength must be a positive integer, got ${maxLength}`);
+  }
+
+  /**
+   * Appends k [B, H, T, D] and v [B, H, T, Dv] (T new positions) and returns views of every cached
+   * position so far: [B, H, length, D] and [B, H, length, Dv]. The caller disposes the returned views.
+   */
+  append(k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
+    if (k.rank !== 4 || v.rank !== 4) throw new ShapeError(`KVCache.append: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} must be [B, H, T, D]`);
+    const [B, H, T, D] = k.shape;
+    const Dv = v.shape[3];
+    if (v.shape[0] !== B || v.shape[1] !== H || v.shape[2] !== T) throw new ShapeError(`KVCache.append: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree`);
+    if (this.k && (this.k.shape[0] !== B || this.k.shape[1] !== H || this.k.shape[3] !== D || this.v!.shape[3] !== Dv)) {
+      throw new ShapeError(`KVCache.append: k ${fmtShape(k.shape)} does not match the cache's [${B},${H},*,${D}] layout ${fmtShape(this.k.shape)}`);
+    }
+    if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
+    if (!this.k) {
+      this.k = empty([B, H, this.maxLength, D], 'f32');
+      this.v = empty([B, H, this.maxLength, Dv], 'f32');
+    }
+    return noGradScope(() => {
+      for (const [src, dst] of [[k, this.k!], [v, this.v!]] as const) {
+        const target = slice(dst, 2, this.length, this.length + T);
+        elementwise('unary', 'KVCache.append', target, { a: src }, 0);
+        target.dispose();
+      }
+      this.length += T;
+      return { k: slice(this.k!, 2, 0, this.length), v: slice(this.v!, 2, 0, this.length) };
+    });
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  dispose(): void {
+    this.k?.dispose();
+    this.v?.dispose();
+    this.k = this.v = null;
+    this.length = 0;
+  }
+}

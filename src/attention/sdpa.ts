@@ -1,0 +1,425 @@
+// Scaled dot-product attention behind one API: a fused FlashAttention-style kernel pair
+// (kernels/attention_forward.wgsl, kernels/attention_backward.wgsl) and a reference path composed of
+// matmul, scale, mask, softmax, dropout and matmul. Both share the validation below.
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
+import { gpu } from '../gpu/device';
+import { dispatch, grid1d } from '../gpu/kernels';
+import { type Tensor, empty, tensor } from '../tensor/tensor';
+import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape';
+import { attnDropoutKeep, nextSeed } from '../tensor/random';
+import { dummy } from '../ops/kernel_args';
+import { record } from '../ops/record';
+import { add, mul, where, withTmp, logicalAnd } from '../ops/elementwise';
+import { matmul } from '../ops/matmul';
+import { softmax } from '../ops/nn_ops';
+import { contiguous, expand, reshape, sumToShape, transpose, unsqueeze } from '../ops/views';
+import { getFlag } from './flags';
+
+export interface SdpaOptions {
+  /** bool (true = may attend) or f32 (added to the scores), broadcastable to [..., Hq, Nq, Nk]. */
+  attnMask?: Tensor | null;
+  /** Query i sees keys j <= i (top-left aligned when Nq != Nk, as PyTorch). */
+  isCausal?: boolean;
+  /** Defaults to 1 / sqrt(D). */
+  scale?: number;
+  dropoutP?: number;
+  seed?: number;
+  impl?: 'fused' | 'reference';
+}
+
+interface Plan {
+  fn: string;
+  /** Broadcast batch shape (dims before the head dim). */
+  batch: number[];
+  Bt: number;
+  Hq: number;
+  Hk: number;
+  Nq: number;
+  Nk: number;
+  D: number;
+  Dv: number;
+  scale: number;
+  causal: boolean;
+  dropoutP: number;
+  seed: number;
+  mask: Tensor | null;
+  maskKind: 0 | 1 | 2;
+  /** Output shape as the user sees it. */
+  outShape: number[];
+  /** Rank of q as given (2 for [N, D], 3 for [B, N, D] ...). */
+  qRank: number;
+}
+
+/** Shapes of q/k/v as [...batch, H, N, D] (adding H = 1 or batch dims as needed). */
+function split(t: Tensor): { batch: number[]; H: number; N: number; D: number } {
+  const s = t.shape;
+  if (s.length === 2) return { batch: [], H: 1, N: s[0], D: s[1] };
+  return { batch: s.slice(0, -3), H: s[s.length - 3], N: s[s.length - 2], D: s[s.length - 1] };
+}
+
+export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, opts: SdpaOptions): Plan {
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    if (!t) continue;
+    t.buf(fn);
+    if (t.dtype !== 'f32') throw new DTypeError(`${fn}: ${name} must be f32, got ${t.dtype}`);
+    if (t.rank < 2) throw new ShapeError(`${fn}: ${name} ${fmtShape(t.shape)} needs at least 2 dims [..., N, D]`);
+  }
+  if (v && k.rank !== v.rank) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} must have the same number of dims`);
+  const sq = split(q), sk = split(k), sv = v ? split(v) : sk;
+  if (sq.D !== sk.D) throw new ShapeError(`${fn}: q ${fmtShape(q.shape)} and k ${fmtShape(k.shape)} disagree on the head dimension (${sq.D} vs ${sk.D})`);
+  if (v && sk.N !== sv.N) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree on the number of keys (${sk.N} vs ${sv.N})`);
+  if (v && sk.H !== sv.H) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree on the number of heads (${sk.H} vs ${sv.H})`);
+  if (sq.H !== sk.H && sq.H % sk.H !== 0) {
+    throw new ShapeError(`${fn}: q has ${sq.H} heads and k/v have ${sk.H}: grouped-query attention needs the query heads to be a multiple of the key/value heads (q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)})`);
+  }
+  if (sq.D === 0 || sv.D === 0) throw new ShapeError(`${fn}: head dimension must be > 0 (q ${fmtShape(q.shape)}, v ${v ? fmtShape(v.shape) : '-'})`);
+  const batch = broadcastShapes(fn, sq.batch, sk.batch, sv.batch);
+  const mask = opts.attnMask ?? null;
+  let maskKind: 0 | 1 | 2 = 0;
+  if (mask) {
+    mask.buf(fn);
+    if (mask.dtype === 'bool') maskKind = 1;
+    else if (mask.dtype === 'f32') maskKind = 2;
+    else throw new DTypeError(`${fn}: attnMask must be bool (true = may attend) or f32 (added to the scores), got ${mask.dtype}`);
+    const full = [...batch, sq.H, sq.N, sk.N];
+    let ok = mask.rank <= full.length;
+    for (let i = 0; ok && i < mask.rank; i++) {
+      const d = mask.shape[mask.rank - 1 - i], f = full[full.length - 1 - i];
+      if (d !== 1 && d !== f) ok = false;
+    }
+    if (!ok) throw new ShapeError(`${fn}: attnMask ${fmtShape(mask.shape)} does not broadcast to the scores' shape ${fmtShape(full)}`);
+  }
+  const scale = opts.scale ?? 1 / Math.sqrt(sq.D);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new ValueError(`${fn}: scale must be a finite number, got ${opts.scale}`);
+  const dropoutP = opts.dropoutP ?? 0;
+  if (typeof dropoutP !== 'number' || !(dropoutP >= 0 && dropoutP < 1)) throw new ValueError(`${fn}: dropoutP must be in [0, 1), got ${opts.dropoutP}`);
+  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0)) throw new ValueError(`${fn}: seed must be a non-negative integer, got ${opts.seed}`);
+  const impl = opts.impl ?? 'fused';
+  if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(opts.impl)}`);
+  const outShape = q.rank === 2 && k.rank === 2 ? [sq.N, sv.D] : [...batch, sq.H, sq.N, sv.D];
+  return {
+    fn, batch, Bt: numel(batch), Hq: sq.H, Hk: sk.H, Nq: sq.N, Nk: sk.N, D: sq.D, Dv: sv.D, scale,
+    causal: !!opts.isCausal, dropoutP, seed: dropoutP > 0 ? (opts.seed ?? nextSeed()) : 0, mask, maskKind, outShape, qRank: q.rank,
+  };
+}
+
+// ---------------------------------------------------------------- reference path
+
+function causalMask(Nq: number, Nk: number): Tensor {
+  const data = new Uint8Array(Nq * Nk);
+  for (let i = 0; i < Nq; i++) for (let j = 0; j <= Math.min(i, Nk - 1); j++) data[i * Nk + j] = 1;
+  return tensor(data, { shape: [Nq, Nk], dtype: 'bool' });
+}
+
+/** q as [..., Hk, g, Nq, D] and k/v as [..., Hk, 1, Nk, D], so grouped-query heads broadcast without copies. */
+function groupView(t: Tensor, p: Plan, isQuery: boolean): Tensor {
+  const s = split(t);
+  if (p.Hq === p.Hk || (!isQuery && s.H === 1)) return t.rank === 2 ? t.makeView(t.shape, t.strides, t.offset) : reshape(t, t.shape.slice());
+  if (isQuery) return reshape(t, [...s.batch, p.Hk, p.Hq / p.Hk, s.N, s.D]);
+  return unsqueeze(t, -3);
+}
+
+function referenceScores(q: Tensor, k: Tensor, p: Plan): Tensor {
+  const qg = groupView(q, p, true);
+  const kg = groupView(k, p, false);
+  const kt = transpose(kg, -1, -2);
+  kg.dispose();
+  let s = withTmp(matmul(qg, kt), (t) => mul(t, p.scale));
+  qg.dispose();
+  kt.dispose();
+  if (qg.rank !== q.rank) s = withTmp(s, (t) => reshape(t, [...t.shape.slice(0, -4), p.Hq, p.Nq, p.Nk]));
+  let keep: Tensor | null = p.mask && p.maskKind === 1 ? p.mask : null;
+  let causal: Tensor | null = null;
+  if (p.causal) {
+    causal = causalMask(p.Nq, p.Nk);
+    keep = keep ? logicalAnd(keep, causal) : causal;
+  }
+  if (p.mask && p.maskKind === 2) s = withTmp(s, (t) => add(t, p.mask!));
+  if (keep) {
+    const ninf = tensor([-Infinity], { shape: [] });
+    s = withTmp(s, (t) => where(keep!, t, ninf));
+    ninf.dispose();
+    if (keep !== p.mask && keep !== causal) keep.dispose();
+  }
+  causal?.dispose();
+  return s;
+}
+
+function dropoutMultiplier(p: Plan, shape: number[]): Tensor {
+  const n = numel(shape);
+  const data = new Float32Array(n);
+  const inv = 1 / (1 - p.dropoutP);
+  const rows = n / (p.Nq * p.Nk);
+  for (let bh = 0; bh < rows; bh++) {
+    for (let i = 0; i < p.Nq; i++) {
+      for (let j = 0; j < p.Nk; j++) {
+        data[(bh * p.Nq + i) * p.Nk + j] = attnDropoutKeep(p.seed, 0, bh, i, j, p.dropoutP) ? inv : 0;
+      }
+    }
+  }
+  return tensor(data, { shape });
+}
+
+function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Plan): Tensor {
+  const scores = referenceScores(q, k, p);
+  let probs = withTmp(scores, (s) => softmax(s, -1));
+  if (p.dropoutP > 0) {
+    const m = dropoutMultiplier(p, probs.shape);
+    probs = withTmp(probs, (t) => mul(t, m));
+    m.dispose();
+  }
+  // probs [..., Hq, Nq, Nk] @ v [..., Hk, Nk, Dv], grouping heads as for the scores.
+  if (p.Hq !== p.Hk && split(v).H !== 1) {
+    const pg = withTmp(probs, (t) => reshape(t, [...t.shape.slice(0, -3), p.Hk, p.Hq / p.Hk, p.Nq, p.Nk]));
+    const vg = unsqueeze(v, -3);
+    const o = matmul(pg, vg);
+    pg.dispose();
+    vg.dispose();
+    return withTmp(o, (t) => reshape(t, [...t.shape.slice(0, -4), p.Hq, p.Nq, p.Dv]));
+  }
+  return withTmp(probs, (t) => matmul(t, v));
+}
+
+// ---------------------------------------------------------------- fused path
+
+/** A 4-D description [Bt, H, N, D] of a tensor for the kernels: offset and strides (batch merged). */
+interface KernelView {
+  t: Tensor;
+  off: number;
+  sb: number;
+  sh: number;
+  sn: number;
+}
+
+/** Views t as [Bt, H, N, D] with a last dim of stride 1, copying only when the layout needs it. */
+function kernelView(t: Tensor, p: Plan, owned: Tensor[]): KernelView {
+  let x = t;
+  if (x.strides[x.rank - 1] !== 1 && x.shape[x.rank - 1] > 1) {
+    x = contiguous(x);
+    owned.push(x);
+  }
+  const s = split(x);
+  const lead = x.rank === 2 ? [] : x.shape.slice(0, -3);
+  const leadStrides = x.rank === 2 ? [] : x.strides.slice(0, -3);
+  const bStrides = broadcastStrides(lead, leadStrides, p.batch);
+  const merged = mergeBatchStride(p.batch, bStrides);
+  if (merged === null) {
+    const full = expand(x, [...p.batch, ...x.shape.slice(-3)]);
+    const c = contiguous(full);
+    full.dispose();
+    owned.push(c);
+    return kernelView(c, p, owned);
+  }
+  const sh = x.rank === 2 ? 0 : s.H === 1 ? 0 : x.strides[x.rank - 3];
+  return { t: x, off: x.offset, sb: merged, sh, sn: x.strides[x.rank - 2] };
+}
+
+/** One stride that walks the flattened batch dims, or null when the layout has none. */
+function mergeBatchStride(batch: number[], strides: number[]): number | null {
+  const dims = batch.map((d, i) => i).filter((i) => batch[i] !== 1);
+  if (dims.length === 0) return 0;
+  if (dims.every((i) => strides[i] === 0)) return 0;
+  for (let k = 0; k + 1 < dims.length; k++) {
+    const i = dims[k], j = dims[k + 1];
+    if (strides[i] !== strides[j] * batch[j]) return null;
+  }
+  return strides[dims[dims.length - 1]];
+}
+
+function maskParams(p: Plan): Record<string, number> {
+  if (!p.mask) return { m_off: 0, m_sb: 0, m_sh: 0, m_sq: 0, m_sk: 0 };
+  const m = p.mask;
+  const full = [...p.batch, p.Hq, p.Nq, p.Nk];
+  const st = broadcastStrides(m.shape, m.strides, full);
+  const nb = p.batch.length;
+  const sb = mergeBatchStride(p.batch, st.slice(0, nb));
+  if (sb === null) throw new ShapeError(`${p.fn}: attnMask ${fmtShape(m.shape)} has a batch layout the fused kernel cannot index; pass a contiguous mask`);
+  return { m_off: m.offset, m_sb: sb, m_sh: st[nb], m_sq: st[nb + 1], m_sk: st[nb + 2] };
+}
+
+export interface TileConfig {
+  HEAD_DIM_MAX: number;
+  BLOCK_M: number;
+  BLOCK_N: number;
+  /** THREADS_PER_ROW in the forward kernel, THREADS in the backward kernels. */
+  THREADS: number;
+}
+
+/** Workgroup memory of each fused entry point, from the formulas in the kernels' header comments. */
+function tileBytes(kind: 'forward' | 'dkdv' | 'dq', c: TileConfig): number {
+  const hd4 = c.HEAD_DIM_MAX / 4;
+  if (kind === 'forward') return 16 * (c.BLOCK_M * (hd4 + 1) + c.BLOCK_N * (hd4 + 1) + c.BLOCK_N * hd4) + 8 * c.BLOCK_M * (c.BLOCK_N + 1);
+  const t = 16 * (hd4 + 1) * (2 * c.BLOCK_M + 2 * c.BLOCK_N);
+  if (kind === 'dkdv') return t + 8 * c.BLOCK_M * (c.BLOCK_N + 1) + 8 * c.BLOCK_M;
+  return t + 4 * c.BLOCK_M * (c.BLOCK_N + 1) + 8 * c.BLOCK_M;
+}
+
+const tileCache = new Map<string, TileConfig>();
+
+/**
+ * Tile sizes for a fused attention entry point, chosen from the adapter's limits: the largest tile
+ * (rows owned by a workgroup first, then the streamed tile) whose workgroup memory fits and whose
+ * workgroup stays within 256 threads. Larger tiles reuse each loaded K/V (or Q/dO) row more often.
+ */
+export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number): TileConfig {
+  const lim = gpu().device.limits;
+  const wgMem = lim.maxComputeWorkgroupStorageSize;
+  const maxThreads = Math.min(256, lim.maxComputeInvocationsPerWorkgroup);
+  const HEAD_DIM_MAX = headDim <= 32 ? 32 : headDim <= 64 ? 64 : headDim <= 128 ? 128 : 256;
+  const key = `${kind}:${HEAD_DIM_MAX}:${wgMem}:${maxThreads}`;
+  const forced = getFlag('attention.tiles') as Partial<TileConfig> | undefined;
+  let cfg = tileCache.get(key);
+  if (!cfg) {
+    const THREADS = Math.max(4, HEAD_DIM_MAX / 16);
+    const owned = [64, 32, 16, 8, 4, 2, 1];
+    const streamed = [16, 8, 4, 2, 1];
+    search: for (const o of owned) {
+      for (const st of streamed) {
+        const c = kind === 'dkdv' ? { HEAD_DIM_MAX, BLOCK_M: st, BLOCK_N: o, THREADS } : { HEAD_DIM_MAX, BLOCK_M: o, BLOCK_N: st, THREADS };
+        if (o * THREADS > maxThreads) continue;
+        if (kind === 'forward' && c.BLOCK_N > 8 * THREADS) continue;
+        if (tileBytes(kind, c) > wgMem) continue;
+        cfg = c;
+        break search;
+      }
+    }
+    if (!cfg) throw new ShapeError(`scaledDotProductAttention: head dimension ${headDim} does not fit this adapter's ${wgMem} bytes of workgroup memory`);
+    tileCache.set(key, cfg);
+  }
+  return forced ? { ...cfg, ...forced } : cfg;
+}
+
+function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; lse: Tensor; views: KernelView[]; owned: Tensor[] } {
+  const owned: Tensor[] = [];
+  const qv = kernelView(q, p, owned);
+  const kv = kernelView(k, p, owned);
+  const vv = kernelView(v, p, owned);
+  const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], 'f32');
+  const lse = empty([p.Bt, p.Hq, p.Nq], 'f32');
+  const cfg = chooseTiles('forward', Math.max(p.D, p.Dv));
+  if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
+  if (p.Bt * p.Hq * p.Nq > 0) {
+    dispatch('attention_forward.wgsl', 'main', {
+      constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS_PER_ROW: cfg.THREADS },
+      bindings: {
+        q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
+        mask: p.mask ? p.mask.buf(p.fn).buffer : dummy(),
+        o: o.buf(p.fn).buffer, lse: lse.buf(p.fn).buffer,
+      },
+      params: {
+        ...commonParams(p, qv, kv, vv),
+      },
+      workgroups: [Math.ceil(p.Nq / cfg.BLOCK_M), p.Hq, p.Bt],
+      label: 'attention.forward',
+    });
+  }
+  return { o, lse, views: [qv, kv, vv], owned };
+}
+
+function commonParams(p: Plan, qv: KernelView, kv: KernelView, vv: KernelView): Record<string, number> {
+  return {
+    B: p.Bt, Hq: p.Hq, Hk: p.Hk, Nq: p.Nq, Nk: p.Nk, D: p.D, Dv: p.Dv, scale: p.scale,
+    causal: p.causal ? 1 : 0, mask_kind: p.maskKind,
+    q_off: qv.off, q_sb: qv.sb, q_sh: qv.sh, q_sn: qv.sn,
+    k_off: kv.off, k_sb: kv.sb, k_sh: kv.sh, k_sn: kv.sn,
+    v_off: vv.off, v_sb: vv.sb, v_sh: vv.sh, v_sn: vv.sn,
+    ...maskParams(p),
+    dropout_p: p.dropoutP, seed0: p.seed, seed1: 0,
+  };
+}
+
+function fusedBackward(
+  p: Plan, g: Tensor, saved: { q: KernelView; k: KernelView; v: KernelView; o: Tensor; lse: Tensor }, wantMaskGrad: boolean,
+): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null } {
+  const gc = g.isContiguous && g.offset === 0 ? g : contiguous(g);
+  const delta = empty([p.Bt * p.Hq * p.Nq], 'f32');
+  const dq = empty([p.Bt, p.Hq, p.Nq, p.D], 'f32');
+  const dk = empty([p.Bt, p.Hk, p.Nk, p.D], 'f32');
+  const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], 'f32');
+  const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
+  const hd = Math.max(p.D, p.Dv);
+  const kv = chooseTiles('dkdv', hd), qc = chooseTiles('dq', hd);
+  const constKv = { HEAD_DIM_MAX: kv.HEAD_DIM_MAX, BLOCK_M: kv.BLOCK_M, BLOCK_N: kv.BLOCK_N, THREADS: kv.THREADS };
+  const constQ = { HEAD_DIM_MAX: qc.HEAD_DIM_MAX, BLOCK_M: qc.BLOCK_M, BLOCK_N: qc.BLOCK_N, THREADS: qc.THREADS };
+  const params = { ...commonParams(p, saved.q, saved.k, saved.v), write_dmask: dmask ? 1 : 0 };
+  const bindings = {
+    q: saved.q.t.buf(p.fn).buffer, k: saved.k.t.buf(p.fn).buffer, v: saved.v.t.buf(p.fn).buffer,
+    mask: p.mask ? p.mask.buf(p.fn).buffer : dummy(),
+    o: saved.o.buf(p.fn).buffer, dout: gc.buf(p.fn).buffer, lse: saved.lse.buf(p.fn).buffer,
+    delta: delta.buf(p.fn).buffer, dq: dq.buf(p.fn).buffer, dk: dk.buf(p.fn).buffer, dv: dv.buf(p.fn).buffer,
+    dmask: dmask ? dmask.buf(p.fn).buffer : dummy(),
+  };
+  const rows = p.Bt * p.Hq * p.Nq;
+  if (rows > 0) {
+    dispatch('attention_backward.wgsl', 'delta_main', { constants: constKv, bindings, params, workgroups: grid1d(Math.ceil(rows / 64)), label: 'attention.backward.delta' });
+    dispatch('attention_backward.wgsl', 'dkdv', { constants: constKv, bindings, params, workgroups: [Math.ceil(p.Nk / kv.BLOCK_N), p.Hk, p.Bt], label: 'attention.backward.dkdv' });
+    dispatch('attention_backward.wgsl', 'dq_main', { constants: constQ, bindings, params, workgroups: [Math.ceil(p.Nq / qc.BLOCK_M), p.Hq, p.Bt], label: 'attention.backward.dq' });
+  }
+  delta.dispose();
+  if (gc !== g) gc.dispose();
+  return { dq, dk, dv, dmask };
+}
+
+/** Reduces a [Bt, H, N, X] kernel gradient to the input's own shape (summing broadcast dims). */
+function gradToInput(g: Tensor, p: Plan, inShape: number[]): Tensor {
+  const s = inShape.length === 2 ? { batch: [] as number[], H: 1 } : { batch: inShape.slice(0, -3), H: inShape[inShape.length - 3] };
+  const full = reshape(g, [...p.batch, g.shape[1], g.shape[2], g.shape[3]]);
+  // A query grouping on k/v heads is already summed by the kernel; broadcast heads (H = 1) were too.
+  const target = inShape.length === 2 ? [...p.batch.map(() => 1), 1, ...inShape] : [...s.batch, s.H, ...inShape.slice(-2)];
+  const r = withTmp(full, (t) => sumToShape(t, target));
+  return withTmp(r, (t) => reshape(t, inShape));
+}
+
+function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Plan): Tensor {
+  const { o, lse, views, owned } = fusedForward(q, k, v, p);
+  const out = reshape(o, p.outShape);
+  const [qv, kv, vv] = views;
+  const maskNeedsGrad = !!(p.mask && p.maskKind === 2 && p.mask.requiresGrad);
+  const qShape = q.shape.slice(), kShape = k.shape.slice(), vShape = v.shape.slice();
+  const res = record('scaledDotProductAttention', out, [q, k, v, maskNeedsGrad ? p.mask : null], (g, saved, needs) => {
+    const [sq, sk, sv, so, sl, sm] = saved;
+    const plan: Plan = { ...p, mask: p.mask ? sm : null };
+    const grads = fusedBackward(plan, g, {
+      q: { ...qv, t: sq }, k: { ...kv, t: sk }, v: { ...vv, t: sv }, o: so, lse: sl,
+    }, needs[3]);
+    const gq = needs[0] ? gradToInput(grads.dq, p, qShape) : null;
+    const gk = needs[1] ? gradToInput(grads.dk, p, kShape) : null;
+    const gv = needs[2] ? gradToInput(grads.dv, p, vShape) : null;
+    let gm: Tensor | null = null;
+    if (grads.dmask && sm) {
+      const full = reshape(grads.dmask, [...p.batch, p.Hq, p.Nq, p.Nk]);
+      gm = withTmp(full, (t) => sumToShape(t, sm.shape));
+    }
+    grads.dq.dispose();
+    grads.dk.dispose();
+    grads.dv.dispose();
+    grads.dmask?.dispose();
+    return [gq, gk, gv, gm];
+  }, [qv.t, kv.t, vv.t, o, lse, ...(p.mask ? [p.mask] : [])]);
+  o.dispose();
+  lse.dispose();
+  for (const t of owned) t.dispose();
+  return res;
+}
+
+/**
+ * softmax(q k^T * scale + mask) v over the last two dims, FlashAttention-style when impl is 'fused'
+ * (the default): the Nq x Nk scores are never written to memory.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SdpaOptions = {}): Tensor {
+  const p = planAttention('scaledDotProductAttention', q, k, v, opts);
+  const impl = opts.impl ?? (getFlag('attention.impl') as 'fused' | 'reference' | undefined) ?? 'fused';
+  if (impl === 'reference') {
+    const out = referenceAttention(q, k, v, p);
+    if (!out.shape.every((d, i) => d === p.outShape[i]) || out.rank !== p.outShape.length) return withTmp(out, (t) => reshape(t, p.outShape));
+    return out;
+  }
+  return fusedAttention(q, k, v, p);
+}
+
+/** The attention probabilities softmax(q k^T * scale + mask), [..., Hq, Nq, Nk], for looking at them. */
+export function attentionWeights(q: Tensor, k: Tensor, opts: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'> = {}): Tensor {
+  const p = planAttention('attentionWeights', q, k, null, opts);
+  const scores = referenceScores(q, k, p);
+  return withTmp(scores, (s) => softmax(s, -1));
+}
