@@ -69,6 +69,8 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
   if (sq.D !== sk.D) throw new ShapeError(`${fn}: q ${fmtShape(q.shape)} and k ${fmtShape(k.shape)} disagree on the head dimension (${sq.D} vs ${sk.D})`);
   if (v && sk.N !== sv.N) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree on the number of keys (${sk.N} vs ${sv.N})`);
   if (v && sk.H !== sv.H) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree on the number of heads (${sk.H} vs ${sv.H})`);
+  // One query head broadcasts over the key/value heads (plain broadcasting, as PyTorch).
+  if (sq.H === 1 && sk.H > 1) sq.H = sk.H;
   if (sq.H !== sk.H && sq.H % sk.H !== 0) {
     throw new ShapeError(`${fn}: q has ${sq.H} heads and k/v have ${sk.H}: grouped-query attention needs the query heads to be a multiple of the key/value heads (q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)})`);
   }

@@ -113,6 +113,8 @@ const cases: Case[] = [
   { name: 'custom scale', q: [1, 1, 5, 16], k: [1, 1, 5, 16], v: [1, 1, 5, 16], scale: 0.37 },
   { name: '3-D inputs', q: [3, 7, 16], k: [3, 9, 16], v: [3, 9, 16] },
   { name: 'broadcast batch', q: [2, 2, 5, 8], k: [1, 2, 6, 8], v: [1, 2, 6, 8] },
+  { name: 'one query head broadcast over 3 kv heads', q: [2, 1, 5, 8], k: [2, 3, 6, 8], v: [2, 3, 6, 8] },
+  { name: '3-D query broadcast over batch', q: [1, 4, 8], k: [3, 6, 8], v: [3, 6, 8] },
 ];
 
 describe('scaledDotProductAttention vs float64 reference', () => {
