@@ -1,2 +1,1 @@
-// Public exports of src/viz (filled in as the layer grows).
-export {};
+export { heatmapSVG, heatmapPNG, attentionHeatmapSVG, attentionHeatmapPNG, matrixOf, colorAt, type Matrix, type HeatmapOptions } from './heatmap';
