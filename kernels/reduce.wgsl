@@ -6,7 +6,7 @@
 //   Tiling: `per_group`: one workgroup of WG threads per output, each thread striding over R, then
 //   a tree in workgroup memory (long rows); `per_thread`: one thread per output (short rows).
 //   OP: 0 sum (times `scale`, so mean = sum * 1/R), 1 max, 2 min, 3 argmax, 4 argmin.
-//   A_DT: 0 f32, 1 i32, 2 bool. Ties in argmax/argmin give the first index; NaN wins max/min.
+//   A_DT: 0 f32, 1 i32 (compared as integers), 2 bool. Ties in argmax/argmin give the first index; NaN wins max/min.
 
 struct Params {
   n_out: u32,
@@ -79,12 +79,22 @@ fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
   return select((v < bv), (v > bv), want_max);
 }
 
+// The same for i32 inputs, compared as integers: f32 cannot tell apart integers above 2^24.
+fn better_i(v: i32, i: u32, bv: i32, bi: u32) -> bool {
+  let want_max = OP == 1u || OP == 3u;
+  if (v == bv) { return i < bi; }
+  return select((v < bv), (v > bv), want_max);
+}
+
+// s carries the integer sum, or for i32 max/min the integer extremum.
 fn store_result(o: u32, v: f32, idx: u32, s: i32) {
   if (OP == 0u) {
     if (A_DT != 0u) { out[o] = bitcast<u32>(s); }
     else { out[o] = bitcast<u32>(v * params.scale); }
   } else if (OP == 1u || OP == 2u) {
-    out[o] = bitcast<u32>(v);
+    // The output has the input's dtype: an i32 extremum is stored as i32, not as its f32 bits.
+    if (A_DT == 1u) { out[o] = bitcast<u32>(s); }
+    else { out[o] = bitcast<u32>(v); }
   } else {
     out[o] = idx;
   }
@@ -107,6 +117,9 @@ fn per_group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
       if (A_DT == 1u) { isum += bitcast<i32>(x[idx]); }
       else if (A_DT == 2u) { isum += select(0i, 1i, x[idx] != 0u); }
       else { sum += load(idx); }
+    } else if (A_DT == 1u) {
+      let v = bitcast<i32>(x[idx]);
+      if (first || better_i(v, r, isum, bi)) { isum = v; bi = r; first = false; }
     } else {
       let v = load(idx);
       if (first || better(v, r, bv, bi)) { bv = v; bi = r; first = false; }
@@ -121,6 +134,12 @@ fn per_group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
       if (OP == 0u) {
         red_v[lid] += red_v[lid + stride];
         red_s[lid] += red_s[lid + stride];
+      } else if (A_DT == 1u) {
+        if (red_i[lid + stride] != 0xffffffffu &&
+            (red_i[lid] == 0xffffffffu || better_i(red_s[lid + stride], red_i[lid + stride], red_s[lid], red_i[lid]))) {
+          red_s[lid] = red_s[lid + stride];
+          red_i[lid] = red_i[lid + stride];
+        }
       } else if (red_i[lid + stride] != 0xffffffffu &&
                  (red_i[lid] == 0xffffffffu || better(red_v[lid + stride], red_i[lid + stride], red_v[lid], red_i[lid]))) {
         red_v[lid] = red_v[lid + stride];
@@ -147,6 +166,9 @@ fn per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
       if (A_DT == 1u) { isum += bitcast<i32>(x[idx]); }
       else if (A_DT == 2u) { isum += select(0i, 1i, x[idx] != 0u); }
       else { sum += load(idx); }
+    } else if (A_DT == 1u) {
+      let v = bitcast<i32>(x[idx]);
+      if (r == 0u || better_i(v, r, isum, bi)) { isum = v; bi = r; }
     } else {
       let v = load(idx);
       if (r == 0u || better(v, r, bv, bi)) { bv = v; bi = r; }

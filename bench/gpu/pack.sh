@@ -54,7 +54,25 @@ LIBSTDCXX="$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')
 [ -n "$LIBSTDCXX" ] && cp -L "$LIBSTDCXX" .gpu/lib/libstdc++.so.6
 
 [ -d dist ] && cp -r dist .gpu/dist && echo "pack: copied dist/"
+# The GPU machine has no git: record the commit for bench reports (bench/cli.mjs reads .gpu/kiln-commit.json).
+C="$(git rev-parse HEAD 2>/dev/null || true)"; D="$( [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo true || echo false)"
+[ -n "$C" ] && echo "{\"commit\": \"$C\", \"dirty\": $D}" > .gpu/kiln-commit.json
 [ -d kernels ] && cp -r kernels .gpu/kernels && echo "pack: copied kernels/"
+
+# Optional bench peers (bench/cli.mjs --peers): a slim copy of bench/peers/node_modules (the CommonJS node builds of
+# tfjs-core and tfjs-backend-webgpu and their runtime requires, ~4 MB instead of 71 MB). Only if installed here
+# (cd bench/peers && npm install --ignore-scripts); remote.sh links it back to bench/peers/node_modules.
+PN=bench/peers/node_modules
+if [ -d "$PN/@tensorflow/tfjs-backend-webgpu" ] && [ "${PACK_PEERS:-1}" = 1 ]; then
+  for m in tfjs-core:tf-core.node.js tfjs-backend-webgpu:tf-backend-webgpu.node.js; do
+    d=".gpu/peers/node_modules/@tensorflow/${m%%:*}"; mkdir -p "$d/dist"
+    cp "$PN/@tensorflow/${m%%:*}/package.json" "$d/"; cp "$PN/@tensorflow/${m%%:*}/dist/${m#*:}" "$d/dist/"
+  done
+  for m in seedrandom long node-fetch whatwg-url tr46 webidl-conversions; do
+    [ -d "$PN/$m" ] && cp -r "$PN/$m" .gpu/peers/node_modules/
+  done
+  echo "pack: copied bench peers (tfjs) -> .gpu/peers ($(du -sh .gpu/peers | cut -f1))"
+fi
 
 # Vulkan loader debs (device README recipe). Downloaded once; kept between packs.
 mkdir -p .gl

@@ -6,6 +6,8 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-/tmp/kiln-out}"; mkdir -p "$OUT"
+# bench/cli.mjs writes its report.{json,md,svg} here by default, so they come back with the logs.
+export KILN_BENCH_OUT="${KILN_BENCH_OUT:-$OUT}"
 say() { echo "[remote] $*"; }
 main() {
 [ -f .gpu/node.xz ] || { say "no .gpu/node.xz: run bench/gpu/pack.sh here and carry [\".gpu\", \".gl\"]"; return 2; }
@@ -38,6 +40,8 @@ done
 # kiln's build output is git-ignored, so it only arrives inside .gpu/.
 [ -d .gpu/dist ] && [ ! -e dist ] && ln -s .gpu/dist dist
 [ -d .gpu/kernels ] && [ ! -e kernels ] && ln -s .gpu/kernels kernels
+# bench/cli.mjs --peers: the slim tfjs copy from pack.sh (there is no network here to install it).
+[ -d .gpu/peers/node_modules ] && [ -d bench/peers ] && [ ! -e bench/peers/node_modules ] && ln -s ../../.gpu/peers/node_modules bench/peers/node_modules
 
 # 4. Vulkan ICD. The NVIDIA container hook puts it under /usr/local/nvidia, outside the loader's search path.
 ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

@@ -134,16 +134,34 @@ function shaderModule(file: string, code: string): GPUShaderModule {
   let m = modules.get(file);
   if (m) return m;
   const kd = gpu();
+  // A compile error is also a validation error; scope it so it is reported once, below, with the file and line,
+  // rather than as an anonymous uncaptured error.
+  kd.device.pushErrorScope('validation');
   m = kd.device.createShaderModule({ code, label: file });
-  m.getCompilationInfo().then((ci) => {
-    const errors = ci.messages.filter((x) => x.type === 'error');
-    if (errors.length) {
-      const text = errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n');
-      recordAsyncError(new DeviceError(`kiln: shader compile error\n${text}`));
-    }
-  });
-  modules.set(file, m);
+  void kd.device.popErrorScope().catch(() => null);
+  const module = m;
+  void m.getCompilationInfo().then((ci) => reportCompileError(module, compileError(file, code, ci)));
+  modules.set(file, module);
   return m;
+}
+
+// Both the module's compilation info and every pipeline built on it see a compile error; report it once per module,
+// so that a late duplicate does not surface at some unrelated later readback.
+const reportedModules = new WeakSet<GPUShaderModule>();
+function reportCompileError(module: GPUShaderModule, err: DeviceError | null): boolean {
+  if (!err) return false;
+  if (!reportedModules.has(module)) {
+    reportedModules.add(module);
+    recordAsyncError(err, true);
+  }
+  return true;
+}
+
+function compileError(file: string, code: string, ci: GPUCompilationInfo): DeviceError | null {
+  const errors = ci.messages.filter((x) => x.type === 'error');
+  if (!errors.length) return null;
+  const text = errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n');
+  return new DeviceError(`kiln: shader compile error\n${text}`);
 }
 
 function bindGroupLayout(info: EntryInfo): GPUBindGroupLayout {
@@ -186,8 +204,13 @@ export function pipeline(file: string, entry: string, constants?: Record<string,
       layout: kd.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout(info)] }),
       compute: { module, entryPoint: entry, constants },
     });
-    kd.device.popErrorScope().then((err) => {
-      if (err) recordAsyncError(new DeviceError(`kiln: pipeline ${key} failed: ${err.message}`));
+    void kd.device.popErrorScope().then(async (err) => {
+      if (!err) return;
+      // A pipeline over a module that failed to compile: report the compile error (file and line), not the symptom.
+      const ci = await module.getCompilationInfo().catch(() => null);
+      if (!reportCompileError(module, ci && compileError(file, info.code, ci))) {
+        recordAsyncError(new DeviceError(`kiln: pipeline ${key} failed: ${err.message}`));
+      }
     });
     pipelines.set(key, p);
   }
@@ -298,7 +321,10 @@ export function grid1d(workgroups: number): [number, number, number] {
 export async function compileKernel(file: string): Promise<void> {
   const code = resolveIncludes(file);
   const kd = gpu();
+  // Scoped, so the error is thrown here only and not also reported later as an uncaptured validation error.
+  kd.device.pushErrorScope('validation');
   const m = kd.device.createShaderModule({ code, label: file });
+  await kd.device.popErrorScope().catch(() => null);
   const ci = await m.getCompilationInfo();
   const errors = ci.messages.filter((x) => x.type === 'error');
   if (errors.length) {

@@ -2,6 +2,7 @@
 // owns one buffer until its last view is disposed, then the buffer returns to the pool.
 import { DeviceError, fmtShape } from '../errors';
 import { gpu, onDeviceInit, onDeviceLost } from './device';
+import { afterSubmit } from './queue';
 
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 
@@ -42,7 +43,8 @@ function trimPool(): void {
     while (list.length && pooledBytes > maxPooledBytes) {
       const pb = list.pop()!;
       pooledBytes -= pb.size;
-      pb.buffer.destroy();
+      // Commands already encoded (not yet submitted) may still use it: destroy after the submit.
+      afterSubmit(() => pb.buffer.destroy());
     }
     if (!list.length) free.delete(c);
     if (pooledBytes <= maxPooledBytes) break;
@@ -119,7 +121,7 @@ export function resetPeak(): void {
 
 /** Frees every pooled (unused) buffer. */
 export function emptyCache(): void {
-  for (const list of free.values()) for (const pb of list) pb.buffer.destroy();
+  for (const list of free.values()) for (const pb of list) afterSubmit(() => pb.buffer.destroy());
   free.clear();
   pooledBytes = 0;
 }

@@ -47,13 +47,22 @@ onDeviceInit(() => {
 
 onUncapturedError((message) => recordAsyncError(new DeviceError(`kiln: GPU validation error: ${message}`)));
 
-/** Records an error found asynchronously (compile errors, validation) so that the next sync point reports it. */
-export function recordAsyncError(err: KilnError): void {
-  if (!firstError) firstError = err;
+let firstIsRootCause = false;
+/**
+ * Records an error found asynchronously (compile errors, validation) so that the next sync point reports it.
+ * `rootCause` marks an error that explains later ones (a shader that failed to compile makes its pipeline and every
+ * submit using it invalid): it replaces a symptom recorded before it, so the report names the kernel file and line.
+ */
+export function recordAsyncError(err: KilnError, rootCause = false): void {
+  if (!firstError || (rootCause && !firstIsRootCause)) {
+    firstError = err;
+    firstIsRootCause = rootCause;
+  }
 }
 export function takeAsyncError(): KilnError | null {
   const e = firstError;
   firstError = null;
+  firstIsRootCause = false;
   return e;
 }
 
@@ -149,8 +158,9 @@ export function uploadToBuffer(target: GPUBuffer, offset: number, data: ArrayBuf
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const padded = Math.ceil(bytes.byteLength / 4) * 4;
   if (padded === 0) return;
-  if (!batch || (batch.dispatches === 0 && !batch.pass)) {
-    // Nothing pending: the queue orders this write after every submitted command.
+  // With nothing encoded, the queue orders this write after every submitted command. Once anything is
+  // encoded (a dispatch or a copy that may still touch this pooled buffer), the write must be encoded too.
+  if (!batch) {
     if (padded === bytes.byteLength) kd.device.queue.writeBuffer(target, offset, bytes as Uint8Array<ArrayBuffer>);
     else {
       const tmp = new Uint8Array(padded);
@@ -164,6 +174,12 @@ export function uploadToBuffer(target: GPUBuffer, offset: number, data: ArrayBuf
   staging.unmap();
   encodeCopy(staging, 0, target, offset, padded);
   currentBatch().afterSubmit.push(() => staging.destroy());
+}
+
+/** Runs fn once the commands encoded so far are submitted (at once when nothing is pending). */
+export function afterSubmit(fn: () => void): void {
+  if (batch) batch.afterSubmit.push(fn);
+  else fn();
 }
 
 /** Submits everything encoded so far. */

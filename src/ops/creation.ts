@@ -46,8 +46,11 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
   const n = Math.max(0, Math.ceil((end - start) / step));
   const allInt = [start, end, step].every(Number.isInteger);
   const dtype = options.dtype ? parseDType('arange', options.dtype) : allInt ? 'i32' : 'f32';
-  const t = empty([n], dtype);
   const vals = Array.from({ length: n }, (_, i) => start + i * step);
+  if (dtype === 'i32' && !vals.every(Number.isInteger)) {
+    throw new ValueError(`arange: start ${start}, end ${end}, step ${step} give non-integer values for dtype i32`);
+  }
+  const t = empty([n], dtype);
   upload(t, vals);
   return finish(t, options, 'arange');
 }

@@ -132,8 +132,14 @@ function binaryOp(name: string, a: Tensor, b: Tensor, op: number): Tensor {
     case B.maximum:
     case B.minimum:
       return record(name, out, [a, b], (g, [sa, sb], needs) => {
-        // Ties send the gradient to a, as a choice: both are subgradients.
-        const pickA = binaryRaw(name, sa, sb, op === B.maximum ? B.ge : B.le, 'f32');
+        // Ties split the gradient evenly between a and b, as PyTorch does: weight of a = [a wins] + 0.5 [a == b].
+        const wins = binaryRaw(name, sa, sb, op === B.maximum ? B.gt : B.lt, 'f32');
+        const ties = binaryRaw(name, sa, sb, B.eq, 'f32');
+        const halfTies = unaryRaw(name, ties, U.mulScalar, 0.5);
+        ties.dispose();
+        const pickA = binaryRaw(name, wins, halfTies, B.add, 'f32');
+        wins.dispose();
+        halfTies.dispose();
         const ga = needs[0] ? reduce(mul(g, pickA), aShape) : null;
         const gb = needs[1] ? reduce(withTmp(unaryRaw(name, pickA, U.scalarSub, 1), (m) => mul(g, m)), bShape) : null;
         pickA.dispose();
@@ -172,6 +178,11 @@ export const maximum = (a: Tensor, b: Tensor): Tensor => binaryOp('maximum', a, 
 export const minimum = (a: Tensor, b: Tensor): Tensor => binaryOp('minimum', a, b, B.minimum);
 
 function compare(name: string, a: Tensor, b: Tensor | number, op: number): Tensor {
+  if (typeof b === 'number' && a.dtype !== 'f32' && !Number.isInteger(b)) {
+    // An integer tensor against a fractional number (x.lt(2.5)): compare as f32, as PyTorch promotes the scalar.
+    a.buf(name);
+    return withTmp(unaryRaw(name, a, U.copy, 0, 0, 'f32'), (af) => compare(name, af, b, op));
+  }
   const t = typeof b === 'number' ? tensor([b], { shape: [], dtype: a.dtype === 'bool' ? 'i32' : a.dtype }) : b;
   try {
     if (typeof b === 'number' && a.dtype === 'bool') {
@@ -225,7 +236,11 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 
 /** Converts to another dtype (f32 -> i32 truncates toward zero; bool is x != 0). */
 export function toDType(x: Tensor, dtype: DType): Tensor {
-  if (dtype === x.dtype) return x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
+  if (dtype === x.dtype) {
+    // Same dtype: a view that stays on the tape (as PyTorch's x.to(x.dtype) returns x itself).
+    const v = x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
+    return record('to', v, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
+  }
   if (x.dtype === 'bool' && dtype !== 'bool') return unaryRaw('to', x, U.copy, 0, 0, dtype === 'f32' ? 'f32' : 'i32');
   if (dtype === 'bool') {
     const zero = tensor([0], { shape: [], dtype: x.dtype });

@@ -12,12 +12,12 @@ import { add, withTmp } from './elementwise';
 function matmul2(a: Tensor, b: Tensor, alpha = 1): Tensor {
   const M = a.shape[a.rank - 2], K = a.shape[a.rank - 1], N = b.shape[b.rank - 1];
   const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const out = empty([...batch, M, N], 'f32');
   const count = numel(batch);
-  if (count === 0 || M === 0 || N === 0) return out;
-  // Fold batch dims beyond 4 into the kernel's 4 by merging leading dims when the operands allow;
-  // otherwise reject (kiln's tensors have at most 8 dims).
+  // Validate before allocating, so a rejected call leaves memory as it was.
   if (batch.length > 4) throw new ShapeError(`matmul: at most 4 batch dims are supported, got ${fmtShape(batch)}`);
+  if (count > gpu().device.limits.maxComputeWorkgroupsPerDimension) throw new DeviceError(`matmul: ${count} batch entries exceed the dispatch limit`);
+  const out = empty([...batch, M, N], 'f32');
+  if (count === 0 || M === 0 || N === 0) return out;
   const bs = (t: Tensor): number[] => {
     const lead = t.shape.slice(0, -2), ls = t.strides.slice(0, -2);
     const off = batch.length - lead.length;
@@ -25,7 +25,6 @@ function matmul2(a: Tensor, b: Tensor, alpha = 1): Tensor {
   };
   const pad4 = (v: number[]) => [...Array(4 - v.length).fill(0), ...v];
   const batchShape = [...Array(4 - batch.length).fill(1), ...batch];
-  if (count > gpu().device.limits.maxComputeWorkgroupsPerDimension) throw new DeviceError(`matmul: ${count} batch entries exceed the dispatch limit`);
   dispatch('matmul.wgsl', 'main', {
     bindings: { a: a.buf('matmul').buffer, b: b.buf('matmul').buffer, out: out.buf('matmul').buffer },
     params: {
@@ -59,7 +58,14 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   // 1-D operands: promote, multiply, then drop the added dim (as PyTorch).
   const a2 = a.rank === 1 ? unsqueeze(a, 0) : a;
   const b2 = b.rank === 1 ? unsqueeze(b, 1) : b;
-  let out = matmul2(a2, b2);
+  let out: Tensor;
+  try {
+    out = matmul2(a2, b2);
+  } catch (e) {
+    if (a2 !== a) a2.dispose();
+    if (b2 !== b) b2.dispose();
+    throw e;
+  }
   const aShape = a2.shape.slice(), bShape = b2.shape.slice();
   out = record('matmul', out, [a2, b2], (g, [sa, sb], needs) => [
     needs[0] ? withTmp(transpose(sb, -1, -2), (bt) => withTmp(matmul(g, bt), (t) => sumToShape(t, aShape))) : null,

@@ -6,7 +6,7 @@ import { normDim, numel } from '../tensor/shape';
 import { dispatch, grid1d } from '../gpu/kernels';
 import { dummy, elementwise } from './kernel_args';
 import { record } from './record';
-import { contiguous, reshape } from './views';
+import { dense, reshape } from './views';
 import { mul, withTmp, unaryRaw, U } from './elementwise';
 import { sum } from './reduce';
 
@@ -30,12 +30,15 @@ function softmaxImpl(fn: string, log: boolean, x: Tensor, dim: number): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32']);
   if (dim === undefined) throw new ValueError(`${fn}: dim is required`);
   const d = normDim(fn, dim, x.rank, x.shape);
-  const xc = x.rank === 0 ? reshape(x, [1]) : x.isContiguous ? x : contiguous(x);
+  // The kernel has no offset or strides: it needs x dense from offset 0 (a selected row is contiguous but offset).
+  const xd = dense(x, fn);
+  const xc = x.rank === 0 ? reshape(xd, [1]) : xd;
   const y0 = softmaxKernel('forward', log, xc, null, x.rank === 0 ? 0 : d);
-  if (xc !== x) xc.dispose();
+  if (xc !== xd) xc.dispose();
+  if (xd !== x) xd.dispose();
   const y = x.rank === 0 ? withTmp(y0, (t) => reshape(t, [])) : y0;
   return record(fn, y, [x], (g, [ys]) => {
-    const gc = g.isContiguous ? g : contiguous(g);
+    const gc = dense(g, fn);
     const yc = ys.rank === 0 ? reshape(ys, [1]) : ys;
     const gr = ys.rank === 0 ? reshape(gc, [1]) : gc;
     let dx = softmaxKernel('backward', log, yc, gr, ys.rank === 0 ? 0 : d);
@@ -62,12 +65,14 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
       throw new ShapeError(`layerNorm: ${name} ${fmtShape(t.shape)} must have shape ${fmtShape(ns)}`);
     }
     if (t && t.dtype !== 'f32') throw new DTypeError(`layerNorm: ${name} must be f32, got ${t.dtype}`);
-    if (t && (!t.isContiguous || t.offset !== 0)) throw new ShapeError(`layerNorm: ${name} must be contiguous (call .contiguous())`);
   }
   if (!(eps > 0)) throw new ValueError(`layerNorm: eps must be > 0, got ${eps}`);
   const C = numel(ns);
   const rows = C === 0 ? 0 : x.size / C;
-  const xc = x.isContiguous ? x : contiguous(x);
+  // The kernel reads x, weight and bias densely from offset 0.
+  const xc = dense(x, 'layerNorm');
+  const wd = weight ? dense(weight, 'layerNorm') : null;
+  const bd = bias ? dense(bias, 'layerNorm') : null;
   const y = empty(x.shape.slice(), 'f32');
   const meanT = empty([rows], 'f32');
   const rstdT = empty([rows], 'f32');
@@ -76,8 +81,8 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
       constants: { HAS_WEIGHT: weight ? 1 : 0, HAS_BIAS: bias ? 1 : 0 },
       bindings: {
         x: xc.buf('layerNorm').buffer,
-        weight: weight ? weight.buf('layerNorm').buffer : dummy(),
-        bias: bias ? bias.buf('layerNorm').buffer : dummy(),
+        weight: wd ? wd.buf('layerNorm').buffer : dummy(),
+        bias: bd ? bd.buf('layerNorm').buffer : dummy(),
         y: y.buf('layerNorm').buffer,
         mean: meanT.buf('layerNorm').buffer,
         rstd: rstdT.buf('layerNorm').buffer,
@@ -87,10 +92,10 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
       label: 'layerNorm',
     });
   }
-  const save = [xc, meanT, rstdT, ...(weight ? [weight] : [])];
+  const save = [xc, meanT, rstdT, ...(wd ? [wd] : [])];
   const out = record('layerNorm', y, [x, weight, bias], (g, saved, needs) => {
     const [sx, sm, sr, sw] = saved;
-    const gc = g.isContiguous ? g : contiguous(g);
+    const gc = dense(g, 'layerNorm.backward');
     let dx: Tensor | null = null;
     if (needs[0]) {
       dx = empty(sx.shape.slice(), 'f32');
@@ -124,6 +129,8 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
     return [dx, dw, db];
   }, save);
   if (xc !== x) xc.dispose();
+  if (wd && wd !== weight) wd.dispose();
+  if (bd && bd !== bias) bd.dispose();
   meanT.dispose();
   rstdT.dispose();
   return out;
@@ -152,12 +159,12 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
   if (weight.rank !== 2) throw new ShapeError(`embedding: weight must be [num, dim], got ${fmtShape(weight.shape)}`);
   checkDType('embedding', 'weight', weight.dtype, ['f32']);
   const [V, C] = weight.shape;
-  const ic = indices.isContiguous ? indices : contiguous(indices);
-  const wc = weight.isContiguous && weight.offset === 0 ? weight : contiguous(weight);
+  // The gather kernel reads both densely from offset 0.
+  const ic = dense(indices, 'embedding');
+  const wc = dense(weight, 'embedding');
   const R = indices.size;
   const out = empty([...indices.shape, C], 'f32');
   if (R * C > 0) {
-    if (ic.offset !== 0 || wc.offset !== 0) throw new ShapeError('embedding: internal: offsets');
     dispatch('gather.wgsl', 'gather', {
       bindings: { table: wc.buf('embedding').buffer, idx: ic.buf('embedding').buffer, out: out.buf('embedding').buffer },
       params: { R, C, V, pad0: 0 },
@@ -166,7 +173,7 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
     });
   }
   const res = record('embedding', out, [null, weight], (g, [si]) => {
-    const gc = g.isContiguous && g.offset === 0 ? g : contiguous(g);
+    const gc = dense(g, 'embedding.backward');
     const dw = empty([V, C], 'f32');
     elementwise('fill', 'embedding.backward', dw, {}, 0, 0);
     if (R * C > 0) {
@@ -224,13 +231,23 @@ export function concat(tensors: Tensor[], dim = 0): Tensor {
 
 export function stack(tensors: Tensor[], dim = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new ValueError('stack: needs a non-empty array of tensors');
-  const d = normDim('stack', dim, tensors[0].rank + 1, tensors[0].shape);
+  const first = tensors[0];
+  const d = normDim('stack', dim, first.rank + 1, first.shape);
+  // Validate here so the message names the caller's shapes, not the unsqueezed ones.
+  for (const t of tensors) {
+    t.buf('stack');
+    if (t.rank !== first.rank || t.shape.some((s, i) => s !== first.shape[i])) {
+      throw new ShapeError(`stack: all tensors need the same shape, got ${tensors.map((x) => fmtShape(x.shape)).join(', ')}`);
+    }
+  }
   const expanded = tensors.map((t) => {
     const shp = t.shape.slice();
     shp.splice(d, 0, 1);
     return reshape(t, shp);
   });
-  const out = concat(expanded, d);
-  for (const e of expanded) e.dispose();
-  return out;
+  try {
+    return concat(expanded, d);
+  } finally {
+    for (const e of expanded) e.dispose();
+  }
 }

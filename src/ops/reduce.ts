@@ -2,7 +2,7 @@
 import { ShapeError, fmtShape } from '../errors';
 import { checkDType } from '../tensor/dtype';
 import { type Tensor, empty } from '../tensor/tensor';
-import { normDim } from '../tensor/shape';
+import { contiguousStrides, normDim } from '../tensor/shape';
 import { dispatch, grid1d } from '../gpu/kernels';
 import { dtCode, pad8 } from './kernel_args';
 import { expand, reshape, setSumDims } from './views';
@@ -28,6 +28,23 @@ function reduceRaw(fn: string, x: Tensor, dims: number[], keepdim: boolean, op: 
   const nOut = kept.reduce((a, d) => a * x.shape[d], 1);
   if (R === 0 && op !== 'sum') throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
   const outDType = op === 'argmax' || op === 'argmin' ? 'i32' : op === 'sum' && x.dtype !== 'f32' ? 'i32' : x.dtype === 'bool' ? 'f32' : x.dtype;
+  // A long reduction into few outputs would leave most of the GPU idle (one workgroup per output):
+  // reduce chunks of a contiguous trailing block first, then the partial results.
+  const trailing = dims.length > 0 && dims.every((d, i) => d === x.rank - dims.length + i);
+  if (R >= 65536 && nOut < 256 && trailing && x.isContiguous && (op === 'sum' || op === 'max' || op === 'min')) {
+    let C = 1024;
+    while (C > 16 && R % C !== 0) C >>= 1;
+    if (R % C === 0 && C > 16) {
+      const v = x.makeView([nOut, C, R / C], [R, R / C, 1], x.offset);
+      const partial = reduceRaw(fn, v, [2], false, op, 1);
+      v.dispose();
+      const total = reduceRaw(fn, partial, [1], false, op, scale);
+      partial.dispose();
+      const shaped = total.makeView(outShape, contiguousStrides(outShape), 0);
+      total.dispose();
+      return shaped;
+    }
+  }
   const out = empty(outShape, outDType);
   if (nOut === 0) return out;
   const perGroup = R > 64;
@@ -107,9 +124,9 @@ export function argmax(x: Tensor, dim?: number, keepdim = false): Tensor {
   checkDType('argmax', 'input', x.dtype, ['f32', 'i32']);
   if (dim === undefined) {
     const flat = reshape(x, [-1]);
-    const r = reduceRaw('argmax', flat, [0], keepdim, 'argmax');
-    flat.dispose();
-    return r;
+    const r = withTmp(flat, (t) => reduceRaw('argmax', t, [0], false, 'argmax'));
+    // keepdim over every dim keeps the input's rank, all ones (as PyTorch).
+    return keepdim ? withTmp(r, (t) => reshape(t, x.shape.map(() => 1))) : r;
   }
   return reduceRaw('argmax', x, [normDim('argmax', dim, x.rank, x.shape)], keepdim, 'argmax');
 }
@@ -117,9 +134,9 @@ export function argmin(x: Tensor, dim?: number, keepdim = false): Tensor {
   checkDType('argmin', 'input', x.dtype, ['f32', 'i32']);
   if (dim === undefined) {
     const flat = reshape(x, [-1]);
-    const r = reduceRaw('argmin', flat, [0], keepdim, 'argmin');
-    flat.dispose();
-    return r;
+    const r = withTmp(flat, (t) => reduceRaw('argmin', t, [0], false, 'argmin'));
+    // keepdim over every dim keeps the input's rank, all ones (as PyTorch).
+    return keepdim ? withTmp(r, (t) => reshape(t, x.shape.map(() => 1))) : r;
   }
   return reduceRaw('argmin', x, [normDim('argmin', dim, x.rank, x.shape)], keepdim, 'argmin');
 }

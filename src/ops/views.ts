@@ -14,11 +14,23 @@ export function contiguous(x: Tensor): Tensor {
   x.buf('contiguous');
   if (isContiguous(x.shape, x.strides)) {
     const v = viewOf(x, x.shape.slice(), contiguousStrides(x.shape), x.offset);
-    return record('contiguous', v, [x], (g) => [g]);
+    return record('contiguous', v, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
   }
   const out = empty(x.shape.slice(), x.dtype);
   elementwise('unary', 'contiguous', out, { a: x }, 0);
-  return record('contiguous', out, [x], (g) => [g]);
+  return record('contiguous', out, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
+}
+
+/**
+ * x itself when it is contiguous from offset 0, which is what kernels without an offset or stride params need;
+ * otherwise a dense copy. Not recorded for autograd: callers attach their own backward to the original x.
+ */
+export function dense(x: Tensor, fn: string): Tensor {
+  x.buf(fn);
+  if (x.offset === 0 && isContiguous(x.shape, x.strides)) return x;
+  const out = empty(x.shape.slice(), x.dtype);
+  elementwise('unary', fn, out, { a: x }, 0);
+  return out;
 }
 
 function inferReshape(fn: string, x: Tensor, shape: number[]): number[] {

@@ -1,2 +1,4 @@
-// Public exports of src/optim (filled in as the layer grows).
-export {};
+// Public exports of src/optim.
+export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions } from './optimizer';
+export { clipGradNorm } from './clip';
+export { LambdaLR, LinearWarmupLR, CosineAnnealingLR, WarmupCosineLR, linearWarmup, cosineDecay, warmupCosine } from './schedule';

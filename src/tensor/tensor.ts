@@ -303,18 +303,24 @@ export function tensor(data: NestedArray | ArrayLike<number> | Float32Array | In
     throw new ShapeError(`${fn}: data has ${flat.length} elements but shape ${fmtShape(shape)} needs ${numel(shape)}`);
   }
   if (options.requiresGrad && dtype !== 'f32') throw new DTypeError(`${fn}: only f32 tensors can require gradients (dtype ${dtype})`);
+  // Convert (and validate) on the host before allocating, so bad data leaves no buffer behind.
+  const bytes = hostBytes(dtype, flat, flat.length);
   const t = empty(shape, dtype);
-  upload(t, flat);
+  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * 4, bytes);
   if (options.requiresGrad) t.requiresGrad = true;
   return t;
 }
 
 /** Writes host values into a contiguous tensor's buffer, converting to its dtype. */
 export function upload(t: Tensor, values: ArrayLike<number>): void {
-  const n = t.size;
+  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * 4, hostBytes(t.dtype, values, t.size));
+}
+
+/** Host values as the 32-bit words of a dtype; throws on non-integer i32 data. */
+function hostBytes(dtype: DType, values: ArrayLike<number>, n: number): ArrayBufferView {
   let bytes: ArrayBufferView;
-  if (t.dtype === 'f32') bytes = values instanceof Float32Array ? values : Float32Array.from(values);
-  else if (t.dtype === 'i32') {
+  if (dtype === 'f32') bytes = values instanceof Float32Array ? values : Float32Array.from(values);
+  else if (dtype === 'i32') {
     if (values instanceof Int32Array) bytes = values;
     else {
       const a = new Int32Array(n);
@@ -326,7 +332,7 @@ export function upload(t: Tensor, values: ArrayLike<number>): void {
       bytes = a;
     }
   } else bytes = Uint32Array.from(values as ArrayLike<number>, (v) => (v ? 1 : 0));
-  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * 4, bytes);
+  return bytes;
 }
 
 export function requiresGradFor(...ts: (Tensor | null | undefined)[]): boolean {

@@ -1,0 +1,98 @@
+// Float64 CPU references the bench checks kiln's results against before timing a case. Browser-safe.
+// Each takes Float32Array inputs in row-major order and returns a Float64Array (or the requested entries).
+
+/** C = A[M,K] B[K,N], only at the flat output indices `at` (all when omitted). */
+export function matmulF64(a, b, M, K, N, at) {
+  const idx = at ?? Array.from({ length: M * N }, (_, i) => i);
+  const out = new Float64Array(idx.length);
+  idx.forEach((flat, o) => {
+    const i = Math.floor(flat / N);
+    const j = flat % N;
+    let s = 0;
+    for (let p = 0; p < K; p++) s += a[i * K + p] * b[p * N + j];
+    out[o] = s;
+  });
+  return out;
+}
+
+export function softmaxRowsF64(x, rows, cols) {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]);
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += (out[r * cols + c] = Math.exp(x[r * cols + c] - m));
+    for (let c = 0; c < cols; c++) out[r * cols + c] /= s;
+  }
+  return out;
+}
+
+export function layerNormRowsF64(x, rows, cols, weight, bias, eps = 1e-5) {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let mean = 0;
+    for (let c = 0; c < cols; c++) mean += x[r * cols + c];
+    mean /= cols;
+    let v = 0;
+    for (let c = 0; c < cols; c++) v += (x[r * cols + c] - mean) ** 2;
+    v /= cols;
+    const inv = 1 / Math.sqrt(v + eps);
+    for (let c = 0; c < cols; c++) out[r * cols + c] = (x[r * cols + c] - mean) * inv * (weight ? weight[c] : 1) + (bias ? bias[c] : 0);
+  }
+  return out;
+}
+
+/**
+ * Attention rows: q, k, v [BH, N, D] (heads flattened), output rows `rows` (flat indices bh * N + i) of
+ * softmax(q k^T * scale, masked causally when isCausal) v, as a Float64Array [rows.length, D].
+ */
+export function attentionRowsF64(q, k, v, BH, N, D, { isCausal = false, scale = 1 / Math.sqrt(D), rows } = {}) {
+  const rowList = rows ?? Array.from({ length: BH * N }, (_, i) => i);
+  const out = new Float64Array(rowList.length * D);
+  const s = new Float64Array(N);
+  rowList.forEach((flat, o) => {
+    const bh = Math.floor(flat / N);
+    const i = flat % N;
+    const base = bh * N * D;
+    const last = isCausal ? i : N - 1;
+    let m = -Infinity;
+    for (let j = 0; j <= last; j++) {
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += q[base + i * D + d] * k[base + j * D + d];
+      s[j] = dot * scale;
+      m = Math.max(m, s[j]);
+    }
+    let sum = 0;
+    for (let j = 0; j <= last; j++) sum += (s[j] = Math.exp(s[j] - m));
+    for (let j = 0; j <= last; j++) {
+      const p = s[j] / sum;
+      for (let d = 0; d < D; d++) out[o * D + d] += p * v[base + j * D + d];
+    }
+  });
+  return out;
+}
+
+/** Max |got[at[i]] - want[i]| (got indexed by `at` when given, else elementwise), and max |want|. */
+export function maxAbsErr(got, want, at) {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    const g = at ? got[at[i]] : got[i];
+    const d = Math.abs(g - want[i]);
+    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return { err, scale };
+}
+
+/** Deterministic sample of `count` distinct integers in [0, n) (all of them when count >= n). */
+export function sampleIndices(n, count, seed = 1) {
+  if (count >= n) return Array.from({ length: n }, (_, i) => i);
+  let x = seed >>> 0 || 1;
+  const set = new Set();
+  while (set.size < count) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    set.add(x % n);
+  }
+  return [...set].sort((a, b) => a - b);
+}

@@ -1,0 +1,290 @@
+// The benchmark suites, run against a kiln module `k` (Node bundle or browser bundle alike). Browser-safe:
+// no node imports. Every case is checked against a float64 CPU reference (all entries for small sizes, a
+// deterministic sample of rows/entries for large ones) and, for fused attention, against impl:'reference',
+// before it is timed; a case that fails its check is reported with status 'failed' and not timed.
+import { probePeaks } from './probes.mjs';
+import { summarize } from './stats.mjs';
+import { attentionRowsF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
+
+export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm'];
+export const SCHEMA_VERSION = 1;
+
+export function defaultSizes(suite, quick) {
+  if (quick) return suite === 'matmul' ? [128, 256] : suite === 'attention' ? [128, 256] : [256];
+  return suite === 'matmul' ? [128, 256, 512, 1024] : [128, 256, 512, 1024];
+}
+
+const FULL_CHECK_LIMIT = 2 ** 25; // multiply-adds the CPU reference may spend on a full check
+const now = () => performance.now();
+
+function planCases(k, o) {
+  const cases = [];
+  const skipped = [];
+  const F = k.F ?? {};
+  for (const suite of o.suites) {
+    const sizes = o.sizes ?? defaultSizes(suite, o.quick);
+    if (suite === 'attention') {
+      if (typeof F.scaledDotProductAttention !== 'function') {
+        skipped.push({ suite, reason: 'F.scaledDotProductAttention is not in this kiln build (typeof !== "function")' });
+        continue;
+      }
+      const { batch: B, heads: H, dim: D } = o;
+      const maxBinding = o.adapter?.limits?.maxStorageBufferBindingSize ?? 2 ** 27;
+      for (const N of sizes) {
+        // The reference path materialises the [B, H, N, N] scores; past the binding limit it cannot run.
+        const refFits = B * H * N * N * 4 <= maxBinding;
+        if (!refFits) skipped.push({ suite, reason: `reference attention at [${B},${H},${N},${D}]: scores need ${B * H * N * N * 4} bytes > maxStorageBufferBindingSize ${maxBinding}; fused checked against float64 only` });
+        for (const isCausal of [false, true])
+          for (const impl of refFits ? ['fused', 'reference'] : ['fused']) cases.push(attentionCase(k, { B, H, N, D, isCausal, impl, refFits }));
+      }
+    } else if (suite === 'matmul') {
+      for (const n of sizes) cases.push(matmulCase(k, n));
+    } else if (suite === 'softmax') {
+      for (const n of sizes) cases.push(softmaxCase(k, o.heads, n));
+    } else if (suite === 'layernorm') {
+      for (const n of sizes) cases.push(layerNormCase(k, n, o.embed));
+    }
+  }
+  return { cases, skipped };
+}
+
+function attentionCase(k, { B, H, N, D, isCausal, impl, refFits }) {
+  const pairs = B * H * (isCausal ? (N * (N + 1)) / 2 : N * N);
+  return {
+    suite: 'attention', impl, shape: [B, H, N, D], params: { isCausal },
+    label: `attention ${impl}${isCausal ? ' causal' : ''} N=${N}`,
+    flops: 4 * pairs * D, // QK^T and PV; softmax's few flops a score are not counted
+    bytes: 4 * B * H * N * D * 4, // algorithmic minimum: read q, k, v, write o
+    setup() {
+      const shape = [B, H, N, D];
+      const q = k.randn(shape, { seed: 11 });
+      const kk = k.randn(shape, { seed: 12 });
+      const v = k.randn(shape, { seed: 13 });
+      const run = () => k.F.scaledDotProductAttention(q, kk, v, { isCausal, impl });
+      return {
+        run,
+        async check() {
+          const [qa, ka, va, got] = await Promise.all([q.toArray(), kk.toArray(), v.toArray(), k.tidy(run).toArray()]);
+          const BH = B * H;
+          const full = BH * N * N * D * 2 <= FULL_CHECK_LIMIT;
+          const rows = full ? undefined : sampleIndices(BH * N, 64, N + (isCausal ? 1 : 0));
+          const want = attentionRowsF64(qa, ka, va, BH, N, D, { isCausal, rows });
+          const at = rows ? rows.flatMap((r) => Array.from({ length: D }, (_, d) => r * D + d)) : undefined;
+          const { err, scale } = maxAbsErr(got, want, at);
+          const out = { against: full ? 'cpu-f64' : 'cpu-f64-sampled', maxErr: err, tol: 1e-3 * Math.max(1, scale) };
+          if (impl === 'fused' && refFits) {
+            const ref = await k.tidy(() => k.F.scaledDotProductAttention(q, kk, v, { isCausal, impl: 'reference' })).toArray();
+            out.maxErrVsReference = maxAbsErr(got, ref).err;
+            out.passed = out.maxErr <= out.tol && out.maxErrVsReference <= out.tol;
+          } else out.passed = out.maxErr <= out.tol;
+          return out;
+        },
+        dispose() { q.dispose(); kk.dispose(); v.dispose(); },
+      };
+    },
+  };
+}
+
+function matmulCase(k, n) {
+  return {
+    suite: 'matmul', impl: 'kiln', shape: [n, n, n], params: {}, label: `matmul ${n}^3`,
+    flops: 2 * n ** 3, bytes: 3 * n * n * 4,
+    setup() {
+      const a = k.randn([n, n], { seed: 21 });
+      const b = k.randn([n, n], { seed: 22 });
+      const run = () => k.matmul(a, b);
+      return {
+        run,
+        async check() {
+          const [aa, ba, got] = await Promise.all([a.toArray(), b.toArray(), k.tidy(run).toArray()]);
+          const full = n ** 3 <= FULL_CHECK_LIMIT;
+          const at = full ? undefined : sampleIndices(n * n, 512, n);
+          const want = matmulF64(aa, ba, n, n, n, at);
+          const { err, scale } = maxAbsErr(got, want, at);
+          return { against: full ? 'cpu-f64' : 'cpu-f64-sampled', maxErr: err, tol: 1e-4 * Math.max(1, scale) * Math.sqrt(n) / 4, passed: err <= 1e-4 * Math.max(1, scale) * Math.sqrt(n) / 4 };
+        },
+        dispose() { a.dispose(); b.dispose(); },
+      };
+    },
+  };
+}
+
+function softmaxCase(k, H, n) {
+  const rows = H * n;
+  return {
+    suite: 'softmax', impl: 'kiln', shape: [H, n, n], params: { dim: -1 }, label: `softmax [${H},${n},${n}]`,
+    flops: 5 * rows * n, bytes: 2 * rows * n * 4,
+    setup() {
+      const x = k.randn([H, n, n], { seed: 31 });
+      const run = () => k.softmax(x, -1);
+      return {
+        run,
+        async check() {
+          const [xa, got] = await Promise.all([x.toArray(), k.tidy(run).toArray()]);
+          const { want, at, against } = rowsCheck(xa, rows, n, (sub, r) => softmaxRowsF64(sub, r, n));
+          const { err } = maxAbsErr(got, want, at);
+          return { against, maxErr: err, tol: 1e-5, passed: err <= 1e-5 };
+        },
+        dispose() { x.dispose(); },
+      };
+    },
+  };
+}
+
+function layerNormCase(k, n, E) {
+  return {
+    suite: 'layernorm', impl: 'kiln', shape: [n, E], params: { normalizedShape: [E], affine: true }, label: `layerNorm [${n},${E}]`,
+    flops: 8 * n * E, bytes: (2 * n * E + 2 * E) * 4,
+    setup() {
+      const x = k.randn([n, E], { seed: 41 });
+      const w = k.randn([E], { seed: 42 });
+      const b = k.randn([E], { seed: 43 });
+      const run = () => k.layerNorm(x, [E], w, b);
+      return {
+        run,
+        async check() {
+          const [xa, wa, ba, got] = await Promise.all([x.toArray(), w.toArray(), b.toArray(), k.tidy(run).toArray()]);
+          const { want, at, against } = rowsCheck(xa, n, E, (sub, r) => layerNormRowsF64(sub, r, E, wa, ba, 1e-5));
+          const { err, scale } = maxAbsErr(got, want, at);
+          const tol = 1e-4 * Math.max(1, scale);
+          return { against, maxErr: err, tol, passed: err <= tol };
+        },
+        dispose() { x.dispose(); w.dispose(); b.dispose(); },
+      };
+    },
+  };
+}
+
+/** Row-wise reference over all rows when small, else over 64 sampled rows; `at` maps reference entries to output entries. */
+function rowsCheck(x, rows, cols, refRows) {
+  if (rows * cols <= 2 ** 22) return { want: refRows(x, rows), at: undefined, against: 'cpu-f64' };
+  const picked = sampleIndices(rows, 64, cols);
+  const sub = new Float32Array(picked.length * cols);
+  picked.forEach((r, i) => sub.set(x.subarray(r * cols, (r + 1) * cols), i * cols));
+  const at = picked.flatMap((r) => Array.from({ length: cols }, (_, c) => r * cols + c));
+  return { want: refRows(sub, picked.length), at, against: 'cpu-f64-sampled' };
+}
+
+/** Wall-clock cost of one tiny dispatch: 200 independent adds of [4] tensors, one sync, time / 200. */
+async function measureOverhead(k, reps) {
+  const a = k.tensor([1, 2, 3, 4]);
+  const b = k.tensor([4, 3, 2, 1]);
+  const time = async (count) => {
+    const t0 = now();
+    const outs = [];
+    for (let i = 0; i < count; i++) outs.push(k.add(a, b));
+    await k.sync();
+    const ms = now() - t0;
+    outs.forEach((t) => t.dispose());
+    return ms;
+  };
+  await time(200);
+  const per = [];
+  const single = [];
+  for (let r = 0; r < reps; r++) {
+    per.push((await time(200)) / 200);
+    single.push(await time(1));
+  }
+  a.dispose();
+  b.dispose();
+  const p = summarize(per);
+  const s = summarize(single);
+  return { dispatches: 200, perDispatchUs: p.median * 1000, perDispatchUsMin: p.min * 1000, singleDispatchRoundTripMs: s.median };
+}
+
+/**
+ * Runs the suites. opts: { suites, sizes?, quick, runs, warmup, batch, heads, dim, embed, runtime, wgsl: {fma, copy},
+ * probes (bool), onProgress({done,total,label}), log(msg) }. Returns the runtime's part of a report.
+ */
+export async function runBench(k, opts) {
+  const o = { runs: 20, warmup: 3, batch: 1, heads: 2, dim: 64, embed: 768, probes: true, onProgress() {}, log() {}, ...opts };
+  const adapter = await k.init();
+  const useGpu = typeof k.startGpuTimer === 'function' && typeof k.hasTimestampQuery === 'function' && k.hasTimestampQuery();
+  const { cases, skipped } = planCases(k, { ...o, adapter });
+  for (const s of skipped) o.log(`skip ${s.suite}: ${s.reason}`);
+  const total = cases.length + (o.probes ? 2 : 0);
+  let done = 0;
+  const tick = (label) => o.onProgress({ done, total, label });
+
+  let peaks = null;
+  let overhead = null;
+  if (o.probes) {
+    tick('roofline probes');
+    if (typeof k.gpuDevice === 'function' && o.wgsl) {
+      peaks = await probePeaks(k.gpuDevice(), o.wgsl, { isSoftware: adapter.isSoftware, log: o.log });
+    } else o.log('no k.gpuDevice() or WGSL: roofline probes skipped');
+    done++;
+    tick('dispatch overhead');
+    overhead = await measureOverhead(k, o.quick ? 5 : 10);
+    o.log(`dispatch overhead: ${overhead.perDispatchUs.toFixed(1)} us/dispatch`);
+    done++;
+  }
+
+  const results = [];
+  for (const c of cases) {
+    tick(c.label);
+    const inst = c.setup();
+    const row = { suite: c.suite, impl: c.impl, runtime: o.runtime, shape: c.shape, dtype: 'f32', params: c.params, flops: c.flops, bytes: c.bytes };
+    try {
+      const chk = await inst.check();
+      row.check = chk;
+      row.maxErr = chk.maxErr;
+      if (!chk.passed) {
+        row.status = 'failed';
+        o.log(`FAILED check: ${c.label}: maxErr ${chk.maxErr} > tol ${chk.tol}${chk.maxErrVsReference !== undefined ? ` (vs reference ${chk.maxErrVsReference})` : ''}: not timed`);
+      } else {
+        for (let i = 0; i < o.warmup; i++) {
+          const out = k.tidy(inst.run);
+          await k.sync();
+          out.dispose();
+        }
+        const wall = [];
+        for (let i = 0; i < o.runs; i++) {
+          const t0 = now();
+          const out = k.tidy(inst.run);
+          await k.sync();
+          wall.push(now() - t0);
+          out.dispose();
+          o.onProgress({ done: done + (i + 1) / (o.runs * (useGpu ? 2 : 1)), total, label: c.label });
+        }
+        const ws = summarize(wall);
+        Object.assign(row, { status: 'ok', runs: o.runs, warmup: o.warmup, medianMs: ws.median, q1: ws.q1, q3: ws.q3, minMs: ws.min, maxMs: ws.max, meanMs: ws.mean });
+        if (useGpu) {
+          const g = [];
+          let dispatches = 0;
+          for (let i = 0; i < o.runs; i++) {
+            const timer = k.startGpuTimer();
+            const out = k.tidy(inst.run);
+            const t = await timer.stop();
+            out.dispose();
+            g.push(t.kernelNs / 1e6);
+            dispatches = t.dispatches + t.untimed;
+            o.onProgress({ done: done + 0.5 + (i + 1) / (o.runs * 2), total, label: c.label });
+          }
+          const gs = summarize(g);
+          Object.assign(row, { gpuMs: gs.median, gpuQ1: gs.q1, gpuQ3: gs.q3, gpuMinMs: gs.min, gpuMaxMs: gs.max, dispatches });
+        }
+        // Kernel time above the wall time means the adapter's timestamps do not measure kernels (seen on
+        // SwiftShader in Chromium); rates then use wall time and the case is flagged.
+        if (row.gpuMs !== undefined && row.gpuMs > row.medianMs * 1.05) row.gpuTimingSuspect = true;
+        const useGpuTime = row.gpuMs !== undefined && !row.gpuTimingSuspect;
+        const basisMs = useGpuTime ? row.gpuMs : row.medianMs;
+        row.rateBasis = useGpuTime ? 'gpu' : 'wall';
+        row.gflops = c.flops / (basisMs * 1e6);
+        row.gbps = c.bytes / (basisMs * 1e6);
+        if (peaks?.fma) row.pctPeakFlops = (100 * row.gflops) / peaks.fma.gflops;
+        if (peaks?.copy) row.pctPeakBw = (100 * row.gbps) / peaks.copy.gbps;
+      }
+    } catch (e) {
+      row.status = 'error';
+      row.error = String(e?.message ?? e);
+      o.log(`ERROR ${c.label}: ${row.error}`);
+    } finally {
+      inst.dispose();
+    }
+    results.push(row);
+    done++;
+    tick(c.label);
+  }
+  return { runtime: o.runtime, adapter, timing: { gpu: useGpu ? 'timestamp-query (sum of kernel times)' : null, wall: 'performance.now() to queue.onSubmittedWorkDone (kiln sync)' }, peaks, overhead, skipped, cases: results };
+}

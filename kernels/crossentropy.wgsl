@@ -1,0 +1,157 @@
+// Cross-entropy over class logits, fused: log-softmax + negative log-likelihood (+ label smoothing).
+//   Dimensions: N rows of C class logits, logits [N, C] contiguous f32; targets [N] i32.
+//   forward:  reads logits, targets; writes row_loss [N] (0 for an ignored row, NaN for a target
+//             outside [0, C)) and lse [N] (the row's log-sum-exp, saved for backward).
+//             row loss = (1 - s) * (lse - x[t]) + s * (lse - mean_c x[c]),  s = label smoothing.
+//   reduce:   reads losses_in [N], targets; writes total [2]: total[0] the reduced loss (sum, or
+//             mean over the rows not ignored), total[1] the factor backward scales by (1 or 1/count).
+//   backward: reads logits, targets, lse, dy ([N] for reduction 'none', else [1]) and scale (the
+//             total buffer; only read when mode != 0); writes dx [N, C]:
+//             dx = g * (softmax(x) - (1 - s) * onehot(t) - s / C), 0 on ignored rows.
+//   mode: 0 = 'none', 1 = 'sum', 2 = 'mean'.
+//   Tiling: forward has one workgroup of WG threads per row (threads stride over C; max and sums
+//   through a tree in workgroup memory); reduce is a single workgroup striding over N; backward
+//   has one thread per element, on a 2-D grid past 65535 workgroups.
+
+struct Params {
+  N: u32,
+  C: u32,
+  ignore_index: i32,
+  mode: u32,
+  smoothing: f32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+
+override WG: u32 = 64u;
+const RWG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<i32>;
+@group(0) @binding(3) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> losses_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> total: array<f32>;
+@group(0) @binding(7) var<storage, read> lse_in: array<f32>;
+@group(0) @binding(8) var<storage, read> dy: array<f32>;
+@group(0) @binding(9) var<storage, read> scale: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dx: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<f32, RWG>;
+var<workgroup> cnt: array<f32, RWG>;
+
+fn nan_value() -> f32 {
+  return bitcast<f32>(0x7fc00000u | (params.pad0 & 0u));
+}
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  // Uniform control flow: every thread of a workgroup sees the same row, so this exit is uniform.
+  if (row >= params.N) { return; }
+  let C = params.C;
+  let base = row * C;
+  var m = -3.4028234663852886e38;
+  for (var c = lid; c < C; c = c + WG) { m = max(m, logits[base + c]); }
+  m = reduce_max(m, lid);
+  var se = 0.0;
+  var sx = 0.0;
+  for (var c = lid; c < C; c = c + WG) {
+    let v = logits[base + c];
+    se = se + exp(v - m);
+    sx = sx + v;
+  }
+  se = reduce_sum(se, lid);
+  sx = reduce_sum(sx, lid);
+  if (lid == 0u) {
+    let l = m + log(se);
+    lse[row] = l;
+    let t = targets[row];
+    if (t == params.ignore_index) {
+      row_loss[row] = 0.0;
+    } else if (t < 0 || u32(t) >= C) {
+      row_loss[row] = nan_value();
+    } else {
+      let s = params.smoothing;
+      row_loss[row] = (1.0 - s) * (l - logits[base + u32(t)]) + s * (l - sx / f32(C));
+    }
+  }
+}
+
+@compute @workgroup_size(RWG)
+fn reduce(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  var n = 0.0;
+  for (var i = lid; i < params.N; i = i + RWG) {
+    acc = acc + losses_in[i];
+    if (targets[i] != params.ignore_index) { n = n + 1.0; }
+  }
+  red2[lid] = acc;
+  cnt[lid] = n;
+  workgroupBarrier();
+  for (var s = RWG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) {
+      red2[lid] = red2[lid] + red2[lid + s];
+      cnt[lid] = cnt[lid] + cnt[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    if (params.mode == 2u) {
+      // 0 / 0 = NaN when every row is ignored, as PyTorch.
+      total[0] = red2[0] / cnt[0];
+      total[1] = 1.0 / cnt[0];
+    } else {
+      total[0] = red2[0];
+      total[1] = 1.0;
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = gid.x + gid.y * nwg.x * 256u;
+  let C = params.C;
+  if (e >= params.N * C) { return; }
+  let row = e / C;
+  let c = e % C;
+  let t = targets[row];
+  if (t == params.ignore_index) {
+    dx[e] = 0.0;
+    return;
+  }
+  var g: f32;
+  if (params.mode == 0u) { g = dy[row]; } else { g = dy[0] * scale[1]; }
+  let s = params.smoothing;
+  let p = exp(logits[e] - lse_in[row]);
+  var onehot = 0.0;
+  if (i32(c) == t) { onehot = 1.0; }
+  dx[e] = g * (p - (1.0 - s) * onehot - s / f32(C));
+}

@@ -1,0 +1,309 @@
+// Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
+// TransformerEncoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
+import { type Tensor, tidy } from '../tensor/tensor';
+import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/elementwise';
+import { linear, matmul } from '../ops/matmul';
+import { softmax } from '../ops/nn_ops';
+import { permute, reshape, slice, unsqueeze } from '../ops/views';
+import { scaledDotProductAttention, type SdpaOptions } from '../attention/sdpa';
+import { KVCache } from '../attention/kv_cache';
+import { tensor } from '../tensor/tensor';
+import { Module, checkFeatures } from './module';
+import { Dropout, LayerNorm, Linear } from './layers';
+
+import { checkPositiveInt, checkSeed, constParam, uniformParam } from './init';
+
+export interface MultiheadAttentionOptions {
+  /** Key/value heads (grouped-query attention); defaults to numHeads. */
+  kvHeads?: number;
+  bias?: boolean;
+  dropout?: number;
+  seed?: number;
+}
+
+export interface AttentionCallOptions {
+  /** bool (true = may attend) or f32 added to the scores; [Nq, Nk], [B, Nq, Nk] or [B, H, Nq, Nk]. */
+  attnMask?: Tensor | null;
+  /** bool [B, Nk]: true marks the real (non-padding) keys. */
+  keyMask?: Tensor | null;
+  isCausal?: boolean;
+  /** Incremental decoding: keys and values are appended to this cache and attention reads all of it. */
+  cache?: KVCache | null;
+  impl?: SdpaOptions['impl'];
+}
+
+/** Combines a user mask and a key-padding mask into one mask broadcastable to [B, H, Nq, Nk]. */
+function combineMasks(fn: string, attnMask: Tensor | null | undefined, keyMask: Tensor | null | undefined, B: number, Nk: number): Tensor | null {
+  let m: Tensor | null = null;
+  if (attnMask) {
+    if (attnMask.rank === 3) m = unsqueeze(attnMask, 1);
+    else m = attnMask.makeView(attnMask.shape, attnMask.strides, attnMask.offset);
+  }
+  if (!keyMask) return m;
+  if (keyMask.dtype !== 'bool') throw new DTypeError(`${fn}: keyMask must be bool (true = a real key), got ${keyMask.dtype}`);
+  if (keyMask.rank !== 2 || keyMask.shape[0] !== B || keyMask.shape[1] !== Nk) {
+    throw new ShapeError(`${fn}: keyMask ${fmtShape(keyMask.shape)} must be [B, Nk] = [${B},${Nk}]`);
+  }
+  const km = reshape(keyMask, [B, 1, 1, Nk]);
+  if (!m) return km;
+  let out: Tensor;
+  if (m.dtype === 'bool') out = logicalAnd(m, km);
+  else {
+    const ninf = tensor([-Infinity], { shape: [] });
+    out = where(km, m, ninf);
+    ninf.dispose();
+  }
+  m.dispose();
+  km.dispose();
+  return out;
+}
+
+/**
+ * Multi-head attention, batch-first ([B, N, E]). The Q, K and V projections are one matmul for
+ * self-attention, split by views; heads are split by strides, not copies. Parameter names follow
+ * torch.nn.MultiheadAttention: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias.
+ */
+export class MultiheadAttention extends Module {
+  readonly embedDim: number;
+  readonly numHeads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly dropoutP: number;
+  inProjWeight: Tensor;
+  inProjBias: Tensor | null;
+  outProj: Linear;
+  private seed: number;
+  private calls = 0;
+
+  constructor(embedDim: number, numHeads: number, options: MultiheadAttentionOptions = {}) {
+    super();
+    checkPositiveInt('MultiheadAttention', 'embedDim', embedDim);
+    checkPositiveInt('MultiheadAttention', 'numHeads', numHeads);
+    if (embedDim % numHeads !== 0) throw new ValueError(`MultiheadAttention: embedDim ${embedDim} must be divisible by numHeads ${numHeads}`);
+    const kvHeads = options.kvHeads ?? numHeads;
+    checkPositiveInt('MultiheadAttention', 'kvHeads', kvHeads);
+    if (numHeads % kvHeads !== 0) throw new ValueError(`MultiheadAttention: numHeads ${numHeads} must be a multiple of kvHeads ${kvHeads}`);
+    const p = options.dropout ?? 0;
+    if (!(p >= 0 && p < 1)) throw new ValueError(`MultiheadAttention: dropout must be in [0, 1), got ${p}`);
+    this.embedDim = embedDim;
+    this.numHeads = numHeads;
+    this.kvHeads = kvHeads;
+    this.headDim = embedDim / numHeads;
+    this.dropoutP = p;
+    this.seed = checkSeed('MultiheadAttention', options.seed);
+    const kvDim = kvHeads * this.headDim;
+    const rows = embedDim + 2 * kvDim;
+    // xavier_uniform over the packed [3E, E] weight, as PyTorch.
+    const bound = Math.sqrt(6 / (rows + embedDim));
+    this.inProjWeight = this.registerParameter('in_proj_weight', uniformParam([rows, embedDim], bound, this.seed, 0));
+    this.inProjBias = this.registerParameter('in_proj_bias', options.bias === false ? null : constParam([rows], 0));
+    this.outProj = this.registerModule('out_proj', new Linear(embedDim, embedDim, { bias: options.bias !== false, seed: this.seed + 1 }));
+    if (this.outProj.bias) {
+      // PyTorch zeroes out_proj.bias at construction.
+      const z = constParam([embedDim], 0);
+      this.outProj.bias.dispose();
+      this.outProj.bias = this.outProj.registerParameter('bias', z);
+    }
+  }
+
+  /** [B, N, heads * Dh] -> [B, heads, N, Dh] as a strided view. */
+  private heads(x: Tensor, heads: number): Tensor {
+    const [B, N] = x.shape;
+    return withTmp(reshape(x, [B, N, heads, this.headDim]), (t) => permute(t, [0, 2, 1, 3]));
+  }
+
+  override forward(query: Tensor, key: Tensor = query, value: Tensor = key, options: AttentionCallOptions = {}): Tensor {
+    const name = `MultiheadAttention(${this.embedDim}, ${this.numHeads})`;
+    for (const [arg, t] of [['query', query], ['key', key], ['value', value]] as const) {
+      checkFeatures(name, t, this.embedDim);
+      if (t.rank !== 3) throw new ShapeError(`${name}: ${arg} ${fmtShape(t.shape)} must be batch-first [B, N, E]`);
+    }
+    const [B, Nq] = query.shape;
+    if (key.shape[0] !== B || value.shape[0] !== B) throw new ShapeError(`${name}: batch sizes differ: query ${fmtShape(query.shape)}, key ${fmtShape(key.shape)}, value ${fmtShape(value.shape)}`);
+    if (key.shape[1] !== value.shape[1]) throw new ShapeError(`${name}: key ${fmtShape(key.shape)} and value ${fmtShape(value.shape)} disagree on the number of keys`);
+    const E = this.embedDim;
+    const kvDim = this.kvHeads * this.headDim;
+    const W = this.inProjWeight, bW = this.inProjBias;
+    const rowsOf = (t: Tensor | null, a: number, b: number) => (t ? slice(t, 0, a, b) : null);
+    const owned: Tensor[] = [];
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (query === key && key === value) {
+      // One matmul for Q, K and V; split by views.
+      const qkv = linear(query, W, bW);
+      owned.push(qkv);
+      q = slice(qkv, 2, 0, E);
+      k = slice(qkv, 2, E, E + kvDim);
+      v = slice(qkv, 2, E + kvDim, E + 2 * kvDim);
+    } else {
+      const parts = [[0, E], [E, E + kvDim], [E + kvDim, E + 2 * kvDim]].map(([a, b]) => [rowsOf(W, a, b)!, rowsOf(bW, a, b)] as const);
+      q = linear(query, parts[0][0], parts[0][1]);
+      k = linear(key, parts[1][0], parts[1][1]);
+      v = linear(value, parts[2][0], parts[2][1]);
+      for (const [w, b] of parts) {
+        w.dispose();
+        b?.dispose();
+      }
+    }
+    let qh = this.heads(q, this.numHeads);
+    let kh = this.heads(k, this.kvHeads);
+    let vh = this.heads(v, this.kvHeads);
+    q.dispose();
+    k.dispose();
+    v.dispose();
+    if (options.cache) {
+      const all = options.cache.append(kh, vh);
+      kh.dispose();
+      vh.dispose();
+      kh = all.k;
+      vh = all.v;
+    }
+    const Nk = kh.shape[2];
+    const mask = combineMasks(name, options.attnMask, options.keyMask, B, Nk);
+    const attn = scaledDotProductAttention(qh, kh, vh, {
+      attnMask: mask,
+      isCausal: options.isCausal,
+      dropoutP: this.training ? this.dropoutP : 0,
+      seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this.calls) >>> 0 : undefined,
+      impl: options.impl,
+    });
+    mask?.dispose();
+    qh.dispose();
+    kh.dispose();
+    vh.dispose();
+    for (const t of owned) t.dispose();
+    // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.
+    const merged = withTmp(withTmp(attn, (t) => permute(t, [0, 2, 1, 3])), (t) => reshape(t, [B, Nq, E]));
+    return withTmp(merged, (t) => this.outProj.forward(t));
+  }
+}
+
+export interface TransformerEncoderLayerOptions {
+  dimFeedforward?: number;
+  dropout?: number;
+  activation?: 'relu' | 'gelu';
+  /** Pre-norm (normFirst: true) or post-norm (PyTorch's default). */
+  normFirst?: boolean;
+  /** Causal self-attention. */
+  causal?: boolean;
+  layerNormEps?: number;
+  kvHeads?: number;
+  seed?: number;
+}
+
+/** PyTorch's TransformerEncoderLayer (batch-first): self_attn, linear1, linear2, norm1, norm2. */
+export class TransformerEncoderLayer extends Module {
+  selfAttn: MultiheadAttention;
+  linear1: Linear;
+  linear2: Linear;
+  norm1: LayerNorm;
+  norm2: LayerNorm;
+  dropout: Dropout;
+  readonly normFirst: boolean;
+  readonly causal: boolean;
+  readonly activation: 'relu' | 'gelu';
+
+  constructor(dModel: number, nHead: number, options: TransformerEncoderLayerOptions = {}) {
+    super();
+    const seed = checkSeed('TransformerEncoderLayer', options.seed);
+    const ff = options.dimFeedforward ?? 2048;
+    const p = options.dropout ?? 0.1;
+    this.selfAttn = this.registerModule('self_attn', new MultiheadAttention(dModel, nHead, { dropout: p, kvHeads: options.kvHeads, seed }));
+    this.linear1 = this.registerModule('linear1', new Linear(dModel, ff, { seed: seed + 11 }));
+    this.linear2 = this.registerModule('linear2', new Linear(ff, dModel, { seed: seed + 13 }));
+    this.norm1 = this.registerModule('norm1', new LayerNorm(dModel, { eps: options.layerNormEps ?? 1e-5 }));
+    this.norm2 = this.registerModule('norm2', new LayerNorm(dModel, { eps: options.layerNormEps ?? 1e-5 }));
+    this.dropout = this.registerModule('dropout', new Dropout(p, { seed: seed + 17 }));
+    this.normFirst = !!options.normFirst;
+    this.causal = !!options.causal;
+    this.activation = options.activation ?? 'relu';
+  }
+
+  private block(x: Tensor, o: AttentionCallOptions): Tensor {
+    return tidy(() => this.dropout.forward(this.selfAttn.forward(x, x, x, { ...o, isCausal: o.isCausal ?? this.causal })));
+  }
+  private ff(x: Tensor): Tensor {
+    return tidy(() => {
+      const h = this.linear1.forward(x);
+      const a = this.activation === 'gelu' ? gelu(h) : relu(h);
+      return this.dropout.forward(this.linear2.forward(this.dropout.forward(a)));
+    });
+  }
+
+  override forward(x: Tensor, options: AttentionCallOptions = {}): Tensor {
+    return tidy(() => {
+      if (this.normFirst) {
+        const h = add(x, this.block(this.norm1.forward(x), options));
+        return add(h, this.ff(this.norm2.forward(h)));
+      }
+      const h = this.norm1.forward(add(x, this.block(x, options)));
+      return this.norm2.forward(add(h, this.ff(h)));
+    });
+  }
+}
+
+/** A learned query vector attends over a sequence [B, N, dim] and returns the pooled [B, dim]. */
+export class AttentionPooling extends Module {
+  query: Tensor;
+  readonly dim: number;
+  constructor(dim: number, options: { seed?: number } = {}) {
+    super();
+    checkPositiveInt('AttentionPooling', 'dim', dim);
+    this.dim = dim;
+    this.query = this.registerParameter('query', uniformParam([dim], 1 / Math.sqrt(dim), checkSeed('AttentionPooling', options.seed), 0));
+  }
+  override forward(x: Tensor, options: { keyMask?: Tensor | null; impl?: SdpaOptions['impl'] } = {}): Tensor {
+    checkFeatures(`AttentionPooling(${this.dim})`, x, this.dim);
+    if (x.rank !== 3) throw new ShapeError(`AttentionPooling(${this.dim}): input ${fmtShape(x.shape)} must be [B, N, dim]`);
+    const [B, N] = x.shape;
+    return tidy(() => {
+      const q = reshape(this.query, [1, 1, this.dim]);
+      const mask = options.keyMask ? combineMasks('AttentionPooling', null, options.keyMask, B, N) : null;
+      const m3 = mask ? reshape(mask, [B, 1, N]) : null;
+      const out = scaledDotProductAttention(q, x, x, { attnMask: m3, impl: options.impl });
+      return reshape(out, [B, this.dim]);
+    });
+  }
+  /** The pooling weights [B, N], for looking at them. */
+  weights(x: Tensor): Tensor {
+    const [B, N] = x.shape;
+    return tidy(() => {
+      const scores = mul(matmul(x, reshape(this.query, [this.dim, 1])), 1 / Math.sqrt(this.dim));
+      return softmax(reshape(scores, [B, N]), -1);
+    });
+  }
+}
+
+/** Bahdanau attention: score(q_i, k_j) = v^T tanh(W q_i + U k_j), softmax over j, weighted sum of values. */
+export class AdditiveAttention extends Module {
+  wQuery: Linear;
+  wKey: Linear;
+  v: Tensor;
+  constructor(queryDim: number, keyDim: number, hiddenDim: number, options: { seed?: number } = {}) {
+    super();
+    const seed = checkSeed('AdditiveAttention', options.seed);
+    this.wQuery = this.registerModule('w_query', new Linear(queryDim, hiddenDim, { bias: false, seed }));
+    this.wKey = this.registerModule('w_key', new Linear(keyDim, hiddenDim, { bias: true, seed: seed + 1 }));
+    this.v = this.registerParameter('v', uniformParam([hiddenDim], 1 / Math.sqrt(hiddenDim), seed, 2));
+  }
+  /** Attention weights [B, Nq, Nk] for queries [B, Nq, Dq] and keys [B, Nk, Dk]. */
+  weights(query: Tensor, keys: Tensor, keyMask?: Tensor | null): Tensor {
+    return tidy(() => {
+      const wq = unsqueeze(this.wQuery.forward(query), 2); // [B, Nq, 1, A]
+      const uk = unsqueeze(this.wKey.forward(keys), 1); // [B, 1, Nk, A]
+      const e = tanh(add(wq, uk)); // [B, Nq, Nk, A]
+      let scores = matmul(e, this.v); // [B, Nq, Nk]
+      if (keyMask) {
+        const [B, Nk] = keyMask.shape;
+        const ninf = tensor([-Infinity], { shape: [] });
+        scores = where(reshape(keyMask, [B, 1, Nk]), scores, ninf);
+      }
+      return softmax(scores, -1);
+    });
+  }
+  override forward(query: Tensor, keys: Tensor, values: Tensor = keys, options: { keyMask?: Tensor | null } = {}): Tensor {
+    return tidy(() => matmul(this.weights(query, keys, options.keyMask), values));
+  }
+}
+
+

@@ -1,0 +1,44 @@
+// Dropout with a seeded counter-based (Philox) mask generated on the host and uploaded.
+import { ValueError } from '../errors';
+import { type Tensor, tensor } from '../tensor/tensor';
+import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random';
+import { record } from '../ops/record';
+import { mul } from '../ops/elementwise';
+import { checkFeatures } from './module';
+
+export interface DropoutOptions {
+  seed?: number;
+  /** false makes dropout the identity (as PyTorch's F.dropout(training=False)). Default true. */
+  training?: boolean;
+}
+
+/** Keep-mask scaled by 1/(1-p): element i is kept when philox(i, seed) >= p. */
+export function dropoutMask(n: number, p: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  const w = new Uint32Array(4);
+  const scale = 1 / (1 - p);
+  for (let i = 0; i < n; i += 4) {
+    philox4x32(i >>> 2, 0, 0, 0xd40f, seed >>> 0, 0x0d0d, w);
+    for (let k = 0; k < 4 && i + k < n; k++) out[i + k] = uniformFromU32(w[k]) >= p ? scale : 0;
+  }
+  return out;
+}
+
+function identity(x: Tensor): Tensor {
+  const y = x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
+  return record('dropout', y, [x], (g) => [g.makeView(g.shape.slice(), g.strides.slice(), g.offset)]);
+}
+
+/** Zeroes each element with probability p and scales the rest by 1/(1-p). Returns a new tensor. */
+export function dropout(x: Tensor, p = 0.5, options: DropoutOptions = {}): Tensor {
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new ValueError(`dropout: p must be in [0, 1], got ${p}`);
+  if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) throw new ValueError(`dropout: seed must be a non-negative integer, got ${options.seed}`);
+  x.buf('dropout');
+  if (options.training === false || p === 0) return identity(x);
+  const n = x.size;
+  const maskValues = p === 1 ? new Float32Array(n) : dropoutMask(n, p, options.seed ?? nextSeed());
+  const mask = tensor(maskValues, { shape: x.shape.slice() });
+  const y = mul(x, mask);
+  mask.dispose();
+  return y;
+}

@@ -1,0 +1,207 @@
+// Linear, Embedding, LayerNorm, Dropout, Sequential and activation modules.
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
+import type { Tensor } from '../tensor/tensor';
+import { philox4x32 } from '../tensor/random';
+import { linear } from '../ops/matmul';
+import { embedding, layerNorm } from '../ops/nn_ops';
+import { gelu, relu, sigmoid, tanh } from '../ops/elementwise';
+import { Module, checkFeatures } from './module';
+import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init';
+import { dropout } from './dropout';
+
+export interface LinearOptions {
+  bias?: boolean;
+  seed?: number;
+}
+
+/** y = x W^T + b with W [outFeatures, inFeatures]; PyTorch's default init (U(+-1/sqrt(in)) for both). */
+export class Linear extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
+    super();
+    checkPositiveInt('Linear', 'inFeatures', inFeatures);
+    checkPositiveInt('Linear', 'outFeatures', outFeatures);
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    const seed = checkSeed('Linear', options.seed);
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter('weight', uniformParam([outFeatures, inFeatures], bound, seed, 0));
+    this.bias = this.registerParameter('bias', options.bias === false ? null : uniformParam([outFeatures], bound, seed, 1));
+  }
+  override forward(x: Tensor): Tensor {
+    checkFeatures(`Linear(${this.inFeatures}, ${this.outFeatures})`, x, this.inFeatures);
+    return linear(x, this.weight, this.bias);
+  }
+  override extraRepr(): string {
+    return `inFeatures=${this.inFeatures}, outFeatures=${this.outFeatures}, bias=${this.bias !== null}`;
+  }
+}
+
+export interface EmbeddingOptions {
+  seed?: number;
+}
+
+/** A lookup table [numEmbeddings, embeddingDim], initialised N(0, 1); forward takes i32 indices of any shape. */
+export class Embedding extends Module {
+  readonly numEmbeddings: number;
+  readonly embeddingDim: number;
+  weight: Tensor;
+  constructor(numEmbeddings: number, embeddingDim: number, options: EmbeddingOptions = {}) {
+    super();
+    checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
+    checkPositiveInt('Embedding', 'embeddingDim', embeddingDim);
+    this.numEmbeddings = numEmbeddings;
+    this.embeddingDim = embeddingDim;
+    this.weight = this.registerParameter('weight', normalParam([numEmbeddings, embeddingDim], 1, checkSeed('Embedding', options.seed), 0));
+  }
+  override forward(indices: Tensor): Tensor {
+    if (indices.dtype !== 'i32') throw new DTypeError(`Embedding(${this.numEmbeddings}, ${this.embeddingDim}): indices ${fmtShape(indices.shape)} must be i32, got ${indices.dtype}`);
+    return embedding(indices, this.weight);
+  }
+  override extraRepr(): string {
+    return `${this.numEmbeddings}, ${this.embeddingDim}`;
+  }
+}
+
+export interface LayerNormOptions {
+  eps?: number;
+  elementwiseAffine?: boolean;
+  bias?: boolean;
+}
+
+/** Normalises over the trailing `normalizedShape` dims; weight ones and bias zeros. */
+export class LayerNorm extends Module {
+  readonly normalizedShape: number[];
+  readonly eps: number;
+  weight: Tensor | null;
+  bias: Tensor | null;
+  constructor(normalizedShape: number | number[], options: LayerNormOptions = {}) {
+    super();
+    const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape.slice();
+    if (!ns.length) throw new ValueError('LayerNorm: normalizedShape must not be empty');
+    for (const d of ns) checkPositiveInt('LayerNorm', 'normalizedShape entries', d);
+    this.normalizedShape = ns;
+    this.eps = options.eps ?? 1e-5;
+    if (!(this.eps > 0)) throw new ValueError(`LayerNorm: eps must be > 0, got ${this.eps}`);
+    const affine = options.elementwiseAffine ?? true;
+    this.weight = this.registerParameter('weight', affine ? constParam(ns, 1) : null);
+    this.bias = this.registerParameter('bias', affine && options.bias !== false ? constParam(ns, 0) : null);
+  }
+  override forward(x: Tensor): Tensor {
+    const ns = this.normalizedShape;
+    const tail = x.shape.slice(x.rank - ns.length);
+    if (x.rank < ns.length || tail.some((d, i) => d !== ns[i])) {
+      throw new ShapeError(`LayerNorm(${fmtShape(ns)}): input ${fmtShape(x.shape)} does not end in the normalized shape ${fmtShape(ns)}`);
+    }
+    return layerNorm(x, ns, this.weight, this.bias, this.eps);
+  }
+  override extraRepr(): string {
+    return `${fmtShape(this.normalizedShape)}, eps=${this.eps}, elementwiseAffine=${this.weight !== null}`;
+  }
+}
+
+/**
+ * Dropout(p): in training mode each call draws a fresh mask. With a seed, the i-th call's mask comes
+ * from (seed, i), so a run replays exactly; without one each call draws a seed from the global generator.
+ */
+export class Dropout extends Module {
+  readonly p: number;
+  private readonly _seed: number | undefined;
+  private _calls = 0;
+  constructor(p = 0.5, options: { seed?: number } = {}) {
+    super();
+    if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new ValueError(`Dropout: p must be in [0, 1], got ${p}`);
+    this.p = p;
+    this._seed = options.seed === undefined ? undefined : checkSeed('Dropout', options.seed);
+  }
+  override forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return dropout(x, this.p, { training: false });
+    let seed: number | undefined;
+    if (this._seed !== undefined) {
+      const w = new Uint32Array(4);
+      philox4x32(this._calls++, 0, 0, 0xd0d0, this._seed, 0x51, w);
+      seed = w[0];
+    }
+    return dropout(x, this.p, { seed });
+  }
+  override extraRepr(): string {
+    return `p=${this.p}`;
+  }
+}
+
+/** Runs its modules in order; children are named '0', '1', ... as in PyTorch. */
+export class Sequential extends Module {
+  private readonly _layers: Module[];
+  constructor(...modules: Module[]) {
+    super();
+    this._layers = modules;
+    modules.forEach((m, i) => {
+      if (!(m instanceof Module)) throw new ValueError(`Sequential: argument ${i} is not a Module`);
+      this.registerModule(String(i), m);
+    });
+  }
+  get length(): number {
+    return this._layers.length;
+  }
+  at(i: number): Module {
+    return this._layers[i < 0 ? this._layers.length + i : i];
+  }
+  override forward(x: Tensor): Tensor {
+    let cur = x;
+    for (const m of this._layers) {
+      const next = m.forward(cur) as Tensor;
+      // Autograd keeps what it needs as views, so intermediate handles can go now.
+      if (cur !== x && next !== cur) cur.dispose();
+      cur = next;
+    }
+    return cur;
+  }
+}
+
+export class ReLU extends Module {
+  override forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+export class GELU extends Module {
+  override forward(x: Tensor): Tensor {
+    return gelu(x);
+  }
+}
+export class Tanh extends Module {
+  override forward(x: Tensor): Tensor {
+    return tanh(x);
+  }
+}
+export class Sigmoid extends Module {
+  override forward(x: Tensor): Tensor {
+    return sigmoid(x);
+  }
+}
+
+/** Holds submodules in a list (named '0', '1', ... as in PyTorch); it has no forward of its own. */
+export class ModuleList extends Module {
+  private readonly _items: Module[] = [];
+  constructor(modules: Module[] = []) {
+    super();
+    for (const m of modules) this.append(m);
+  }
+  append(m: Module): this {
+    if (!(m instanceof Module)) throw new ValueError(`ModuleList: item ${this._items.length} is not a Module`);
+    this.registerModule(String(this._items.length), m);
+    this._items.push(m);
+    return this;
+  }
+  get length(): number {
+    return this._items.length;
+  }
+  at(i: number): Module {
+    return this._items[i < 0 ? this._items.length + i : i];
+  }
+  [Symbol.iterator](): Iterator<Module> {
+    return this._items[Symbol.iterator]();
+  }
+}

@@ -1,0 +1,242 @@
+// nn.Module: parameters, submodules and buffers with PyTorch's dotted names; train/eval; state dicts.
+import { KilnError, ShapeError, ValueError, fmtShape } from '../errors';
+import { Tensor, keep } from '../tensor/tensor';
+import { elementwise } from '../ops/kernel_args';
+import { U } from '../ops/elementwise';
+import { noGrad } from '../autograd/index';
+
+/** loadStateDict found keys that are missing, unexpected or of the wrong shape. */
+export class StateDictError extends KilnError {
+  constructor(
+    message: string,
+    public readonly missing: string[],
+    public readonly unexpected: string[],
+    public readonly mismatched: string[],
+  ) {
+    super(message);
+  }
+}
+
+/** Field names become PyTorch's snake_case names: outProj -> out_proj, inProjWeight -> in_proj_weight. */
+function snake(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+}
+
+type Slot = { kind: 'param' | 'buffer' | 'module'; value: Tensor | Module | null };
+
+/**
+ * Base class of layers. Subclasses declare parameters and submodules either as fields (a Tensor field
+ * with requiresGrad is a parameter, a Module field is a submodule; the field name is converted to
+ * snake_case) or explicitly with registerParameter / registerBuffer / registerModule, which also fix
+ * the name. Parameters come before submodules in namedParameters(), as in PyTorch.
+ */
+export class Module {
+  training = true;
+  // Explicit registrations, by name, in registration order.
+  private readonly _slots = new Map<string, Slot>();
+
+  /** Registers (or replaces) a parameter under `name`; null registers an absent one (e.g. bias: false). */
+  registerParameter<T extends Tensor | null>(name: string, t: T): T {
+    this._checkName(name);
+    if (t) {
+      keep(t);
+      if (!t.requiresGrad) t.requiresGrad = true;
+    }
+    this._slots.set(name, { kind: 'param', value: t });
+    return t;
+  }
+  /** A tensor that is part of the state dict but not trained (running statistics, masks...). */
+  registerBuffer<T extends Tensor | null>(name: string, t: T): T {
+    this._checkName(name);
+    if (t) keep(t);
+    this._slots.set(name, { kind: 'buffer', value: t });
+    return t;
+  }
+  registerModule<M extends Module | null>(name: string, m: M): M {
+    this._checkName(name);
+    this._slots.set(name, { kind: 'module', value: m });
+    return m;
+  }
+  private _checkName(name: string): void {
+    if (typeof name !== 'string' || name === '' || name.includes('.')) throw new ValueError(`Module: name ${JSON.stringify(name)} must be a non-empty string without '.'`);
+  }
+
+  /** Own entries in order: declared fields first (registered names win), then registrations not held by a field. */
+  private _entries(): [string, Slot][] {
+    const out: [string, Slot][] = [];
+    const seen = new Set<unknown>();
+    const byValue = new Map<unknown, [string, Slot]>();
+    for (const [n, s] of this._slots) if (s.value) byValue.set(s.value, [n, s]);
+    for (const [field, value] of Object.entries(this)) {
+      if (field.startsWith('_') || value === null || typeof value !== 'object' || seen.has(value)) continue;
+      const reg = byValue.get(value);
+      if (reg) {
+        out.push(reg);
+        seen.add(value);
+      } else if (value instanceof Module) {
+        out.push([snake(field), { kind: 'module', value }]);
+        seen.add(value);
+      } else if (value instanceof Tensor && value.requiresGrad && value.isLeaf) {
+        out.push([snake(field), { kind: 'param', value }]);
+        seen.add(value);
+      }
+    }
+    for (const [n, s] of this._slots) if (!s.value || !seen.has(s.value)) out.push([n, s]);
+    return out;
+  }
+
+  /** Direct submodules with their names. */
+  namedChildren(): [string, Module][] {
+    return this._entries().filter(([, s]) => s.kind === 'module' && s.value).map(([n, s]) => [n, s.value as Module]);
+  }
+  children(): Module[] {
+    return this.namedChildren().map(([, m]) => m);
+  }
+  /** This module and every descendant, with dotted names ('' for this one). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, m] of this.namedChildren()) out.push(...m.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+  modules(): Module[] {
+    return this.namedModules().map(([, m]) => m);
+  }
+
+  private _named(kinds: Slot['kind'][], prefix: string, seen: Set<Tensor>, out: [string, Tensor][]): void {
+    const entries = this._entries();
+    for (const [n, s] of entries) {
+      if (kinds.includes(s.kind) && s.value instanceof Tensor && !seen.has(s.value)) {
+        seen.add(s.value);
+        out.push([prefix + n, s.value]);
+      }
+    }
+    for (const [n, s] of entries) if (s.kind === 'module' && s.value) (s.value as Module)._named(kinds, `${prefix}${n}.`, seen, out);
+  }
+
+  /** [dotted name, parameter] pairs, each parameter once, in PyTorch's order. */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    this._named(['param'], '', new Set(), out);
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+  namedBuffers(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    this._named(['buffer'], '', new Set(), out);
+    return out;
+  }
+
+  /**
+   * Parameters and buffers by dotted name. The values are the module's own tensors (as PyTorch's
+   * state_dict shares storage): do not dispose them; clone them to keep a snapshot.
+   */
+  stateDict(): Record<string, Tensor> {
+    const sd: Record<string, Tensor> = {};
+    const out: [string, Tensor][] = [];
+    this._named(['param', 'buffer'], '', new Set(), out);
+    for (const [n, t] of out) sd[n] = t;
+    return sd;
+  }
+
+  /**
+   * Copies the values of `sd` into this module's tensors in place (optimizers keep working). With
+   * strict (the default) every key must match; otherwise missing and unexpected keys are skipped.
+   * Shape mismatches always throw. Validates everything before copying anything.
+   */
+  loadStateDict(sd: Record<string, Tensor>, options: { strict?: boolean } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
+    const strict = options.strict ?? true;
+    if (sd === null || typeof sd !== 'object') throw new ValueError(`${this.constructor.name}.loadStateDict: expects an object {name: Tensor}, got ${sd}`);
+    const own = this.stateDict();
+    const missing = Object.keys(own).filter((k) => !(k in sd));
+    const unexpected = Object.keys(sd).filter((k) => !(k in own));
+    const mismatched: string[] = [];
+    for (const k of Object.keys(own)) {
+      const src = sd[k];
+      if (!(k in sd)) continue;
+      if (!(src instanceof Tensor)) mismatched.push(`${k}: not a Tensor`);
+      else if (src.shape.length !== own[k].shape.length || src.shape.some((d, i) => d !== own[k].shape[i])) mismatched.push(`${k}: ${fmtShape(src.shape)} vs ${fmtShape(own[k].shape)} in the model`);
+      else if (src.dtype !== own[k].dtype) mismatched.push(`${k}: dtype ${src.dtype} vs ${own[k].dtype} in the model`);
+      else if (src.isDisposed) mismatched.push(`${k}: disposed`);
+    }
+    if (mismatched.length || (strict && (missing.length || unexpected.length))) {
+      const parts: string[] = [];
+      if (strict && missing.length) parts.push(`missing keys: ${missing.join(', ')}`);
+      if (strict && unexpected.length) parts.push(`unexpected keys: ${unexpected.join(', ')}`);
+      if (mismatched.length) parts.push(`mis-shaped keys: ${mismatched.join('; ')}`);
+      throw new StateDictError(`${this.constructor.name}.loadStateDict: ${parts.join('; ')}`, missing, unexpected, mismatched);
+    }
+    noGrad(() => {
+      for (const k of Object.keys(own)) {
+        if (!(k in sd)) continue;
+        copyInto(own[k], sd[k]);
+      }
+    });
+    return { missingKeys: missing, unexpectedKeys: unexpected };
+  }
+
+  /** Sets training mode here and in every descendant (dropout on); returns this. */
+  train(mode = true): this {
+    for (const m of this.modules()) m.training = mode;
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Drops the gradients of every parameter. */
+  zeroGrad(): void {
+    for (const p of this.parameters()) {
+      if (p.grad) {
+        p.grad.dispose();
+        p.grad = null;
+      }
+    }
+  }
+
+  /** Frees every parameter and buffer (and their gradients). */
+  dispose(): void {
+    const out: [string, Tensor][] = [];
+    this._named(['param', 'buffer'], '', new Set(), out);
+    for (const [, t] of out) t.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  forward(..._args: unknown[]): unknown {
+    throw new KilnError(`${this.constructor.name}: forward() is not implemented`);
+  }
+
+  /** One line per module, as PyTorch prints a model. */
+  toString(): string {
+    const kids = this.namedChildren();
+    const head = `${this.constructor.name}(${this.extraRepr()}`;
+    if (!kids.length) return `${head})`;
+    const body = kids.map(([n, m]) => `  (${n}): ${m.toString().replace(/\n/g, '\n  ')}`).join('\n');
+    return `${head}\n${body}\n)`;
+  }
+  extraRepr(): string {
+    return '';
+  }
+}
+
+/** dst <- src elementwise (same shape and dtype); dst must be contiguous at its own offset. */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (!dst.isContiguous) throw new ShapeError(`copyInto: destination ${fmtShape(dst.shape)} is not contiguous`);
+  dst.buf('copy');
+  src.buf('copy');
+  if (dst.size === 0 || (src.storage === dst.storage && src.offset === dst.offset)) return;
+  // A copy kernel rather than encodeCopy: queue.uploadToBuffer only orders a later upload after pending
+  // *dispatches*, so a pending buffer copy into a recycled buffer could land after a newer upload.
+  elementwise('unary', 'copy', dst, { a: src }, U.copy);
+}
+
+/** Checks that the last dim of `x` is `expected`, naming the module on failure. */
+export function checkFeatures(module: string, x: Tensor, expected: number, what = 'features'): void {
+  if (!(x instanceof Tensor)) throw new ValueError(`${module}: input must be a Tensor, got ${x}`);
+  if (x.rank === 0 || x.shape[x.rank - 1] !== expected) {
+    throw new ShapeError(`${module}: input ${fmtShape(x.shape)} has ${x.rank ? x.shape[x.rank - 1] : 0} ${what} in its last dim, expected ${expected}`);
+  }
+}
