@@ -9,7 +9,8 @@ import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape';
 import { attnDropoutKeep, nextSeed } from '../tensor/random';
 import { dummy } from '../ops/kernel_args';
 import { record } from '../ops/record';
-import { add, mul, where, withTmp, logicalAnd } from '../ops/elementwise';
+import { add, ge, mul, where, withTmp, logicalAnd } from '../ops/elementwise';
+import { arange } from '../ops/creation';
 import { matmul } from '../ops/matmul';
 import { softmax } from '../ops/nn_ops';
 import { contiguous, expand, reshape, sumToShape, transpose, unsqueeze } from '../ops/views';
@@ -107,10 +108,15 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
 
 // ---------------------------------------------------------------- reference path
 
+/** bool [Nq, Nk]: key j is visible from query i when j <= i (built on the GPU from two ranges). */
 function causalMask(Nq: number, Nk: number): Tensor {
-  const data = new Uint8Array(Nq * Nk);
-  for (let i = 0; i < Nq; i++) for (let j = 0; j <= Math.min(i, Nk - 1); j++) data[i * Nk + j] = 1;
-  return tensor(data, { shape: [Nq, Nk], dtype: 'bool' });
+  const rows = arange(Nq, undefined, 1, { dtype: 'i32' });
+  const cols = arange(Nk, undefined, 1, { dtype: 'i32' });
+  const r2 = reshape(rows, [Nq, 1]);
+  const c2 = reshape(cols, [1, Nk]);
+  const m = ge(r2, c2);
+  for (const t of [rows, cols, r2, c2]) t.dispose();
+  return m;
 }
 
 /** q as [..., Hk, g, Nq, D] and k/v as [..., Hk, 1, Nk, D], so grouped-query heads broadcast without copies. */

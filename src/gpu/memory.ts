@@ -29,7 +29,10 @@ let liveBuffers = 0;
 let liveBytes = 0;
 let peakBytes = 0;
 
+let userPoolLimit = false;
+/** Most bytes of free buffers the pool keeps for reuse (default 512 MiB on software adapters, 4 GiB on GPUs). */
 export function setPoolLimit(bytes: number): void {
+  userPoolLimit = true;
   maxPooledBytes = bytes;
   trimPool();
 }
@@ -94,6 +97,9 @@ function currentGeneration(): number {
 }
 onDeviceInit((d) => {
   generationNow = d.generation;
+  // Software adapters share the host's memory: keep the pool small there. A hardware GPU can keep more
+  // free buffers for reuse (large attention scores in reference paths, activations between steps).
+  if (!userPoolLimit) maxPooledBytes = d.info.isSoftware ? 512 * 1024 * 1024 : 4 * 1024 * 1024 * 1024;
   free.clear();
   pooledBytes = 0;
 });
