@@ -1,0 +1,41 @@
+// Shared helpers for the examples: flags, output folder, a progress line, and the final report line.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { init, type DeviceInfo } from 'kiln';
+
+export interface ExampleArgs {
+  /** A few steps only: CI checks that the loss falls. */
+  smoke: boolean;
+  /** Train longer than the default. */
+  full: boolean;
+  argv: string[];
+}
+
+/** The value after `--name` in argv, or the fallback. */
+export function flag(args: ExampleArgs, name: string, fallback?: string): string | undefined {
+  const i = args.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.argv.length ? args.argv[i + 1] : fallback;
+}
+
+/** examples/<name>/out, created on demand (git-ignored): checkpoints, heatmaps. */
+export function outDir(name: string): string {
+  const root = process.env.KILN_EXAMPLES_OUT ?? join(process.cwd(), 'examples', name, 'out');
+  mkdirSync(root, { recursive: true });
+  return root;
+}
+
+export async function setup(name: string): Promise<DeviceInfo> {
+  const info = await init();
+  console.log(`${name}: adapter ${info.description || info.vendor}${info.isSoftware ? ' (software)' : ''}`);
+  return info;
+}
+
+/** The machine-readable last line: `<name>: <metric> <value>`. */
+export function report(name: string, metric: string, value: number, digits = 3): void {
+  console.log(`${name}: ${metric} ${value.toFixed(digits)}`);
+}
+
+/** For --smoke runs: the first and last training losses, printed so tests can assert the loss falls. */
+export function reportLoss(name: string, first: number, last: number): void {
+  console.log(`${name}: loss ${first.toFixed(4)} -> ${last.toFixed(4)}`);
+}
