@@ -24,7 +24,8 @@ const HELP = `usage: npm run bench -- [options]
   --json F --md F --svg F   outputs (default bench/out/report.{json,md,svg})
   --compare OLD    print cases > --threshold % (default 10) slower than OLD.json; --fail-on-regression exits 3
   --chromium PATH  browser binary (default /usr/bin/chromium or $CHROMIUM)
-  --peers          also time TensorFlow.js WebGPU in Node (attention, matmul, softmax; installs bench/peers on demand)`;
+  --peers          also time TensorFlow.js WebGPU in Node (attention, matmul, softmax; installs bench/peers on demand; on by default)
+  --no-peers       kiln only`;
 
 const { values: a } = parseArgs({
   options: {
@@ -34,9 +35,10 @@ const { values: a } = parseArgs({
     embed: { type: 'string', default: '768' }, 'no-probes': { type: 'boolean', default: false },
     json: { type: 'string' }, md: { type: 'string' }, svg: { type: 'string' }, compare: { type: 'string' },
     threshold: { type: 'string', default: '10' }, 'fail-on-regression': { type: 'boolean', default: false },
-    chromium: { type: 'string' }, peers: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+    chromium: { type: 'string' }, peers: { type: 'boolean', default: true }, 'no-peers': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (a['no-peers']) a.peers = false;
 if (a.help) {
   console.log(HELP);
   process.exit(0);
