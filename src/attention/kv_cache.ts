@@ -1,7 +1,7 @@
 // A key/value cache for incremental decoding: keys and values are appended into preallocated
 // storage and read back as views (no copies), so step t attends over positions 0..t.
 import { ShapeError, ValueError, fmtShape } from '../errors';
-import { type Tensor, empty } from '../tensor/tensor';
+import { type Tensor, empty, keep } from '../tensor/tensor';
 import { elementwise } from '../ops/kernel_args';
 import { slice } from '../ops/views';
 import { noGradScope } from './no_grad';
@@ -30,8 +30,9 @@ export class KVCache {
     }
     if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
     if (!this.k) {
-      this.k = empty([B, H, this.maxLength, D], 'f32');
-      this.v = empty([B, H, this.maxLength, Dv], 'f32');
+      // The cache outlives the tidy() scope of the forward pass that first fills it.
+      this.k = keep(empty([B, H, this.maxLength, D], 'f32'));
+      this.v = keep(empty([B, H, this.maxLength, Dv], 'f32'));
     }
     return noGradScope(() => {
       for (const [src, dst] of [[k, this.k!], [v, this.v!]] as const) {

@@ -122,7 +122,8 @@ function causalMask(Nq: number, Nk: number): Tensor {
 /** q as [..., Hk, g, Nq, D] and k/v as [..., Hk, 1, Nk, D], so grouped-query heads broadcast without copies. */
 function groupView(t: Tensor, p: Plan, isQuery: boolean): Tensor {
   const s = split(t);
-  if (p.Hq === p.Hk || (!isQuery && s.H === 1)) return t.rank === 2 ? t.makeView(t.shape, t.strides, t.offset) : reshape(t, t.shape.slice());
+  // One key/value head broadcasts over the query heads by plain broadcasting: no grouping needed.
+  if (p.Hq === p.Hk || p.Hk === 1) return t.rank === 2 ? t.makeView(t.shape, t.strides, t.offset) : reshape(t, t.shape.slice());
   if (isQuery) return reshape(t, [...s.batch, p.Hk, p.Hq / p.Hk, s.N, s.D]);
   return unsqueeze(t, -3);
 }

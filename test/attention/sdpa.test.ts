@@ -100,6 +100,7 @@ const cases: Case[] = [
   { name: 'GQA 4/2', q: [2, 4, 9, 16], k: [2, 2, 11, 16], v: [2, 2, 11, 16] },
   { name: 'GQA 6/2 causal', q: [1, 6, 8, 8], k: [1, 2, 8, 8], v: [1, 2, 8, 8], causal: true },
   { name: 'MQA 4/1', q: [1, 4, 6, 16], k: [1, 1, 6, 16], v: [1, 1, 6, 16] },
+  { name: 'MQA 3/1, B=2, key mask (found by the fuzzer)', q: [2, 3, 13, 28], k: [2, 1, 2, 28], v: [2, 1, 2, 56], bool: [2, 1, 1, 2] },
   { name: 'bool key mask [B,1,1,Nk]', q: [2, 2, 7, 16], k: [2, 2, 9, 16], v: [2, 2, 9, 16], bool: [2, 1, 1, 9] },
   { name: 'bool [Nq,Nk]', q: [2, 2, 7, 16], k: [2, 2, 9, 16], v: [2, 2, 9, 16], bool: [7, 9] },
   { name: 'bool full + causal', q: [2, 2, 7, 16], k: [2, 2, 7, 16], v: [2, 2, 7, 16], bool: [2, 2, 7, 7], causal: true },
