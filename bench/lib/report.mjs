@@ -45,6 +45,15 @@ export function toMarkdown(report, comparison) {
     L.push(`|---|---|---:|---:|---:|---:|---:|${peers ? '---:|---:|' : ''}`);
     for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers ? ` ${fmtMs(s.tfjsMs)} | ${fmt(s.tfjsMs / s.fusedMs)} |` : ''}`);
   }
+  const profiled = report.cases.filter((c) => Array.isArray(c.profile) && c.profile.length);
+  for (const c of profiled) {
+    L.push('');
+    L.push(`## Training step profile: ${c.runtime}, attention ${c.impl}, [${c.shape.join(',')}] (one step, GPU time per kernel)`);
+    L.push('');
+    L.push('| kernel | dispatches | gpu ms | share |');
+    L.push('|---|---:|---:|---:|');
+    for (const p of c.profile) L.push(`| ${p.kernel} | ${p.dispatches} | ${fmtMs(p.gpuMs)} | ${(100 * p.share).toFixed(1)}% |`);
+  }
   if (comparison) {
     L.push('');
     L.push(`## Compared with ${comparison.against}`);

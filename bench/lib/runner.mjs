@@ -6,10 +6,11 @@ import { probePeaks } from './probes.mjs';
 import { summarize } from './stats.mjs';
 import { attentionRowsF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
 
-export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm'];
+export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm', 'trainstep'];
 export const SCHEMA_VERSION = 1;
 
 export function defaultSizes(suite, quick) {
+  if (suite === 'trainstep') return quick ? [32] : [64, 256];
   if (quick) return suite === 'matmul' ? [128, 256] : suite === 'attention' ? [128, 256] : [256];
   return suite === 'matmul' ? [128, 256, 512, 1024] : [128, 256, 512, 1024];
 }
@@ -43,6 +44,12 @@ function planCases(k, o) {
       for (const n of sizes) cases.push(softmaxCase(k, o.heads, n));
     } else if (suite === 'layernorm') {
       for (const n of sizes) cases.push(layerNormCase(k, n, o.embed));
+    } else if (suite === 'trainstep') {
+      if (!k.nn?.TransformerEncoderLayer || !k.optim?.AdamW) {
+        skipped.push({ suite, reason: 'nn.TransformerEncoderLayer / optim.AdamW not in this kiln build' });
+        continue;
+      }
+      for (const n of sizes) for (const impl of ['fused', 'reference']) cases.push(trainStepCase(k, n, impl));
     }
   }
   return { cases, skipped };
@@ -155,6 +162,71 @@ function layerNormCase(k, n, E) {
   };
 }
 
+// One training step of a small transformer (embedding, one encoder layer, a token classifier,
+// cross-entropy, AdamW): forward, backward and the optimizer, with attention fused or composed.
+function trainStepCase(k, N, impl) {
+  const B = 4, E = 64, H = 4, V = 96, FF = 128;
+  const layerFlops = (n) => 2 * B * n * (4 * E * E + 2 * E * FF) + 4 * B * H * n * n * (E / H);
+  return {
+    suite: 'trainstep', impl, shape: [B, N, E], params: { heads: H, ff: FF, vocab: V, attention: impl },
+    label: `train step ${impl} [${B},${N},${E}]`,
+    flops: 3 * (layerFlops(N) + 2 * B * N * E * V), // forward + about twice that for backward
+    bytes: 0,
+    setup() {
+      const emb = new k.nn.Embedding(V, E, { seed: 1 });
+      const layer = new k.nn.TransformerEncoderLayer(E, H, { dimFeedforward: FF, dropout: 0, causal: true, seed: 2 });
+      const head = new k.nn.Linear(E, V, { seed: 3 });
+      const params = [...emb.parameters(), ...layer.parameters(), ...head.parameters()];
+      const opt = new k.optim.AdamW(params, { lr: 1e-3 });
+      const ids = Int32Array.from({ length: B * N }, (_, i) => (i * 7919 + 13) % V);
+      const tokens = k.tensor(ids, { shape: [B, N] });
+      const targets = k.tensor(Int32Array.from(ids, (t, i) => ids[(i + 1) % ids.length]), { shape: [B * N] });
+      const forward = (which) => {
+        k.setFlag('attention.impl', which);
+        try {
+          const h = layer.forward(emb.forward(tokens));
+          return k.F.crossEntropy(head.forward(h).reshape([B * N, V]), targets);
+        } finally {
+          k.setFlag('attention.impl', undefined);
+        }
+      };
+      const run = () => {
+        opt.zeroGrad();
+        const loss = forward(impl);
+        loss.backward();
+        opt.step();
+        return loss;
+      };
+      return {
+        run,
+        async check() {
+          // The same parameters give the same loss and gradients through either attention path.
+          const grads = [];
+          const losses = [];
+          for (const which of ['fused', 'reference']) {
+            opt.zeroGrad();
+            const loss = k.tidy(() => forward(which));
+            loss.backward();
+            losses.push((await loss.toArray())[0]);
+            grads.push(await layer.selfAttn.inProjWeight.grad.toArray());
+            loss.dispose();
+          }
+          opt.zeroGrad();
+          const err = Math.max(Math.abs(losses[0] - losses[1]), maxAbsErr(grads[0], grads[1]).err);
+          const tol = 1e-4;
+          return { against: 'fused vs reference attention (loss, in_proj_weight grad)', maxErr: err, tol, passed: Number.isFinite(losses[0]) && err <= tol };
+        },
+        dispose() {
+          for (const m of [emb, layer, head]) m.dispose();
+          opt.dispose?.();
+          tokens.dispose();
+          targets.dispose();
+        },
+      };
+    },
+  };
+}
+
 /** Row-wise reference over all rows when small, else over 64 sampled rows; `at` maps reference entries to output entries. */
 function rowsCheck(x, rows, cols, refRows) {
   if (rows * cols <= 2 ** 22) return { want: refRows(x, rows), at: undefined, against: 'cpu-f64' };
@@ -259,6 +331,12 @@ export async function runBench(k, opts) {
             out.dispose();
             g.push(t.kernelNs / 1e6);
             dispatches = t.dispatches + t.untimed;
+            if (c.suite === 'trainstep' && i === o.runs - 1) {
+              // Where the step's GPU time goes, kernel by kernel: what a fusion experiment would target next.
+              row.profile = Object.entries(t.byLabel)
+                .map(([label, { count, ns }]) => ({ kernel: label, dispatches: count, gpuMs: ns / 1e6, share: t.kernelNs ? ns / t.kernelNs : 0 }))
+                .sort((a, b) => b.gpuMs - a.gpuMs);
+            }
             o.onProgress({ done: done + 0.5 + (i + 1) / (o.runs * 2), total, label: c.label });
           }
           const gs = summarize(g);
