@@ -5,7 +5,7 @@ import { broadcastShapes, numel } from '../tensor/shape';
 import { dispatch } from '../gpu/kernels';
 import { gpu } from '../gpu/device';
 import { record } from './record';
-import { sumToShape, transpose, unsqueeze, squeeze } from './views';
+import { reshape, sumToShape, transpose, unsqueeze, squeeze } from './views';
 import { add, withTmp } from './elementwise';
 
 /** out[..., M, N] = a[..., M, K] @ b[..., K, N] on 2-D-or-more operands (any strides). */
@@ -89,6 +89,16 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     throw new ShapeError(`linear: input ${fmtShape(x.shape)} has ${x.shape[x.rank - 1]} features but weight ${fmtShape(w.shape)} expects ${w.shape[1]}`);
   }
   if (b && (b.rank !== 1 || b.shape[0] !== w.shape[0])) throw new ShapeError(`linear: bias ${fmtShape(b.shape)} must be [${w.shape[0]}]`);
+  if (x.rank > 2) {
+    // Fold the leading dims into rows: one [rows, in] @ [in, out] product instead of a batched
+    // matmul of many short matrices that fill few tiles, and a weight gradient that is one
+    // product over all rows rather than per-batch products summed afterwards.
+    const lead = x.shape.slice(0, -1);
+    const x2 = reshape(x, [numel(lead), x.shape[x.rank - 1]]);
+    const y2 = linear(x2, w, b);
+    x2.dispose();
+    return withTmp(y2, (t) => reshape(t, [...lead, w.shape[0]]));
+  }
   const wt = transpose(w, 0, 1);
   const y = matmul(x, wt);
   wt.dispose();
