@@ -2,42 +2,62 @@
 // (not `delta` / `dq`: WGSL puts functions and bindings in one namespace and the bindings own those names).
 //
 // Dimensions: B batch, Hq query heads, Hk kv heads (g = Hq / Hk; query head h reads kv head h / g), Nq queries,
-//   Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX <= 16 * THREADS).
+//   Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX).
 // Inputs (same meaning and params as attention_forward.wgsl): q, k, v (offset + strides from params), mask,
 //   o and dout [B, Hq, Nq, Dv] contiguous, lse [B, Hq, Nq] contiguous (from the forward; -inf = fully masked row).
 // Scores are recomputed exactly as in the forward: s_ij = scale * dot(q_i, k_j) (+ float mask),
 //   p_ij = exp(s_ij - lse_i) (0 for an excluded key or a row with lse = -inf), z_ij = keep_ij / (1 - dropout_p)
 //   (1 without dropout), dP_ij = z_ij * dot(dO_i, v_j), dS_ij = p_ij * (dP_ij - delta_i).
 //
+// Register blocking (dkdv and dq_main): a workgroup owns BLOCK_N keys (dkdv) or BLOCK_M query rows (dq_main) and
+//   streams tiles of the other side; all four tiles (q, dO, k, v) are row-major in workgroup memory with row
+//   stride HEAD_DIM_MAX / 4 + 1 vec4 (odd: neighbouring rows hit different banks), zero-filled past D / Dv / N.
+//   Owned rows come in OG = owned / 4 groups, streamed rows in SG = streamed / 4 groups; group a holds the tile
+//   rows a, a + OG, a + 2 OG, a + 3 OG (interleaved, so neighbouring threads read neighbouring rows).
+//   1. scores: thread tid < OG * SG, (a, c) = (tid / SG, tid % SG) in dq_main, (tid % OG, tid / OG) in dkdv,
+//      computes the 4 x 4 blocks of s and dP with vec4 dot products over HEAD_DIM_MAX (16 vec4 reads per 32
+//      dot4), then p and dS, written to workgroup memory as vec4 over the 4 owned rows of the group.
+//   2. accumulate: thread (a, e) = (tid / TD, tid % TD), TD = THREADS / OG, owns the 4 rows of owned group a and
+//      the vec4 columns e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (no arrays).
+//   3 barriers per streamed tile.
+//
 // delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
 //        per workgroup; dispatch x = ceil(B * Hq * Nq / DELTA_WG) (a 2-D grid (x, y) with x * y * DELTA_WG >= rows
 //        is also accepted). Uses: params, o, dout, delta.
-// dkdv   a workgroup owns BLOCK_N keys of one (b, hk): dispatch (ceil(Nk / BLOCK_N), Hk, B), BLOCK_N * THREADS
-//        threads. K and V tiles stay in workgroup memory; it loops over the g query heads of the group and over
-//        query tiles of BLOCK_M rows (under causal, starting at the first tile that can see the keys):
-//          1. thread (c, t) computes p and dS for rows t, t + THREADS, ... of its key c -> p_tile, ds_tile
-//          2. thread (c, t) accumulates dV_c += (p z)_rc dO_r and dK_c += dS_rc q_r for its vec4 columns
-//             t + THREADS * n (n < 4) in registers.
+// dkdv   a workgroup owns BLOCK_N keys of one (b, hk): dispatch (ceil(Nk / BLOCK_N), Hk, B), THREADS threads.
+//        K and V tiles stay in workgroup memory; it loops over the g query heads of the group and over query
+//        tiles of BLOCK_M rows (under causal, starting at the first tile that can see the keys):
+//          1. score threads compute p z and dS for their 4 keys x 4 rows -> pz_tile, dsk_tile [row][key group]
+//          2. dV_c += (p z)_rc dO_r and dK_c += dS_rc q_r over the tile's rows, in registers.
 //        Writes dk [B, Hk, Nk, D] = scale * dK and dv [B, Hk, Nk, Dv] (contiguous; per batch even when k/v
 //        broadcast over the batch: the caller reduces). No atomics.
 //        Uses: params, q, k, v, mask, dout, lse, delta, dk, dv.
-// dq_main  a workgroup owns BLOCK_M queries of one (b, h): dispatch (ceil(Nq / BLOCK_M), Hq, B), BLOCK_M * THREADS
-//        threads; streams key tiles of BLOCK_N (causal: only up to the tile's last row, unless dmask is written):
-//          1. thread (r, t) computes dS for keys t, t + THREADS, ... of its row r -> ds_tile (and dmask)
-//          2. thread (r, t) accumulates dQ_r += dS_rc k_c for its vec4 columns.
+// dq_main  a workgroup owns BLOCK_M queries of one (b, h): dispatch (ceil(Nq / BLOCK_M), Hq, B), THREADS threads;
+//        streams key tiles of BLOCK_N (causal: only up to the tile's last row, unless dmask is written):
+//          1. score threads compute dS for their 4 rows x 4 keys -> dsq_tile [key][row group] (and dmask)
+//          2. dQ_r += dS_rc k_c over the tile's keys, in registers.
 //        Writes dq [B, Hq, Nq, D] = scale * dQ; when write_dmask == 1 also dmask [B, Hq, Nq, Nk] = dS (the
 //        gradient of the additive float mask; every element is written, 0 where excluded).
 //        Uses: params, q, k, v, mask, dout, lse, delta, dq, dmask.
-// Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, T = 16 * (HD4 + 1) * (2 * BLOCK_M + 2 * BLOCK_N):
-//   dkdv: T + 8 * BLOCK_M * (BLOCK_N + 1) + 8 * BLOCK_M;   dq: T + 4 * BLOCK_M * (BLOCK_N + 1) + 8 * BLOCK_M
-//   32 KiB, THREADS = max(4, HEAD_DIM_MAX / 16):
-//     HEAD_DIM_MAX 64:  dkdv BLOCK_N 32, BLOCK_M 16 -> 30 464 B; dq BLOCK_M 32, BLOCK_N 16 -> 28 544 B
-//     HEAD_DIM_MAX 128: dkdv BLOCK_N 16, BLOCK_M 8  -> 26 496 B; dq BLOCK_M 16, BLOCK_N 8  -> 26 048 B
-//     HEAD_DIM_MAX 256: dkdv BLOCK_N 8,  BLOCK_M 4  -> 25 280 B; dq BLOCK_M 8,  BLOCK_N 4  -> 25 184 B
-//   48 KiB: 64: dkdv 64/8 (43 392 B), dq 64/16 (48 384 B); 128: dkdv 32/8, dq 32/8; 256: dkdv 16/4, dq 16/4
-// Constraints: HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX, ceil(max(D, Dv) / 4) <= 4 * THREADS, memory
-//   <= maxComputeWorkgroupStorageSize, workgroup size <= maxComputeInvocationsPerWorkgroup. Each pipeline
-//   (entry point) takes its own constants, so dkdv and dq may use different BLOCK_M / BLOCK_N.
+// Workgroup memory (bytes), RS = HEAD_DIM_MAX / 4 + 1, T = 16 * RS * (2 * BLOCK_M + 2 * BLOCK_N):
+//   dkdv: T + 32 * BLOCK_M * (BLOCK_N / 4 + 1) + 8 * BLOCK_M;   dq: T + 16 * BLOCK_N * (BLOCK_M / 4 + 1) + 8 * BLOCK_M
+//   chooseTiles (src/attention/sdpa.ts) takes the first (owned, streamed) of 64x64, 64x32, 32x64, 32x32, 64x16,
+//   32x16, 16x32, 16x16, 16x8, 8x8, 8x4, 4x4 that fits; THREADS = OG * SG, doubled while DVN > 4, or while
+//   THREADS < 128 and DVN > 1 on a hardware adapter (on an H100, D 64: 128 threads with DVN 1 made the backward
+//   ~1.5x faster than 64 with DVN 2; lavapipe, a CPU, only adds threads while DVN > 4):
+//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32:  dkdv 64 keys x 32 rows, 45 312 B; dq 64 rows x 32 keys, 36 864 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 x 32, 44 288 B;  dq 32 x 32, 39 680 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 16, 36 480 B;  dq 16 x 16, 35 200 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 8, 34 112 B;    dq 8 x 8, 33 728 B      (all 128 threads)
+//   32 KiB (lavapipe):      HEAD_DIM_MAX 32:  dkdv 32 x 32, 64 thr, 27 904 B; dq 32 x 32, 64 thr, 23 296 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 keys x 16 rows, 30 848 B; dq 32 rows x 16 keys, 28 672 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 8, 26 688 B; dq 16 x 8, 26 112 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 4, 25 376 B;  dq 8 x 4, 25 216 B
+//                           (HEAD_DIM_MAX 64 / 128 / 256: 32 threads, DVN 4)
+// Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
+//   THREADS >= OG * SG and a multiple of OG, DVN <= 4, memory <= maxComputeWorkgroupStorageSize, THREADS <=
+//   maxComputeInvocationsPerWorkgroup. Each pipeline (entry point) takes its own constants, so dkdv and dq may
+//   use different BLOCK_M / BLOCK_N / THREADS.
 
 //!include random.wgsl
 
@@ -89,16 +109,21 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dmask: array<f32>;
 
-override BLOCK_M: u32 = 16u;        // query rows per tile (dq: per workgroup)
-override BLOCK_N: u32 = 16u;        // keys per tile (dkdv: per workgroup)
-override THREADS: u32 = 8u;         // threads per owned row (dq) or owned key (dkdv)
+override BLOCK_M: u32 = 16u;        // query rows per tile (dq: per workgroup); multiple of 4
+override BLOCK_N: u32 = 16u;        // keys per tile (dkdv: per workgroup); multiple of 4
+override THREADS: u32 = 16u;        // workgroup size of dkdv / dq_main
 override HEAD_DIM_MAX: u32 = 64u;   // tile capacity: >= max(D, Dv), multiple of 4
 override DELTA_WG: u32 = 64u;       // workgroup size of the delta entry
-// Derived; leave them unset (reflection cannot read an expression inside @workgroup_size).
-override DQ_WORKGROUP: u32 = BLOCK_M * THREADS;
-override DKDV_WORKGROUP: u32 = BLOCK_N * THREADS;
+// Derived; leave them unset.
+override HD4: u32 = HEAD_DIM_MAX / 4u;
+override RS: u32 = HEAD_DIM_MAX / 4u + 1u;   // row stride (vec4) of the q / dO / k / v tiles
+override RG: u32 = BLOCK_M / 4u;             // query-row groups
+override CG: u32 = BLOCK_N / 4u;             // key groups
+override TDK: u32 = THREADS / (BLOCK_N / 4u);                                      // dkdv: threads per key group
+override DVNK: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_N / 4u) - 1u) / (THREADS / (BLOCK_N / 4u));
+override TDQ: u32 = THREADS / (BLOCK_M / 4u);                                      // dq: threads per row group
+override DVNQ: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_M / 4u) - 1u) / (THREADS / (BLOCK_M / 4u));
 
-const ACC4: u32 = 4u;
 const MASKED: f32 = -0x1.fffffep+127f;
 const VALID_FLOOR: f32 = -3.0e38;
 
@@ -106,8 +131,9 @@ var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> do_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> ds_tile: array<f32, BLOCK_M * (BLOCK_N + 1u)>;
-var<workgroup> p_tile: array<f32, BLOCK_M * (BLOCK_N + 1u)>;
+var<workgroup> pz_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;    // dkdv: [row][key group]
+var<workgroup> dsk_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;   // dkdv: [row][key group]
+var<workgroup> dsq_tile: array<vec4<f32>, BLOCK_N * (BLOCK_M / 4u + 1u)>;   // dq: [key][row group]
 var<workgroup> lse_tile: array<f32, BLOCK_M>;
 var<workgroup> delta_tile: array<f32, BLOCK_M>;
 
@@ -156,34 +182,30 @@ fn lse_or_masked(x: f32) -> f32 {
   return select(x, MASKED, bitcast<u32>(x) == 0xff800000u);
 }
 
-// Loads query rows [row0, row0 + BLOCK_M) of head (b, h): q_tile, do_tile, lse_tile, delta_tile.
-fn load_query_tile(tid: u32, nthreads: u32, b: u32, h: u32, row0: u32) {
+// Loads query rows [row0, row0 + BLOCK_M) of head (b, h): q_tile, do_tile (zero-filled), lse_tile, delta_tile.
+fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
   let Nq = params.Nq;
   let D4 = (params.D + 3u) / 4u;
   let DV4 = (params.Dv + 3u) / 4u;
-  let QS = D4 | 1u;
-  let DS = DV4 | 1u;
   let bh = b * params.Hq + h;
   let q_base = params.q_off + b * params.q_sb + h * params.q_sh;
-  for (var e = tid; e < BLOCK_M * D4; e += nthreads) {
-    let rr = e / D4;
-    let d4 = e % D4;
-    var val = vec4<f32>(0.0);
+  for (var e = tid; e < BLOCK_M * HD4; e += THREADS) {
+    let rr = e / HD4;
+    let d4 = e % HD4;
+    var qv = vec4<f32>(0.0);
+    var dv = vec4<f32>(0.0);
     if (row0 + rr < Nq) {
-      val = load4_q(q_base + (row0 + rr) * params.q_sn + 4u * d4, params.D - 4u * d4);
+      if (d4 < D4) {
+        qv = load4_q(q_base + (row0 + rr) * params.q_sn + 4u * d4, params.D - 4u * d4);
+      }
+      if (d4 < DV4) {
+        dv = load4_dout((bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
+      }
     }
-    q_tile[rr * QS + d4] = val;
+    q_tile[rr * RS + d4] = qv;
+    do_tile[rr * RS + d4] = dv;
   }
-  for (var e = tid; e < BLOCK_M * DV4; e += nthreads) {
-    let rr = e / DV4;
-    let d4 = e % DV4;
-    var val = vec4<f32>(0.0);
-    if (row0 + rr < Nq) {
-      val = load4_dout((bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
-    }
-    do_tile[rr * DS + d4] = val;
-  }
-  for (var rr = tid; rr < BLOCK_M; rr += nthreads) {
+  for (var rr = tid; rr < BLOCK_M; rr += THREADS) {
     var l = MASKED;
     var dl = 0.0;
     if (row0 + rr < Nq) {
@@ -195,82 +217,85 @@ fn load_query_tile(tid: u32, nthreads: u32, b: u32, h: u32, row0: u32) {
   }
 }
 
-// Loads keys [c0, c0 + BLOCK_N) of kv head (b, hk): k_tile, v_tile.
-fn load_key_tile(tid: u32, nthreads: u32, b: u32, hk: u32, c0: u32) {
+// Loads keys [c0, c0 + BLOCK_N) of kv head (b, hk): k_tile, v_tile (zero-filled).
+fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32) {
   let Nk = params.Nk;
   let D4 = (params.D + 3u) / 4u;
   let DV4 = (params.Dv + 3u) / 4u;
-  let QS = D4 | 1u;
-  let DS = DV4 | 1u;
   let k_base = params.k_off + b * params.k_sb + hk * params.k_sh;
   let v_base = params.v_off + b * params.v_sb + hk * params.v_sh;
-  for (var e = tid; e < BLOCK_N * D4; e += nthreads) {
-    let cc = e / D4;
-    let d4 = e % D4;
-    var val = vec4<f32>(0.0);
+  for (var e = tid; e < BLOCK_N * HD4; e += THREADS) {
+    let cc = e / HD4;
+    let d4 = e % HD4;
+    var kv = vec4<f32>(0.0);
+    var vv = vec4<f32>(0.0);
     if (c0 + cc < Nk) {
-      val = load4_k(k_base + (c0 + cc) * params.k_sn + 4u * d4, params.D - 4u * d4);
+      if (d4 < D4) {
+        kv = load4_k(k_base + (c0 + cc) * params.k_sn + 4u * d4, params.D - 4u * d4);
+      }
+      if (d4 < DV4) {
+        vv = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, params.Dv - 4u * d4);
+      }
     }
-    k_tile[cc * QS + d4] = val;
-  }
-  for (var e = tid; e < BLOCK_N * DV4; e += nthreads) {
-    let cc = e / DV4;
-    let d4 = e % DV4;
-    var val = vec4<f32>(0.0);
-    if (c0 + cc < Nk) {
-      val = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, params.Dv - 4u * d4);
-    }
-    v_tile[cc * DS + d4] = val;
+    k_tile[cc * RS + d4] = kv;
+    v_tile[cc * RS + d4] = vv;
   }
 }
 
-struct Entry {
-  p: f32,    // softmax probability (undropped)
-  pz: f32,   // p * z: the weight dV uses
-  ds: f32,   // dS
+// Admissible scores of query row i at keys jv (sv already scaled): float mask added, clamped to >= VALID_FLOOR;
+// excluded / out-of-range entries -> MASKED.
+fn admit(sv: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+  var ok = (jv < vec4<u32>(params.Nk)) & vec4<bool>(i < params.Nq);
+  if (params.causal != 0u) {
+    ok = ok & (jv <= vec4<u32>(i));
+  }
+  var s = sv;
+  let mask_kind = params.mask_kind;
+  if (mask_kind != 0u && i < params.Nq) {
+    let m_row = params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq;
+    for (var j = 0u; j < 4u; j++) {
+      if (ok[j]) {
+        let bits = mask[m_row + jv[j] * params.m_sk];
+        if (mask_kind == 1u) {
+          ok[j] = bits != 0u;
+        } else if (bits == 0xff800000u) {
+          ok[j] = false;
+        } else {
+          s[j] += bitcast<f32>(bits);
+        }
+      }
+    }
+  }
+  return select(vec4<f32>(MASKED), max(s, vec4<f32>(VALID_FLOOR)), ok);
 }
 
-// Recomputes one score's p and dS from the tiles (tile-local row rr, tile-local key cc; global i, j).
-fn score_grad(b: u32, h: u32, rr: u32, cc: u32, i: u32, j: u32) -> Entry {
-  var res = Entry(0.0, 0.0, 0.0);
+// Dropout multipliers z (0 or 1 / (1 - p)) of query row i at keys jv.
+fn z4(bh: u32, i: u32, jv: vec4<u32>) -> vec4<f32> {
+  let p = params.dropout_p;
+  let inv = 1.0 / (1.0 - p);
+  return vec4<f32>(
+    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.x, p)),
+    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.y, p)),
+    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.z, p)),
+    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.w, p)));
+}
+
+struct Grad4 {
+  pz: vec4<f32>,   // p * z: the weight dV uses
+  ds: vec4<f32>,   // dS
+}
+
+// p z and dS of query row i (tile-local rr) at keys jv, from the raw dot products s (q.k) and dp (dO.v).
+fn grad4(s: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
   let lse_i = lse_tile[rr];
-  if (i >= params.Nq || j >= params.Nk || lse_i <= MASKED || (params.causal != 0u && j > i)) {
-    return res;
-  }
-  let D4 = (params.D + 3u) / 4u;
-  let DV4 = (params.Dv + 3u) / 4u;
-  let QS = D4 | 1u;
-  let DS = DV4 | 1u;
-  var dot4 = vec4<f32>(0.0);
-  for (var d4 = 0u; d4 < D4; d4++) {
-    dot4 += q_tile[rr * QS + d4] * k_tile[cc * QS + d4];
-  }
-  var sc = params.scale * ((dot4.x + dot4.y) + (dot4.z + dot4.w));
-  if (params.mask_kind != 0u) {
-    let bits = mask[params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq + j * params.m_sk];
-    if (params.mask_kind == 1u) {
-      if (bits == 0u) { return res; }
-    } else {
-      if (bits == 0xff800000u) { return res; }
-      sc += bitcast<f32>(bits);
-    }
-  }
-  let s = max(sc, VALID_FLOOR);
-  let p = exp(s - lse_i);
-  var z = 1.0;
+  let sa = admit(s * params.scale, i, jv, b, h);
+  let ok = (sa > vec4<f32>(MASKED)) & vec4<bool>(lse_i > MASKED);
+  let p = select(vec4<f32>(0.0), exp(sa - lse_i), ok);
+  var z = vec4<f32>(1.0);
   if (params.dropout_p > 0.0) {
-    let bh = b * params.Hq + h;
-    z = select(0.0, 1.0 / (1.0 - params.dropout_p), attn_dropout_keep(params.seed0, params.seed1, bh, i, j, params.dropout_p));
+    z = z4(b * params.Hq + h, i, jv);
   }
-  var dp4 = vec4<f32>(0.0);
-  for (var d4 = 0u; d4 < DV4; d4++) {
-    dp4 += do_tile[rr * DS + d4] * v_tile[cc * DS + d4];
-  }
-  let dp = z * ((dp4.x + dp4.y) + (dp4.z + dp4.w));
-  res.p = p;
-  res.pz = p * z;
-  res.ds = p * (dp - delta_tile[rr]);
-  return res;
+  return Grad4(p * z, p * (z * dp - delta_tile[rr]));
 }
 
 @compute @workgroup_size(DELTA_WG)
@@ -290,9 +315,8 @@ fn delta_main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   delta[row] = acc;
 }
 
-@compute @workgroup_size(DKDV_WORKGROUP)
+@compute @workgroup_size(THREADS)
 fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let nthreads = BLOCK_N * THREADS;
   let b = wg.z;
   let hk = wg.y;
   let c0 = wg.x * BLOCK_N;
@@ -302,21 +326,50 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let Dv = params.Dv;
   let D4 = (D + 3u) / 4u;
   let DV4 = (Dv + 3u) / 4u;
-  let QS = D4 | 1u;
-  let DS = DV4 | 1u;
-  let SS = BLOCK_N + 1u;
-  let cc = tid / THREADS;
-  let t = tid % THREADS;
-  let j = c0 + cc;
+  let KS = CG + 1u;                 // row stride (vec4) of pz_tile / dsk_tile
+  // score role: keys ka + CG * i (i < 4), rows qb + RG * j (j < 4)
+  let s_on = tid < RG * CG;
+  let ka = tid % CG;
+  let qb = tid / CG;
+  let jv = vec4<u32>(c0 + ka) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
+  // accumulate role: keys oa + CG * i, vec4 columns oe + TDK * n
+  let oa = tid / TDK;
+  let oe = tid % TDK;
 
-  load_key_tile(tid, nthreads, b, hk, c0);
+  load_key_tile(tid, b, hk, c0);
 
-  var dk_acc: array<vec4<f32>, ACC4>;
-  var dv_acc: array<vec4<f32>, ACC4>;
-  for (var n = 0u; n < ACC4; n++) {
-    dk_acc[n] = vec4<f32>(0.0);
-    dv_acc[n] = vec4<f32>(0.0);
-  }
+  var dk00 = vec4<f32>(0.0);
+  var dv00 = vec4<f32>(0.0);
+  var dk10 = vec4<f32>(0.0);
+  var dv10 = vec4<f32>(0.0);
+  var dk20 = vec4<f32>(0.0);
+  var dv20 = vec4<f32>(0.0);
+  var dk30 = vec4<f32>(0.0);
+  var dv30 = vec4<f32>(0.0);
+  var dk01 = vec4<f32>(0.0);
+  var dv01 = vec4<f32>(0.0);
+  var dk11 = vec4<f32>(0.0);
+  var dv11 = vec4<f32>(0.0);
+  var dk21 = vec4<f32>(0.0);
+  var dv21 = vec4<f32>(0.0);
+  var dk31 = vec4<f32>(0.0);
+  var dv31 = vec4<f32>(0.0);
+  var dk02 = vec4<f32>(0.0);
+  var dv02 = vec4<f32>(0.0);
+  var dk12 = vec4<f32>(0.0);
+  var dv12 = vec4<f32>(0.0);
+  var dk22 = vec4<f32>(0.0);
+  var dv22 = vec4<f32>(0.0);
+  var dk32 = vec4<f32>(0.0);
+  var dv32 = vec4<f32>(0.0);
+  var dk03 = vec4<f32>(0.0);
+  var dv03 = vec4<f32>(0.0);
+  var dk13 = vec4<f32>(0.0);
+  var dv13 = vec4<f32>(0.0);
+  var dk23 = vec4<f32>(0.0);
+  var dv23 = vec4<f32>(0.0);
+  var dk33 = vec4<f32>(0.0);
+  var dv33 = vec4<f32>(0.0);
 
   // Under causal, query rows below c0 see none of these keys: start at the tile holding row c0.
   var row_start = 0u;
@@ -327,56 +380,169 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   for (var h = hk * g; h < hk * g + g; h++) {
     for (var row0 = row_start; row0 < Nq; row0 += BLOCK_M) {
       workgroupBarrier();   // previous tile's readers are done (also orders the K/V tile load)
-      load_query_tile(tid, nthreads, b, h, row0);
+      load_query_tile(tid, b, h, row0);
       workgroupBarrier();
 
-      for (var rr = t; rr < BLOCK_M; rr += THREADS) {
-        let e = score_grad(b, h, rr, cc, row0 + rr, j);
-        p_tile[rr * SS + cc] = e.pz;
-        ds_tile[rr * SS + cc] = e.ds;
+      if (s_on) {
+        // S_j / DP_j: vec4 over the 4 keys, for row j of the block
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
+        var s2 = vec4<f32>(0.0);
+        var s3 = vec4<f32>(0.0);
+        var p0 = vec4<f32>(0.0);
+        var p1 = vec4<f32>(0.0);
+        var p2 = vec4<f32>(0.0);
+        var p3 = vec4<f32>(0.0);
+        for (var d4 = 0u; d4 < HD4; d4++) {
+          let k0 = k_tile[(ka) * RS + d4];
+          let k1 = k_tile[(ka + CG) * RS + d4];
+          let k2 = k_tile[(ka + 2u * CG) * RS + d4];
+          let k3 = k_tile[(ka + 3u * CG) * RS + d4];
+          let q0 = q_tile[(qb) * RS + d4];
+          let q1 = q_tile[(qb + RG) * RS + d4];
+          let q2 = q_tile[(qb + 2u * RG) * RS + d4];
+          let q3 = q_tile[(qb + 3u * RG) * RS + d4];
+          s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
+          s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
+          s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
+          s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
+          let v0 = v_tile[(ka) * RS + d4];
+          let v1 = v_tile[(ka + CG) * RS + d4];
+          let v2 = v_tile[(ka + 2u * CG) * RS + d4];
+          let v3 = v_tile[(ka + 3u * CG) * RS + d4];
+          let o0 = do_tile[(qb) * RS + d4];
+          let o1 = do_tile[(qb + RG) * RS + d4];
+          let o2 = do_tile[(qb + 2u * RG) * RS + d4];
+          let o3 = do_tile[(qb + 3u * RG) * RS + d4];
+          p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
+          p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
+          p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
+          p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
+        }
+        let g0 = grad4(s0, p0, qb, row0 + qb, jv, b, h);
+        let g1 = grad4(s1, p1, qb + RG, row0 + qb + RG, jv, b, h);
+        let g2 = grad4(s2, p2, qb + 2u * RG, row0 + qb + 2u * RG, jv, b, h);
+        let g3 = grad4(s3, p3, qb + 3u * RG, row0 + qb + 3u * RG, jv, b, h);
+        pz_tile[(qb) * KS + ka] = g0.pz;
+        pz_tile[(qb + RG) * KS + ka] = g1.pz;
+        pz_tile[(qb + 2u * RG) * KS + ka] = g2.pz;
+        pz_tile[(qb + 3u * RG) * KS + ka] = g3.pz;
+        dsk_tile[(qb) * KS + ka] = g0.ds;
+        dsk_tile[(qb + RG) * KS + ka] = g1.ds;
+        dsk_tile[(qb + 2u * RG) * KS + ka] = g2.ds;
+        dsk_tile[(qb + 3u * RG) * KS + ka] = g3.ds;
       }
       workgroupBarrier();
 
-      let r_end = min(BLOCK_M, Nq - row0);
-      for (var rr = 0u; rr < r_end; rr++) {
-        let pz = p_tile[rr * SS + cc];
-        let dsv = ds_tile[rr * SS + cc];
-        for (var n = 0u; n < ACC4; n++) {
-          let d4 = t + THREADS * n;
-          if (d4 < DV4) {
-            dv_acc[n] += pz * do_tile[rr * DS + d4];
-          }
-          if (d4 < D4) {
-            dk_acc[n] += dsv * q_tile[rr * QS + d4];
-          }
+      for (var rr = 0u; rr < BLOCK_M; rr++) {
+        let w = pz_tile[rr * KS + oa];
+        let gs = dsk_tile[rr * KS + oa];
+        {
+          let col = rr * RS + oe;
+          let dov = do_tile[col];
+          let qv = q_tile[col];
+          dv00 += w.x * dov;
+          dv10 += w.y * dov;
+          dv20 += w.z * dov;
+          dv30 += w.w * dov;
+          dk00 += gs.x * qv;
+          dk10 += gs.y * qv;
+          dk20 += gs.z * qv;
+          dk30 += gs.w * qv;
+        }
+        if (DVNK > 1u) {
+          let col = rr * RS + min(oe + 1u * TDK, HD4 - 1u);
+          let dov = do_tile[col];
+          let qv = q_tile[col];
+          dv01 += w.x * dov;
+          dv11 += w.y * dov;
+          dv21 += w.z * dov;
+          dv31 += w.w * dov;
+          dk01 += gs.x * qv;
+          dk11 += gs.y * qv;
+          dk21 += gs.z * qv;
+          dk31 += gs.w * qv;
+        }
+        if (DVNK > 2u) {
+          let col = rr * RS + min(oe + 2u * TDK, HD4 - 1u);
+          let dov = do_tile[col];
+          let qv = q_tile[col];
+          dv02 += w.x * dov;
+          dv12 += w.y * dov;
+          dv22 += w.z * dov;
+          dv32 += w.w * dov;
+          dk02 += gs.x * qv;
+          dk12 += gs.y * qv;
+          dk22 += gs.z * qv;
+          dk32 += gs.w * qv;
+        }
+        if (DVNK > 3u) {
+          let col = rr * RS + min(oe + 3u * TDK, HD4 - 1u);
+          let dov = do_tile[col];
+          let qv = q_tile[col];
+          dv03 += w.x * dov;
+          dv13 += w.y * dov;
+          dv23 += w.z * dov;
+          dv33 += w.w * dov;
+          dk03 += gs.x * qv;
+          dk13 += gs.y * qv;
+          dk23 += gs.z * qv;
+          dk33 += gs.w * qv;
         }
       }
     }
   }
 
-  if (j < params.Nk) {
-    let kv_row = (b * params.Hk + hk) * params.Nk + j;
-    for (var n = 0u; n < ACC4; n++) {
-      let d4 = t + THREADS * n;
-      if (d4 < D4) {
-        let val = dk_acc[n] * params.scale;
-        for (var c = 0u; c < min(4u, D - 4u * d4); c++) {
-          dk[kv_row * D + 4u * d4 + c] = val[c];
-        }
-      }
-      if (d4 < DV4) {
-        let val = dv_acc[n];
-        for (var c = 0u; c < min(4u, Dv - 4u * d4); c++) {
-          dv[kv_row * Dv + 4u * d4 + c] = val[c];
-        }
-      }
-    }
+  store_kv_row(b, hk, c0 + oa + 0u * CG, oe, dk00, dk01, dk02, dk03, dv00, dv01, dv02, dv03);
+  store_kv_row(b, hk, c0 + oa + 1u * CG, oe, dk10, dk11, dk12, dk13, dv10, dv11, dv12, dv13);
+  store_kv_row(b, hk, c0 + oa + 2u * CG, oe, dk20, dk21, dk22, dk23, dv20, dv21, dv22, dv23);
+  store_kv_row(b, hk, c0 + oa + 3u * CG, oe, dk30, dk31, dk32, dk33, dv30, dv31, dv32, dv33);
+}
+
+// Writes key j's dk (times scale) and dv vec4 columns oe + TDK * n (n < DVNK).
+fn store_kv_row(b: u32, hk: u32, j: u32, oe: u32, k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32>,
+                v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
+  if (j >= params.Nk) {
+    return;
+  }
+  let kv_row = (b * params.Hk + hk) * params.Nk + j;
+  let sc = params.scale;
+  store4_dk(kv_row * params.D, oe, k0 * sc);
+  store4_dv(kv_row * params.Dv, oe, v0);
+  if (DVNK > 1u) { store4_dk(kv_row * params.D, oe + TDK, k1 * sc); store4_dv(kv_row * params.Dv, oe + TDK, v1); }
+  if (DVNK > 2u) { store4_dk(kv_row * params.D, oe + 2u * TDK, k2 * sc); store4_dv(kv_row * params.Dv, oe + 2u * TDK, v2); }
+  if (DVNK > 3u) { store4_dk(kv_row * params.D, oe + 3u * TDK, k3 * sc); store4_dv(kv_row * params.Dv, oe + 3u * TDK, v3); }
+}
+
+fn store4_dk(base: u32, d4: u32, val: vec4<f32>) {
+  if (4u * d4 >= params.D) {
+    return;
+  }
+  for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
+    dk[base + 4u * d4 + c] = val[c];
   }
 }
 
-@compute @workgroup_size(DQ_WORKGROUP)
+fn store4_dv(base: u32, d4: u32, val: vec4<f32>) {
+  if (4u * d4 >= params.Dv) {
+    return;
+  }
+  for (var c = 0u; c < min(4u, params.Dv - 4u * d4); c++) {
+    dv[base + 4u * d4 + c] = val[c];
+  }
+}
+
+fn store4_dq(base: u32, d4: u32, val: vec4<f32>) {
+  if (4u * d4 >= params.D) {
+    return;
+  }
+  for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
+    dq[base + 4u * d4 + c] = val[c];
+  }
+}
+
+@compute @workgroup_size(THREADS)
 fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let nthreads = BLOCK_M * THREADS;
   let b = wg.z;
   let h = wg.y;
   let row0 = wg.x * BLOCK_M;
@@ -386,17 +552,34 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
   let Nk = params.Nk;
   let D = params.D;
   let D4 = (D + 3u) / 4u;
-  let QS = D4 | 1u;
-  let SS = BLOCK_N + 1u;
-  let rr = tid / THREADS;
-  let t = tid % THREADS;
-  let i = row0 + rr;
+  let PS = RG + 1u;                 // row stride (vec4) of dsq_tile
   let write_dmask = params.write_dmask != 0u;
+  // score role: rows sa + RG * i (i < 4), keys sc + CG * j (j < 4)
+  let s_on = tid < RG * CG;
+  let sa = tid / CG;
+  let sc = tid % CG;
+  // accumulate role: rows oa + RG * i, vec4 columns oe + TDQ * n
+  let oa = tid / TDQ;
+  let oe = tid % TDQ;
 
-  load_query_tile(tid, nthreads, b, h, row0);
+  load_query_tile(tid, b, h, row0);
 
-  var dq_acc: array<vec4<f32>, ACC4>;
-  for (var n = 0u; n < ACC4; n++) { dq_acc[n] = vec4<f32>(0.0); }
+  var dq00 = vec4<f32>(0.0);
+  var dq10 = vec4<f32>(0.0);
+  var dq20 = vec4<f32>(0.0);
+  var dq30 = vec4<f32>(0.0);
+  var dq01 = vec4<f32>(0.0);
+  var dq11 = vec4<f32>(0.0);
+  var dq21 = vec4<f32>(0.0);
+  var dq31 = vec4<f32>(0.0);
+  var dq02 = vec4<f32>(0.0);
+  var dq12 = vec4<f32>(0.0);
+  var dq22 = vec4<f32>(0.0);
+  var dq32 = vec4<f32>(0.0);
+  var dq03 = vec4<f32>(0.0);
+  var dq13 = vec4<f32>(0.0);
+  var dq23 = vec4<f32>(0.0);
+  var dq33 = vec4<f32>(0.0);
 
   var key_end = Nk;
   if (params.causal != 0u && !write_dmask) {
@@ -405,40 +588,125 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
 
   for (var c0 = 0u; c0 < key_end; c0 += BLOCK_N) {
     workgroupBarrier();
-    load_key_tile(tid, nthreads, b, hk, c0);
+    load_key_tile(tid, b, hk, c0);
     workgroupBarrier();
 
-    for (var cc = t; cc < BLOCK_N; cc += THREADS) {
-      let j = c0 + cc;
-      let e = score_grad(b, h, rr, cc, i, j);
-      ds_tile[rr * SS + cc] = e.ds;
-      if (write_dmask && i < Nq && j < Nk) {
-        dmask[(bh * Nq + i) * Nk + j] = e.ds;
+    if (s_on) {
+      var s0 = vec4<f32>(0.0);
+      var s1 = vec4<f32>(0.0);
+      var s2 = vec4<f32>(0.0);
+      var s3 = vec4<f32>(0.0);
+      var p0 = vec4<f32>(0.0);
+      var p1 = vec4<f32>(0.0);
+      var p2 = vec4<f32>(0.0);
+      var p3 = vec4<f32>(0.0);
+      for (var d4 = 0u; d4 < HD4; d4++) {
+        let k0 = k_tile[(sc) * RS + d4];
+        let k1 = k_tile[(sc + CG) * RS + d4];
+        let k2 = k_tile[(sc + 2u * CG) * RS + d4];
+        let k3 = k_tile[(sc + 3u * CG) * RS + d4];
+        let q0 = q_tile[(sa) * RS + d4];
+        let q1 = q_tile[(sa + RG) * RS + d4];
+        let q2 = q_tile[(sa + 2u * RG) * RS + d4];
+        let q3 = q_tile[(sa + 3u * RG) * RS + d4];
+        s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
+        s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
+        s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
+        s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
+        let v0 = v_tile[(sc) * RS + d4];
+        let v1 = v_tile[(sc + CG) * RS + d4];
+        let v2 = v_tile[(sc + 2u * CG) * RS + d4];
+        let v3 = v_tile[(sc + 3u * CG) * RS + d4];
+        let o0 = do_tile[(sa) * RS + d4];
+        let o1 = do_tile[(sa + RG) * RS + d4];
+        let o2 = do_tile[(sa + 2u * RG) * RS + d4];
+        let o3 = do_tile[(sa + 3u * RG) * RS + d4];
+        p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
+        p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
+        p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
+        p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
+      }
+      let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
+      let g0 = grad4(s0, p0, sa, row0 + sa, jv, b, h).ds;
+      let g1 = grad4(s1, p1, sa + RG, row0 + sa + RG, jv, b, h).ds;
+      let g2 = grad4(s2, p2, sa + 2u * RG, row0 + sa + 2u * RG, jv, b, h).ds;
+      let g3 = grad4(s3, p3, sa + 3u * RG, row0 + sa + 3u * RG, jv, b, h).ds;
+      // column j of the block: key sc + CG * j, vec4 over the 4 rows
+      dsq_tile[(sc) * PS + sa] = vec4<f32>(g0.x, g1.x, g2.x, g3.x);
+      dsq_tile[(sc + CG) * PS + sa] = vec4<f32>(g0.y, g1.y, g2.y, g3.y);
+      dsq_tile[(sc + 2u * CG) * PS + sa] = vec4<f32>(g0.z, g1.z, g2.z, g3.z);
+      dsq_tile[(sc + 3u * CG) * PS + sa] = vec4<f32>(g0.w, g1.w, g2.w, g3.w);
+      if (write_dmask) {
+        for (var i = 0u; i < 4u; i++) {
+          let row = row0 + sa + RG * i;
+          if (row >= Nq) {
+            continue;
+          }
+          var gi: vec4<f32>;
+          switch (i) {
+            case 0u: { gi = g0; }
+            case 1u: { gi = g1; }
+            case 2u: { gi = g2; }
+            default: { gi = g3; }
+          }
+          for (var jj = 0u; jj < 4u; jj++) {
+            if (jv[jj] < Nk) {
+              dmask[(bh * Nq + row) * Nk + jv[jj]] = gi[jj];
+            }
+          }
+        }
       }
     }
     workgroupBarrier();
 
-    let c_end = min(BLOCK_N, key_end - c0);
-    for (var cc = 0u; cc < c_end; cc++) {
-      let dsv = ds_tile[rr * SS + cc];
-      for (var n = 0u; n < ACC4; n++) {
-        let d4 = t + THREADS * n;
-        if (d4 < D4) {
-          dq_acc[n] += dsv * k_tile[cc * QS + d4];
-        }
+    for (var cc = 0u; cc < BLOCK_N; cc++) {
+      let gs = dsq_tile[cc * PS + oa];
+      {
+        let kv = k_tile[cc * RS + oe];
+        dq00 += gs.x * kv;
+        dq10 += gs.y * kv;
+        dq20 += gs.z * kv;
+        dq30 += gs.w * kv;
+      }
+      if (DVNQ > 1u) {
+        let kv = k_tile[cc * RS + min(oe + 1u * TDQ, HD4 - 1u)];
+        dq01 += gs.x * kv;
+        dq11 += gs.y * kv;
+        dq21 += gs.z * kv;
+        dq31 += gs.w * kv;
+      }
+      if (DVNQ > 2u) {
+        let kv = k_tile[cc * RS + min(oe + 2u * TDQ, HD4 - 1u)];
+        dq02 += gs.x * kv;
+        dq12 += gs.y * kv;
+        dq22 += gs.z * kv;
+        dq32 += gs.w * kv;
+      }
+      if (DVNQ > 3u) {
+        let kv = k_tile[cc * RS + min(oe + 3u * TDQ, HD4 - 1u)];
+        dq03 += gs.x * kv;
+        dq13 += gs.y * kv;
+        dq23 += gs.z * kv;
+        dq33 += gs.w * kv;
       }
     }
   }
 
-  if (i < Nq) {
-    for (var n = 0u; n < ACC4; n++) {
-      let d4 = t + THREADS * n;
-      if (d4 < D4) {
-        let val = dq_acc[n] * params.scale;
-        for (var c = 0u; c < min(4u, D - 4u * d4); c++) {
-          dq[(bh * Nq + i) * D + 4u * d4 + c] = val[c];
-        }
-      }
-    }
+  store_q_row(bh, row0 + oa + 0u * RG, oe, dq00, dq01, dq02, dq03);
+  store_q_row(bh, row0 + oa + 1u * RG, oe, dq10, dq11, dq12, dq13);
+  store_q_row(bh, row0 + oa + 2u * RG, oe, dq20, dq21, dq22, dq23);
+  store_q_row(bh, row0 + oa + 3u * RG, oe, dq30, dq31, dq32, dq33);
+}
+
+// Writes query row `row`'s dq vec4 columns oe + TDQ * n (n < DVNQ), times scale.
+fn store_q_row(bh: u32, row: u32, oe: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+  if (row >= params.Nq) {
+    return;
   }
+  let base = (bh * params.Nq + row) * params.D;
+  let sc = params.scale;
+  store4_dq(base, oe, a0 * sc);
+  if (DVNQ > 1u) { store4_dq(base, oe + TDQ, a1 * sc); }
+  if (DVNQ > 2u) { store4_dq(base, oe + 2u * TDQ, a2 * sc); }
+  if (DVNQ > 3u) { store4_dq(base, oe + 3u * TDQ, a3 * sc); }
 }

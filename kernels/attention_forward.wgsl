@@ -2,7 +2,7 @@
 //
 // Dimensions
 //   B batch, Hq query heads, Hk key/value heads (Hq = g * Hk; query head h reads kv head h / g),
-//   Nq queries, Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX <= 16 * THREADS_PER_ROW).
+//   Nq queries, Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX).
 // Reads
 //   q [B, Hq, Nq, D], k [B, Hk, Nk, D], v [B, Hk, Nk, Dv]: any element offset and strides over (batch, head,
 //     row) from params (x_off, x_sb, x_sh, x_sn); the last dim is contiguous; a stride of 0 broadcasts.
@@ -16,30 +16,40 @@
 //   s_ij = scale * dot(q_i, k_j) (+ float mask). Key j is excluded when causal and j > i (top-left aligned),
 //   the bool mask is 0, or the float mask is -inf. p = softmax_j(s). With dropout_p > 0:
 //   o_i = sum_j p_ij * keep_ij / (1 - dropout_p) * v_j, keep_ij = attn_dropout_keep(seed0, seed1, b*Hq + h, i, j, p).
-// Tiling
-//   One workgroup = BLOCK_M query rows of one (b, h); dispatch (ceil(Nq / BLOCK_M), Hq, B).
-//   BLOCK_M * THREADS_PER_ROW threads; thread (r, t) = (tid / THREADS_PER_ROW, tid % THREADS_PER_ROW) works
-//   for query row r. Key tiles of BLOCK_N rows of K and V are streamed through workgroup memory:
-//     1. scores: thread (r, t) computes s[r][c] for c = t, t + THREADS_PER_ROW, ...  -> s_tile
-//     2. each thread reads its row of s_tile for the tile max, rescales its running state, and writes
-//        p = exp(s - m) for its own columns -> p_tile (dropped entries stored negated, so the row sum l of
-//        undropped p and the dropped weights come from one array)
-//     3. o_acc[r][dv] += p[r][c] * v[c][dv]; thread t owns the vec4 columns t + THREADS_PER_ROW * n (n < 4)
-//        in registers. The running max and sum are kept redundantly by every thread of a row (no reductions).
+// Tiling (register-blocked: every thread computes a 4 x 4 block of scores and a 4-row block of o)
+//   One workgroup = BLOCK_M query rows of one (b, h); dispatch (ceil(Nq / BLOCK_M), Hq, B); THREADS threads.
+//   RG = BLOCK_M / 4 row groups: row group a holds the tile rows a, a + RG, a + 2 RG, a + 3 RG (interleaved, so
+//   neighbouring threads read neighbouring rows: conflict-free workgroup-memory reads with the odd row stride).
+//   CG = BLOCK_N / 4 key groups, likewise interleaved. The query tile stays in workgroup memory; key tiles of
+//   BLOCK_N rows are streamed, K and then V through the same buffer. Per key tile (4 barriers):
+//     1. K -> kv_tile. Thread tid < RG * CG, (a, c) = (tid / CG, tid % CG), computes its 4 x 4 scores with
+//        vec4 dot products over HEAD_DIM_MAX (8 vec4 reads per 16 dot4), applies scale / mask / causal, and
+//        writes the 4 row maxima of its block -> red[c][a].
+//     2. Each thread folds red[.][a] into the tile max of its rows (redundantly: no extra barrier), rescales.
+//        Score threads write p = exp(s - m) -> p_tile[key][a] (vec4 over the 4 rows; 0 where dropped) and keep
+//        a partial row sum l over their own keys (one cross-thread sum at the very end). V -> kv_tile.
+//     3. o: thread (a, e) = (tid / TD, tid % TD), TD = THREADS / RG, owns rows of group a and the vec4 columns
+//        e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (with register arrays
+//        instead, the D 128 forward ran 1.5x slower on an H100): o += p v with one p_tile read (4 rows) and DVN v reads per key.
 //   Causal: key tiles starting after the tile's last query row are never visited (about half the work).
-//   Masked / out-of-range scores are stored as f32 lowest (MASKED); admissible scores are clamped to
-//   >= VALID_FLOOR, so "admissible" is "s > MASKED" without any inf arithmetic.
-// Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4:
-//   16 * (BLOCK_M * (HD4 + 1) + BLOCK_N * (HD4 + 1) + BLOCK_N * HD4) + 8 * BLOCK_M * (BLOCK_N + 1)
-//   32 KiB adapters: HEAD_DIM_MAX 64:  BLOCK_M 64, BLOCK_N 8,  THREADS_PER_ROW 4  (256 threads) 26 240 B
-//                    HEAD_DIM_MAX 128: BLOCK_M 32, BLOCK_N 8,  THREADS_PER_ROW 8  (256 threads) 27 520 B
-//                    HEAD_DIM_MAX 256: BLOCK_M 8,  BLOCK_N 8,  THREADS_PER_ROW 16 (128 threads) 25 408 B
-//   48 KiB adapters: HEAD_DIM_MAX 64:  BLOCK_M 64, BLOCK_N 16, THREADS_PER_ROW 4  34 560 B;
-//                    128: BLOCK_M 32, BLOCK_N 16, THREADS_PER_ROW 8  37 888 B; 256: BLOCK_M 16, BLOCK_N 8, 16  34 304 B
-//   (more query rows per workgroup = more reuse of each K/V tile; THREADS_PER_ROW = max(4, HEAD_DIM_MAX / 16).)
-// Constraints: HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX, ceil(max(D, Dv) / 4) <= 4 * THREADS_PER_ROW,
-//   BLOCK_N <= 8 * THREADS_PER_ROW,
-//   BLOCK_M * THREADS_PER_ROW <= maxComputeInvocationsPerWorkgroup, memory above <= maxComputeWorkgroupStorageSize.
+//   No subgroup operations: the row maxima are folded through red (one barrier that the tile needs anyway), so
+//   the same module runs on every adapter.
+//   Masked / out-of-range scores are MASKED (f32 lowest); admissible scores are clamped to >= VALID_FLOOR, so
+//   "admissible" is "s > MASKED". Rows / keys / dims past Nq / Nk / D are zero-filled in the tiles.
+// Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, RG = BLOCK_M / 4, CG = BLOCK_N / 4:
+//   16 * ((BLOCK_M + BLOCK_N) * (HD4 + 1) + BLOCK_N * (RG + 1) + CG * (RG + 1))
+//   (q_tile, kv_tile, p_tile, red; +1 paddings keep the strided reads / writes bank-conflict-free)
+//   chooseTiles (src/attention/sdpa.ts) takes the first (BLOCK_M, BLOCK_N) of 64x64, 64x32, 32x64, 32x32, 64x16,
+//   32x16, 16x32, 16x16, 16x8, ... that fits; THREADS = RG * CG, doubled while DVN > 4, or while THREADS < 128 and
+//   DVN > 1 on a hardware adapter (on an H100, 128-thread workgroups beat 64-thread ones: D 128 forward 6.8 vs
+//   4.2 TFLOP/s; on lavapipe, a CPU, idle score-phase threads only cost, so there only DVN > 4 adds threads):
+//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32: 64x64, 256 thr, 40 192 B; 64: 64x32, 128 thr, 36 992 B;
+//                           128: 32x32, 128 thr, 39 552 B; 256: 16x16, 128 thr, 34 880 B
+//   32 KiB (lavapipe):      32: 64x32, 128 thr, 24 704 B; 64: 32x32, 64 thr, 23 168 B;
+//                           128: 32x16, 64 thr, 28 224 B; 256: 16x8, 64 thr, 25 760 B
+// Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
+//   THREADS >= RG * CG, THREADS % RG == 0, DVN <= 4, THREADS <= maxComputeInvocationsPerWorkgroup,
+//   memory above <= maxComputeWorkgroupStorageSize.
 
 //!include random.wgsl
 
@@ -84,25 +94,25 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;
 
-override BLOCK_M: u32 = 16u;          // query rows per workgroup
-override BLOCK_N: u32 = 16u;          // keys per streamed tile
-override THREADS_PER_ROW: u32 = 8u;   // threads cooperating on one query row
+override BLOCK_M: u32 = 32u;          // query rows per workgroup (multiple of 4)
+override BLOCK_N: u32 = 32u;          // keys per streamed tile (multiple of 4)
+override THREADS: u32 = 64u;          // workgroup size: >= (BLOCK_M / 4) * (BLOCK_N / 4), multiple of BLOCK_M / 4
 override HEAD_DIM_MAX: u32 = 64u;     // capacity of the tiles: >= max(D, Dv), multiple of 4
-// Derived; leave it unset (it exists because reflection cannot read an expression inside @workgroup_size).
-override WORKGROUP_SIZE: u32 = BLOCK_M * THREADS_PER_ROW;
+// Derived; leave them unset.
+override RG: u32 = BLOCK_M / 4u;                   // row groups
+override CG: u32 = BLOCK_N / 4u;                   // key groups
+override HD4: u32 = HEAD_DIM_MAX / 4u;
+override RS: u32 = HEAD_DIM_MAX / 4u + 1u;         // row stride (vec4) of q_tile / kv_tile
+override TD: u32 = THREADS / (BLOCK_M / 4u);       // threads per row group in the p v product
+override DVN: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_M / 4u) - 1u) / (THREADS / (BLOCK_M / 4u));
 
-// vec4 output accumulators per thread (register array; WGSL needs a const size here).
-const ACC4: u32 = 4u;
-// score columns per thread per key tile (register array): BLOCK_N <= SCOLS * THREADS_PER_ROW.
-const SCOLS: u32 = 8u;
 const MASKED: f32 = -0x1.fffffep+127f;   // f32 lowest: "no admissible score"
 const VALID_FLOOR: f32 = -3.0e38;        // admissible scores are clamped to >= this (> MASKED)
 
 var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u)>;
-var<workgroup> s_tile: array<f32, BLOCK_M * (BLOCK_N + 1u)>;
-var<workgroup> p_tile: array<f32, BLOCK_M * (BLOCK_N + 1u)>;
+var<workgroup> kv_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> p_tile: array<vec4<f32>, BLOCK_N * (BLOCK_M / 4u + 1u)>;
+var<workgroup> red: array<vec4<f32>, (BLOCK_N / 4u) * (BLOCK_M / 4u + 1u)>;
 
 // Reads 4 consecutive elements starting at base, zero past the row's last element n_left.
 fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
@@ -135,9 +145,30 @@ fn load4_v(base: u32, n_left: u32) -> vec4<f32> {
   return r;
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
+fn hmax(x: vec4<f32>) -> f32 {
+  return max(max(x.x, x.y), max(x.z, x.w));
+}
+
+fn hsum(x: vec4<f32>) -> f32 {
+  return (x.x + x.y) + (x.z + x.w);
+}
+
+// Max of the partial row maxima red[.][a] (4 rows of group a).
+fn tile_max(a: u32) -> vec4<f32> {
+  var m = vec4<f32>(MASKED);
+  for (var c = 0u; c < CG; c++) {
+    m = max(m, red[c * (RG + 1u) + a]);
+  }
+  return m;
+}
+
+// exp(m_old - m_new), 1 where there was no admissible score yet (its accumulators are 0 anyway).
+fn rescale(m_old: vec4<f32>, m_new: vec4<f32>) -> vec4<f32> {
+  return select(exp(m_old - m_new), vec4<f32>(1.0), m_old <= vec4<f32>(MASKED));
+}
+
+@compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let nthreads = BLOCK_M * THREADS_PER_ROW;
   let b = wg.z;
   let h = wg.y;
   let row0 = wg.x * BLOCK_M;
@@ -149,168 +180,290 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let bh = b * params.Hq + h;
   let D4 = (D + 3u) / 4u;
   let DV4 = (Dv + 3u) / 4u;
-  let QS = D4 | 1u;              // odd row stride (in vec4) of q_tile / k_tile: conflict-free column reads
-  let SS = BLOCK_N + 1u;         // row stride of s_tile / p_tile
-  let r = tid / THREADS_PER_ROW;
-  let t = tid % THREADS_PER_ROW;
-  let i = row0 + r;
-  let row_ok = i < Nq;
   let mask_kind = params.mask_kind;
+  let causal = params.causal != 0u;
   let use_dropout = params.dropout_p > 0.0;
-  let m_row = params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq;
+  let scale = params.scale;
+
+  // score role
+  let s_on = tid < RG * CG;
+  let sa = tid / CG;
+  let sc = tid % CG;
+  let s_rows = vec4<u32>(row0 + sa) + vec4<u32>(0u, RG, 2u * RG, 3u * RG);
+  // p v role
+  let oa = tid / TD;
+  let oe = tid % TD;
 
   let q_base = params.q_off + b * params.q_sb + h * params.q_sh;
-  for (var e = tid; e < BLOCK_M * D4; e += nthreads) {
-    let rr = e / D4;
-    let d4 = e % D4;
+  for (var e = tid; e < BLOCK_M * HD4; e += THREADS) {
+    let rr = e / HD4;
+    let d4 = e % HD4;
     var val = vec4<f32>(0.0);
-    if (row0 + rr < Nq) {
+    if (row0 + rr < Nq && d4 < D4) {
       val = load4_q(q_base + (row0 + rr) * params.q_sn + 4u * d4, D - 4u * d4);
     }
-    q_tile[rr * QS + d4] = val;
+    q_tile[rr * RS + d4] = val;
   }
 
   let k_base = params.k_off + b * params.k_sb + hk * params.k_sh;
   let v_base = params.v_off + b * params.v_sb + hk * params.v_sh;
 
   var key_end = Nk;
-  if (params.causal != 0u) {
+  if (causal) {
     key_end = min(Nk, row0 + BLOCK_M);
   }
 
-  var m_run = MASKED;
-  var l_run = 0.0;
-  var acc: array<vec4<f32>, ACC4>;
-  for (var n = 0u; n < ACC4; n++) { acc[n] = vec4<f32>(0.0); }
+  var ms_run = vec4<f32>(MASKED);   // running max of the score rows
+  var l_part = vec4<f32>(0.0);      // partial row sums over this thread's keys
+  var mo_run = vec4<f32>(MASKED);   // running max of the o rows (same values, other rows)
+  var o00 = vec4<f32>(0.0);
+  var o10 = vec4<f32>(0.0);
+  var o20 = vec4<f32>(0.0);
+  var o30 = vec4<f32>(0.0);
+  var o01 = vec4<f32>(0.0);
+  var o11 = vec4<f32>(0.0);
+  var o21 = vec4<f32>(0.0);
+  var o31 = vec4<f32>(0.0);
+  var o02 = vec4<f32>(0.0);
+  var o12 = vec4<f32>(0.0);
+  var o22 = vec4<f32>(0.0);
+  var o32 = vec4<f32>(0.0);
+  var o03 = vec4<f32>(0.0);
+  var o13 = vec4<f32>(0.0);
+  var o23 = vec4<f32>(0.0);
+  var o33 = vec4<f32>(0.0);
 
   for (var c0 = 0u; c0 < key_end; c0 += BLOCK_N) {
-    workgroupBarrier();   // the previous tile's readers are done with k_tile / v_tile / p_tile
-    for (var e = tid; e < BLOCK_N * D4; e += nthreads) {
-      let cc = e / D4;
-      let d4 = e % D4;
+    workgroupBarrier();   // the previous tile's readers are done with kv_tile / p_tile / red
+    for (var e = tid; e < BLOCK_N * HD4; e += THREADS) {
+      let cc = e / HD4;
+      let d4 = e % HD4;
       var val = vec4<f32>(0.0);
-      if (c0 + cc < Nk) {
+      if (c0 + cc < Nk && d4 < D4) {
         val = load4_k(k_base + (c0 + cc) * params.k_sn + 4u * d4, D - 4u * d4);
       }
-      k_tile[cc * QS + d4] = val;
+      kv_tile[cc * RS + d4] = val;
     }
-    for (var e = tid; e < BLOCK_N * DV4; e += nthreads) {
-      let cc = e / DV4;
-      let d4 = e % DV4;
+    workgroupBarrier();
+
+    // 1. 4 x 4 scores: rows sa + RG * i, keys sc + CG * j
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    if (s_on) {
+      for (var d4 = 0u; d4 < HD4; d4++) {
+        let a0 = q_tile[(sa) * RS + d4];
+        let a1 = q_tile[(sa + RG) * RS + d4];
+        let a2 = q_tile[(sa + 2u * RG) * RS + d4];
+        let a3 = q_tile[(sa + 3u * RG) * RS + d4];
+        let k0 = kv_tile[(sc) * RS + d4];
+        let k1 = kv_tile[(sc + CG) * RS + d4];
+        let k2 = kv_tile[(sc + 2u * CG) * RS + d4];
+        let k3 = kv_tile[(sc + 3u * CG) * RS + d4];
+        s0 += vec4<f32>(dot(a0, k0), dot(a0, k1), dot(a0, k2), dot(a0, k3));
+        s1 += vec4<f32>(dot(a1, k0), dot(a1, k1), dot(a1, k2), dot(a1, k3));
+        s2 += vec4<f32>(dot(a2, k0), dot(a2, k1), dot(a2, k2), dot(a2, k3));
+        s3 += vec4<f32>(dot(a3, k0), dot(a3, k1), dot(a3, k2), dot(a3, k3));
+      }
+      let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
+      s0 = admit(s0 * scale, s_rows.x, jv, b, h);
+      s1 = admit(s1 * scale, s_rows.y, jv, b, h);
+      s2 = admit(s2 * scale, s_rows.z, jv, b, h);
+      s3 = admit(s3 * scale, s_rows.w, jv, b, h);
+      red[sc * (RG + 1u) + sa] = vec4<f32>(hmax(s0), hmax(s1), hmax(s2), hmax(s3));
+    }
+    workgroupBarrier();
+
+    // 2. online softmax: tile max of the rows (from the partial maxima), p for this thread's keys
+    if (s_on) {
+      let m_new = max(ms_run, tile_max(sa));
+      let alpha = rescale(ms_run, m_new);
+      ms_run = m_new;
+      let p0 = select(vec4<f32>(0.0), exp(s0 - m_new.x), s0 > vec4<f32>(MASKED));
+      let p1 = select(vec4<f32>(0.0), exp(s1 - m_new.y), s1 > vec4<f32>(MASKED));
+      let p2 = select(vec4<f32>(0.0), exp(s2 - m_new.z), s2 > vec4<f32>(MASKED));
+      let p3 = select(vec4<f32>(0.0), exp(s3 - m_new.w), s3 > vec4<f32>(MASKED));
+      l_part = l_part * alpha + vec4<f32>(hsum(p0), hsum(p1), hsum(p2), hsum(p3));
+      // column j of the block: key sc + CG * j, vec4 over the 4 rows
+      var w0 = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+      var w1 = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+      var w2 = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+      var w3 = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+      if (use_dropout) {
+        let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
+        w0 = w0 * keep4(bh, s_rows, jv.x);
+        w1 = w1 * keep4(bh, s_rows, jv.y);
+        w2 = w2 * keep4(bh, s_rows, jv.z);
+        w3 = w3 * keep4(bh, s_rows, jv.w);
+      }
+      p_tile[(sc) * (RG + 1u) + sa] = w0;
+      p_tile[(sc + CG) * (RG + 1u) + sa] = w1;
+      p_tile[(sc + 2u * CG) * (RG + 1u) + sa] = w2;
+      p_tile[(sc + 3u * CG) * (RG + 1u) + sa] = w3;
+    }
+    for (var e = tid; e < BLOCK_N * HD4; e += THREADS) {
+      let cc = e / HD4;
+      let d4 = e % HD4;
       var val = vec4<f32>(0.0);
-      if (c0 + cc < Nk) {
+      if (c0 + cc < Nk && d4 < DV4) {
         val = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, Dv - 4u * d4);
       }
-      v_tile[cc * DV4 + d4] = val;
+      kv_tile[cc * RS + d4] = val;
     }
     workgroupBarrier();
 
-    // 1. scores for this thread's columns t + THREADS_PER_ROW * n (q is read once per vec4 for all of them)
-    var dots: array<vec4<f32>, SCOLS>;
-    for (var n = 0u; n < SCOLS; n++) { dots[n] = vec4<f32>(0.0); }
-    if (row_ok) {
-      for (var d4 = 0u; d4 < D4; d4++) {
-        let qv = q_tile[r * QS + d4];
-        for (var n = 0u; n < SCOLS; n++) {
-          let cc = t + THREADS_PER_ROW * n;
-          if (cc < BLOCK_N) {
-            dots[n] += qv * k_tile[cc * QS + d4];
-          }
-        }
-      }
+    // 3. o += p v (rows oa + RG * i, vec4 columns oe + TD * n)
+    let mo_new = max(mo_run, tile_max(oa));
+    let beta = rescale(mo_run, mo_new);
+    mo_run = mo_new;
+    {
+      o00 *= beta.x;
+      o10 *= beta.y;
+      o20 *= beta.z;
+      o30 *= beta.w;
     }
-    for (var n = 0u; n < SCOLS; n++) {
-      let cc = t + THREADS_PER_ROW * n;
-      if (cc >= BLOCK_N) {
-        break;
-      }
-      let j = c0 + cc;
-      var s = MASKED;
-      if (row_ok && j < Nk && !(params.causal != 0u && j > i)) {
-        let dot4 = dots[n];
-        var sc = params.scale * ((dot4.x + dot4.y) + (dot4.z + dot4.w));
-        var admissible = true;
-        if (mask_kind == 1u) {
-          admissible = mask[m_row + j * params.m_sk] != 0u;
-        } else if (mask_kind == 2u) {
-          let bits = mask[m_row + j * params.m_sk];
-          if (bits == 0xff800000u) {
-            admissible = false;
-          } else {
-            sc += bitcast<f32>(bits);
-          }
-        }
-        if (admissible) {
-          s = max(sc, VALID_FLOOR);
-        }
-      }
-      s_tile[r * SS + cc] = s;
+    if (DVN > 1u) {
+      o01 *= beta.x;
+      o11 *= beta.y;
+      o21 *= beta.z;
+      o31 *= beta.w;
     }
-    workgroupBarrier();
-
-    // 2. online softmax: tile max over the row, rescale, probabilities for this thread's columns
-    var m_tile = MASKED;
+    if (DVN > 2u) {
+      o02 *= beta.x;
+      o12 *= beta.y;
+      o22 *= beta.z;
+      o32 *= beta.w;
+    }
+    if (DVN > 3u) {
+      o03 *= beta.x;
+      o13 *= beta.y;
+      o23 *= beta.z;
+      o33 *= beta.w;
+    }
     for (var cc = 0u; cc < BLOCK_N; cc++) {
-      m_tile = max(m_tile, s_tile[r * SS + cc]);
-    }
-    let m_new = max(m_run, m_tile);
-    var alpha = 1.0;
-    if (m_run > MASKED) {
-      alpha = exp(m_run - m_new);
-    }
-    for (var cc = t; cc < BLOCK_N; cc += THREADS_PER_ROW) {
-      let s = s_tile[r * SS + cc];
-      var p = 0.0;
-      if (s > MASKED) {
-        p = exp(s - m_new);
-        if (use_dropout && !attn_dropout_keep(params.seed0, params.seed1, bh, i, c0 + cc, params.dropout_p)) {
-          p = -p;
-        }
+      let w = p_tile[cc * (RG + 1u) + oa];
+      let vb = cc * RS;
+      {
+        let vv = kv_tile[vb + oe];
+        o00 += w.x * vv;
+        o10 += w.y * vv;
+        o20 += w.z * vv;
+        o30 += w.w * vv;
       }
-      p_tile[r * SS + cc] = p;
-    }
-    m_run = m_new;
-    workgroupBarrier();
-
-    // 3. o += p v (dropped entries count in l but not in o)
-    l_run *= alpha;
-    for (var n = 0u; n < ACC4; n++) { acc[n] *= alpha; }
-    let c_end = min(BLOCK_N, key_end - c0);
-    for (var cc = 0u; cc < c_end; cc++) {
-      let pv = p_tile[r * SS + cc];
-      l_run += abs(pv);
-      let w = max(pv, 0.0);
-      for (var n = 0u; n < ACC4; n++) {
-        let d4 = t + THREADS_PER_ROW * n;
-        if (d4 < DV4) {
-          acc[n] += w * v_tile[cc * DV4 + d4];
-        }
+      if (DVN > 1u) {
+        let vv = kv_tile[vb + min(oe + 1u * TD, HD4 - 1u)];
+        o01 += w.x * vv;
+        o11 += w.y * vv;
+        o21 += w.z * vv;
+        o31 += w.w * vv;
+      }
+      if (DVN > 2u) {
+        let vv = kv_tile[vb + min(oe + 2u * TD, HD4 - 1u)];
+        o02 += w.x * vv;
+        o12 += w.y * vv;
+        o22 += w.z * vv;
+        o32 += w.w * vv;
+      }
+      if (DVN > 3u) {
+        let vv = kv_tile[vb + min(oe + 3u * TD, HD4 - 1u)];
+        o03 += w.x * vv;
+        o13 += w.y * vv;
+        o23 += w.z * vv;
+        o33 += w.w * vv;
       }
     }
   }
 
-  if (row_ok) {
-    var inv = 0.0;
-    if (l_run > 0.0) {
-      inv = 1.0 / l_run;
-      if (use_dropout) {
-        inv *= 1.0 / (1.0 - params.dropout_p);
-      }
+  // row sums: fold the partial sums of the CG key groups
+  workgroupBarrier();
+  if (s_on) {
+    red[sc * (RG + 1u) + sa] = l_part;
+  }
+  workgroupBarrier();
+  var l = vec4<f32>(0.0);
+  for (var c = 0u; c < CG; c++) {
+    l += red[c * (RG + 1u) + oa];
+  }
+  var inv = select(vec4<f32>(0.0), 1.0 / l, l > vec4<f32>(0.0));
+  if (use_dropout) {
+    inv *= 1.0 / (1.0 - params.dropout_p);
+  }
+  store_row(bh, row0 + oa + 0u * RG, oe, inv.x, mo_run.x, l.x, o00, o01, o02, o03);
+  store_row(bh, row0 + oa + 1u * RG, oe, inv.y, mo_run.y, l.y, o10, o11, o12, o13);
+  store_row(bh, row0 + oa + 2u * RG, oe, inv.z, mo_run.z, l.z, o20, o21, o22, o23);
+  store_row(bh, row0 + oa + 3u * RG, oe, inv.w, mo_run.w, l.w, o30, o31, o32, o33);
+}
+
+// Writes one o row's vec4 columns oe + TD * n (n < DVN) times inv, and its lse (thread oe == 0).
+fn store_row(bh: u32, row: u32, oe: u32, inv: f32, m: f32, l: f32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+  if (row >= params.Nq) {
+    return;
+  }
+  let Dv = params.Dv;
+  let o_base = (bh * params.Nq + row) * Dv;
+  store4_o(o_base, oe, a0 * inv);
+  if (DVN > 1u) { store4_o(o_base, oe + TD, a1 * inv); }
+  if (DVN > 2u) { store4_o(o_base, oe + 2u * TD, a2 * inv); }
+  if (DVN > 3u) { store4_o(o_base, oe + 3u * TD, a3 * inv); }
+  if (oe == 0u) {
+    let lse_val = m + log(l);
+    lse[bh * params.Nq + row] = bitcast<f32>(select(0xff800000u, bitcast<u32>(lse_val), l > 0.0));
+  }
+}
+
+// o[o_base + 4 d4 ..] = val, clipped to the row's Dv elements.
+fn store4_o(o_base: u32, d4: u32, val: vec4<f32>) {
+  let Dv = params.Dv;
+  if (4u * d4 >= Dv) {
+    return;
+  }
+  let left = Dv - 4u * d4;
+  if (left >= 4u) {
+    o[o_base + 4u * d4] = val.x;
+    o[o_base + 4u * d4 + 1u] = val.y;
+    o[o_base + 4u * d4 + 2u] = val.z;
+    o[o_base + 4u * d4 + 3u] = val.w;
+  } else {
+    for (var c = 0u; c < left; c++) {
+      o[o_base + 4u * d4 + c] = val[c];
     }
-    let o_base = (bh * Nq + i) * Dv;
-    for (var n = 0u; n < ACC4; n++) {
-      let d4 = t + THREADS_PER_ROW * n;
-      if (d4 < DV4) {
-        let val = acc[n] * inv;
-        let left = Dv - 4u * d4;
-        for (var c = 0u; c < min(4u, left); c++) {
-          o[o_base + 4u * d4 + c] = val[c];
+  }
+}
+
+// Scores of row i for keys jv (already scaled): float mask added, excluded / out-of-range -> MASKED,
+// admissible clamped to >= VALID_FLOOR.
+fn admit(sv: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+  var ok = (jv < vec4<u32>(params.Nk)) & vec4<bool>(i < params.Nq);
+  if (params.causal != 0u) {
+    ok = ok & (jv <= vec4<u32>(i));
+  }
+  var s = sv;
+  let mask_kind = params.mask_kind;
+  if (mask_kind != 0u && i < params.Nq) {
+    let m_row = params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq;
+    for (var j = 0u; j < 4u; j++) {
+      if (ok[j]) {
+        let bits = mask[m_row + jv[j] * params.m_sk];
+        if (mask_kind == 1u) {
+          ok[j] = bits != 0u;
+        } else if (bits == 0xff800000u) {
+          ok[j] = false;
+        } else {
+          s[j] += bitcast<f32>(bits);
         }
       }
     }
-    if (t == 0u) {
-      let lse_val = m_run + log(l_run);
-      lse[bh * Nq + i] = bitcast<f32>(select(0xff800000u, bitcast<u32>(lse_val), l_run > 0.0));
-    }
   }
+  return select(vec4<f32>(MASKED), max(s, vec4<f32>(VALID_FLOOR)), ok);
+}
+
+// Dropout keep multipliers (1 kept, 0 dropped) of rows `rows` at key j.
+fn keep4(bh: u32, rows: vec4<u32>, j: u32) -> vec4<f32> {
+  let p = params.dropout_p;
+  return vec4<f32>(
+    select(0.0, 1.0, attn_dropout_keep(params.seed0, params.seed1, bh, rows.x, j, p)),
+    select(0.0, 1.0, attn_dropout_keep(params.seed0, params.seed1, bh, rows.y, j, p)),
+    select(0.0, 1.0, attn_dropout_keep(params.seed0, params.seed1, bh, rows.z, j, p)),
+    select(0.0, 1.0, attn_dropout_keep(params.seed0, params.seed1, bh, rows.w, j, p)));
 }

@@ -250,25 +250,32 @@ export interface TileConfig {
   HEAD_DIM_MAX: number;
   BLOCK_M: number;
   BLOCK_N: number;
-  /** THREADS_PER_ROW in the forward kernel, THREADS in the backward kernels. */
+  /** Workgroup size of the entry point (forward, dkdv or dq_main). */
   THREADS: number;
 }
 
 /** Workgroup memory of each fused entry point, from the formulas in the kernels' header comments. */
 function tileBytes(kind: 'forward' | 'dkdv' | 'dq', c: TileConfig): number {
-  const hd4 = c.HEAD_DIM_MAX / 4;
-  if (kind === 'forward') return 16 * (c.BLOCK_M * (hd4 + 1) + c.BLOCK_N * (hd4 + 1) + c.BLOCK_N * hd4) + 8 * c.BLOCK_M * (c.BLOCK_N + 1);
-  const t = 16 * (hd4 + 1) * (2 * c.BLOCK_M + 2 * c.BLOCK_N);
-  if (kind === 'dkdv') return t + 8 * c.BLOCK_M * (c.BLOCK_N + 1) + 8 * c.BLOCK_M;
-  return t + 4 * c.BLOCK_M * (c.BLOCK_N + 1) + 8 * c.BLOCK_M;
+  const rs = c.HEAD_DIM_MAX / 4 + 1;
+  if (kind === 'forward') return 16 * ((c.BLOCK_M + c.BLOCK_N) * rs + (c.BLOCK_N + c.BLOCK_N / 4) * (c.BLOCK_M / 4 + 1));
+  const t = 16 * rs * (2 * c.BLOCK_M + 2 * c.BLOCK_N);
+  if (kind === 'dkdv') return t + 32 * c.BLOCK_M * (c.BLOCK_N / 4 + 1) + 8 * c.BLOCK_M;
+  return t + 16 * c.BLOCK_N * (c.BLOCK_M / 4 + 1) + 8 * c.BLOCK_M;
 }
 
 const tileCache = new Map<string, TileConfig>();
 
 /**
- * Tile sizes for a fused attention entry point, chosen from the adapter's limits: the largest tile
- * (rows owned by a workgroup first, then the streamed tile) whose workgroup memory fits and whose
- * workgroup stays within 256 threads. Larger tiles reuse each loaded K/V (or Q/dO) row more often.
+ * Tile sizes for a fused attention entry point, chosen from the adapter's limits. Every kernel is register-blocked
+ * (4 x 4 score blocks per thread): a workgroup owns `owned` rows (forward / dq: query rows BLOCK_M; dkdv: keys
+ * BLOCK_N) and streams tiles of `streamed` rows of the other side. The first (owned, streamed) in order of
+ * decreasing tile area whose workgroup memory fits is taken (larger tiles reuse each loaded row more often),
+ * with THREADS = (owned / 4) * (streamed / 4) (one score block each), doubled while a thread would hold more
+ * than 4 vec4 columns per owned row in its accumulators (DVN, the kernels' register capacity), or while the
+ * workgroup has fewer than 128 threads and DVN > 1 on a hardware adapter (measured on an H100: occupancy beats
+ * fewer, fuller threads; the surplus threads idle in the score phase), within min(256,
+ * maxComputeInvocationsPerWorkgroup).
+ * The flag attention.tiles overrides fields for every kind, or per kind as { forward?, dkdv?, dq? }.
  */
 export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number): TileConfig {
   const lim = gpu().device.limits;
@@ -279,23 +286,29 @@ export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number): T
   const forced = getFlag('attention.tiles') as Partial<TileConfig> | undefined;
   let cfg = tileCache.get(key);
   if (!cfg) {
-    const THREADS = Math.max(4, HEAD_DIM_MAX / 16);
-    const owned = [64, 32, 16, 8, 4, 2, 1];
-    const streamed = [16, 8, 4, 2, 1];
-    search: for (const o of owned) {
-      for (const st of streamed) {
-        const c = kind === 'dkdv' ? { HEAD_DIM_MAX, BLOCK_M: st, BLOCK_N: o, THREADS } : { HEAD_DIM_MAX, BLOCK_M: o, BLOCK_N: st, THREADS };
-        if (o * THREADS > maxThreads) continue;
-        if (kind === 'forward' && c.BLOCK_N > 8 * THREADS) continue;
-        if (tileBytes(kind, c) > wgMem) continue;
-        cfg = c;
-        break search;
-      }
+    const hd4 = HEAD_DIM_MAX / 4;
+    // GPUs want occupancy (128 threads: measured on an H100); a CPU (lavapipe) runs the idle score-phase threads
+    // for nothing, so there only the register capacity (DVN <= 4) adds threads.
+    const minThreads = gpu().info.isSoftware ? 0 : 128;
+    const pairs = [[64, 64], [64, 32], [32, 64], [32, 32], [64, 16], [32, 16], [16, 32], [16, 16], [16, 8], [8, 8], [8, 4], [4, 4]];
+    for (const [owned, streamed] of pairs) {
+      const og = owned / 4;
+      const dvn = (t: number) => Math.ceil(hd4 / (t / og));
+      let THREADS = og * (streamed / 4);
+      while ((dvn(THREADS) > 4 || (minThreads > THREADS && dvn(THREADS) > 1)) && THREADS * 2 <= maxThreads) THREADS *= 2;
+      if (THREADS > maxThreads || dvn(THREADS) > 4) continue;
+      const c = kind === 'dkdv' ? { HEAD_DIM_MAX, BLOCK_M: streamed, BLOCK_N: owned, THREADS } : { HEAD_DIM_MAX, BLOCK_M: owned, BLOCK_N: streamed, THREADS };
+      if (tileBytes(kind, c) > wgMem) continue;
+      cfg = c;
+      break;
     }
     if (!cfg) throw new ShapeError(`scaledDotProductAttention: head dimension ${headDim} does not fit this adapter's ${wgMem} bytes of workgroup memory`);
     tileCache.set(key, cfg);
   }
-  return forced ? { ...cfg, ...forced } : cfg;
+  if (!forced) return cfg;
+  const perKind = forced as Partial<Record<'forward' | 'dkdv' | 'dq', Partial<TileConfig>>>;
+  if ('forward' in forced || 'dkdv' in forced || 'dq' in forced) return { ...cfg, ...(perKind[kind] ?? {}) };
+  return { ...cfg, ...forced };
 }
 
 function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; lse: Tensor; views: KernelView[]; owned: Tensor[] } {
@@ -309,7 +322,7 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
   if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
   if (p.Bt * p.Hq * p.Nq > 0) {
     dispatch('attention_forward.wgsl', 'main', {
-      constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS_PER_ROW: cfg.THREADS },
+      constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS: cfg.THREADS },
       bindings: {
         q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
         mask: p.mask ? p.mask.buf(p.fn).buffer : dummy(),
