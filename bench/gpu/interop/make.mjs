@@ -1,0 +1,11 @@
+import * as k from '../../../dist/kiln.node.js';
+import { writeFileSync } from 'node:fs';
+await k.init();
+const m = new k.nn.MultiheadAttention(8, 2, { seed: 3 });
+const sd = { ...m.stateDict(), steps: k.tensor(new Int32Array([1, -2, 3]), { shape: [3] }) };
+const bytes = await k.save(sd);
+writeFileSync('bench/gpu/interop/kiln.safetensors', bytes);
+const vals = {};
+for (const [n, t] of Object.entries(sd)) vals[n] = { shape: t.shape, data: Array.from(await t.toArray()) };
+writeFileSync('bench/gpu/interop/kiln_values.json', JSON.stringify(vals));
+process.exit(0);
