@@ -14,8 +14,9 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 
 /** Where the checkpoint lives: ?model=<folder URL>, else the sentiment example's output folder. */
 function modelBase(): string {
+  // Resolved against the page, so a path such as /examples/sentiment/out/smoke/ works as well as a full URL.
   const q = new URLSearchParams(location.search).get('model');
-  return q ?? new URL('../sentiment/out/', location.href).href;
+  return new URL(q ?? '../sentiment/out/', location.href).href;
 }
 
 async function fetchOk(url: string): Promise<Response> {
