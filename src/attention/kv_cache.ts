@@ -4,7 +4,7 @@ import { ShapeError, ValueError, fmtShape } from '../errors';
 import { type Tensor, empty, keep } from '../tensor/tensor';
 import { elementwise } from '../ops/kernel_args';
 import { slice } from '../ops/views';
-import { noGradScope } from './no_grad';
+import { withGradMode } from '../tensor/graph';
 
 export class KVCache {
   private k: Tensor | null = null;
@@ -34,7 +34,7 @@ export class KVCache {
       this.k = keep(empty([B, H, this.maxLength, D], 'f32'));
       this.v = keep(empty([B, H, this.maxLength, Dv], 'f32'));
     }
-    return noGradScope(() => {
+    return withGradMode(false, () => {
       for (const [src, dst] of [[k, this.k!], [v, this.v!]] as const) {
         const target = slice(dst, 2, this.length, this.length + T);
         elementwise('unary', 'KVCache.append', target, { a: src }, 0);

@@ -1,25 +1,15 @@
-import { setGradEnabled, isGradEnabled } from '../tensor/graph';
+import { isGradEnabled, withGradMode } from '../tensor/graph';
 import { ValueError } from '../errors';
 export { backward, type BackwardOptions } from './backward';
 
 /** Runs fn with gradient recording off and returns what it returns. Synchronous. */
 export function noGrad<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new ValueError('noGrad: expects a function');
-  const prev = setGradEnabled(false);
-  try {
-    return fn();
-  } finally {
-    setGradEnabled(prev);
-  }
+  return withGradMode(false, fn);
 }
 
 export function enableGrad<T>(fn: () => T): T {
-  const prev = setGradEnabled(true);
-  try {
-    return fn();
-  } finally {
-    setGradEnabled(prev);
-  }
+  return withGradMode(true, fn);
 }
 
 export { isGradEnabled };

@@ -3,7 +3,7 @@
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
 import { type Tensor, empty, tensor } from '../tensor/tensor';
 import { numel } from '../tensor/shape';
-import { setGradEnabled } from '../tensor/graph';
+import { withGradMode } from '../tensor/graph';
 import { dispatch, grid1d } from '../gpu/kernels';
 import { dummy } from './kernel_args';
 import { record } from './record';
@@ -29,15 +29,6 @@ function checkReduction(fn: string, r: unknown): Reduction {
 function freshCopy(x: Tensor): Tensor {
   const out = unaryRaw('crossEntropy.copy', x, U.copy);
   return record('copy', out, [x], (g) => [g.makeView(g.shape.slice(), g.strides.slice(), g.offset)]);
-}
-
-function noGradScope<T>(fn: () => T): T {
-  const prev = setGradEnabled(false);
-  try {
-    return fn();
-  } finally {
-    setGradEnabled(prev);
-  }
 }
 
 export interface CrossEntropyOptions {
@@ -210,7 +201,7 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
   const weight = options.weight ?? null;
   const pwOwned = typeof options.posWeight === 'number' ? tensor([options.posWeight]) : null;
   const pw = pwOwned ?? (options.posWeight as Tensor | undefined) ?? null;
-  const losses = noGradScope(() => {
+  const losses = withGradMode(false, () => {
     // lw = 1 + (pw - 1) y
     const lw = pw ? withTmp(addScalar(pw, -1), (p1) => withTmp(mul(p1, targets), (t) => addScalar(t, 1))) : null;
     const soft = withTmp(withTmp(withTmp(abs(logits), neg), exp), log1p);

@@ -54,3 +54,13 @@ export function releaseNode(n: GradNode): void {
   for (const t of n.saved) t.dispose();
   n.saved = [];
 }
+
+/** Runs fn with gradient recording switched on or off, restoring the previous mode afterwards. */
+export function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  const prev = setGradEnabled(enabled);
+  try {
+    return fn();
+  } finally {
+    setGradEnabled(prev);
+  }
+}
