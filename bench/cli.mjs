@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runBench, SUITES } from './lib/runner.mjs';
 import { compareReports, toMarkdown, toSvg } from './lib/report.mjs';
+import { peersSvg, rooflineSvg } from './lib/charts.mjs';
 import { SCHEMA_VERSION, validateReport } from './lib/schema.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,7 +25,8 @@ const HELP = `usage: npm run bench -- [options]
   --json F --md F --svg F   outputs (default bench/out/report.{json,md,svg})
   --compare OLD    print cases > --threshold % (default 10) slower than OLD.json; --fail-on-regression exits 3
   --chromium PATH  browser binary (default /usr/bin/chromium or $CHROMIUM)
-  --peers          also time TensorFlow.js WebGPU in Node (attention, matmul, softmax; installs bench/peers on demand; on by default)
+  --peers          also time TensorFlow.js WebGPU and ONNX Runtime (webgpu, cpu) in Node (attention, matmul, softmax;
+                   installs bench/peers on demand; on by default)
   --no-peers       kiln only`;
 
 const { values: a } = parseArgs({
@@ -108,6 +110,21 @@ async function runNode() {
       log('node/tfjs')(`peers failed: ${e?.stack ?? e}`);
       part.peers = [{ engine: '@tensorflow/tfjs-backend-webgpu', error: String(e?.message ?? e) }];
     }
+    // ONNX Runtime (webgpu and cpu providers): after kiln's init, so VK_ICD_FILENAMES is set before ORT's Dawn loads.
+    try {
+      const { runOrtPeers } = await import('./lib/peers-onnx.mjs');
+      const ortp = await runOrtPeers(k, { root: ROOT, opts, onProgress: (p) => progress('node/ort', p), log: log('node/ort') });
+      // % of peak only against the GPU probes, so not for the CPU provider.
+      for (const c of ortp.cases.filter((c) => c.peer?.provider !== 'cpu')) {
+        if (c.status === 'ok' && part.peaks?.fma) c.pctPeakFlops = (100 * c.gflops) / part.peaks.fma.gflops;
+        if (c.status === 'ok' && part.peaks?.copy) c.pctPeakBw = (100 * c.gbps) / part.peaks.copy.gbps;
+      }
+      part.cases.push(...ortp.cases);
+      part.peers.push(...ortp.providers);
+    } catch (e) {
+      log('node/ort')(`onnxruntime peers failed: ${e?.stack ?? e}`);
+      part.peers.push({ engine: 'onnxruntime-node', error: String(e?.message ?? e) });
+    }
   }
   return part;
 }
@@ -153,6 +170,10 @@ writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
 const md = toMarkdown(report, comparison);
 writeFileSync(mdPath, md);
 writeFileSync(svgPath, toSvg(report));
+// More charts beside report.svg: kiln against peers, and a roofline (bench/lib/charts.mjs).
+const chartBase = svgPath.replace(/\.svg$/, '');
+writeFileSync(`${chartBase}-peers.svg`, peersSvg(report));
+writeFileSync(`${chartBase}-roofline.svg`, rooflineSvg(report));
 process.stdout.write(md);
 console.error(`wrote ${jsonPath}, ${mdPath}, ${svgPath} in ${report.durationS.toFixed(1)} s`);
 if (comparison) {
@@ -161,6 +182,6 @@ if (comparison) {
 }
 // A peer that fails its check is a finding about the peer (reported, not timed), not a kiln failure.
 const peerFailures = report.cases.filter((c) => c.status !== 'ok' && /tfjs|onnx|peer/.test(c.impl));
-for (const c of peerFailures) console.error(`peer ${c.impl} ${c.suite} ${c.shape.join('x')}: failed its check (max err ${c.maxErr}); not timed`);
+for (const c of peerFailures) console.error(`peer ${c.impl} ${c.suite} ${c.shape.join('x')}: ${c.status === 'error' ? `error: ${c.error}` : `failed its check (max err ${c.maxErr})`}; not timed`);
 const bad = report.cases.filter((c) => c.status !== 'ok' && !peerFailures.includes(c)).length + parts.filter((p) => p.error).length;
 process.exit(bad ? 1 : comparison?.regressions.length && a['fail-on-regression'] ? 3 : 0);

@@ -23,6 +23,7 @@ export function toMarkdown(report, comparison) {
     L.push(`- **${r.runtime}**: ${a.vendor ?? ''} ${a.architecture ?? ''} ${a.device ?? ''} (${a.description ?? ''})${a.isSoftware ? ' [software]' : ''}; ${r.userAgent ?? ''}`);
     if (r.peaks) L.push(`  - peaks (${r.peaks.timing}): FMA ${fmt(r.peaks.fma?.gflops, 4)} GFLOP/s, copy ${fmt(r.peaks.copy?.gbps, 4)} GB/s`);
     if (r.overhead) L.push(`  - dispatch overhead: ${fmt(r.overhead.perDispatchUs, 3)} us/dispatch (200 tiny adds, one sync); one add round trip ${fmtMs(r.overhead.singleDispatchRoundTripMs)} ms`);
+    if (r.peers?.length) L.push(`  - peers: ${r.peers.map((p) => `${p.engine}${p.version ? ` ${p.version}` : ''}${p.provider ? ` (${p.provider})` : ''}${p.error ? ` **ERROR: ${p.error}**` : ''}`).join('; ')}`);
     for (const s of r.skipped ?? []) L.push(`  - skipped ${s.suite}: ${s.reason}`);
     if (r.error) L.push(`  - runtime error: ${r.error}`);
   }
@@ -40,10 +41,11 @@ export function toMarkdown(report, comparison) {
     L.push('');
     L.push('## Attention: fused over reference (wall median ratio; > 1 means fused is faster)');
     L.push('');
-    const peers = sp.some((s) => s.tfjsMs !== undefined);
-    L.push(`| runtime | variant | N | reference ms | fused ms | speedup | gpu speedup |${peers ? ' tfjs-webgpu ms | fused vs tfjs |' : ''}`);
-    L.push(`|---|---|---:|---:|---:|---:|---:|${peers ? '---:|---:|' : ''}`);
-    for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers ? ` ${fmtMs(s.tfjsMs)} | ${fmt(s.tfjsMs / s.fusedMs)} |` : ''}`);
+    // Peer columns (only peers with a timed case): peer ms and peer ms / fused ms (> 1 means kiln's fused is faster).
+    const peers = PEER_IMPLS.filter((p) => sp.some((s) => s.peerMs[p.impl] !== undefined));
+    L.push(`| runtime | variant | N | reference ms | fused ms | speedup | gpu speedup |${peers.map((p) => ` ${p.impl} ms | fused vs ${p.short} |`).join('')}`);
+    L.push(`|---|---|---:|---:|---:|---:|---:|${peers.map(() => '---:|---:|').join('')}`);
+    for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers.map((p) => ` ${fmtMs(s.peerMs[p.impl])} | ${fmt(s.peerMs[p.impl] / s.fusedMs)} |`).join('')}`);
   }
   const profiled = report.cases.filter((c) => Array.isArray(c.profile) && c.profile.length);
   for (const c of profiled) {
@@ -69,6 +71,13 @@ export function toMarkdown(report, comparison) {
   return L.join('\n') + '\n';
 }
 
+/** Peer impls with a column in the attention speedup table (only timed, check-passed cases count). */
+export const PEER_IMPLS = [
+  { impl: 'tfjs-webgpu', short: 'tfjs' },
+  { impl: 'onnxruntime-webgpu', short: 'ORT webgpu' },
+  { impl: 'onnxruntime-cpu', short: 'ORT cpu' },
+];
+
 export function speedups(report) {
   const by = new Map();
   for (const c of report.cases) {
@@ -83,6 +92,7 @@ export function speedups(report) {
     if (!e.fused || !e.reference) continue;
     out.push({
       runtime: e.runtime, causal: e.causal, N: e.N, shape: e.shape, tfjsMs: e['tfjs-webgpu']?.medianMs,
+      peerMs: Object.fromEntries(PEER_IMPLS.map((p) => [p.impl, e[p.impl]?.medianMs])),
       refMs: e.reference.medianMs, fusedMs: e.fused.medianMs, speedup: e.reference.medianMs / e.fused.medianMs,
       gpuSpeedup: e.reference.gpuMs && e.fused.gpuMs ? e.reference.gpuMs / e.fused.gpuMs : undefined,
     });

@@ -34,6 +34,8 @@ export function validateReport(r) {
     need(['f32', 'f16'].includes(c.dtype), `${at}: dtype ${c.dtype}`);
     need(STATUSES.includes(c.status), `${at}: status ${c.status}`);
     need(num(c.flops) && num(c.bytes), `${at}: flops/bytes`);
+    // Peer cases (tfjs-webgpu, onnxruntime-webgpu, onnxruntime-cpu) name their engine.
+    if (c.peer !== undefined) need(c.peer && typeof c.peer.engine === 'string', `${at}: peer.engine`);
     if (c.status === 'error') { need(typeof c.error === 'string', `${at}: error text`); continue; }
     need(c.check && typeof c.check.against === 'string' && typeof c.check.passed === 'boolean', `${at}: check`);
     need(num(c.maxErr) || c.maxErr === Infinity, `${at}: maxErr`);
