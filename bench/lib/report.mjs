@@ -52,9 +52,15 @@ export function toMarkdown(report, comparison) {
     L.push('');
     L.push(`## Training step profile: ${c.runtime}, attention ${c.impl}, [${c.shape.join(',')}] (one step, GPU time per kernel)`);
     L.push('');
-    L.push('| kernel | dispatches | gpu ms | share |');
-    L.push('|---|---:|---:|---:|');
-    for (const p of c.profile) L.push(`| ${p.kernel} | ${p.dispatches} | ${fmtMs(p.gpuMs)} | ${(100 * p.share).toFixed(1)}% |`);
+    L.push('Bytes bound: the summed sizes of the storage buffers each dispatch binds (pooled buffers round sizes up by at most 25%), an upper bound on the bytes it moves; GB/s = bytes bound / gpu time.');
+    L.push('');
+    L.push('| kernel | dispatches | gpu ms | share | bytes bound | GB/s (upper bound) |');
+    L.push('|---|---:|---:|---:|---:|---:|');
+    for (const p of c.profile) {
+      const mb = p.boundBytes ? `${(p.boundBytes / 2 ** 20).toFixed(2)} MiB` : '';
+      const gbps = p.boundBytes && p.gpuMs ? fmt(p.boundBytes / (p.gpuMs * 1e6)) : '';
+      L.push(`| ${p.kernel} | ${p.dispatches} | ${fmtMs(p.gpuMs)} | ${(100 * p.share).toFixed(1)}% | ${mb} | ${gbps} |`);
+    }
   }
   if (comparison) {
     L.push('');

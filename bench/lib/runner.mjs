@@ -334,7 +334,7 @@ export async function runBench(k, opts) {
             if (c.suite === 'trainstep' && i === o.runs - 1) {
               // Where the step's GPU time goes, kernel by kernel: what a fusion experiment would target next.
               row.profile = Object.entries(t.byLabel)
-                .map(([label, { count, ns }]) => ({ kernel: label, dispatches: count, gpuMs: ns / 1e6, share: t.kernelNs ? ns / t.kernelNs : 0 }))
+                .map(([label, { count, ns, bytes }]) => ({ kernel: label, dispatches: count, gpuMs: ns / 1e6, share: t.kernelNs ? ns / t.kernelNs : 0, boundBytes: bytes ?? 0 }))
                 .sort((a, b) => b.gpuMs - a.gpuMs);
             }
             o.onProgress({ done: done + 0.5 + (i + 1) / (o.runs * 2), total, label: c.label });

@@ -256,6 +256,7 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
   const ids: (number | string)[] = [];
   const entriesList: GPUBindGroupEntry[] = [];
   const maxBinding = kd.device.limits.maxStorageBufferBindingSize;
+  let boundBytes = 0;
   for (const b of info.bindings) {
     if (b.kind === 'uniform') {
       uniformOffset = allocUniform(packParams(info, spec.params ?? {}));
@@ -269,6 +270,7 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
     if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${info.file}:${info.entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
+    if (buffer !== dummies.get('r')?.buf && buffer !== dummies.get('w')?.buf) boundBytes += buffer.size;
     ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
   }
   const bgKey = `${key}|${ids.join(',')}`;
@@ -280,7 +282,7 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
     if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
   }
   bindGroups.set(bgKey, bg);
-  encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${file.replace('.wgsl', '')}:${entry}`);
+  encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${file.replace('.wgsl', '')}:${entry}`, boundBytes);
 }
 
 const dummies = new Map<string, { gen: number; buf: GPUBuffer }>();

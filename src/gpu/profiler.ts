@@ -15,7 +15,8 @@ export interface GpuTiming {
   /** Dispatches that ran without timestamps (more than PASSES_PER_SUBMIT in one submit). */
   untimed: number;
   /** Kernel time per dispatch label, in nanoseconds. */
-  byLabel: Record<string, { count: number; ns: number }>;
+  /** Per kernel label: dispatches, summed kernel time, and summed bytes of the storage buffers bound (an upper bound on bytes moved). */
+  byLabel: Record<string, { count: number; ns: number; bytes: number }>;
 }
 
 /** Whether the live device can time dispatches (the adapter has 'timestamp-query'). */
@@ -38,18 +39,20 @@ export function startGpuTimer(): { stop(): Promise<GpuTiming> } {
   if (!kd.hasTimestamps) throw new Error("kiln: startGpuTimer needs the adapter feature 'timestamp-query'");
   const device = kd.device;
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * PASSES_PER_SUBMIT });
-  const pending: Promise<{ labels: string[]; stamps: BigUint64Array | null }>[] = [];
+  const pending: Promise<{ labels: string[]; sizes: number[]; stamps: BigUint64Array | null }>[] = [];
   let labels: string[] = [];
+  let sizes: number[] = [];
   let untimed = 0;
   let mapAfterSubmit: (() => void) | null = null; // readback of the submit being built; mapped once submitted
   const p: DispatchProfiler = {
-    timestampWrites(label) {
+    timestampWrites(label, bytes) {
       if (labels.length >= PASSES_PER_SUBMIT) {
         untimed++;
         return undefined;
       }
       const i = labels.length;
       labels.push(label);
+      sizes.push(bytes);
       return { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
     },
     beforeSubmit(encoder) {
@@ -60,7 +63,9 @@ export function startGpuTimer(): { stop(): Promise<GpuTiming> } {
       encoder.resolveQuerySet(querySet, 0, 2 * labels.length, resolve, 0);
       encoder.copyBufferToBuffer(resolve, 0, read, 0, bytes);
       const these = labels;
+      const theseSizes = sizes;
       labels = [];
+      sizes = [];
       mapAfterSubmit = () => {
         pending.push(
           read.mapAsync(GPUMapMode.READ).then(
@@ -69,9 +74,9 @@ export function startGpuTimer(): { stop(): Promise<GpuTiming> } {
               read.unmap();
               read.destroy();
               resolve.destroy();
-              return { labels: these, stamps };
+              return { labels: these, sizes: theseSizes, stamps };
             },
-            () => ({ labels: these, stamps: null }),
+            () => ({ labels: these, sizes: theseSizes, stamps: null }),
           ),
         );
       };
@@ -91,7 +96,7 @@ export function startGpuTimer(): { stop(): Promise<GpuTiming> } {
       const out: GpuTiming = { kernelNs: 0, spanNs: 0, dispatches: 0, untimed, byLabel: {} };
       let first = Infinity;
       let last = -Infinity;
-      for (const { labels: ls, stamps } of parts) {
+      for (const { labels: ls, sizes: sz, stamps } of parts) {
         if (!stamps) continue;
         ls.forEach((label, i) => {
           const b = Number(stamps[2 * i]);
@@ -101,9 +106,10 @@ export function startGpuTimer(): { stop(): Promise<GpuTiming> } {
           out.dispatches++;
           first = Math.min(first, b);
           last = Math.max(last, e);
-          const slot = (out.byLabel[label] ??= { count: 0, ns: 0 });
+          const slot = (out.byLabel[label] ??= { count: 0, ns: 0, bytes: 0 });
           slot.count++;
           slot.ns += ns;
+          slot.bytes += sz[i] ?? 0;
         });
       }
       out.spanNs = out.dispatches ? last - first : 0;

@@ -29,7 +29,8 @@ export function resetStats(): void {
 
 /** Profiling hook: when set, each dispatch runs in its own pass with timestamp writes. */
 export interface DispatchProfiler {
-  timestampWrites(label: string): GPUComputePassTimestampWrites | undefined;
+  /** `bytes`: the sizes of the storage buffers the dispatch binds (an upper bound on the bytes it moves). */
+  timestampWrites(label: string, bytes: number): GPUComputePassTimestampWrites | undefined;
   beforeSubmit(encoder: GPUCommandEncoder): void;
   afterSubmit(): void;
 }
@@ -121,9 +122,10 @@ export function encodeDispatch(
   uniformOffset: number | null,
   workgroups: [number, number, number],
   label: string,
+  boundBytes = 0,
 ): void {
   const b = currentBatch();
-  const tw = profiler?.timestampWrites(label);
+  const tw = profiler?.timestampWrites(label, boundBytes);
   if (tw) {
     endPass(b);
     const pass = b.encoder.beginComputePass({ timestampWrites: tw, label });
