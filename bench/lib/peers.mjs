@@ -7,11 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { defaultSizes } from './runner.mjs';
-import { summarize } from './stats.mjs';
-import { attentionRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
-
-const now = () => performance.now();
+import { checkAndTime, errorRow, peerLabel, planPeerCases, preparePeerCase } from './peer_cases.mjs';
 
 export async function loadTfjs(root, log) {
   const dir = join(root, 'bench/peers');
@@ -43,122 +39,53 @@ export async function runPeers(k, { root, opts, onProgress = () => {}, log = () 
     await be.device.queue.onSubmittedWorkDone();
   };
   const impl = 'tfjs-webgpu';
-  const plans = [];
-  for (const suite of opts.suites) {
-    const sizes = opts.sizes ?? defaultSizes(suite, opts.quick);
-    if (suite === 'attention') for (const N of sizes) for (const isCausal of [false, true]) plans.push({ suite, N, isCausal });
-    else if (suite === 'matmul' || suite === 'softmax') for (const N of sizes) plans.push({ suite, N });
-    else log(`peers: no tfjs case for ${suite}`);
-  }
+  const plans = planPeerCases(opts, log, 'tfjs');
   const cases = [];
   let done = 0;
   for (const p of plans) {
-    const label = `tfjs ${p.suite}${p.isCausal ? ' causal' : ''} N=${p.N}`;
+    const label = peerLabel('tfjs', p);
     onProgress({ done, total: plans.length, label });
     const row = { suite: p.suite, impl, runtime: 'node', dtype: 'f32', peer: { engine: '@tensorflow/tfjs-backend-webgpu', version } };
     const held = [];
+    const hold = (t) => (held.push(t), t);
     try {
-      let run, check;
-      if (p.suite === 'attention') {
-        const { batch: B, heads: H, dim: D } = opts;
-        const N = p.N;
-        const shape = [B, H, N, D];
-        const pairs = B * H * (p.isCausal ? (N * (N + 1)) / 2 : N * N);
-        Object.assign(row, { shape, params: { isCausal: p.isCausal }, flops: 4 * pairs * D, bytes: 4 * B * H * N * D * 4 });
-        // Same seeds as kiln's attention cases, so the inputs are identical.
-        const kq = k.randn(shape, { seed: 11 }), kk = k.randn(shape, { seed: 12 }), kv = k.randn(shape, { seed: 13 });
-        const [qa, ka, va] = await Promise.all([kq.toArray(), kk.toArray(), kv.toArray()]);
-        const refFits = B * H * N * N * 4 <= (k.deviceInfo?.().limits?.maxStorageBufferBindingSize ?? 2 ** 27);
-        const kref = refFits ? await k.tidy(() => k.F.scaledDotProductAttention(kq, kk, kv, { isCausal: p.isCausal, impl: 'reference' })).toArray() : null;
-        kq.dispose(); kk.dispose(); kv.dispose();
-        const q = tf.tensor(qa, shape), kt = tf.tensor(ka, shape), v = tf.tensor(va, shape);
-        held.push(q, kt, v);
-        const scale = tf.scalar(1 / Math.sqrt(D));
-        held.push(scale);
+      const c = await preparePeerCase(k, p, opts);
+      Object.assign(row, c.fields);
+      const x = c.inputs;
+      let run;
+      if (x.kind === 'attention') {
+        const q = hold(tf.tensor(x.q, x.shape)), kt = hold(tf.tensor(x.k, x.shape)), v = hold(tf.tensor(x.v, x.shape));
+        const scale = hold(tf.scalar(1 / Math.sqrt(x.D)));
         let mask = null;
-        if (p.isCausal) {
+        if (x.isCausal) {
+          const N = x.shape[2];
           const m = new Float32Array(N * N);
           for (let i = 0; i < N; i++) for (let j = i + 1; j < N; j++) m[i * N + j] = -Infinity;
-          mask = tf.tensor(m, [N, N]);
-          held.push(mask);
+          mask = hold(tf.tensor(m, [N, N]));
         }
         run = () => {
           let s = tf.mul(tf.matMul(q, kt, false, true), scale);
           if (mask) s = tf.add(s, mask);
           return tf.matMul(tf.softmax(s), v);
         };
-        check = async (got) => {
-          const rows = sampleIndices(B * H * N, 64, N + 7);
-          const want = attentionRowsF64(qa, ka, va, B * H, N, D, { isCausal: p.isCausal, rows });
-          const at = rows.flatMap((r) => Array.from({ length: D }, (_, d) => r * D + d));
-          const { err, scale: sc } = maxAbsErr(got, want, at);
-          const out = { against: 'cpu-f64-sampled', maxErr: err, tol: 1e-3 * Math.max(1, sc) };
-          if (kref) out.maxErrVsReference = maxAbsErr(got, kref).err;
-          out.passed = out.maxErr <= out.tol && (out.maxErrVsReference ?? 0) <= out.tol;
-          return out;
-        };
-      } else if (p.suite === 'matmul') {
-        const n = p.N;
-        Object.assign(row, { shape: [n, n, n], params: {}, flops: 2 * n ** 3, bytes: 3 * n * n * 4 });
-        const ka = k.randn([n, n], { seed: 21 }), kb = k.randn([n, n], { seed: 22 });
-        const [aa, ba] = await Promise.all([ka.toArray(), kb.toArray()]);
-        ka.dispose(); kb.dispose();
-        const a = tf.tensor(aa, [n, n]), b = tf.tensor(ba, [n, n]);
-        held.push(a, b);
+      } else if (x.kind === 'matmul') {
+        const a = hold(tf.tensor(x.a, [x.n, x.n])), b = hold(tf.tensor(x.b, [x.n, x.n]));
         run = () => tf.matMul(a, b);
-        check = async (got) => {
-          const at = sampleIndices(n * n, 512, n);
-          const { err, scale } = maxAbsErr(got, matmulF64(aa, ba, n, n, n, at), at);
-          const tol = (1e-4 * Math.max(1, scale) * Math.sqrt(n)) / 4;
-          return { against: 'cpu-f64-sampled', maxErr: err, tol, passed: err <= tol };
-        };
       } else {
-        const n = p.N, H = opts.heads;
-        Object.assign(row, { shape: [H, n, n], params: { dim: -1 }, flops: 5 * H * n * n, bytes: 2 * H * n * n * 4 });
-        const kx = k.randn([H, n, n], { seed: 31 });
-        const xa = await kx.toArray();
-        kx.dispose();
-        const x = tf.tensor(xa, [H, n, n]);
-        held.push(x);
-        run = () => tf.softmax(x);
-        check = async (got) => {
-          const { err } = maxAbsErr(got, softmaxRowsF64(xa, H * n, n));
-          return { against: 'cpu-f64', maxErr: err, tol: 1e-5, passed: err <= 1e-5 };
-        };
+        const t = hold(tf.tensor(x.x, x.shape));
+        run = () => tf.softmax(t);
       }
       const first = tf.tidy(run);
-      const chk = await check(await first.data());
+      const chk = c.check(await first.data());
       first.dispose();
-      row.check = chk;
-      row.maxErr = chk.maxErr;
-      if (!chk.passed) {
-        row.status = 'failed';
-        log(`FAILED check: ${label}: maxErr ${chk.maxErr} (vs kiln reference ${chk.maxErrVsReference}): not timed`);
-      } else {
-        for (let i = 0; i < opts.warmup; i++) {
-          const y = tf.tidy(run);
-          await sync();
-          y.dispose();
-        }
-        const wall = [];
-        for (let i = 0; i < opts.runs; i++) {
-          const t0 = now();
-          const y = tf.tidy(run);
-          await sync();
-          wall.push(now() - t0);
-          y.dispose();
-          onProgress({ done: done + (i + 1) / opts.runs, total: plans.length, label });
-        }
-        const ws = summarize(wall);
-        Object.assign(row, { status: 'ok', runs: opts.runs, warmup: opts.warmup, medianMs: ws.median, q1: ws.q1, q3: ws.q3, minMs: ws.min, maxMs: ws.max, meanMs: ws.mean, rateBasis: 'wall' });
-        row.gflops = row.flops / (ws.median * 1e6);
-        row.gbps = row.bytes / (ws.median * 1e6);
-      }
+      const once = async () => {
+        const y = tf.tidy(run);
+        await sync();
+        y.dispose();
+      };
+      await checkAndTime(row, chk, once, { opts, log, label, onTick: (f) => onProgress({ done: done + f, total: plans.length, label }) });
     } catch (e) {
-      row.status = 'error';
-      row.error = String(e?.message ?? e);
-      row.flops ??= 0; row.bytes ??= 0; row.shape ??= [p.N];
-      log(`ERROR ${label}: ${row.error}`);
+      errorRow(row, e, p, log, label);
     } finally {
       held.forEach((t) => t.dispose());
     }
