@@ -39,3 +39,15 @@ export function report(name: string, metric: string, value: number, digits = 3):
 export function reportLoss(name: string, first: number, last: number): void {
   console.log(`${name}: loss ${first.toFixed(4)} -> ${last.toFixed(4)}`);
 }
+
+/** The index of the largest entry of each row of a row-major [rows, classes] array of logits. */
+export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {
+  const rows = Math.floor(logits.length / classes);
+  const out = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+    out[i] = best;
+  }
+  return out;
+}

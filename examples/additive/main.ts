@@ -4,8 +4,8 @@
 // embedding). Four learned queries attend over the tokens; a linear head classifies the pooled vectors.
 // Both models share everything else, the seeds, the optimiser and the budget.
 import { join } from 'node:path';
-import { F, Tensor, TensorDataset, fit, load, nn, noGrad, optim, reshape, save, tanh, tensor, tidy } from 'kiln';
-import { type ExampleArgs, flag, outDir, reportLoss, setup } from '../common';
+import { F, Tensor, TensorDataset, accuracy, fit, load, nn, noGrad, optim, reshape, save, tanh, tensor, tidy } from 'kiln';
+import { type ExampleArgs, argmaxRows, flag, outDir, reportLoss, setup } from '../common';
 import { loadDigits } from '../data';
 
 const NAME = 'additive';
@@ -73,16 +73,6 @@ async function logitsOf(model: nn.Module, x: Float32Array, count: number): Promi
   return v;
 }
 
-function accuracyOf(logits: Float32Array, y: Int32Array): number {
-  let ok = 0;
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let c = 1; c < CLASSES; c++) if (logits[i * CLASSES + c]! > logits[i * CLASSES + best]!) best = c;
-    if (best === y[i]) ok++;
-  }
-  return ok / y.length;
-}
-
 export async function main(args: ExampleArgs): Promise<void> {
   const t0 = performance.now();
   await setup(NAME);
@@ -127,7 +117,7 @@ export async function main(args: ExampleArgs): Promise<void> {
       progress: true, progressStream: process.stderr,
     });
     const last = await probeLoss();
-    const acc = accuracyOf(await logitsOf(model, xTest, yTest.length), yTest);
+    const acc = accuracy(yTest, argmaxRows(await logitsOf(model, xTest, yTest.length), CLASSES));
     const label = scoring === 'additive' ? 'additive (Bahdanau)' : 'scaled dot-product';
     console.log(`${NAME}: ${label}: training loss ${first.toFixed(4)} -> ${last.toFixed(4)}, test accuracy ${acc.toFixed(3)}`);
     results.set(scoring, { acc, first, last, model });

@@ -7,10 +7,10 @@
 // the context bias sees the context only after pooling, so its attention cannot depend on the query.
 import { join } from 'node:path';
 import {
-  F, Tensor, concat, contiguous, fit, load, matmul, nn, noGrad, optim, relu, reshape, save, slice, tensor, tidy,
+  F, Tensor, accuracy, concat, contiguous, fit, load, matmul, nn, noGrad, optim, relu, reshape, save, slice, tensor, tidy,
   type Batch, type Dataset,
 } from 'kiln';
-import { type ExampleArgs, flag, outDir, report, reportLoss, setup } from '../common';
+import { type ExampleArgs, argmaxRows, flag, outDir, report, reportLoss, setup } from '../common';
 import { loadDigits } from '../data';
 
 const NAME = 'interactive';
@@ -149,16 +149,6 @@ async function trainLoss(model: InteractiveAttention, x: Float32Array, y: Int32A
   return v;
 }
 
-function accuracyOf(logits: Float32Array, y: Int32Array): number {
-  let ok = 0;
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let j = 1; j < N; j++) if (logits[i * N + j]! > logits[i * N + best]!) best = j;
-    if (best === y[i]) ok++;
-  }
-  return ok / y.length;
-}
-
 export async function main(args: ExampleArgs): Promise<void> {
   const t0 = performance.now();
   await setup(NAME);
@@ -196,7 +186,7 @@ export async function main(args: ExampleArgs): Promise<void> {
     // The loss on the same (up to 256) training sequences before and after training (what --smoke reports).
     const first = before;
     const last = await trainLoss(model, train.x, train.y);
-    const acc = accuracyOf(await predict(model, test.x, nTest), test.y);
+    const acc = accuracy(test.y, argmaxRows(await predict(model, test.x, nTest), N));
     console.log(`${NAME}: ${label}: train loss ${first.toFixed(4)} -> ${last.toFixed(4)}, test accuracy ${acc.toFixed(3)}`);
     results[label] = { acc, first, last, model };
   }
