@@ -61,6 +61,10 @@
 
 //!include random.wgsl
 
+// Storage element of q, k, v, o, dout, dq, dk and dv; f16 in the 'f16' variant (see attention_forward.wgsl):
+// every product and sum is f32, and each gradient is rounded to f16 once, at its store. lse, delta and dmask stay f32.
+alias io_t = f32;
+
 struct Params {
   B: u32,
   Hq: u32,
@@ -96,17 +100,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<io_t>;
+@group(0) @binding(2) var<storage, read> k: array<io_t>;
+@group(0) @binding(3) var<storage, read> v: array<io_t>;
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
-@group(0) @binding(5) var<storage, read> o: array<f32>;
-@group(0) @binding(6) var<storage, read> dout: array<f32>;
+@group(0) @binding(5) var<storage, read> o: array<io_t>;
+@group(0) @binding(6) var<storage, read> dout: array<io_t>;
 @group(0) @binding(7) var<storage, read> lse: array<f32>;
 @group(0) @binding(8) var<storage, read_write> delta: array<f32>;   // written by delta_main, only read by dkdv / dq_main
-@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dq: array<io_t>;
+@group(0) @binding(10) var<storage, read_write> dk: array<io_t>;
+@group(0) @binding(11) var<storage, read_write> dv: array<io_t>;
 @group(0) @binding(12) var<storage, read_write> dmask: array<f32>;
 
 override BLOCK_M: u32 = 16u;        // query rows per tile (dq: per workgroup); multiple of 4
@@ -140,9 +144,9 @@ var<workgroup> delta_tile: array<f32, BLOCK_M>;
 fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = q[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(q[base + c]); }
   }
   return r;
 }
@@ -150,9 +154,9 @@ fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
 fn load4_k(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = k[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(k[base + c]); }
   }
   return r;
 }
@@ -160,9 +164,9 @@ fn load4_k(base: u32, n_left: u32) -> vec4<f32> {
 fn load4_v(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = v[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(v[base + c]); }
   }
   return r;
 }
@@ -170,9 +174,9 @@ fn load4_v(base: u32, n_left: u32) -> vec4<f32> {
 fn load4_dout(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(dout[base], dout[base + 1u], dout[base + 2u], dout[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(dout[base], dout[base + 1u], dout[base + 2u], dout[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = dout[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(dout[base + c]); }
   }
   return r;
 }
@@ -310,7 +314,7 @@ fn delta_main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let base = row * Dv;
   var acc = 0.0;
   for (var d = 0u; d < Dv; d++) {
-    acc += dout[base + d] * o[base + d];
+    acc += f32(dout[base + d]) * f32(o[base + d]);
   }
   delta[row] = acc;
 }
@@ -519,7 +523,7 @@ fn store4_dk(base: u32, d4: u32, val: vec4<f32>) {
     return;
   }
   for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
-    dk[base + 4u * d4 + c] = val[c];
+    dk[base + 4u * d4 + c] = io_t(val[c]);
   }
 }
 
@@ -528,7 +532,7 @@ fn store4_dv(base: u32, d4: u32, val: vec4<f32>) {
     return;
   }
   for (var c = 0u; c < min(4u, params.Dv - 4u * d4); c++) {
-    dv[base + 4u * d4 + c] = val[c];
+    dv[base + 4u * d4 + c] = io_t(val[c]);
   }
 }
 
@@ -537,7 +541,7 @@ fn store4_dq(base: u32, d4: u32, val: vec4<f32>) {
     return;
   }
   for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
-    dq[base + 4u * d4 + c] = val[c];
+    dq[base + 4u * d4 + c] = io_t(val[c]);
   }
 }
 

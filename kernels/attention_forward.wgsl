@@ -53,6 +53,11 @@
 
 //!include random.wgsl
 
+// Storage element of q, k, v and o. The f16 variant (kiln's kernel loader, variant 'f16', on adapters with
+// shader-f16) puts `enable f16;` on line 1 and makes this f16: loads widen to f32, every score, exponent, running
+// max / sum and o accumulator stays f32, and o is rounded to f16 once, at the store.
+alias io_t = f32;
+
 struct Params {
   B: u32,
   Hq: u32,
@@ -87,11 +92,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<io_t>;
+@group(0) @binding(2) var<storage, read> k: array<io_t>;
+@group(0) @binding(3) var<storage, read> v: array<io_t>;
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
-@group(0) @binding(5) var<storage, read_write> o: array<f32>;
+@group(0) @binding(5) var<storage, read_write> o: array<io_t>;
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;
 
 override BLOCK_M: u32 = 32u;          // query rows per workgroup (multiple of 4)
@@ -118,9 +123,9 @@ var<workgroup> red: array<vec4<f32>, (BLOCK_N / 4u) * (BLOCK_M / 4u + 1u)>;
 fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = q[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(q[base + c]); }
   }
   return r;
 }
@@ -128,9 +133,9 @@ fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
 fn load4_k(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = k[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(k[base + c]); }
   }
   return r;
 }
@@ -138,9 +143,9 @@ fn load4_k(base: u32, n_left: u32) -> vec4<f32> {
 fn load4_v(base: u32, n_left: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (n_left >= 4u) {
-    r = vec4<f32>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+    r = vec4<f32>(vec4<io_t>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]));
   } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = v[base + c]; }
+    for (var c = 0u; c < n_left; c++) { r[c] = f32(v[base + c]); }
   }
   return r;
 }
@@ -420,13 +425,13 @@ fn store4_o(o_base: u32, d4: u32, val: vec4<f32>) {
   }
   let left = Dv - 4u * d4;
   if (left >= 4u) {
-    o[o_base + 4u * d4] = val.x;
-    o[o_base + 4u * d4 + 1u] = val.y;
-    o[o_base + 4u * d4 + 2u] = val.z;
-    o[o_base + 4u * d4 + 3u] = val.w;
+    o[o_base + 4u * d4] = io_t(val.x);
+    o[o_base + 4u * d4 + 1u] = io_t(val.y);
+    o[o_base + 4u * d4 + 2u] = io_t(val.z);
+    o[o_base + 4u * d4 + 3u] = io_t(val.w);
   } else {
     for (var c = 0u; c < left; c++) {
-      o[o_base + 4u * d4 + c] = val[c];
+      o[o_base + 4u * d4 + c] = io_t(val[c]);
     }
   }
 }

@@ -172,3 +172,13 @@ export async function checkGradVsRef(
 }
 
 export { ref, rng, numel, type Ref };
+
+/**
+ * The f16 counterpart of poison(): f32 NaN (0x7fc00000) read as two halves is a zero and a NaN, so f16 outputs get
+ * pooled buffers whose every half is an f16 NaN (0x7e00) instead.
+ */
+export function poisonF16(shapes: (readonly number[])[] = [], copies = 1): void {
+  const made: Tensor[] = [];
+  for (const s of shapes) for (let c = 0; c < copies; c++) made.push(full([Math.max(1, numel(s))], NaN, { dtype: 'f16' }));
+  for (const t of made) t.dispose();
+}

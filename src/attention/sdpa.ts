@@ -1,7 +1,7 @@
 // Scaled dot-product attention behind one API: a fused FlashAttention-style kernel pair
 // (kernels/attention_forward.wgsl, kernels/attention_backward.wgsl) and a reference path composed of
 // matmul, scale, mask, softmax, dropout and matmul. Both share the validation below.
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
+import { DTypeError, DeviceError, ShapeError, ValueError, fmtShape } from '../errors';
 import { gpu } from '../gpu/device';
 import { dispatch, grid1d } from '../gpu/kernels';
 import { type Tensor, empty, tensor } from '../tensor/tensor';
@@ -9,7 +9,7 @@ import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape';
 import { attnDropoutKeep, nextSeed } from '../tensor/random';
 import { dummy } from '../ops/kernel_args';
 import { record } from '../ops/record';
-import { add, ge, mul, where, withTmp, logicalAnd } from '../ops/elementwise';
+import { add, ge, mul, where, withTmp, logicalAnd, toDType } from '../ops/elementwise';
 import { arange } from '../ops/creation';
 import { matmul } from '../ops/matmul';
 import { softmax } from '../ops/nn_ops';
@@ -30,6 +30,8 @@ export interface SdpaOptions {
 
 interface Plan {
   fn: string;
+  /** q, k and v share it: f32, or f16 (stored f16, computed in f32). */
+  dtype: 'f32' | 'f16';
   /** Broadcast batch shape (dims before the head dim). */
   batch: number[];
   Bt: number;
@@ -62,7 +64,8 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!t) continue;
     t.buf(fn);
-    if (t.dtype !== 'f32') throw new DTypeError(`${fn}: ${name} must be f32, got ${t.dtype}`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new DTypeError(`${fn}: ${name} must be f32 or f16, got ${t.dtype}`);
+    if (t.dtype !== q.dtype) throw new DTypeError(`${fn}: q is ${q.dtype} but ${name} is ${t.dtype}; q, k and v must share a dtype (cast with .to('${q.dtype}'))`);
     if (t.rank < 2) throw new ShapeError(`${fn}: ${name} ${fmtShape(t.shape)} needs at least 2 dims [..., N, D]`);
   }
   if (v && k.rank !== v.rank) throw new ShapeError(`${fn}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} must have the same number of dims`);
@@ -82,8 +85,8 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
   if (mask) {
     mask.buf(fn);
     if (mask.dtype === 'bool') maskKind = 1;
-    else if (mask.dtype === 'f32') maskKind = 2;
-    else throw new DTypeError(`${fn}: attnMask must be bool (true = may attend) or f32 (added to the scores), got ${mask.dtype}`);
+    else if (mask.dtype === 'f32' || mask.dtype === 'f16') maskKind = 2;
+    else throw new DTypeError(`${fn}: attnMask must be bool (true = may attend) or float (added to the scores), got ${mask.dtype}`);
     const full = [...batch, sq.H, sq.N, sk.N];
     let ok = mask.rank <= full.length;
     for (let i = 0; ok && i < mask.rank; i++) {
@@ -101,7 +104,7 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
   if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(opts.impl)}`);
   const outShape = q.rank === 2 && k.rank === 2 ? [sq.N, sv.D] : [...batch, sq.H, sq.N, sv.D];
   return {
-    fn, batch, Bt: numel(batch), Hq: sq.H, Hk: sk.H, Nq: sq.N, Nk: sk.N, D: sq.D, Dv: sv.D, scale,
+    fn, dtype: q.dtype as 'f32' | 'f16', batch, Bt: numel(batch), Hq: sq.H, Hk: sk.H, Nq: sq.N, Nk: sk.N, D: sq.D, Dv: sv.D, scale,
     causal: !!opts.isCausal, dropoutP, seed: dropoutP > 0 ? (opts.seed ?? nextSeed()) : 0, mask, maskKind, outShape, qRank: q.rank,
   };
 }
@@ -316,12 +319,12 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
   const qv = kernelView(q, p, owned);
   const kv = kernelView(k, p, owned);
   const vv = kernelView(v, p, owned);
-  const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], 'f32');
+  const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], p.dtype);
   const lse = empty([p.Bt, p.Hq, p.Nq], 'f32');
   const cfg = chooseTiles('forward', Math.max(p.D, p.Dv));
   if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
   if (p.Bt * p.Hq * p.Nq > 0) {
-    dispatch('attention_forward.wgsl', 'main', {
+    dispatch(kernelFile('attention_forward.wgsl', p), 'main', {
       constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS: cfg.THREADS },
       bindings: {
         q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
@@ -332,10 +335,15 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
         ...commonParams(p, qv, kv, vv),
       },
       workgroups: [Math.ceil(p.Nq / cfg.BLOCK_M), p.Hq, p.Bt],
-      label: 'attention.forward',
+      label: p.dtype === 'f16' ? 'attention.forward.f16' : 'attention.forward',
     });
   }
   return { o, lse, views: [qv, kv, vv], owned };
+}
+
+/** The kernel file, or its f16 variant (f16 storage, f32 arithmetic) for f16 inputs. */
+function kernelFile(file: string, p: Plan): string {
+  return p.dtype === 'f16' ? `${file}#f16` : file;
 }
 
 function commonParams(p: Plan, qv: KernelView, kv: KernelView, vv: KernelView): Record<string, number> {
@@ -355,9 +363,9 @@ function fusedBackward(
 ): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null } {
   const gc = g.isContiguous && g.offset === 0 ? g : contiguous(g);
   const delta = empty([p.Bt * p.Hq * p.Nq], 'f32');
-  const dq = empty([p.Bt, p.Hq, p.Nq, p.D], 'f32');
-  const dk = empty([p.Bt, p.Hk, p.Nk, p.D], 'f32');
-  const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], 'f32');
+  const dq = empty([p.Bt, p.Hq, p.Nq, p.D], p.dtype);
+  const dk = empty([p.Bt, p.Hk, p.Nk, p.D], p.dtype);
+  const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], p.dtype);
   const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
   const hd = Math.max(p.D, p.Dv);
   const kv = chooseTiles('dkdv', hd), qc = chooseTiles('dq', hd);
@@ -372,10 +380,12 @@ function fusedBackward(
     dmask: dmask ? dmask.buf(p.fn).buffer : dummy(),
   };
   const rows = p.Bt * p.Hq * p.Nq;
+  const file = kernelFile('attention_backward.wgsl', p);
+  const sfx = p.dtype === 'f16' ? '.f16' : '';
   if (rows > 0) {
-    dispatch('attention_backward.wgsl', 'delta_main', { constants: constKv, bindings, params, workgroups: grid1d(Math.ceil(rows / 64)), label: 'attention.backward.delta' });
-    dispatch('attention_backward.wgsl', 'dkdv', { constants: constKv, bindings, params, workgroups: [Math.ceil(p.Nk / kv.BLOCK_N), p.Hk, p.Bt], label: 'attention.backward.dkdv' });
-    dispatch('attention_backward.wgsl', 'dq_main', { constants: constQ, bindings, params, workgroups: [Math.ceil(p.Nq / qc.BLOCK_M), p.Hq, p.Bt], label: 'attention.backward.dq' });
+    dispatch(file, 'delta_main', { constants: constKv, bindings, params, workgroups: grid1d(Math.ceil(rows / 64)), label: `attention.backward.delta${sfx}` });
+    dispatch(file, 'dkdv', { constants: constKv, bindings, params, workgroups: [Math.ceil(p.Nk / kv.BLOCK_N), p.Hk, p.Bt], label: `attention.backward.dkdv${sfx}` });
+    dispatch(file, 'dq_main', { constants: constQ, bindings, params, workgroups: [Math.ceil(p.Nq / qc.BLOCK_M), p.Hq, p.Bt], label: `attention.backward.dq${sfx}` });
   }
   delta.dispose();
   if (gc !== g) gc.dispose();
@@ -431,6 +441,8 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Plan): Tensor {
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SdpaOptions = {}): Tensor {
   const p = planAttention('scaledDotProductAttention', q, k, v, opts);
   const impl = opts.impl ?? (getFlag('attention.impl') as 'fused' | 'reference' | undefined) ?? 'fused';
+  const widenInputs = p.dtype === 'f16' && (impl === 'reference' || f16Mode() === 'widen');
+  if (widenInputs || p.mask?.dtype === 'f16') return widened(q, k, v, opts, p, widenInputs);
   if (impl === 'reference') {
     const out = referenceAttention(q, k, v, p);
     if (!out.shape.every((d, i) => d === p.outShape[i]) || out.rank !== p.outShape.length) return withTmp(out, (t) => reshape(t, p.outShape));
@@ -439,9 +451,46 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return fusedAttention(q, k, v, p);
 }
 
-/** The attention probabilities softmax(q k^T * scale + mask), [..., Hq, Nq, Nk], for looking at them. */
+/**
+ * How f16 attention runs: 'native' (the kernels' f16 variant: f16 loads and stores, f32 arithmetic; needs
+ * shader-f16) or 'widen' (cast to f32, run the f32 kernels, round the output to f16; any adapter). The flag
+ * attention.f16 picks one; by default native where the adapter has shader-f16.
+ */
+export function f16Mode(): 'native' | 'widen' {
+  const forced = getFlag('attention.f16') as 'native' | 'widen' | undefined;
+  if (forced === 'native' && !gpu().hasF16) throw new DeviceError("scaledDotProductAttention: attention.f16 = 'native' needs the adapter feature shader-f16, which this device lacks");
+  return forced ?? (gpu().hasF16 ? 'native' : 'widen');
+}
+
+/**
+ * f16 inputs (or an f16 float mask) through the f32 kernels: every input is cast to f32 on the tape, so gradients
+ * come back in each input's dtype, and an f16 output is rounded once at the end.
+ */
+function widened(q: Tensor, k: Tensor, v: Tensor, opts: SdpaOptions, p: Plan, widenInputs: boolean): Tensor {
+  const tmp: Tensor[] = [];
+  const wide = (t: Tensor, always = widenInputs): Tensor => {
+    if (t.dtype !== 'f16' || !always) return t;
+    const w = toDType(t, 'f32');
+    tmp.push(w);
+    return w;
+  };
+  const mask = opts.attnMask ? wide(opts.attnMask, true) : opts.attnMask;
+  const out = scaledDotProductAttention(wide(q), wide(k), wide(v), { ...opts, attnMask: mask, seed: p.dropoutP > 0 ? p.seed : opts.seed });
+  for (const t of tmp) t.dispose();
+  if (!widenInputs || p.dtype !== 'f16') return out;
+  return withTmp(out, (t) => toDType(t, 'f16'));
+}
+
+/** The attention probabilities softmax(q k^T * scale + mask), [..., Hq, Nq, Nk], for looking at them (f32, or f16 for f16 inputs). */
 export function attentionWeights(q: Tensor, k: Tensor, opts: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'> = {}): Tensor {
   const p = planAttention('attentionWeights', q, k, null, opts);
+  if (p.dtype === 'f16' || opts.attnMask?.dtype === 'f16') {
+    const tmp: Tensor[] = [];
+    const wide = (t: Tensor): Tensor => (t.dtype === 'f16' ? (tmp.push(toDType(t, 'f32')), tmp[tmp.length - 1]) : t);
+    const w = attentionWeights(wide(q), wide(k), { ...opts, attnMask: opts.attnMask ? wide(opts.attnMask) : opts.attnMask });
+    for (const t of tmp) t.dispose();
+    return p.dtype === 'f16' ? withTmp(w, (t) => toDType(t, 'f16')) : w;
+  }
   const scores = referenceScores(q, k, p);
   return withTmp(scores, (s) => softmax(s, -1));
 }

@@ -6,6 +6,7 @@ import { sameShape } from '../tensor/shape';
 import { elementwise } from '../ops/kernel_args';
 import { add, clone } from '../ops/elementwise';
 import { full } from '../ops/creation';
+import { castRaw } from '../ops/cast';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run again through the same graph. */
@@ -25,7 +26,7 @@ export function backward(root: Tensor, gradient?: Tensor, options: BackwardOptio
   const pending = new Map<GradNode, Tensor>();
   const owned: Tensor[] = [];
   try {
-    const seed = gradient ? clone(gradient) : full(root.shape.slice(), 1);
+    const seed = gradient ? clone(gradient) : full(root.shape.slice(), 1, { dtype: root.dtype === 'f16' ? 'f16' : 'f32' });
     if (!root.gradFn) {
       accumulate(root, seed);
       return;
@@ -77,7 +78,7 @@ export function backward(root: Tensor, gradient?: Tensor, options: BackwardOptio
         if (e.node) {
           const prevG = pending.get(e.node);
           if (prevG) {
-            pending.set(e.node, add(prevG, gi));
+            pending.set(e.node, addGrads(prevG, gi));
             prevG.dispose();
             gi.dispose();
           } else pending.set(e.node, gi);
@@ -108,7 +109,15 @@ function accumulate(leaf: Tensor, g: Tensor): void {
     grad = clone(g);
     g.dispose();
   }
-  if (leaf.grad && !leaf.grad.isDisposed) {
+  if (leaf.grad && !leaf.grad.isDisposed && leaf.grad.dtype === 'f16') {
+    // f16 has no in-place kernel: the sum (taken in f32) replaces the old gradient.
+    const sum = addGrads(leaf.grad, grad);
+    leaf.grad.dispose();
+    grad.dispose();
+    sum.isGradOfOutside = true;
+    keep(sum);
+    leaf.grad = sum;
+  } else if (leaf.grad && !leaf.grad.isDisposed) {
     elementwise('accumulate', 'backward.accumulate', leaf.grad, { a: grad });
     grad.dispose();
   } else {
@@ -116,4 +125,17 @@ function accumulate(leaf: Tensor, g: Tensor): void {
     keep(grad);
     leaf.grad = grad;
   }
+}
+
+/** a + b for gradients; f16 gradients are summed in f32 and rounded once. */
+function addGrads(a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== 'f16' && b.dtype !== 'f16') return add(a, b);
+  const fa = a.dtype === 'f16' ? castRaw(a, 'f32', 'backward.accumulate') : a;
+  const fb = b.dtype === 'f16' ? castRaw(b, 'f32', 'backward.accumulate') : b;
+  const s = add(fa, fb);
+  if (fa !== a) fa.dispose();
+  if (fb !== b) fb.dispose();
+  const h = castRaw(s, 'f16', 'backward.accumulate');
+  s.dispose();
+  return h;
 }

@@ -75,19 +75,39 @@ function fieldCount(m: { type: { name: string }; size: number }): number {
   return Math.max(1, Math.floor(m.size / 4));
 }
 
+/**
+ * Variants a WGSL override cannot express (DESIGN: generate text only there), named `file#tag`:
+ *   f16  the file's `alias io_t = f32;` becomes f16, with `enable f16;` put in front of line 1 (line numbers stay
+ *        right). Its bindings are the base file's, so the base file is what gets reflected. Needs shader-f16.
+ */
+export const KERNEL_VARIANTS = ['f16'] as const;
+export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
+
+export function variantCode(file: string, code: string, tag: string): string {
+  if (tag === 'f16') {
+    const alias = /^alias io_t = f32;/m;
+    if (!alias.test(code)) throw new KilnError(`kiln: ${file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
+    return 'enable f16; ' + code.replace(alias, 'alias io_t = f16;');
+  }
+  throw new KilnError(`kiln: unknown kernel variant '${tag}' (known: ${KERNEL_VARIANTS.join(', ')})`);
+}
+
 export function entryInfo(file: string, entry: string): EntryInfo {
   const key = `${file}:${entry}`;
   let info = entries.get(key);
   if (info) return info;
-  const code = resolveIncludes(file);
-  let refl = reflected.get(file);
+  const [baseFile, tag] = file.split('#');
+  const baseCode = resolveIncludes(baseFile);
+  if (tag === 'f16' && !gpu().hasF16) throw new DeviceError(`kiln: ${file} needs the adapter feature shader-f16, which this device lacks`);
+  const code = tag ? variantCode(baseFile, baseCode, tag) : baseCode;
+  let refl = reflected.get(baseFile);
   if (!refl) {
     try {
-      refl = new WgslReflect(code);
+      refl = new WgslReflect(baseCode);
     } catch (e) {
-      throw new DeviceError(`kiln: ${file} could not be parsed: ${(e as Error).message}`);
+      throw new DeviceError(`kiln: ${baseFile} could not be parsed: ${(e as Error).message}`);
     }
-    reflected.set(file, refl);
+    reflected.set(baseFile, refl);
   }
   const fn = refl.entry.compute.find((f) => f.name === entry);
   if (!fn) throw new KilnError(`kiln: ${file} has no compute entry point '${entry}' (has: ${refl.entry.compute.map((f) => f.name).join(', ')})`);
@@ -321,7 +341,8 @@ export function grid1d(workgroups: number): [number, number, number] {
 
 /** Compiles every entry of a kernel file now and throws its compile errors (warm-up, tests). */
 export async function compileKernel(file: string): Promise<void> {
-  const code = resolveIncludes(file);
+  const [baseFile, tag] = file.split('#');
+  const code = tag ? variantCode(baseFile, resolveIncludes(baseFile), tag) : resolveIncludes(file);
   const kd = gpu();
   // Scoped, so the error is thrown here only and not also reported later as an uncaptured validation error.
   kd.device.pushErrorScope('validation');

@@ -5,11 +5,12 @@
 //   the data: each tensor's raw little-endian bytes, row-major, at data_offsets relative to the data start.
 import { KilnError, ValueError } from '../errors';
 import { Tensor, tensor } from '../tensor/tensor';
+import { halfBitsToFloat, toHalfBits } from '../tensor/half';
 
 /** A checkpoint that is malformed, truncated or uses something kiln cannot read. */
 export class CheckpointError extends KilnError {}
 
-const WRITE_DTYPE = { f32: 'F32', i32: 'I32', bool: 'BOOL' } as const;
+const WRITE_DTYPE = { f32: 'F32', f16: 'F16', i32: 'I32', bool: 'BOOL' } as const;
 const BYTES: Record<string, number> = { F32: 4, I32: 4, BOOL: 1, F16: 2, BF16: 2, F64: 8, I64: 8, I8: 1, U8: 1, I16: 2 };
 const MAX_HEADER = 100 * 1024 * 1024;
 
@@ -39,7 +40,10 @@ export async function save(stateDict: Record<string, Tensor>, path?: string | nu
   names.forEach((n, i) => {
     const t = stateDict[n];
     const d = datas[i];
-    const bytes = t.dtype === 'bool' ? Uint8Array.from(d as Uint8Array) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    const bytes =
+      t.dtype === 'bool' ? Uint8Array.from(d as Uint8Array)
+      : t.dtype === 'f16' ? new Uint8Array(toHalfBits(d, d.length).buffer) // the values are exact halves: no rounding here
+      : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
     header[n] = { dtype: WRITE_DTYPE[t.dtype], shape: t.shape.slice(), data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
@@ -129,15 +133,6 @@ export function readHeader(bytes: Uint8Array): { tensors: Record<string, { dtype
   return { tensors, metadata, dataStart };
 }
 
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
 /**
  * Reads a safetensors checkpoint (a path under Node, or the bytes) into {name: Tensor}. F32, I32 and
  * BOOL load as they are; F16, BF16 and F64 convert to f32; I64, I16, I8 and U8 to i32 (I64 values
@@ -164,7 +159,7 @@ export async function load(pathOrBytes: string | Uint8Array | ArrayBuffer): Prom
         const a = new Float32Array(n);
         for (let i = 0; i < n; i++) {
           if (dtype === 'F32') a[i] = view.getFloat32(base + 4 * i, true);
-          else if (dtype === 'F16') a[i] = halfToFloat(view.getUint16(base + 2 * i, true));
+          else if (dtype === 'F16') a[i] = halfBitsToFloat(view.getUint16(base + 2 * i, true));
           else if (dtype === 'BF16') {
             const u = view.getUint16(base + 2 * i, true) << 16;
             a[i] = new Float32Array(new Uint32Array([u >>> 0]).buffer)[0];

@@ -5,6 +5,7 @@ import { type Tensor, empty, upload } from '../tensor/tensor';
 import { checkShape, numel } from '../tensor/shape';
 import { nextSeed, normals, uniforms } from '../tensor/random';
 import { elementwise } from './kernel_args';
+import { castRaw } from './cast';
 
 export interface CreateOptions {
   dtype?: DType | 'float32' | 'int32';
@@ -16,7 +17,7 @@ export interface RandomOptions extends CreateOptions {
 
 function finish(t: Tensor, o: CreateOptions | undefined, fn: string): Tensor {
   if (o?.requiresGrad) {
-    if (t.dtype !== 'f32') throw new ValueError(`${fn}: only f32 tensors can require gradients`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new ValueError(`${fn}: only float tensors can require gradients`);
     t.requiresGrad = true;
   }
   return t;
@@ -26,6 +27,13 @@ export function full(shape: number[], value: number, options: CreateOptions = {}
   const s = checkShape('full', shape);
   const dtype = parseDType('full', options.dtype);
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new ValueError(`full: value must be a number, got ${JSON.stringify(value)}`);
+  if (dtype === 'f16') {
+    const f = empty(s, 'f32');
+    elementwise('fill', 'full', f, {}, 0, Number(value));
+    const h = castRaw(f, 'f16', 'full');
+    f.dispose();
+    return finish(h, options, 'full');
+  }
   const t = empty(s, dtype);
   elementwise('fill', 'full', t, {}, 0, Number(value));
   return finish(t, options, 'full');
@@ -59,9 +67,10 @@ function seeded(fn: string, shape: number[], options: RandomOptions, gen: (n: nu
   const s = checkShape(fn, shape);
   if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) throw new ValueError(`${fn}: seed must be a non-negative integer, got ${options.seed}`);
   const dtype = parseDType(fn, options.dtype);
-  if (dtype !== 'f32') throw new ValueError(`${fn}: random tensors are f32, got dtype ${dtype}`);
+  if (dtype !== 'f32' && dtype !== 'f16') throw new ValueError(`${fn}: random tensors are f32 or f16, got dtype ${dtype}`);
   const seed = options.seed ?? nextSeed();
-  const t = empty(s, 'f32');
+  // f16: the same f32 numbers, rounded on the host (so they too are identical on every adapter).
+  const t = empty(s, dtype);
   upload(t, gen(numel(s), seed));
   return finish(t, options, fn);
 }

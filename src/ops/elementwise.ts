@@ -1,9 +1,10 @@
 // Elementwise ops with PyTorch broadcasting, and their backward rules.
 import { DTypeError, ValueError } from '../errors';
-import { type DType, checkDType } from '../tensor/dtype';
+import { type DType, checkDType, parseDType, f16Unsupported } from '../tensor/dtype';
 import { type Tensor, empty, tensor } from '../tensor/tensor';
 import { broadcastShapes } from '../tensor/shape';
 import { elementwise } from './kernel_args';
+import { castRaw, copyF16, to as castTo } from './cast';
 import { record } from './record';
 import { sumToShape } from './views';
 
@@ -101,6 +102,7 @@ export function binaryRaw(name: string, a: Tensor, b: Tensor, op: number, outDTy
 }
 
 function sameDType(name: string, a: Tensor, b: Tensor, allowed: DType[]): void {
+  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported(name);
   if (a.dtype !== b.dtype) throw new DTypeError(`${name}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion; convert one with .to())`);
   checkDType(name, 'input', a.dtype, allowed);
 }
@@ -235,7 +237,15 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 }
 
 /** Converts to another dtype (f32 -> i32 truncates toward zero; bool is x != 0). */
-export function toDType(x: Tensor, dtype: DType): Tensor {
+export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int32' | 'half'): Tensor {
+  const dtype = parseDType('to', dtypeIn);
+  x.buf('to');
+  if ((x.dtype === 'f16' || dtype === 'f16') && dtype !== x.dtype) {
+    if ((x.dtype === 'f32' || x.dtype === 'f16') && (dtype === 'f32' || dtype === 'f16')) return castTo(x, dtype, 'to');
+    // Integers and booleans go through f32 on the way.
+    if (x.dtype === 'f16') return withTmp(castRaw(x, 'f32', 'to'), (f) => toDType(f, dtype));
+    return withTmp(toDType(x, 'f32'), (f) => castRaw(f, 'f16', 'to'));
+  }
   if (dtype === x.dtype) {
     // Same dtype: a view that stays on the tape (as PyTorch's x.to(x.dtype) returns x itself).
     const v = x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
@@ -253,6 +263,7 @@ export function toDType(x: Tensor, dtype: DType): Tensor {
 
 /** A copy with its own storage. */
 export function clone(x: Tensor): Tensor {
+  if (x.dtype === 'f16') return copyF16(x, 'clone');
   const out = unaryRaw('clone', x, U.copy);
   return record('clone', out, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
 }

@@ -1,5 +1,5 @@
 // Small helpers that turn tensor views into kernel params.
-import { DTYPE_CODE } from '../tensor/dtype';
+import { DTYPE_CODE, f16Unsupported } from '../tensor/dtype';
 import type { Tensor } from '../tensor/tensor';
 import { broadcastStrides, contiguousStrides } from '../tensor/shape';
 import { dispatch, dummyBuffer, grid1d } from '../gpu/kernels';
@@ -11,7 +11,8 @@ export function pad8(v: readonly number[]): number[] {
   return out;
 }
 
-export function dtCode(t: Tensor): number {
+export function dtCode(t: Tensor, fn = 'kiln'): number {
+  if (t.dtype === 'f16') throw f16Unsupported(fn);
   return DTYPE_CODE[t.dtype];
 }
 
@@ -20,7 +21,9 @@ export function dummy(): GPUBuffer {
   return dummyBuffer(false);
 }
 
+/** The buffer a 32-bit-word kernel reads; f16 tensors (packed halves) are refused before any GPU work. */
 export function bufOf(t: Tensor, fn: string): PooledBuffer {
+  if (t.dtype === 'f16') throw f16Unsupported(fn);
   return t.buf(fn).buffer;
 }
 
@@ -44,7 +47,7 @@ export function elementwise(
   const a = inputs.a, b = inputs.b, c = inputs.c;
   const WG = 256;
   dispatch('elementwise.wgsl', entry, {
-    constants: { OP: op, A_DT: a ? dtCode(a) : 0, OUT_DT: dtCode(out) },
+    constants: { OP: op, A_DT: a ? dtCode(a, fn) : 0, OUT_DT: dtCode(out, fn) },
     bindings: {
       a: a ? bufOf(a, fn) : dummy(),
       b: b ? bufOf(b, fn) : dummy(),

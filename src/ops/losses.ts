@@ -1,5 +1,6 @@
 // Losses: cross-entropy (a fused kernel with its own backward), mean squared error and binary
 // cross-entropy with logits (stable form), each with PyTorch's reductions.
+import { f16Unsupported } from '../tensor/dtype';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
 import { type Tensor, empty, tensor } from '../tensor/tensor';
 import { numel } from '../tensor/shape';
@@ -54,6 +55,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntr
   const smoothing = options.labelSmoothing ?? 0;
   if (!Number.isInteger(ignoreIndex)) throw new ValueError(`${fn}: ignoreIndex must be an integer, got ${ignoreIndex}`);
   if (typeof smoothing !== 'number' || !(smoothing >= 0 && smoothing <= 1)) throw new ValueError(`${fn}: labelSmoothing must be in [0, 1], got ${smoothing}`);
+  if (logits.dtype === 'f16') throw f16Unsupported(fn);
   if (logits.dtype !== 'f32') throw new DTypeError(`${fn}: logits must be f32, got ${logits.dtype}`);
   if (targets.dtype !== 'i32') throw new DTypeError(`${fn}: targets must be i32 class indices, got ${targets.dtype}`);
   if (logits.rank < 2) throw new ShapeError(`${fn}: logits must be [N, C] or [N, C, ...], got ${fmtShape(logits.shape)}`);
@@ -171,6 +173,7 @@ function reduce(fn: string, losses: Tensor, reduction: Reduction): Tensor {
 /** Mean squared error (input - target)^2 with PyTorch's broadcasting and reductions. */
 export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: Reduction } | Reduction = {}): Tensor {
   const reduction = checkReduction('mseLoss', typeof options === 'string' ? options : options.reduction);
+  if (input.dtype === 'f16' || target.dtype === 'f16') throw f16Unsupported('mseLoss');
   if (input.dtype !== 'f32' || target.dtype !== 'f32') throw new DTypeError(`mseLoss: input and target must be f32, got ${input.dtype} and ${target.dtype}`);
   const d = sub(input, target);
   const sq = mul(d, d);
@@ -194,6 +197,7 @@ export interface BceWithLogitsOptions {
 export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, options: BceWithLogitsOptions = {}): Tensor {
   const fn = 'binaryCrossEntropyWithLogits';
   const reduction = checkReduction(fn, options.reduction);
+  if (logits.dtype === 'f16' || targets.dtype === 'f16') throw f16Unsupported(fn);
   if (logits.dtype !== 'f32' || targets.dtype !== 'f32') throw new DTypeError(`${fn}: logits and targets must be f32, got ${logits.dtype} and ${targets.dtype}`);
   if (logits.rank !== targets.rank || logits.shape.some((d, i) => d !== targets.shape[i])) {
     throw new ShapeError(`${fn}: targets ${fmtShape(targets.shape)} must have the shape of logits ${fmtShape(logits.shape)}`);

@@ -1,4 +1,5 @@
 // Batched matmul with PyTorch's broadcasting and 1-D rules, and its backward.
+import { f16Unsupported } from '../tensor/dtype';
 import { DTypeError, DeviceError, ShapeError, fmtShape } from '../errors';
 import { type Tensor, empty } from '../tensor/tensor';
 import { broadcastShapes, numel } from '../tensor/shape';
@@ -47,6 +48,7 @@ function matmul2(a: Tensor, b: Tensor, alpha = 1): Tensor {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   a.buf('matmul');
   b.buf('matmul');
+  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported('matmul');
   if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new DTypeError(`matmul: needs f32 operands, got ${a.dtype} and ${b.dtype}`);
   if (a.rank === 0 || b.rank === 0) throw new ShapeError(`matmul: operands must have at least 1 dim, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const K1 = a.shape[a.rank - 1];

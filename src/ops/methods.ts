@@ -57,7 +57,12 @@ declare module '../tensor/tensor' {
     contiguous(): Tensor;
     detach(): Tensor;
     clone(): Tensor;
-    to(dtype: DType): Tensor;
+    /** f32 <-> f16 casts keep the gradient (cast back); other conversions do not. */
+    to(dtype: DType | 'float32' | 'float16' | 'int32' | 'half'): Tensor;
+    /** x.to('f16') */
+    half(): Tensor;
+    /** x.to('f32') */
+    float(): Tensor;
     backward(gradient?: Tensor, options?: { retainGraph?: boolean }): void;
   }
 }
@@ -113,6 +118,8 @@ Object.assign(P, {
   detach(this: Tensor) { return V.detach(this); },
   clone(this: Tensor) { return E.clone(this); },
   to(this: Tensor, dtype: DType) { return E.toDType(this, dtype); },
+  half(this: Tensor) { return E.toDType(this, 'f16'); },
+  float(this: Tensor) { return E.toDType(this, 'f32'); },
 });
 P.view = function (this: Tensor, shape: number[]) {
   return V.reshape(this, shape);

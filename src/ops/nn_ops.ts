@@ -1,6 +1,6 @@
 // softmax, logSoftmax, layerNorm, embedding, concat: the ops with kernels of their own.
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
-import { checkDType } from '../tensor/dtype';
+import { checkDType, f16Unsupported } from '../tensor/dtype';
 import { type Tensor, empty } from '../tensor/tensor';
 import { normDim, numel } from '../tensor/shape';
 import { dispatch, grid1d } from '../gpu/kernels';
@@ -64,6 +64,7 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
     if (t && (t.shape.length !== ns.length || !t.shape.every((d, i) => d === ns[i]))) {
       throw new ShapeError(`layerNorm: ${name} ${fmtShape(t.shape)} must have shape ${fmtShape(ns)}`);
     }
+    if (t && t.dtype === 'f16') throw f16Unsupported('layerNorm');
     if (t && t.dtype !== 'f32') throw new DTypeError(`layerNorm: ${name} must be f32, got ${t.dtype}`);
   }
   if (!(eps > 0)) throw new ValueError(`layerNorm: eps must be > 0, got ${eps}`);

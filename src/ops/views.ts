@@ -4,6 +4,7 @@ import { type Tensor, empty } from '../tensor/tensor';
 import { checkShape, contiguousStrides, isContiguous, normDim, numel } from '../tensor/shape';
 import { elementwise } from './kernel_args';
 import { record } from './record';
+import { castRaw, copyF16 } from './cast';
 
 function viewOf(x: Tensor, shape: number[], strides: number[], offset: number): Tensor {
   return x.makeView(shape, strides, offset);
@@ -16,6 +17,7 @@ export function contiguous(x: Tensor): Tensor {
     const v = viewOf(x, x.shape.slice(), contiguousStrides(x.shape), x.offset);
     return record('contiguous', v, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
   }
+  if (x.dtype === 'f16') return copyF16(x, 'contiguous');
   const out = empty(x.shape.slice(), x.dtype);
   elementwise('unary', 'contiguous', out, { a: x }, 0);
   return record('contiguous', out, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
@@ -28,6 +30,7 @@ export function contiguous(x: Tensor): Tensor {
 export function dense(x: Tensor, fn: string): Tensor {
   x.buf(fn);
   if (x.offset === 0 && isContiguous(x.shape, x.strides)) return x;
+  if (x.dtype === 'f16') return castRaw(x, 'f16', fn);
   const out = empty(x.shape.slice(), x.dtype);
   elementwise('unary', fn, out, { a: x }, 0);
   return out;
@@ -221,6 +224,15 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
   const off = g.rank - shape.length;
   const dims: number[] = [];
   for (let i = 0; i < g.rank; i++) if (i < off || (shape[i - off] === 1 && g.shape[i] !== 1)) dims.push(i);
+  if (g.dtype === 'f16') {
+    // No f16 reduction kernel: sum in f32, round once.
+    const wide = castRaw(g, 'f32', 'sumToShape');
+    const s32 = sumToShape(wide, shape);
+    wide.dispose();
+    const out = castRaw(s32, 'f16', 'sumToShape');
+    s32.dispose();
+    return out;
+  }
   const summed = sumDims(g, dims, true);
   const out = reshape(summed, shape.slice());
   summed.dispose();

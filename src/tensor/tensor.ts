@@ -4,6 +4,7 @@ import { gpu } from '../gpu/device';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory';
 import { readBuffer, uploadToBuffer } from '../gpu/queue';
 import { type DType, bytesPerElement, parseDType } from './dtype';
+import { halfBitsToFloat, toHalfBits } from './half';
 import { type GradNode, isGradEnabled, unrefNode } from './graph';
 import { checkShape, contiguousStrides, isContiguous, numel } from './shape';
 import { leakTrack, leakUntrack } from './leaks';
@@ -194,23 +195,24 @@ export class Tensor {
       if (span < 0) lo += span;
       else hi += span;
     }
+    if (this.dtype === 'f16') return this.readHalf(s, lo, hi);
     const raw = await readBuffer(s.buffer, lo * 4, (hi - lo + 1) * 4);
     if (this.isContiguous && this.offset === lo) return typed(this.dtype, raw, n);
     const src = new Uint32Array(raw);
     const out = new Uint32Array(n);
-    const idx = new Array<number>(this.rank).fill(0);
-    let pos = this.offset - lo;
-    for (let i = 0; i < n; i++) {
-      out[i] = src[pos];
-      for (let d = this.rank - 1; d >= 0; d--) {
-        idx[d]++;
-        pos += this.strides[d];
-        if (idx[d] < this.shape[d]) break;
-        pos -= this.strides[d] * this.shape[d];
-        idx[d] = 0;
-      }
-    }
+    gatherView(this, src, out, this.offset - lo);
     return typed(this.dtype, out.buffer, n);
+  }
+
+  /** f16 elements lo..hi of the storage (read in whole 4-byte words), gathered and widened to f32. */
+  private async readHalf(s: Storage, lo: number, hi: number): Promise<Float32Array> {
+    const wordLo = Math.floor(lo / 2);
+    const wordHi = Math.floor(hi / 2);
+    const raw = await readBuffer(s.buffer, wordLo * 4, (wordHi - wordLo + 1) * 4);
+    const src = new Uint16Array(raw);
+    const bits = new Uint16Array(this.size);
+    gatherView(this, src, bits, this.offset - 2 * wordLo);
+    return Float32Array.from(bits, halfBitsToFloat);
   }
 
   /** Nested arrays, as the data argument of tensor() takes them. */
@@ -234,8 +236,25 @@ export class Tensor {
   }
 }
 
+/** Copies the view's elements from src (the storage from the view's lowest element, at `start`) in row-major order. */
+function gatherView(t: Tensor, src: Uint32Array | Uint16Array, out: Uint32Array | Uint16Array, start: number): void {
+  const n = out.length;
+  const idx = new Array<number>(t.rank).fill(0);
+  let pos = start;
+  for (let i = 0; i < n; i++) {
+    out[i] = src[pos];
+    for (let d = t.rank - 1; d >= 0; d--) {
+      idx[d]++;
+      pos += t.strides[d];
+      if (idx[d] < t.shape[d]) break;
+      pos -= t.strides[d] * t.shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
 function emptyOf(d: DType): Float32Array | Int32Array | Uint8Array {
-  return d === 'f32' ? new Float32Array(0) : d === 'i32' ? new Int32Array(0) : new Uint8Array(0);
+  return d === 'f32' || d === 'f16' ? new Float32Array(0) : d === 'i32' ? new Int32Array(0) : new Uint8Array(0);
 }
 
 function typed(d: DType, raw: ArrayBuffer, n: number): Float32Array | Int32Array | Uint8Array {
@@ -248,7 +267,8 @@ function typed(d: DType, raw: ArrayBuffer, n: number): Float32Array | Int32Array
 /** Allocates an uninitialised contiguous tensor (its contents are whatever the pooled buffer held). */
 export function empty(shape: number[], dtype: DType = 'f32', what = 'tensor'): Tensor {
   const n = numel(shape);
-  const pb = acquireBuffer(Math.max(n, 1) * bytesPerElement(dtype), what);
+  // Whole 4-byte words: f16 is packed two to a word and kernels read and write words.
+  const pb = acquireBuffer(Math.ceil((Math.max(n, 1) * bytesPerElement(dtype)) / 4) * 4, what);
   return new Tensor(new Storage(pb, n, dtype), shape, contiguousStrides(shape), 0, dtype);
 }
 
@@ -302,24 +322,26 @@ export function tensor(data: NestedArray | ArrayLike<number> | Float32Array | In
   if (numel(shape) !== flat.length) {
     throw new ShapeError(`${fn}: data has ${flat.length} elements but shape ${fmtShape(shape)} needs ${numel(shape)}`);
   }
-  if (options.requiresGrad && dtype !== 'f32') throw new DTypeError(`${fn}: only f32 tensors can require gradients (dtype ${dtype})`);
+  if (options.requiresGrad && dtype !== 'f32' && dtype !== 'f16') throw new DTypeError(`${fn}: only float tensors can require gradients (dtype ${dtype})`);
   // Convert (and validate) on the host before allocating, so bad data leaves no buffer behind.
   const bytes = hostBytes(dtype, flat, flat.length);
   const t = empty(shape, dtype);
-  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * 4, bytes);
+  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * bytesPerElement(dtype), bytes);
   if (options.requiresGrad) t.requiresGrad = true;
   return t;
 }
 
 /** Writes host values into a contiguous tensor's buffer, converting to its dtype. */
 export function upload(t: Tensor, values: ArrayLike<number>): void {
-  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * 4, hostBytes(t.dtype, values, t.size));
+  if (t.dtype === 'f16' && t.offset % 2 !== 0) throw new ValueError(`upload: an f16 tensor must start on a 4-byte boundary (offset ${t.offset})`);
+  uploadToBuffer(t.buf('upload').buffer.buffer, t.offset * bytesPerElement(t.dtype), hostBytes(t.dtype, values, t.size));
 }
 
-/** Host values as the 32-bit words of a dtype; throws on non-integer i32 data. */
+/** Host values as the stored elements of a dtype (f16: binary16 bits); throws on non-integer i32 data. */
 function hostBytes(dtype: DType, values: ArrayLike<number>, n: number): ArrayBufferView {
   let bytes: ArrayBufferView;
   if (dtype === 'f32') bytes = values instanceof Float32Array ? values : Float32Array.from(values);
+  else if (dtype === 'f16') bytes = toHalfBits(values, n);
   else if (dtype === 'i32') {
     if (values instanceof Int32Array) bytes = values;
     else {
