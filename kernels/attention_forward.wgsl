@@ -32,8 +32,13 @@
 //        e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (with register arrays
 //        instead, the D 128 forward ran 1.5x slower on an H100): o += p v with one p_tile read (4 rows) and DVN v reads per key.
 //   Causal: key tiles starting after the tile's last query row are never visited (about half the work).
-//   No subgroup operations: the row maxima are folded through red (one barrier that the tile needs anyway), so
-//   the same module runs on every adapter.
+//   Row maxima and sums cross threads through red, behind barriers the tile needs anyway. attention_rows.wgsl does
+//   it with workgroup memory only: each of the CG key groups writes its partial, each reader folds CG of them. The
+//   'subgroups' variant includes attention_rows_subgroups.wgsl instead: the CG threads of a row group (consecutive
+//   invocations) fold their partials with subgroupShuffleXor butterflies, one thread writes the result, each reader
+//   reads one. kiln uses it where the adapter has subgroups, its invocations fill subgroups in index order (probed
+//   at init), CG <= the smallest subgroup size and RG * CG is a multiple of the largest (so the score role is
+//   uniform per subgroup); elsewhere, and with the flag attention.subgroups = false, the plain file.
 //   Masked / out-of-range scores are MASKED (f32 lowest); admissible scores are clamped to >= VALID_FLOOR, so
 //   "admissible" is "s > MASKED". Rows / keys / dims past Nq / Nk / D are zero-filled in the tiles.
 // Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, RG = BLOCK_M / 4, CG = BLOCK_N / 4:
@@ -52,6 +57,7 @@
 //   memory above <= maxComputeWorkgroupStorageSize.
 
 //!include random.wgsl
+//!include attention_rows.wgsl
 
 // Storage element of q, k, v and o. The f16 variant (kiln's kernel loader, variant 'f16', on adapters with
 // shader-f16) puts `enable f16;` on line 1 and makes this f16: loads widen to f32, every score, exponent, running
@@ -158,14 +164,6 @@ fn hsum(x: vec4<f32>) -> f32 {
   return (x.x + x.y) + (x.z + x.w);
 }
 
-// Max of the partial row maxima red[.][a] (4 rows of group a).
-fn tile_max(a: u32) -> vec4<f32> {
-  var m = vec4<f32>(MASKED);
-  for (var c = 0u; c < CG; c++) {
-    m = max(m, red[c * (RG + 1u) + a]);
-  }
-  return m;
-}
 
 // exp(m_old - m_new), 1 where there was no admissible score yet (its accumulators are 0 anyway).
 fn rescale(m_old: vec4<f32>, m_new: vec4<f32>) -> vec4<f32> {
@@ -276,7 +274,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       s1 = admit(s1 * scale, s_rows.y, jv, b, h);
       s2 = admit(s2 * scale, s_rows.z, jv, b, h);
       s3 = admit(s3 * scale, s_rows.w, jv, b, h);
-      red[sc * (RG + 1u) + sa] = vec4<f32>(hmax(s0), hmax(s1), hmax(s2), hmax(s3));
+      publish_max(vec4<f32>(hmax(s0), hmax(s1), hmax(s2), hmax(s3)), sa, sc);
     }
     workgroupBarrier();
 
@@ -383,13 +381,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   // row sums: fold the partial sums of the CG key groups
   workgroupBarrier();
   if (s_on) {
-    red[sc * (RG + 1u) + sa] = l_part;
+    publish_sum(l_part, sa, sc);
   }
   workgroupBarrier();
-  var l = vec4<f32>(0.0);
-  for (var c = 0u; c < CG; c++) {
-    l += red[c * (RG + 1u) + oa];
-  }
+  let l = tile_sum(oa);
   var inv = select(vec4<f32>(0.0), 1.0 / l, l > vec4<f32>(0.0));
   if (use_dropout) {
     inv *= 1.0 / (1.0 - params.dropout_p);

@@ -5,6 +5,7 @@ const flags = new Map<string, unknown>();
 export const KNOWN_FLAGS: Record<string, string> = {
   'attention.impl': "default implementation of scaledDotProductAttention: 'fused' | 'reference'",
   'attention.tiles': 'override tile sizes of the fused attention kernels: { BLOCK_M, BLOCK_N, THREADS, HEAD_DIM_MAX }',
+  'attention.subgroups': 'fold the forward kernel\'s row maxima and sums with subgroup shuffles: true | false; default: wherever the adapter allows',
   'attention.f16': "how f16 attention runs: 'native' (f16 kernel variant, needs shader-f16) | 'widen' (cast to f32 around the f32 kernels); default native where the adapter has shader-f16",
 };
 

@@ -3,7 +3,7 @@
 // matmul, scale, mask, softmax, dropout and matmul. Both share the validation below.
 import { DTypeError, DeviceError, ShapeError, ValueError, fmtShape } from '../errors';
 import { gpu } from '../gpu/device';
-import { dispatch, grid1d } from '../gpu/kernels';
+import { dispatch, grid1d, variantName } from '../gpu/kernels';
 import { type Tensor, empty, tensor } from '../tensor/tensor';
 import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape';
 import { attnDropoutKeep, nextSeed } from '../tensor/random';
@@ -324,7 +324,9 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
   const cfg = chooseTiles('forward', Math.max(p.D, p.Dv));
   if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
   if (p.Bt * p.Hq * p.Nq > 0) {
-    dispatch(kernelFile('attention_forward.wgsl', p), 'main', {
+    const sg = useSubgroups(cfg);
+    const file = variantName('attention_forward.wgsl', [...(p.dtype === 'f16' ? ['f16' as const] : []), ...(sg ? ['subgroups' as const] : [])]);
+    dispatch(file, 'main', {
       constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS: cfg.THREADS },
       bindings: {
         q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
@@ -335,10 +337,33 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
         ...commonParams(p, qv, kv, vv),
       },
       workgroups: [Math.ceil(p.Nq / cfg.BLOCK_M), p.Hq, p.Bt],
-      label: p.dtype === 'f16' ? 'attention.forward.f16' : 'attention.forward',
+      label: `attention.forward${p.dtype === 'f16' ? '.f16' : ''}${sg ? '.subgroups' : ''}`,
     });
   }
   return { o, lse, views: [qv, kv, vv], owned };
+}
+
+/**
+ * Whether the forward kernel folds its row maxima and sums with subgroup shuffles (attention_rows_subgroups.wgsl): where
+ * the adapter has subgroups, its invocations fill subgroups in index order (probed at init), the CG = BLOCK_N / 4 key
+ * groups of a row group fit in the smallest subgroup, and the RG * CG score threads are whole subgroups. The flag
+ * attention.subgroups (true | false) forces it; true where it cannot run is an error.
+ */
+export function useSubgroups(cfg: TileConfig): boolean {
+  const kd = gpu();
+  const forced = getFlag('attention.subgroups') as boolean | undefined;
+  if (forced === false) return false;
+  const CG = cfg.BLOCK_N / 4, RG = cfg.BLOCK_M / 4;
+  const why =
+    !kd.hasSubgroups ? 'the adapter has no subgroups'
+    : !kd.subgroupsInOrder ? "the adapter's invocations do not fill subgroups in index order"
+    : (CG & (CG - 1)) !== 0 ? `BLOCK_N / 4 = ${CG} is not a power of two`
+    : CG > kd.subgroupMinSize ? `BLOCK_N / 4 = ${CG} key groups exceed the smallest subgroup (${kd.subgroupMinSize})`
+    : (RG * CG) % kd.subgroupMaxSize !== 0 ? `the ${RG * CG} score threads are not whole subgroups of ${kd.subgroupMaxSize}`
+    : cfg.THREADS % kd.subgroupMaxSize !== 0 ? `THREADS = ${cfg.THREADS} is not a multiple of the subgroup size ${kd.subgroupMaxSize}`
+    : null;
+  if (forced === true && why) throw new DeviceError(`scaledDotProductAttention: attention.subgroups = true, but ${why}`);
+  return why === null;
 }
 
 /** The kernel file, or its f16 variant (f16 storage, f32 arithmetic) for f16 inputs. */

@@ -25,6 +25,8 @@ export interface DeviceInfo {
   icd?: string;
   features: string[];
   limits: Record<string, number>;
+  /** With the subgroups feature: the sizes, and whether invocations fill subgroups in index order (probed). */
+  subgroups?: { minSize: number; maxSize: number; inOrder: boolean };
 }
 
 export interface KilnDevice {
@@ -33,6 +35,14 @@ export interface KilnDevice {
   hasTimestamps: boolean;
   hasF16: boolean;
   hasSubgroups: boolean;
+  /** Subgroup sizes the adapter reports (0 when unknown or without subgroups). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  /**
+   * Whether a 1-D workgroup's invocations fill subgroups in index order (lane = index % size), probed at init. WGSL
+   * does not promise it; kernels whose subgroup variant relies on it fall back to workgroup memory without it.
+   */
+  subgroupsInOrder: boolean;
   /** Set when the device was lost; every later call fails fast with this. */
   lost: string | null;
   generation: number;
@@ -132,6 +142,9 @@ export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
     hasTimestamps: device.features.has('timestamp-query'),
     hasF16: device.features.has('shader-f16'),
     hasSubgroups: device.features.has('subgroups'),
+    subgroupMinSize: Number((adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0),
+    subgroupMaxSize: Number((adapterInfo as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0),
+    subgroupsInOrder: false,
     lost: null,
     generation: ++generation,
     keepAlive,
@@ -146,8 +159,54 @@ export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
     kd.lost = `the GPU device was lost (${l.reason}${l.message ? `: ${l.message}` : ''})`;
     if (current === kd) for (const fn of lossListeners) fn(kd.lost);
   });
+  if (kd.hasSubgroups) {
+    const probe = await probeSubgroups(device).catch(() => null);
+    if (probe) {
+      kd.subgroupsInOrder = probe.inOrder;
+      if (!kd.subgroupMinSize || !kd.subgroupMaxSize) kd.subgroupMinSize = kd.subgroupMaxSize = probe.size;
+      kd.subgroupMinSize = Math.min(kd.subgroupMinSize, probe.size);
+      kd.subgroupMaxSize = Math.max(kd.subgroupMaxSize, probe.size);
+    }
+    info.subgroups = { minSize: kd.subgroupMinSize, maxSize: kd.subgroupMaxSize, inOrder: kd.subgroupsInOrder };
+  }
   for (const fn of initListeners) fn(kd);
   return info;
+}
+
+/**
+ * One 256-invocation workgroup reports, per invocation, its subgroup lane and size: are lanes index % size, with one
+ * size? (Raw WebGPU: the kernel loader sits above this file.)
+ */
+async function probeSubgroups(device: GPUDevice): Promise<{ inOrder: boolean; size: number } | null> {
+  const code = `enable subgroups;
+@group(0) @binding(0) var<storage, read_write> out: array<u32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) i: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) size: u32) {
+  out[i] = select(0u, 0x10000u, lane == i % size) | size;
+}`;
+  const module = device.createShaderModule({ code, label: 'kiln subgroup probe' });
+  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const buf = device.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 1024, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] }));
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    enc.copyBufferToBuffer(buf, 0, read, 0, 1024);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const words = new Uint32Array(read.getMappedRange().slice(0));
+    read.unmap();
+    const size = words[0] & 0xffff;
+    const inOrder = size > 0 && words.every((w) => (w & 0xffff) === size && (w & 0x10000) !== 0);
+    return { inOrder, size };
+  } finally {
+    buf.destroy();
+    read.destroy();
+  }
 }
 
 /** The live device; throws a DeviceError when init() has not run or the device was lost. */

@@ -76,30 +76,58 @@ function fieldCount(m: { type: { name: string }; size: number }): number {
 }
 
 /**
- * Variants a WGSL override cannot express (DESIGN: generate text only there), named `file#tag`:
- *   f16  the file's `alias io_t = f32;` becomes f16, with `enable f16;` put in front of line 1 (line numbers stay
- *        right). Its bindings are the base file's, so the base file is what gets reflected. Needs shader-f16.
+ * Variants a WGSL override cannot express (DESIGN: generate text only there), named `file#tag` or `file#tag1,tag2`:
+ *   f16        the file's `alias io_t = f32;` becomes f16, with `enable f16;` put in front of line 1. Needs shader-f16.
+ *   subgroups  every `//!include name.wgsl` that has a `name_subgroups.wgsl` sibling includes that instead, with
+ *              `enable subgroups;` (and subgroup_uniformity diagnostics off: the callers keep whole subgroups
+ *              together, which WGSL's analysis cannot see) in front of line 1. Needs subgroups.
+ * Directives go on line 1 and included text is appended, so compile errors keep the file's own line numbers. The
+ * bindings are the base file's, so the base file is what gets reflected.
  */
-export const KERNEL_VARIANTS = ['f16'] as const;
+export const KERNEL_VARIANTS = ['f16', 'subgroups'] as const;
 export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
 
-export function variantCode(file: string, code: string, tag: string): string {
-  if (tag === 'f16') {
-    const alias = /^alias io_t = f32;/m;
-    if (!alias.test(code)) throw new KilnError(`kiln: ${file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
-    return 'enable f16; ' + code.replace(alias, 'alias io_t = f16;');
+/** `file` with variant tags, in a canonical order (so each variant has one cache key). */
+export function variantName(file: string, tags: readonly KernelVariant[]): string {
+  const t = KERNEL_VARIANTS.filter((v) => tags.includes(v));
+  return t.length ? `${file}#${t.join(',')}` : file;
+}
+
+export function variantCode(file: string, tags: readonly string[], sources: Record<string, string> = KERNEL_SOURCES): string {
+  let src = sources[file];
+  if (src === undefined) throw new KilnError(`kiln: no kernel file '${file}'`);
+  let prefix = '';
+  for (const tag of tags) {
+    if (tag === 'f16') {
+      const alias = /^alias io_t = f32;/m;
+      if (!alias.test(src)) throw new KilnError(`kiln: ${file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
+      src = src.replace(alias, 'alias io_t = f16;');
+      prefix += 'enable f16; ';
+    } else if (tag === 'subgroups') {
+      let swapped = 0;
+      src = src.replace(INCLUDE, (line, name: string) => {
+        const alt = name.replace(/\.wgsl$/, '_subgroups.wgsl');
+        if (sources[alt] === undefined) return line;
+        swapped++;
+        return line.replace(name, alt);
+      });
+      if (!swapped) throw new KilnError(`kiln: ${file} includes no file with a _subgroups sibling, so it has no subgroups variant`);
+      prefix += 'enable subgroups; diagnostic(off, subgroup_uniformity); ';
+    } else throw new KilnError(`kiln: unknown kernel variant '${tag}' (known: ${KERNEL_VARIANTS.join(', ')})`);
   }
-  throw new KilnError(`kiln: unknown kernel variant '${tag}' (known: ${KERNEL_VARIANTS.join(', ')})`);
+  return prefix + resolveIncludes(file, { ...sources, [file]: src });
 }
 
 export function entryInfo(file: string, entry: string): EntryInfo {
   const key = `${file}:${entry}`;
   let info = entries.get(key);
   if (info) return info;
-  const [baseFile, tag] = file.split('#');
+  const [baseFile, tagList] = file.split('#');
+  const tags = tagList ? tagList.split(',') : [];
   const baseCode = resolveIncludes(baseFile);
-  if (tag === 'f16' && !gpu().hasF16) throw new DeviceError(`kiln: ${file} needs the adapter feature shader-f16, which this device lacks`);
-  const code = tag ? variantCode(baseFile, baseCode, tag) : baseCode;
+  if (tags.includes('f16') && !gpu().hasF16) throw new DeviceError(`kiln: ${file} needs the adapter feature shader-f16, which this device lacks`);
+  if (tags.includes('subgroups') && !gpu().hasSubgroups) throw new DeviceError(`kiln: ${file} needs the adapter feature subgroups, which this device lacks`);
+  const code = tags.length ? variantCode(baseFile, tags) : baseCode;
   let refl = reflected.get(baseFile);
   if (!refl) {
     try {
@@ -341,8 +369,8 @@ export function grid1d(workgroups: number): [number, number, number] {
 
 /** Compiles every entry of a kernel file now and throws its compile errors (warm-up, tests). */
 export async function compileKernel(file: string): Promise<void> {
-  const [baseFile, tag] = file.split('#');
-  const code = tag ? variantCode(baseFile, resolveIncludes(baseFile), tag) : resolveIncludes(file);
+  const [baseFile, tagList] = file.split('#');
+  const code = tagList ? variantCode(baseFile, tagList.split(',')) : resolveIncludes(file);
   const kd = gpu();
   // Scoped, so the error is thrown here only and not also reported later as an uncaptured validation error.
   kd.device.pushErrorScope('validation');

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   F, type Tensor, DTypeError, ShapeError, ValueError, memory, resetPeak, tensor, randn, permute, tidy,
+  setFlag, deviceInfo, startGpuTimer, hasTimestampQuery,
 } from '../../src/index.node';
 import { attnDropoutKeep } from '../../src/tensor/random';
 import { type Ref, allClose, ref } from '../reference/core';
@@ -126,6 +127,45 @@ describe('scaledDotProductAttention vs float64 reference', () => {
       });
     }
   }
+  // Where the adapter allows, 'fused' above folds row maxima and sums with subgroup shuffles; this is the other file.
+  for (const [i, c] of cases.entries()) {
+    it(`fused, workgroup-memory row folds (no subgroups): ${c.name}`, async () => {
+      setFlag('attention.subgroups', false);
+      try {
+        await check(c, 'fused', 100 + i * 10);
+      } finally {
+        setFlag('attention.subgroups', undefined);
+      }
+    });
+  }
+
+  it('uses the subgroup variant exactly where the adapter allows, and says why not when forced', async (ctx) => {
+    const q = randn([1, 2, 40, 16], { seed: 1 });
+    const labelsOf = async (fn: () => Tensor) => {
+      if (!hasTimestampQuery()) return null;
+      const timer = startGpuTimer();
+      await fn().toArray();
+      return Object.keys((await timer.stop()).byLabel);
+    };
+    const info = deviceInfo();
+    const sg = info.subgroups;
+    const labels = await labelsOf(() => F.scaledDotProductAttention(q, q, q));
+    if (!labels) ctx.skip();
+    if (sg?.inOrder && sg.minSize >= 8) expect(labels).toContain('attention.forward.subgroups');
+    else expect(labels).toContain('attention.forward');
+    setFlag('attention.subgroups', false);
+    expect(await labelsOf(() => F.scaledDotProductAttention(q, q, q))).toContain('attention.forward');
+    // 64 keys per tile = 16 key groups: more than lavapipe's 8-lane subgroups
+    setFlag('attention.tiles', { forward: { BLOCK_M: 16, BLOCK_N: 64, THREADS: 64 } });
+    setFlag('attention.subgroups', true);
+    try {
+      if (!sg || sg.minSize < 16) expect(() => F.scaledDotProductAttention(q, q, q)).toThrow(/attention.subgroups = true, but/);
+    } finally {
+      setFlag('attention.tiles', undefined);
+      setFlag('attention.subgroups', undefined);
+    }
+    q.dispose();
+  });
 
   it('fused: N = 300+ with causal', async () => {
     await check({ name: 'N=301', q: [1, 1, 301, 16], k: [1, 1, 301, 16], v: [1, 1, 301, 16], causal: true }, 'fused', 7);
