@@ -3,6 +3,7 @@
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_h100.mjs [--quick]
 import * as k from '../../dist/kiln.node.js';
 import { writeFileSync } from 'node:fs';
+import { cpuAttention, maxErr, timeIt } from './common.mjs';
 
 const quick = process.argv.includes('--quick');
 const out = process.env.OUT ?? '/tmp';
@@ -10,28 +11,6 @@ const info = await k.init();
 console.log(`adapter: ${info.vendor} ${info.device} ${info.description} software=${info.isSoftware} features=${info.features.join(',')}`);
 console.log(`limits: wgmem=${info.limits.maxComputeWorkgroupStorageSize} binding=${info.limits.maxStorageBufferBindingSize}`);
 
-function cpuAttention(q, kk, v, [B, H, Nq, Nk, D], causal) {
-  const o = new Float64Array(B * H * Nq * D);
-  const scale = 1 / Math.sqrt(D);
-  for (let bh = 0; bh < B * H; bh++) {
-    for (let i = 0; i < Nq; i++) {
-      const s = new Float64Array(Nk);
-      let m = -Infinity;
-      for (let j = 0; j < Nk; j++) {
-        if (causal && j > i) { s[j] = -Infinity; continue; }
-        let acc = 0;
-        for (let d = 0; d < D; d++) acc += q[(bh * Nq + i) * D + d] * kk[(bh * Nk + j) * D + d];
-        s[j] = acc * scale;
-        m = Math.max(m, s[j]);
-      }
-      let l = 0;
-      for (let j = 0; j < Nk; j++) { s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - m); l += s[j]; }
-      for (let j = 0; j < Nk; j++) for (let d = 0; d < D; d++) o[(bh * Nq + i) * D + d] += (s[j] / l) * v[(bh * Nk + j) * D + d];
-    }
-  }
-  return o;
-}
-const maxErr = (a, b) => { let e = 0; for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i]))); return e; };
 
 // ---- correctness first
 let ok = true;
@@ -60,28 +39,6 @@ for (const [B, H, Nq, Nk, D, causal] of [[1, 2, 1, 1, 64, false], [2, 3, 37, 53,
 if (!ok) { console.log('correctness failed: not timing'); process.exit(1); }
 
 // ---- timing
-async function timeIt(fn, minMs = 150, maxIters = 200) {
-  for (let i = 0; i < 2; i++) { fn(); await k.sync(); }
-  let iters = 1;
-  for (;;) {
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) fn();
-    await k.sync();
-    const dt = performance.now() - t0;
-    if (dt >= minMs || iters >= maxIters) {
-      const samples = [];
-      for (let r = 0; r < 5; r++) {
-        const t1 = performance.now();
-        for (let i = 0; i < iters; i++) fn();
-        await k.sync();
-        samples.push((performance.now() - t1) / iters);
-      }
-      samples.sort((a, b) => a - b);
-      return { ms: samples[2], min: samples[0], max: samples[4], iters };
-    }
-    iters = Math.min(maxIters, iters * 4);
-  }
-}
 
 const rows = [];
 const Ns = quick ? [1024, 4096] : [512, 1024, 2048, 4096, 8192, 16384];

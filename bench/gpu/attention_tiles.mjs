@@ -2,9 +2,11 @@
 // each config is first checked against the reference path (forward and gradients), then timed.
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_tiles.mjs
 import * as k from '../../dist/kiln.node.js';
+import { maxErr, timeIt as timeLoop } from './common.mjs';
+
+const timeIt = async (fn) => (await timeLoop(fn, { minMs: 100, maxIters: 100, repeats: 3 })).ms;
 
 await k.init();
-const maxErr = (a, b) => { let e = 0; for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i]))); return e; };
 
 async function check(D, causal) {
   const [B, H, Nq, Nk] = [2, 2, 133, 133];
@@ -20,23 +22,6 @@ async function check(D, causal) {
   return Math.max(...res[0].map((x, i) => maxErr(x, res[1][i])));
 }
 
-async function timeIt(fn, minMs = 100) {
-  for (let i = 0; i < 2; i++) { fn(); await k.sync(); }
-  let iters = 1;
-  for (;;) {
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) fn();
-    await k.sync();
-    const dt = performance.now() - t0;
-    if (dt >= minMs || iters >= 100) {
-      const s = [];
-      for (let r = 0; r < 3; r++) { const t1 = performance.now(); for (let i = 0; i < iters; i++) fn(); await k.sync(); s.push((performance.now() - t1) / iters); }
-      s.sort((a, b) => a - b);
-      return s[1];
-    }
-    iters *= 4;
-  }
-}
 
 const sweeps = {
   64: [null, { BLOCK_M: 32, BLOCK_N: 32, THREADS: 128 }, { BLOCK_M: 32, BLOCK_N: 32, THREADS: 64 }],

@@ -5,6 +5,7 @@
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_variants.mjs [--quick]   (results: bench/results/h100-2026-11-22/kiln_variants.json)
 import * as k from '../../dist/kiln.node.js';
 import { writeFileSync } from 'node:fs';
+import { cpuAttention, maxErr, timeIt } from './common.mjs';
 
 const quick = process.argv.includes('--quick');
 const out = process.env.OUT ?? '/tmp';
@@ -13,25 +14,6 @@ console.log(`adapter: ${info.vendor} ${info.description} software=${info.isSoftw
 const hasF16 = info.features.includes('shader-f16');
 if (!hasF16) console.log('no shader-f16 on this adapter even with the toggle: only the widening path can run');
 
-const rt = (x) => { const h = k.tensor(Float32Array.from(x), { dtype: 'f16' }); return h; };
-function cpuAttention(q, kk, v, [B, H, Nq, Nk, D], causal) {
-  const o = new Float64Array(B * H * Nq * D);
-  const scale = 1 / Math.sqrt(D);
-  for (let bh = 0; bh < B * H; bh++) for (let i = 0; i < Nq; i++) {
-    const s = new Float64Array(Nk); let m = -Infinity;
-    for (let j = 0; j < Nk; j++) {
-      if (causal && j > i) { s[j] = -Infinity; continue; }
-      let acc = 0;
-      for (let d = 0; d < D; d++) acc += q[(bh * Nq + i) * D + d] * kk[(bh * Nk + j) * D + d];
-      s[j] = acc * scale; m = Math.max(m, s[j]);
-    }
-    let l = 0;
-    for (let j = 0; j < Nk; j++) { s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - m); l += s[j]; }
-    for (let j = 0; j < Nk; j++) for (let d = 0; d < D; d++) o[(bh * Nq + i) * D + d] += (s[j] / l) * v[(bh * Nk + j) * D + d];
-  }
-  return o;
-}
-const maxErr = (a, b) => { let e = 0; for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i]))); return e; };
 
 let ok = true;
 const checks = [];
@@ -77,27 +59,6 @@ for (const [B, H, Nq, Nk, D, causal] of [[2, 3, 37, 53, 64, true], [1, 4, 130, 1
 }
 if (!ok) { console.log('correctness failed: not timing'); process.exit(1); }
 
-async function timeIt(fn, minMs = 150, maxIters = 200) {
-  for (let i = 0; i < 2; i++) { fn(); await k.sync(); }
-  let iters = 1;
-  for (;;) {
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) fn();
-    await k.sync();
-    if (performance.now() - t0 >= minMs || iters >= maxIters) {
-      const samples = [];
-      for (let r = 0; r < 5; r++) {
-        const t1 = performance.now();
-        for (let i = 0; i < iters; i++) fn();
-        await k.sync();
-        samples.push((performance.now() - t1) / iters);
-      }
-      samples.sort((a, b) => a - b);
-      return samples[2];
-    }
-    iters = Math.min(maxIters, iters * 4);
-  }
-}
 
 const rows = [];
 for (const [N, D, causal] of quick ? [[4096, 64, false], [4096, 128, false]] : [[1024, 64, false], [4096, 64, false], [4096, 64, true], [4096, 128, false]]) {
@@ -109,12 +70,12 @@ for (const [N, D, causal] of quick ? [[4096, 64, false], [4096, 128, false]] : [
     k.setFlag('attention.f16', mode);
     k.setFlag('attention.subgroups', sg ? undefined : false);
     const q = k.randn([B, H, N, D], { seed: 1, dtype, requiresGrad: true }), kk = k.randn([B, H, N, D], { seed: 2, dtype, requiresGrad: true }), v = k.randn([B, H, N, D], { seed: 3, dtype, requiresGrad: true });
-    const fwd = await timeIt(() => k.tidy(() => { k.noGrad(() => k.F.scaledDotProductAttention(q, kk, v, { isCausal: causal })); }));
-    const fb = await timeIt(() => k.tidy(() => {
+    const fwd = (await timeIt(() => k.tidy(() => { k.noGrad(() => k.F.scaledDotProductAttention(q, kk, v, { isCausal: causal })); }))).ms;
+    const fb = (await timeIt(() => k.tidy(() => {
       const o = k.F.scaledDotProductAttention(q, kk, v, { isCausal: causal });
       (dtype === 'f16' ? o.float() : o).sum().backward();
       for (const t of [q, kk, v]) { t.grad?.dispose(); t.grad = null; }
-    }));
+    }))).ms;
     row[name] = { fwdMs: fwd, fwdTflops: flops / fwd / 1e9, fwdBwdMs: fb };
     console.log(`B=${B} H=${H} N=${N} D=${D} causal=${causal} ${name}: fwd ${fwd.toFixed(3)} ms (${(flops / fwd / 1e9).toFixed(2)} TFLOP/s) fwd+bwd ${fb.toFixed(3)} ms`);
     for (const t of [q, kk, v]) t.dispose();
