@@ -20,6 +20,12 @@
 //   2. accumulate: thread (a, e) = (tid / TD, tid % TD), TD = THREADS / OG, owns the 4 rows of owned group a and
 //      the vec4 columns e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (no arrays).
 //   3 barriers per streamed tile.
+//   Split head dim (PARTS > 1, the 'subgroups' variant only): score block (a, c) is computed by the PARTS consecutive
+//   invocations PARTS * block + part; lane `part` sums the head-dim vec4s d4 = part, part + PARTS, ... and
+//   fold_parts (attention_parts_subgroups.wgsl: subgroupShuffleXor butterflies) adds the PARTS partial blocks, so
+//   every lane holds the whole block and lane 0 writes it. Where tiles are small (D 128 on 48 KiB: 16 blocks per
+//   workgroup of 128), this puts all threads on the scores instead of 16. With the plain attention_parts.wgsl,
+//   PARTS must be 1.
 //
 // delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
 //        per workgroup; dispatch x = ceil(B * Hq * Nq / DELTA_WG) (a 2-D grid (x, y) with x * y * DELTA_WG >= rows
@@ -60,6 +66,7 @@
 //   use different BLOCK_M / BLOCK_N / THREADS.
 
 //!include random.wgsl
+//!include attention_parts.wgsl
 
 // Storage element of q, k, v, o, dout, dq, dk and dv; f16 in the 'f16' variant (see attention_forward.wgsl):
 // every product and sum is f32, and each gradient is rounded to f16 once, at its store. lse, delta and dmask stay f32.
@@ -118,6 +125,7 @@ override BLOCK_N: u32 = 16u;        // keys per tile (dkdv: per workgroup); mult
 override THREADS: u32 = 16u;        // workgroup size of dkdv / dq_main
 override HEAD_DIM_MAX: u32 = 64u;   // tile capacity: >= max(D, Dv), multiple of 4
 override DELTA_WG: u32 = 64u;       // workgroup size of the delta entry
+override PARTS: u32 = 1u;           // score lanes per 4 x 4 block, splitting the head dim (> 1: 'subgroups' variant only)
 // Derived; leave them unset.
 override HD4: u32 = HEAD_DIM_MAX / 4u;
 override RS: u32 = HEAD_DIM_MAX / 4u + 1u;   // row stride (vec4) of the q / dO / k / v tiles
@@ -332,9 +340,10 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let DV4 = (Dv + 3u) / 4u;
   let KS = CG + 1u;                 // row stride (vec4) of pz_tile / dsk_tile
   // score role: keys ka + CG * i (i < 4), rows qb + RG * j (j < 4)
-  let s_on = tid < RG * CG;
-  let ka = tid % CG;
-  let qb = tid / CG;
+  let s_on = tid < RG * CG * PARTS;
+  let part = tid % PARTS;
+  let ka = (tid / PARTS) % CG;
+  let qb = (tid / PARTS) / CG;
   let jv = vec4<u32>(c0 + ka) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
   // accumulate role: keys oa + CG * i, vec4 columns oe + TDK * n
   let oa = tid / TDK;
@@ -397,7 +406,7 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         var p1 = vec4<f32>(0.0);
         var p2 = vec4<f32>(0.0);
         var p3 = vec4<f32>(0.0);
-        for (var d4 = 0u; d4 < HD4; d4++) {
+        for (var d4 = part; d4 < HD4; d4 += PARTS) {
           let k0 = k_tile[(ka) * RS + d4];
           let k1 = k_tile[(ka + CG) * RS + d4];
           let k2 = k_tile[(ka + 2u * CG) * RS + d4];
@@ -423,10 +432,19 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
           p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
           p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
         }
+        s0 = fold_parts(s0);
+        s1 = fold_parts(s1);
+        s2 = fold_parts(s2);
+        s3 = fold_parts(s3);
+        p0 = fold_parts(p0);
+        p1 = fold_parts(p1);
+        p2 = fold_parts(p2);
+        p3 = fold_parts(p3);
         let g0 = grad4(s0, p0, qb, row0 + qb, jv, b, h);
         let g1 = grad4(s1, p1, qb + RG, row0 + qb + RG, jv, b, h);
         let g2 = grad4(s2, p2, qb + 2u * RG, row0 + qb + 2u * RG, jv, b, h);
         let g3 = grad4(s3, p3, qb + 3u * RG, row0 + qb + 3u * RG, jv, b, h);
+        if (part == 0u) {
         pz_tile[(qb) * KS + ka] = g0.pz;
         pz_tile[(qb + RG) * KS + ka] = g1.pz;
         pz_tile[(qb + 2u * RG) * KS + ka] = g2.pz;
@@ -435,6 +453,7 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         dsk_tile[(qb + RG) * KS + ka] = g1.ds;
         dsk_tile[(qb + 2u * RG) * KS + ka] = g2.ds;
         dsk_tile[(qb + 3u * RG) * KS + ka] = g3.ds;
+        }
       }
       workgroupBarrier();
 
@@ -559,9 +578,10 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
   let PS = RG + 1u;                 // row stride (vec4) of dsq_tile
   let write_dmask = params.write_dmask != 0u;
   // score role: rows sa + RG * i (i < 4), keys sc + CG * j (j < 4)
-  let s_on = tid < RG * CG;
-  let sa = tid / CG;
-  let sc = tid % CG;
+  let s_on = tid < RG * CG * PARTS;
+  let part = tid % PARTS;
+  let sa = (tid / PARTS) / CG;
+  let sc = (tid / PARTS) % CG;
   // accumulate role: rows oa + RG * i, vec4 columns oe + TDQ * n
   let oa = tid / TDQ;
   let oe = tid % TDQ;
@@ -604,7 +624,7 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
       var p1 = vec4<f32>(0.0);
       var p2 = vec4<f32>(0.0);
       var p3 = vec4<f32>(0.0);
-      for (var d4 = 0u; d4 < HD4; d4++) {
+      for (var d4 = part; d4 < HD4; d4 += PARTS) {
         let k0 = k_tile[(sc) * RS + d4];
         let k1 = k_tile[(sc + CG) * RS + d4];
         let k2 = k_tile[(sc + 2u * CG) * RS + d4];
@@ -630,12 +650,21 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
         p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
         p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
       }
+      s0 = fold_parts(s0);
+      s1 = fold_parts(s1);
+      s2 = fold_parts(s2);
+      s3 = fold_parts(s3);
+      p0 = fold_parts(p0);
+      p1 = fold_parts(p1);
+      p2 = fold_parts(p2);
+      p3 = fold_parts(p3);
       let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
       let g0 = grad4(s0, p0, sa, row0 + sa, jv, b, h).ds;
       let g1 = grad4(s1, p1, sa + RG, row0 + sa + RG, jv, b, h).ds;
       let g2 = grad4(s2, p2, sa + 2u * RG, row0 + sa + 2u * RG, jv, b, h).ds;
       let g3 = grad4(s3, p3, sa + 3u * RG, row0 + sa + 3u * RG, jv, b, h).ds;
       // column j of the block: key sc + CG * j, vec4 over the 4 rows
+      if (part == 0u) {
       dsq_tile[(sc) * PS + sa] = vec4<f32>(g0.x, g1.x, g2.x, g3.x);
       dsq_tile[(sc + CG) * PS + sa] = vec4<f32>(g0.y, g1.y, g2.y, g3.y);
       dsq_tile[(sc + 2u * CG) * PS + sa] = vec4<f32>(g0.z, g1.z, g2.z, g3.z);
@@ -659,6 +688,7 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
             }
           }
         }
+      }
       }
     }
     workgroupBarrier();

@@ -39,6 +39,11 @@
 //   reads one. kiln uses it where the adapter has subgroups, its invocations fill subgroups in index order (probed
 //   at init), CG <= the smallest subgroup size and RG * CG is a multiple of the largest (so the score role is
 //   uniform per subgroup); elsewhere, and with the flag attention.subgroups = false, the plain file.
+//   Split head dim (PARTS > 1, 'subgroups' variant only), as in attention_backward.wgsl: score block (a, c) is
+//   computed by the PARTS consecutive invocations PARTS * (a * CG + c) + part, each over the head-dim vec4s d4 = part,
+//   part + PARTS, ..., and fold_parts adds them; the row folds then step over lanes PARTS apart, and lane 0 of a block
+//   writes p. kiln uses it on hardware adapters where RG * CG < THREADS (H100, D 128: 64 score blocks for 128
+//   threads), with CG * PARTS <= the smallest subgroup.
 //   Masked / out-of-range scores are MASKED (f32 lowest); admissible scores are clamped to >= VALID_FLOOR, so
 //   "admissible" is "s > MASKED". Rows / keys / dims past Nq / Nk / D are zero-filled in the tiles.
 // Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, RG = BLOCK_M / 4, CG = BLOCK_N / 4:
@@ -58,6 +63,7 @@
 
 //!include random.wgsl
 //!include attention_rows.wgsl
+//!include attention_parts.wgsl
 
 // Storage element of q, k, v and o. The f16 variant (kiln's kernel loader, variant 'f16', on adapters with
 // shader-f16) puts `enable f16;` on line 1 and makes this f16: loads widen to f32, every score, exponent, running
@@ -109,6 +115,7 @@ override BLOCK_M: u32 = 32u;          // query rows per workgroup (multiple of 4
 override BLOCK_N: u32 = 32u;          // keys per streamed tile (multiple of 4)
 override THREADS: u32 = 64u;          // workgroup size: >= (BLOCK_M / 4) * (BLOCK_N / 4), multiple of BLOCK_M / 4
 override HEAD_DIM_MAX: u32 = 64u;     // capacity of the tiles: >= max(D, Dv), multiple of 4
+override PARTS: u32 = 1u;             // score lanes per 4 x 4 block, splitting the head dim (> 1: 'subgroups' variant only)
 // Derived; leave them unset.
 override RG: u32 = BLOCK_M / 4u;                   // row groups
 override CG: u32 = BLOCK_N / 4u;                   // key groups
@@ -189,9 +196,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let scale = params.scale;
 
   // score role
-  let s_on = tid < RG * CG;
-  let sa = tid / CG;
-  let sc = tid % CG;
+  let s_on = tid < RG * CG * PARTS;
+  let part = tid % PARTS;
+  let sa = (tid / PARTS) / CG;
+  let sc = (tid / PARTS) % CG;
   let s_rows = vec4<u32>(row0 + sa) + vec4<u32>(0u, RG, 2u * RG, 3u * RG);
   // p v role
   let oa = tid / TD;
@@ -255,7 +263,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
     if (s_on) {
-      for (var d4 = 0u; d4 < HD4; d4++) {
+      for (var d4 = part; d4 < HD4; d4 += PARTS) {
         let a0 = q_tile[(sa) * RS + d4];
         let a1 = q_tile[(sa + RG) * RS + d4];
         let a2 = q_tile[(sa + 2u * RG) * RS + d4];
@@ -269,12 +277,16 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         s2 += vec4<f32>(dot(a2, k0), dot(a2, k1), dot(a2, k2), dot(a2, k3));
         s3 += vec4<f32>(dot(a3, k0), dot(a3, k1), dot(a3, k2), dot(a3, k3));
       }
+      s0 = fold_parts(s0);
+      s1 = fold_parts(s1);
+      s2 = fold_parts(s2);
+      s3 = fold_parts(s3);
       let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
       s0 = admit(s0 * scale, s_rows.x, jv, b, h);
       s1 = admit(s1 * scale, s_rows.y, jv, b, h);
       s2 = admit(s2 * scale, s_rows.z, jv, b, h);
       s3 = admit(s3 * scale, s_rows.w, jv, b, h);
-      publish_max(vec4<f32>(hmax(s0), hmax(s1), hmax(s2), hmax(s3)), sa, sc);
+      publish_max(vec4<f32>(hmax(s0), hmax(s1), hmax(s2), hmax(s3)), sa, sc, part);
     }
     workgroupBarrier();
 
@@ -300,10 +312,12 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         w2 = w2 * keep4(bh, s_rows, jv.z);
         w3 = w3 * keep4(bh, s_rows, jv.w);
       }
-      p_tile[(sc) * (RG + 1u) + sa] = w0;
-      p_tile[(sc + CG) * (RG + 1u) + sa] = w1;
-      p_tile[(sc + 2u * CG) * (RG + 1u) + sa] = w2;
-      p_tile[(sc + 3u * CG) * (RG + 1u) + sa] = w3;
+      if (part == 0u) {
+        p_tile[(sc) * (RG + 1u) + sa] = w0;
+        p_tile[(sc + CG) * (RG + 1u) + sa] = w1;
+        p_tile[(sc + 2u * CG) * (RG + 1u) + sa] = w2;
+        p_tile[(sc + 3u * CG) * (RG + 1u) + sa] = w3;
+      }
     }
     for (var e = tid; e < BLOCK_N * HD4; e += THREADS) {
       let cc = e / HD4;
@@ -381,7 +395,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   // row sums: fold the partial sums of the CG key groups
   workgroupBarrier();
   if (s_on) {
-    publish_sum(l_part, sa, sc);
+    publish_sum(l_part, sa, sc, part);
   }
   workgroupBarrier();
   let l = tile_sum(oa);

@@ -2,13 +2,13 @@
 // attention_rows_subgroups.wgsl; same functions, same contract). Included by attention_forward.wgsl, whose
 // red [CG][RG + 1] (vec4 over the 4 rows of a row group), RG, CG and MASKED these use.
 //   publish_max / publish_sum: score thread (a, c) offers the partial max / sum of the 4 rows of row group a over its
-//   keys; a barrier later, tile_max(a) / tile_sum(a) return the fold over the CG key groups.
+//   keys; a barrier later, tile_max(a) / tile_sum(a) return the fold over the CG key groups. Here PARTS is 1 (part 0).
 
-fn publish_max(m: vec4<f32>, a: u32, c: u32) {
+fn publish_max(m: vec4<f32>, a: u32, c: u32, part: u32) {
   red[c * (RG + 1u) + a] = m;
 }
 
-fn publish_sum(l: vec4<f32>, a: u32, c: u32) {
+fn publish_sum(l: vec4<f32>, a: u32, c: u32, part: u32) {
   red[c * (RG + 1u) + a] = l;
 }
 

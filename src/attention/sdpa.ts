@@ -255,6 +255,8 @@ export interface TileConfig {
   BLOCK_N: number;
   /** Workgroup size of the entry point (forward, dkdv or dq_main). */
   THREADS: number;
+  /** Backward only: lanes per score block (chosen by backwardParts unless forced through attention.tiles). */
+  PARTS?: number;
 }
 
 /** Workgroup memory of each fused entry point, from the formulas in the kernels' header comments. */
@@ -324,10 +326,10 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
   const cfg = chooseTiles('forward', Math.max(p.D, p.Dv));
   if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
   if (p.Bt * p.Hq * p.Nq > 0) {
-    const sg = useSubgroups(cfg);
+    const { use: sg, parts } = forwardSubgroups(cfg);
     const file = variantName('attention_forward.wgsl', [...(p.dtype === 'f16' ? ['f16' as const] : []), ...(sg ? ['subgroups' as const] : [])]);
     dispatch(file, 'main', {
-      constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS: cfg.THREADS },
+      constants: { HEAD_DIM_MAX: cfg.HEAD_DIM_MAX, BLOCK_M: cfg.BLOCK_M, BLOCK_N: cfg.BLOCK_N, THREADS: cfg.THREADS, PARTS: parts },
       bindings: {
         q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
         mask: p.mask ? p.mask.buf(p.fn).buffer : dummy(),
@@ -344,31 +346,66 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
 }
 
 /**
- * Whether the forward kernel folds its row maxima and sums with subgroup shuffles (attention_rows_subgroups.wgsl): where
- * the adapter has subgroups, its invocations fill subgroups in index order (probed at init), the CG = BLOCK_N / 4 key
- * groups of a row group fit in the smallest subgroup, and the RG * CG score threads are whole subgroups. The flag
- * attention.subgroups (true | false) forces it; true where it cannot run is an error.
+ * Whether the forward kernel folds its row maxima and sums with subgroup shuffles (attention_rows_subgroups.wgsl), and
+ * how many lanes split each score block's head dim (PARTS): subgroups where the adapter has them, its invocations fill
+ * subgroups in index order (probed at init), the CG = BLOCK_N / 4 key groups of a row group times PARTS fit in the
+ * smallest subgroup, and the RG * CG * PARTS score lanes are whole subgroups (or the whole workgroup). PARTS > 1 on
+ * hardware adapters only, where RG * CG < THREADS leaves threads idle in the score phase. The flag
+ * attention.subgroups (true | false) forces the variant (true where it cannot run is an error); attention.tiles may
+ * force PARTS.
  */
-export function useSubgroups(cfg: TileConfig): boolean {
+export function forwardSubgroups(cfg: TileConfig): { use: boolean; parts: number } {
   const kd = gpu();
   const forced = getFlag('attention.subgroups') as boolean | undefined;
-  if (forced === false) return false;
   const CG = cfg.BLOCK_N / 4, RG = cfg.BLOCK_M / 4;
-  const why =
+  const wholeSubgroups = (parts: number) => RG * CG * parts === cfg.THREADS || (RG * CG * parts) % kd.subgroupMaxSize === 0;
+  const why = (parts: number) =>
     !kd.hasSubgroups ? 'the adapter has no subgroups'
     : !kd.subgroupsInOrder ? "the adapter's invocations do not fill subgroups in index order"
-    : (CG & (CG - 1)) !== 0 ? `BLOCK_N / 4 = ${CG} is not a power of two`
-    : CG > kd.subgroupMinSize ? `BLOCK_N / 4 = ${CG} key groups exceed the smallest subgroup (${kd.subgroupMinSize})`
-    : (RG * CG) % kd.subgroupMaxSize !== 0 ? `the ${RG * CG} score threads are not whole subgroups of ${kd.subgroupMaxSize}`
-    : cfg.THREADS % kd.subgroupMaxSize !== 0 ? `THREADS = ${cfg.THREADS} is not a multiple of the subgroup size ${kd.subgroupMaxSize}`
+    : (CG & (CG - 1)) !== 0 || (parts & (parts - 1)) !== 0 ? `BLOCK_N / 4 = ${CG} and PARTS = ${parts} must be powers of two`
+    : CG * parts > kd.subgroupMinSize ? `BLOCK_N / 4 = ${CG} key groups x PARTS ${parts} exceed the smallest subgroup (${kd.subgroupMinSize})`
+    : RG * CG * parts > cfg.THREADS ? `${RG * CG} score blocks x PARTS ${parts} exceed THREADS = ${cfg.THREADS}`
+    : !wholeSubgroups(parts) ? `the ${RG * CG * parts} score lanes are not whole subgroups of ${kd.subgroupMaxSize}`
     : null;
-  if (forced === true && why) throw new DeviceError(`scaledDotProductAttention: attention.subgroups = true, but ${why}`);
-  return why === null;
+  if (forced === false) {
+    if ((cfg.PARTS ?? 1) > 1) throw new DeviceError(`scaledDotProductAttention: PARTS = ${cfg.PARTS} needs the subgroups variant, and attention.subgroups is false`);
+    return { use: false, parts: 1 };
+  }
+  let parts = cfg.PARTS ?? 1;
+  if (cfg.PARTS === undefined && !kd.info.isSoftware && why(1) === null) {
+    while (why(parts * 2) === null && parts * 2 <= cfg.HEAD_DIM_MAX / 4) parts *= 2;
+  }
+  const reason = why(parts);
+  if (reason && (forced === true || parts > 1)) throw new DeviceError(`scaledDotProductAttention: ${forced === true ? 'attention.subgroups = true' : `PARTS = ${parts}`}, but ${reason}`);
+  return { use: reason === null, parts };
 }
 
-/** The kernel file, or its f16 variant (f16 storage, f32 arithmetic) for f16 inputs. */
-function kernelFile(file: string, p: Plan): string {
-  return p.dtype === 'f16' ? `${file}#f16` : file;
+/**
+ * Lanes per 4 x 4 score block in the backward kernels (PARTS, splitting the head dim; see attention_backward.wgsl):
+ * the largest power of two that keeps blocks * PARTS within the workgroup, at most HEAD_DIM_MAX / 4 and the smallest
+ * subgroup, where the adapter has subgroups that fill in index order, and with the score threads whole subgroups
+ * (or the whole workgroup), on hardware adapters. 1 otherwise, and with attention.subgroups = false. attention.tiles may
+ * force PARTS.
+ */
+export function backwardParts(cfg: TileConfig): number {
+  const kd = gpu();
+  const blocks = (cfg.BLOCK_M / 4) * (cfg.BLOCK_N / 4);
+  const usable = getFlag('attention.subgroups') !== false && kd.hasSubgroups && kd.subgroupsInOrder && kd.subgroupMinSize > 0;
+  const uniform = (parts: number) => blocks * parts === cfg.THREADS || (blocks * parts) % kd.subgroupMaxSize === 0;
+  if (cfg.PARTS !== undefined) {
+    const P = cfg.PARTS;
+    if (P === 1) return 1;
+    const ok = usable && (P & (P - 1)) === 0 && P <= kd.subgroupMinSize && blocks * P <= cfg.THREADS && uniform(P);
+    if (!ok) throw new DeviceError(`scaledDotProductAttention: attention.tiles PARTS = ${P} needs subgroups in index order, a power of two <= the smallest subgroup (${kd.subgroupMinSize}) and ${blocks} blocks x PARTS <= THREADS (${cfg.THREADS}) as whole subgroups`);
+    return P;
+  }
+  // On a CPU (lavapipe) idle score-phase threads cost nothing, and the fold does: D 128 forward+backward went from
+  // 44 to 53 ms with PARTS 4. There only attention.tiles turns it on.
+  if (!usable || kd.info.isSoftware) return 1;
+  let parts = 1;
+  while (parts * 2 <= kd.subgroupMinSize && parts * 2 <= cfg.HEAD_DIM_MAX / 4 && blocks * parts * 2 <= cfg.THREADS) parts *= 2;
+  while (parts > 1 && !uniform(parts)) parts /= 2;
+  return parts;
 }
 
 function commonParams(p: Plan, qv: KernelView, kv: KernelView, vv: KernelView): Record<string, number> {
@@ -394,8 +431,9 @@ function fusedBackward(
   const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
   const hd = Math.max(p.D, p.Dv);
   const kv = chooseTiles('dkdv', hd), qc = chooseTiles('dq', hd);
-  const constKv = { HEAD_DIM_MAX: kv.HEAD_DIM_MAX, BLOCK_M: kv.BLOCK_M, BLOCK_N: kv.BLOCK_N, THREADS: kv.THREADS };
-  const constQ = { HEAD_DIM_MAX: qc.HEAD_DIM_MAX, BLOCK_M: qc.BLOCK_M, BLOCK_N: qc.BLOCK_N, THREADS: qc.THREADS };
+  const partsKv = backwardParts(kv), partsQ = backwardParts(qc);
+  const constKv = { HEAD_DIM_MAX: kv.HEAD_DIM_MAX, BLOCK_M: kv.BLOCK_M, BLOCK_N: kv.BLOCK_N, THREADS: kv.THREADS, PARTS: partsKv };
+  const constQ = { HEAD_DIM_MAX: qc.HEAD_DIM_MAX, BLOCK_M: qc.BLOCK_M, BLOCK_N: qc.BLOCK_N, THREADS: qc.THREADS, PARTS: partsQ };
   const params = { ...commonParams(p, saved.q, saved.k, saved.v), write_dmask: dmask ? 1 : 0 };
   const bindings = {
     q: saved.q.t.buf(p.fn).buffer, k: saved.k.t.buf(p.fn).buffer, v: saved.v.t.buf(p.fn).buffer,
@@ -405,8 +443,9 @@ function fusedBackward(
     dmask: dmask ? dmask.buf(p.fn).buffer : dummy(),
   };
   const rows = p.Bt * p.Hq * p.Nq;
-  const file = kernelFile('attention_backward.wgsl', p);
-  const sfx = p.dtype === 'f16' ? '.f16' : '';
+  const split = partsKv > 1 || partsQ > 1;
+  const file = variantName('attention_backward.wgsl', [...(p.dtype === 'f16' ? ['f16' as const] : []), ...(split ? ['subgroups' as const] : [])]);
+  const sfx = `${p.dtype === 'f16' ? '.f16' : ''}${split ? '.subgroups' : ''}`;
   if (rows > 0) {
     dispatch(file, 'delta_main', { constants: constKv, bindings, params, workgroups: grid1d(Math.ceil(rows / 64)), label: `attention.backward.delta${sfx}` });
     dispatch(file, 'dkdv', { constants: constKv, bindings, params, workgroups: [Math.ceil(p.Nk / kv.BLOCK_N), p.Hk, p.Bt], label: `attention.backward.dkdv${sfx}` });

@@ -139,6 +139,30 @@ describe('scaledDotProductAttention vs float64 reference', () => {
     });
   }
 
+  // The head-dim split of score blocks over subgroup lanes (PARTS > 1): on by default on hardware adapters only, so
+  // here it is forced with tiles where blocks x PARTS fills the workgroup (forward: with CG x PARTS = 8 lanes).
+  const splits = [
+    { PARTS: 8, forward: { BLOCK_M: 8, BLOCK_N: 4, THREADS: 16, PARTS: 8 }, tiles: { BLOCK_M: 8, BLOCK_N: 8, THREADS: 32, PARTS: 8 }, cases },
+    {
+      PARTS: 4, forward: { BLOCK_M: 16, BLOCK_N: 8, THREADS: 32, PARTS: 4 }, tiles: { BLOCK_M: 8, BLOCK_N: 16, THREADS: 32, PARTS: 4 },
+      cases: cases.filter((c) => Math.max(c.q.at(-1)!, c.v.at(-1)!) <= 128).slice(0, 12),
+    },
+  ];
+  for (const sp of splits) {
+    for (const c of sp.cases) {
+      it(`fused forward and backward, head dim split over ${sp.PARTS} subgroup lanes: ${c.name}`, async (ctx) => {
+        const sg = deviceInfo().subgroups;
+        if (!sg?.inOrder || sg.minSize < sp.PARTS) ctx.skip();
+        setFlag('attention.tiles', { forward: sp.forward, dkdv: sp.tiles, dq: sp.tiles });
+        try {
+          await check(c, 'fused', 100 + cases.indexOf(c) * 10);
+        } finally {
+          setFlag('attention.tiles', undefined);
+        }
+      });
+    }
+  }
+
   it('uses the subgroup variant exactly where the adapter allows, and says why not when forced', async (ctx) => {
     const q = randn([1, 2, 40, 16], { seed: 1 });
     const labelsOf = async (fn: () => Tensor) => {
