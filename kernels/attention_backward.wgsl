@@ -45,7 +45,8 @@
 //        Writes dq [B, Hq, Nq, D] = scale * dQ; when write_dmask == 1 also dmask [B, Hq, Nq, Nk] = dS (the
 //        gradient of the additive float mask; every element is written, 0 where excluded).
 //        Uses: params, q, k, v, mask, dout, lse, delta, dq, dmask.
-// Workgroup memory (bytes), RS = HEAD_DIM_MAX / 4 + 1, T = 16 * RS * (2 * BLOCK_M + 2 * BLOCK_N):
+// Workgroup memory (bytes), RS = HEAD_DIM_MAX / 4 + 1, T = E * RS * (2 * BLOCK_M + 2 * BLOCK_N), E = 16 (f32 tiles) or 8
+// (the f16 variant, tile_t = f16: on 48 KiB, HEAD_DIM_MAX 128 then gets dkdv 32 x 32 and dq 32 x 32 instead of 16 x 16):
 //   dkdv: T + 32 * BLOCK_M * (BLOCK_N / 4 + 1) + 8 * BLOCK_M;   dq: T + 16 * BLOCK_N * (BLOCK_M / 4 + 1) + 8 * BLOCK_M
 //   chooseTiles (src/attention/sdpa.ts) takes the first (owned, streamed) of 64x64, 64x32, 32x64, 32x32, 64x16,
 //   32x16, 16x32, 16x16, 16x8, 8x8, 8x4, 4x4 that fits; THREADS = OG * SG, doubled while DVN > 4, or while
@@ -71,6 +72,9 @@
 // Storage element of q, k, v, o, dout, dq, dk and dv; f16 in the 'f16' variant (see attention_forward.wgsl):
 // every product and sum is f32, and each gradient is rounded to f16 once, at its store. lse, delta and dmask stay f32.
 alias io_t = f32;
+// Element of the workgroup tiles of inputs (q_tile, do_tile, k_tile, v_tile): f16 in the f16 variant too, which holds the f16 inputs exactly
+// in half the bytes (so larger tiles fit); every read widens to f32 before any arithmetic.
+alias tile_t = f32;
 
 struct Params {
   B: u32,
@@ -139,10 +143,10 @@ override DVNQ: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_M / 4u) - 1u) / (THRE
 const MASKED: f32 = -0x1.fffffep+127f;
 const VALID_FLOOR: f32 = -3.0e38;
 
-var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> do_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> q_tile: array<vec4<tile_t>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> do_tile: array<vec4<tile_t>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> k_tile: array<vec4<tile_t>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> v_tile: array<vec4<tile_t>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> pz_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;    // dkdv: [row][key group]
 var<workgroup> dsk_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;   // dkdv: [row][key group]
 var<workgroup> dsq_tile: array<vec4<f32>, BLOCK_N * (BLOCK_M / 4u + 1u)>;   // dq: [key][row group]
@@ -214,8 +218,8 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
         dv = load4_dout((bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
       }
     }
-    q_tile[rr * RS + d4] = qv;
-    do_tile[rr * RS + d4] = dv;
+    q_tile[rr * RS + d4] = vec4<tile_t>(qv);
+    do_tile[rr * RS + d4] = vec4<tile_t>(dv);
   }
   for (var rr = tid; rr < BLOCK_M; rr += THREADS) {
     var l = MASKED;
@@ -249,8 +253,8 @@ fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32) {
         vv = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, params.Dv - 4u * d4);
       }
     }
-    k_tile[cc * RS + d4] = kv;
-    v_tile[cc * RS + d4] = vv;
+    k_tile[cc * RS + d4] = vec4<tile_t>(kv);
+    v_tile[cc * RS + d4] = vec4<tile_t>(vv);
   }
 }
 
@@ -407,26 +411,26 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         var p2 = vec4<f32>(0.0);
         var p3 = vec4<f32>(0.0);
         for (var d4 = part; d4 < HD4; d4 += PARTS) {
-          let k0 = k_tile[(ka) * RS + d4];
-          let k1 = k_tile[(ka + CG) * RS + d4];
-          let k2 = k_tile[(ka + 2u * CG) * RS + d4];
-          let k3 = k_tile[(ka + 3u * CG) * RS + d4];
-          let q0 = q_tile[(qb) * RS + d4];
-          let q1 = q_tile[(qb + RG) * RS + d4];
-          let q2 = q_tile[(qb + 2u * RG) * RS + d4];
-          let q3 = q_tile[(qb + 3u * RG) * RS + d4];
+          let k0 = vec4<f32>(k_tile[(ka) * RS + d4]);
+          let k1 = vec4<f32>(k_tile[(ka + CG) * RS + d4]);
+          let k2 = vec4<f32>(k_tile[(ka + 2u * CG) * RS + d4]);
+          let k3 = vec4<f32>(k_tile[(ka + 3u * CG) * RS + d4]);
+          let q0 = vec4<f32>(q_tile[(qb) * RS + d4]);
+          let q1 = vec4<f32>(q_tile[(qb + RG) * RS + d4]);
+          let q2 = vec4<f32>(q_tile[(qb + 2u * RG) * RS + d4]);
+          let q3 = vec4<f32>(q_tile[(qb + 3u * RG) * RS + d4]);
           s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
           s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
           s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
           s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
-          let v0 = v_tile[(ka) * RS + d4];
-          let v1 = v_tile[(ka + CG) * RS + d4];
-          let v2 = v_tile[(ka + 2u * CG) * RS + d4];
-          let v3 = v_tile[(ka + 3u * CG) * RS + d4];
-          let o0 = do_tile[(qb) * RS + d4];
-          let o1 = do_tile[(qb + RG) * RS + d4];
-          let o2 = do_tile[(qb + 2u * RG) * RS + d4];
-          let o3 = do_tile[(qb + 3u * RG) * RS + d4];
+          let v0 = vec4<f32>(v_tile[(ka) * RS + d4]);
+          let v1 = vec4<f32>(v_tile[(ka + CG) * RS + d4]);
+          let v2 = vec4<f32>(v_tile[(ka + 2u * CG) * RS + d4]);
+          let v3 = vec4<f32>(v_tile[(ka + 3u * CG) * RS + d4]);
+          let o0 = vec4<f32>(do_tile[(qb) * RS + d4]);
+          let o1 = vec4<f32>(do_tile[(qb + RG) * RS + d4]);
+          let o2 = vec4<f32>(do_tile[(qb + 2u * RG) * RS + d4]);
+          let o3 = vec4<f32>(do_tile[(qb + 3u * RG) * RS + d4]);
           p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
           p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
           p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
@@ -462,8 +466,8 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         let gs = dsk_tile[rr * KS + oa];
         {
           let col = rr * RS + oe;
-          let dov = do_tile[col];
-          let qv = q_tile[col];
+          let dov = vec4<f32>(do_tile[col]);
+          let qv = vec4<f32>(q_tile[col]);
           dv00 += w.x * dov;
           dv10 += w.y * dov;
           dv20 += w.z * dov;
@@ -475,8 +479,8 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         }
         if (DVNK > 1u) {
           let col = rr * RS + min(oe + 1u * TDK, HD4 - 1u);
-          let dov = do_tile[col];
-          let qv = q_tile[col];
+          let dov = vec4<f32>(do_tile[col]);
+          let qv = vec4<f32>(q_tile[col]);
           dv01 += w.x * dov;
           dv11 += w.y * dov;
           dv21 += w.z * dov;
@@ -488,8 +492,8 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         }
         if (DVNK > 2u) {
           let col = rr * RS + min(oe + 2u * TDK, HD4 - 1u);
-          let dov = do_tile[col];
-          let qv = q_tile[col];
+          let dov = vec4<f32>(do_tile[col]);
+          let qv = vec4<f32>(q_tile[col]);
           dv02 += w.x * dov;
           dv12 += w.y * dov;
           dv22 += w.z * dov;
@@ -501,8 +505,8 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         }
         if (DVNK > 3u) {
           let col = rr * RS + min(oe + 3u * TDK, HD4 - 1u);
-          let dov = do_tile[col];
-          let qv = q_tile[col];
+          let dov = vec4<f32>(do_tile[col]);
+          let qv = vec4<f32>(q_tile[col]);
           dv03 += w.x * dov;
           dv13 += w.y * dov;
           dv23 += w.z * dov;
@@ -625,26 +629,26 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
       var p2 = vec4<f32>(0.0);
       var p3 = vec4<f32>(0.0);
       for (var d4 = part; d4 < HD4; d4 += PARTS) {
-        let k0 = k_tile[(sc) * RS + d4];
-        let k1 = k_tile[(sc + CG) * RS + d4];
-        let k2 = k_tile[(sc + 2u * CG) * RS + d4];
-        let k3 = k_tile[(sc + 3u * CG) * RS + d4];
-        let q0 = q_tile[(sa) * RS + d4];
-        let q1 = q_tile[(sa + RG) * RS + d4];
-        let q2 = q_tile[(sa + 2u * RG) * RS + d4];
-        let q3 = q_tile[(sa + 3u * RG) * RS + d4];
+        let k0 = vec4<f32>(k_tile[(sc) * RS + d4]);
+        let k1 = vec4<f32>(k_tile[(sc + CG) * RS + d4]);
+        let k2 = vec4<f32>(k_tile[(sc + 2u * CG) * RS + d4]);
+        let k3 = vec4<f32>(k_tile[(sc + 3u * CG) * RS + d4]);
+        let q0 = vec4<f32>(q_tile[(sa) * RS + d4]);
+        let q1 = vec4<f32>(q_tile[(sa + RG) * RS + d4]);
+        let q2 = vec4<f32>(q_tile[(sa + 2u * RG) * RS + d4]);
+        let q3 = vec4<f32>(q_tile[(sa + 3u * RG) * RS + d4]);
         s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
         s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
         s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
         s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
-        let v0 = v_tile[(sc) * RS + d4];
-        let v1 = v_tile[(sc + CG) * RS + d4];
-        let v2 = v_tile[(sc + 2u * CG) * RS + d4];
-        let v3 = v_tile[(sc + 3u * CG) * RS + d4];
-        let o0 = do_tile[(sa) * RS + d4];
-        let o1 = do_tile[(sa + RG) * RS + d4];
-        let o2 = do_tile[(sa + 2u * RG) * RS + d4];
-        let o3 = do_tile[(sa + 3u * RG) * RS + d4];
+        let v0 = vec4<f32>(v_tile[(sc) * RS + d4]);
+        let v1 = vec4<f32>(v_tile[(sc + CG) * RS + d4]);
+        let v2 = vec4<f32>(v_tile[(sc + 2u * CG) * RS + d4]);
+        let v3 = vec4<f32>(v_tile[(sc + 3u * CG) * RS + d4]);
+        let o0 = vec4<f32>(do_tile[(sa) * RS + d4]);
+        let o1 = vec4<f32>(do_tile[(sa + RG) * RS + d4]);
+        let o2 = vec4<f32>(do_tile[(sa + 2u * RG) * RS + d4]);
+        let o3 = vec4<f32>(do_tile[(sa + 3u * RG) * RS + d4]);
         p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
         p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
         p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
@@ -696,28 +700,28 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
     for (var cc = 0u; cc < BLOCK_N; cc++) {
       let gs = dsq_tile[cc * PS + oa];
       {
-        let kv = k_tile[cc * RS + oe];
+        let kv = vec4<f32>(k_tile[cc * RS + oe]);
         dq00 += gs.x * kv;
         dq10 += gs.y * kv;
         dq20 += gs.z * kv;
         dq30 += gs.w * kv;
       }
       if (DVNQ > 1u) {
-        let kv = k_tile[cc * RS + min(oe + 1u * TDQ, HD4 - 1u)];
+        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 1u * TDQ, HD4 - 1u)]);
         dq01 += gs.x * kv;
         dq11 += gs.y * kv;
         dq21 += gs.z * kv;
         dq31 += gs.w * kv;
       }
       if (DVNQ > 2u) {
-        let kv = k_tile[cc * RS + min(oe + 2u * TDQ, HD4 - 1u)];
+        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 2u * TDQ, HD4 - 1u)]);
         dq02 += gs.x * kv;
         dq12 += gs.y * kv;
         dq22 += gs.z * kv;
         dq32 += gs.w * kv;
       }
       if (DVNQ > 3u) {
-        let kv = k_tile[cc * RS + min(oe + 3u * TDQ, HD4 - 1u)];
+        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 3u * TDQ, HD4 - 1u)]);
         dq03 += gs.x * kv;
         dq13 += gs.y * kv;
         dq23 += gs.z * kv;

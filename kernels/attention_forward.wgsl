@@ -46,8 +46,9 @@
 //   threads), with CG * PARTS <= the smallest subgroup.
 //   Masked / out-of-range scores are MASKED (f32 lowest); admissible scores are clamped to >= VALID_FLOOR, so
 //   "admissible" is "s > MASKED". Rows / keys / dims past Nq / Nk / D are zero-filled in the tiles.
-// Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, RG = BLOCK_M / 4, CG = BLOCK_N / 4:
-//   16 * ((BLOCK_M + BLOCK_N) * (HD4 + 1) + BLOCK_N * (RG + 1) + CG * (RG + 1))
+// Workgroup memory (bytes), HD4 = HEAD_DIM_MAX / 4, RG = BLOCK_M / 4, CG = BLOCK_N / 4, E = 16 (f32 tiles) or 8 (the f16
+// variant's tile_t = f16):
+//   E * (BLOCK_M + BLOCK_N) * (HD4 + 1) + 16 * (BLOCK_N * (RG + 1) + CG * (RG + 1))
 //   (q_tile, kv_tile, p_tile, red; +1 paddings keep the strided reads / writes bank-conflict-free)
 //   chooseTiles (src/attention/sdpa.ts) takes the first (BLOCK_M, BLOCK_N) of 64x64, 64x32, 32x64, 32x32, 64x16,
 //   32x16, 16x32, 16x16, 16x8, ... that fits; THREADS = RG * CG, doubled while DVN > 4, or while THREADS < 128 and
@@ -55,6 +56,7 @@
 //   4.2 TFLOP/s; on lavapipe, a CPU, idle score-phase threads only cost, so there only DVN > 4 adds threads):
 //   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32: 64x64, 256 thr, 40 192 B; 64: 64x32, 128 thr, 36 992 B;
 //                           128: 32x32, 128 thr, 39 552 B; 256: 16x16, 128 thr, 34 880 B
+//   48 KiB, f16 variant:    HEAD_DIM_MAX 128: 64x32 (f32 tiles: 32x32), the same tiles as f32 at HEAD_DIM_MAX 64
 //   32 KiB (lavapipe):      32: 64x32, 128 thr, 24 704 B; 64: 32x32, 64 thr, 23 168 B;
 //                           128: 32x16, 64 thr, 28 224 B; 256: 16x8, 64 thr, 25 760 B
 // Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
@@ -69,6 +71,9 @@
 // shader-f16) puts `enable f16;` on line 1 and makes this f16: loads widen to f32, every score, exponent, running
 // max / sum and o accumulator stays f32, and o is rounded to f16 once, at the store.
 alias io_t = f32;
+// Element of the workgroup tiles of inputs (q_tile, kv_tile): f16 in the f16 variant too, which holds the f16 inputs exactly
+// in half the bytes (so larger tiles fit); every read widens to f32 before any arithmetic.
+alias tile_t = f32;
 
 struct Params {
   B: u32,
@@ -127,8 +132,8 @@ override DVN: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_M / 4u) - 1u) / (THREA
 const MASKED: f32 = -0x1.fffffep+127f;   // f32 lowest: "no admissible score"
 const VALID_FLOOR: f32 = -3.0e38;        // admissible scores are clamped to >= this (> MASKED)
 
-var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
-var<workgroup> kv_tile: array<vec4<f32>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> q_tile: array<vec4<tile_t>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
+var<workgroup> kv_tile: array<vec4<tile_t>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> p_tile: array<vec4<f32>, BLOCK_N * (BLOCK_M / 4u + 1u)>;
 var<workgroup> red: array<vec4<f32>, (BLOCK_N / 4u) * (BLOCK_M / 4u + 1u)>;
 
@@ -213,7 +218,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     if (row0 + rr < Nq && d4 < D4) {
       val = load4_q(q_base + (row0 + rr) * params.q_sn + 4u * d4, D - 4u * d4);
     }
-    q_tile[rr * RS + d4] = val;
+    q_tile[rr * RS + d4] = vec4<tile_t>(val);
   }
 
   let k_base = params.k_off + b * params.k_sb + hk * params.k_sh;
@@ -253,7 +258,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       if (c0 + cc < Nk && d4 < D4) {
         val = load4_k(k_base + (c0 + cc) * params.k_sn + 4u * d4, D - 4u * d4);
       }
-      kv_tile[cc * RS + d4] = val;
+      kv_tile[cc * RS + d4] = vec4<tile_t>(val);
     }
     workgroupBarrier();
 
@@ -264,14 +269,14 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     var s3 = vec4<f32>(0.0);
     if (s_on) {
       for (var d4 = part; d4 < HD4; d4 += PARTS) {
-        let a0 = q_tile[(sa) * RS + d4];
-        let a1 = q_tile[(sa + RG) * RS + d4];
-        let a2 = q_tile[(sa + 2u * RG) * RS + d4];
-        let a3 = q_tile[(sa + 3u * RG) * RS + d4];
-        let k0 = kv_tile[(sc) * RS + d4];
-        let k1 = kv_tile[(sc + CG) * RS + d4];
-        let k2 = kv_tile[(sc + 2u * CG) * RS + d4];
-        let k3 = kv_tile[(sc + 3u * CG) * RS + d4];
+        let a0 = vec4<f32>(q_tile[(sa) * RS + d4]);
+        let a1 = vec4<f32>(q_tile[(sa + RG) * RS + d4]);
+        let a2 = vec4<f32>(q_tile[(sa + 2u * RG) * RS + d4]);
+        let a3 = vec4<f32>(q_tile[(sa + 3u * RG) * RS + d4]);
+        let k0 = vec4<f32>(kv_tile[(sc) * RS + d4]);
+        let k1 = vec4<f32>(kv_tile[(sc + CG) * RS + d4]);
+        let k2 = vec4<f32>(kv_tile[(sc + 2u * CG) * RS + d4]);
+        let k3 = vec4<f32>(kv_tile[(sc + 3u * CG) * RS + d4]);
         s0 += vec4<f32>(dot(a0, k0), dot(a0, k1), dot(a0, k2), dot(a0, k3));
         s1 += vec4<f32>(dot(a1, k0), dot(a1, k1), dot(a1, k2), dot(a1, k3));
         s2 += vec4<f32>(dot(a2, k0), dot(a2, k1), dot(a2, k2), dot(a2, k3));
@@ -326,7 +331,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       if (c0 + cc < Nk && d4 < DV4) {
         val = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, Dv - 4u * d4);
       }
-      kv_tile[cc * RS + d4] = val;
+      kv_tile[cc * RS + d4] = vec4<tile_t>(val);
     }
     workgroupBarrier();
 
@@ -362,28 +367,28 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       let w = p_tile[cc * (RG + 1u) + oa];
       let vb = cc * RS;
       {
-        let vv = kv_tile[vb + oe];
+        let vv = vec4<f32>(kv_tile[vb + oe]);
         o00 += w.x * vv;
         o10 += w.y * vv;
         o20 += w.z * vv;
         o30 += w.w * vv;
       }
       if (DVN > 1u) {
-        let vv = kv_tile[vb + min(oe + 1u * TD, HD4 - 1u)];
+        let vv = vec4<f32>(kv_tile[vb + min(oe + 1u * TD, HD4 - 1u)]);
         o01 += w.x * vv;
         o11 += w.y * vv;
         o21 += w.z * vv;
         o31 += w.w * vv;
       }
       if (DVN > 2u) {
-        let vv = kv_tile[vb + min(oe + 2u * TD, HD4 - 1u)];
+        let vv = vec4<f32>(kv_tile[vb + min(oe + 2u * TD, HD4 - 1u)]);
         o02 += w.x * vv;
         o12 += w.y * vv;
         o22 += w.z * vv;
         o32 += w.w * vv;
       }
       if (DVN > 3u) {
-        let vv = kv_tile[vb + min(oe + 3u * TD, HD4 - 1u)];
+        let vv = vec4<f32>(kv_tile[vb + min(oe + 3u * TD, HD4 - 1u)]);
         o03 += w.x * vv;
         o13 += w.y * vv;
         o23 += w.z * vv;

@@ -260,10 +260,11 @@ export interface TileConfig {
 }
 
 /** Workgroup memory of each fused entry point, from the formulas in the kernels' header comments. */
-function tileBytes(kind: 'forward' | 'dkdv' | 'dq', c: TileConfig): number {
+function tileBytes(kind: 'forward' | 'dkdv' | 'dq', c: TileConfig, halfTiles: boolean): number {
   const rs = c.HEAD_DIM_MAX / 4 + 1;
-  if (kind === 'forward') return 16 * ((c.BLOCK_M + c.BLOCK_N) * rs + (c.BLOCK_N + c.BLOCK_N / 4) * (c.BLOCK_M / 4 + 1));
-  const t = 16 * rs * (2 * c.BLOCK_M + 2 * c.BLOCK_N);
+  const e = halfTiles ? 8 : 16; // bytes per vec4<tile_t> of the input tiles (q, k, v, dO)
+  if (kind === 'forward') return e * (c.BLOCK_M + c.BLOCK_N) * rs + 16 * (c.BLOCK_N + c.BLOCK_N / 4) * (c.BLOCK_M / 4 + 1);
+  const t = e * rs * (2 * c.BLOCK_M + 2 * c.BLOCK_N);
   if (kind === 'dkdv') return t + 32 * c.BLOCK_M * (c.BLOCK_N / 4 + 1) + 8 * c.BLOCK_M;
   return t + 16 * c.BLOCK_N * (c.BLOCK_M / 4 + 1) + 8 * c.BLOCK_M;
 }
@@ -282,12 +283,12 @@ const tileCache = new Map<string, TileConfig>();
  * maxComputeInvocationsPerWorkgroup).
  * The flag attention.tiles overrides fields for every kind, or per kind as { forward?, dkdv?, dq? }.
  */
-export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number): TileConfig {
+export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number, halfTiles = false): TileConfig {
   const lim = gpu().device.limits;
   const wgMem = lim.maxComputeWorkgroupStorageSize;
   const maxThreads = Math.min(256, lim.maxComputeInvocationsPerWorkgroup);
   const HEAD_DIM_MAX = headDim <= 32 ? 32 : headDim <= 64 ? 64 : headDim <= 128 ? 128 : 256;
-  const key = `${kind}:${HEAD_DIM_MAX}:${wgMem}:${maxThreads}`;
+  const key = `${kind}:${HEAD_DIM_MAX}:${wgMem}:${maxThreads}:${halfTiles ? 'f16' : 'f32'}`;
   const forced = getFlag('attention.tiles') as Partial<TileConfig> | undefined;
   let cfg = tileCache.get(key);
   if (!cfg) {
@@ -303,7 +304,7 @@ export function chooseTiles(kind: 'forward' | 'dkdv' | 'dq', headDim: number): T
       while ((dvn(THREADS) > 4 || (minThreads > THREADS && dvn(THREADS) > 1)) && THREADS * 2 <= maxThreads) THREADS *= 2;
       if (THREADS > maxThreads || dvn(THREADS) > 4) continue;
       const c = kind === 'dkdv' ? { HEAD_DIM_MAX, BLOCK_M: streamed, BLOCK_N: owned, THREADS } : { HEAD_DIM_MAX, BLOCK_M: owned, BLOCK_N: streamed, THREADS };
-      if (tileBytes(kind, c) > wgMem) continue;
+      if (tileBytes(kind, c, halfTiles) > wgMem) continue;
       cfg = c;
       break;
     }
@@ -323,7 +324,7 @@ function fusedForward(q: Tensor, k: Tensor, v: Tensor, p: Plan): { o: Tensor; ls
   const vv = kernelView(v, p, owned);
   const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], p.dtype);
   const lse = empty([p.Bt, p.Hq, p.Nq], 'f32');
-  const cfg = chooseTiles('forward', Math.max(p.D, p.Dv));
+  const cfg = chooseTiles('forward', Math.max(p.D, p.Dv), p.dtype === 'f16');
   if (Math.max(p.D, p.Dv) > 256) throw new ShapeError(`${p.fn}: the fused kernel supports head dimensions up to 256 (D ${p.D}, Dv ${p.Dv}); use impl: 'reference'`);
   if (p.Bt * p.Hq * p.Nq > 0) {
     const { use: sg, parts } = forwardSubgroups(cfg);
@@ -371,6 +372,7 @@ export function forwardSubgroups(cfg: TileConfig): { use: boolean; parts: number
     if ((cfg.PARTS ?? 1) > 1) throw new DeviceError(`scaledDotProductAttention: PARTS = ${cfg.PARTS} needs the subgroups variant, and attention.subgroups is false`);
     return { use: false, parts: 1 };
   }
+
   let parts = cfg.PARTS ?? 1;
   if (cfg.PARTS === undefined && !kd.info.isSoftware && why(1) === null) {
     while (why(parts * 2) === null && parts * 2 <= cfg.HEAD_DIM_MAX / 4) parts *= 2;
@@ -430,7 +432,7 @@ function fusedBackward(
   const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], p.dtype);
   const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
   const hd = Math.max(p.D, p.Dv);
-  const kv = chooseTiles('dkdv', hd), qc = chooseTiles('dq', hd);
+  const kv = chooseTiles('dkdv', hd, p.dtype === 'f16'), qc = chooseTiles('dq', hd, p.dtype === 'f16');
   const partsKv = backwardParts(kv), partsQ = backwardParts(qc);
   const constKv = { HEAD_DIM_MAX: kv.HEAD_DIM_MAX, BLOCK_M: kv.BLOCK_M, BLOCK_N: kv.BLOCK_N, THREADS: kv.THREADS, PARTS: partsKv };
   const constQ = { HEAD_DIM_MAX: qc.HEAD_DIM_MAX, BLOCK_M: qc.BLOCK_M, BLOCK_N: qc.BLOCK_N, THREADS: qc.THREADS, PARTS: partsQ };

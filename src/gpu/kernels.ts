@@ -77,7 +77,8 @@ function fieldCount(m: { type: { name: string }; size: number }): number {
 
 /**
  * Variants a WGSL override cannot express (DESIGN: generate text only there), named `file#tag` or `file#tag1,tag2`:
- *   f16        the file's `alias io_t = f32;` becomes f16, with `enable f16;` put in front of line 1. Needs shader-f16.
+ *   f16        the file's `alias io_t = f32;` (and `alias tile_t = f32;`, if any) become f16, with `enable f16;` put in
+ *              front of line 1. Needs shader-f16.
  *   subgroups  every `//!include name.wgsl` that has a `name_subgroups.wgsl` sibling includes that instead, with
  *              `enable subgroups;` (and subgroup_uniformity diagnostics off: the callers keep whole subgroups
  *              together, which WGSL's analysis cannot see) in front of line 1. Needs subgroups.
@@ -101,7 +102,7 @@ export function variantCode(file: string, tags: readonly string[], sources: Reco
     if (tag === 'f16') {
       const alias = /^alias io_t = f32;/m;
       if (!alias.test(src)) throw new KilnError(`kiln: ${file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
-      src = src.replace(alias, 'alias io_t = f16;');
+      src = src.replace(alias, 'alias io_t = f16;').replace(/^alias tile_t = f32;/m, 'alias tile_t = f16;');
       prefix += 'enable f16; ';
     } else if (tag === 'subgroups') {
       let swapped = 0;

@@ -127,25 +127,32 @@ describe('scaledDotProductAttention vs float64 reference', () => {
       });
     }
   }
-  // Where the adapter allows, 'fused' above folds row maxima and sums with subgroup shuffles; this is the other file.
-  for (const [i, c] of cases.entries()) {
-    it(`fused, workgroup-memory row folds (no subgroups): ${c.name}`, async () => {
-      setFlag('attention.subgroups', false);
-      try {
-        await check(c, 'fused', 100 + i * 10);
-      } finally {
-        setFlag('attention.subgroups', undefined);
-      }
-    });
+  // 'fused' above runs the default (the subgroup row folds where the adapter allows). Each side is also forced here,
+  // over cases that cover head dims 32 and 64, masks, grouped-query heads, causal and the float-mask gradient (on
+  // lavapipe every new pipeline costs 4 to 6 s of compiling, so the subset is kept small).
+  const sgCases = ['N=1', 'primes', 'causal Nq<Nk', 'causal 37 D=64', 'GQA 4/2', 'bool key mask [B,1,1,Nk]', 'float [B,H,Nq,Nk] with grad', 'fully masked rows (float -inf)', 'logits x50'];
+  for (const sg of [true, false]) {
+    for (const name of sgCases) {
+      const c = cases.find((x) => x.name === name)!;
+      it(`fused, row folds ${sg ? 'by subgroup shuffles' : 'in workgroup memory'}: ${c.name}`, async (ctx) => {
+        if (sg && !deviceInfo().subgroups?.inOrder) ctx.skip();
+        setFlag('attention.subgroups', sg);
+        try {
+          await check(c, 'fused', 100 + cases.indexOf(c) * 10);
+        } finally {
+          setFlag('attention.subgroups', undefined);
+        }
+      });
+    }
   }
 
   // The head-dim split of score blocks over subgroup lanes (PARTS > 1): on by default on hardware adapters only, so
   // here it is forced with tiles where blocks x PARTS fills the workgroup (forward: with CG x PARTS = 8 lanes).
   const splits = [
-    { PARTS: 8, forward: { BLOCK_M: 8, BLOCK_N: 4, THREADS: 16, PARTS: 8 }, tiles: { BLOCK_M: 8, BLOCK_N: 8, THREADS: 32, PARTS: 8 }, cases },
+    { PARTS: 8, forward: { BLOCK_M: 8, BLOCK_N: 4, THREADS: 16, PARTS: 8 }, tiles: { BLOCK_M: 8, BLOCK_N: 8, THREADS: 32, PARTS: 8 }, cases: cases.filter((c) => sgCases.includes(c.name) && c.name !== 'causal 37 D=64') },
     {
       PARTS: 4, forward: { BLOCK_M: 16, BLOCK_N: 8, THREADS: 32, PARTS: 4 }, tiles: { BLOCK_M: 8, BLOCK_N: 16, THREADS: 32, PARTS: 4 },
-      cases: cases.filter((c) => Math.max(c.q.at(-1)!, c.v.at(-1)!) <= 128).slice(0, 12),
+      cases: cases.filter((c) => ['primes', 'causal Nq<Nk', 'GQA 4/2', 'float [B,H,Nq,Nk] with grad'].includes(c.name)),
     },
   ];
   for (const sp of splits) {
@@ -177,6 +184,10 @@ describe('scaledDotProductAttention vs float64 reference', () => {
     if (!labels) ctx.skip();
     if (sg?.inOrder && sg.minSize >= 8) expect(labels).toContain('attention.forward.subgroups');
     else expect(labels).toContain('attention.forward');
+    if (sg?.inOrder && sg.minSize >= 8) {
+      setFlag('attention.subgroups', true);
+      expect(await labelsOf(() => F.scaledDotProductAttention(q, q, q))).toContain('attention.forward.subgroups');
+    }
     setFlag('attention.subgroups', false);
     expect(await labelsOf(() => F.scaledDotProductAttention(q, q, q))).toContain('attention.forward');
     // 64 keys per tile = 16 key groups: more than lavapipe's 8-lane subgroups

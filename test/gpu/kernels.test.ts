@@ -1,6 +1,7 @@
 // Kernel loading and command batching: compile errors name the kernel file and line; a chain of ops is one submit.
 import { afterEach, describe, expect, it } from 'vitest';
 import * as K from '../../src/index.node';
+import { deviceInfo } from '../../src/index.node';
 import { KERNEL_SOURCES } from '../../src/gpu/kernel_sources';
 import { dispatch, resolveIncludes } from '../../src/gpu/kernels';
 
@@ -58,8 +59,22 @@ describe('kernel compile errors', () => {
     expect(Array.from(await u.toArray())).toEqual([2, 2, 2]);
   });
 
-  it('every shipped kernel compiles', async () => {
-    for (const f of K.kernelFiles().filter((n) => !n.startsWith('zz_'))) await K.compileKernel(f);
+  it('every shipped kernel compiles, with each generated variant the adapter can run', async () => {
+    const info = deviceInfo();
+    const files = K.kernelFiles().filter((n) => !n.startsWith('zz_'));
+    // Include-only files (no entry point) use names their includers declare: they compile as part of those.
+    const entries = files.filter((f) => /@compute/.test(KERNEL_SOURCES[f]));
+    expect(entries.length).toBeGreaterThan(8);
+    for (const f of entries) {
+      await K.compileKernel(f);
+      const src = KERNEL_SOURCES[f];
+      const tags: string[] = [];
+      if (/^alias io_t = f32;/m.test(src) && info.features.includes('shader-f16')) tags.push('f16');
+      const hasSgInclude = [...src.matchAll(/^\/\/!include\s+([\w.-]+)\.wgsl/gm)].some((m) => KERNEL_SOURCES[`${m[1]}_subgroups.wgsl`]);
+      if (hasSgInclude && info.features.includes('subgroups')) tags.push('subgroups');
+      for (const t of tags) await K.compileKernel(`${f}#${t}`);
+      if (tags.length === 2) await K.compileKernel(`${f}#f16,subgroups`);
+    }
   });
 
   it('resolveIncludes appends included files so the including file keeps its line numbers', () => {
