@@ -50,7 +50,8 @@ if [ -d node_modules/wgsl_reflect ]; then
   (cd node_modules/wgsl_reflect && cp package.json *.js ../../.gpu/wgsl_reflect/)
 fi
 
-LIBSTDCXX="$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')"
+# No early exit in awk: under pipefail, ldconfig dying of SIGPIPE would fail the assignment and (set -e) the script.
+LIBSTDCXX="$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found = 1}')"
 [ -n "$LIBSTDCXX" ] && cp -L "$LIBSTDCXX" .gpu/lib/libstdc++.so.6
 
 [ -d dist ] && cp -r dist .gpu/dist && echo "pack: copied dist/"

@@ -26,7 +26,7 @@ DN=.gpu/webgpu/dist/linux-x64/dawn.node
 [ -f "$DN" ] || xz -dc "$DN.xz" > "$DN"
 say "node $(/tmp/node --version)"
 # dawn.node needs GLIBCXX_3.4.30 (gcc 12+); use the packed libstdc++ only if the system's is older.
-SYS_CXX="$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')"
+SYS_CXX="$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found = 1}')"
 if [ -z "$SYS_CXX" ] || ! grep -qa GLIBCXX_3.4.30 "$SYS_CXX"; then
   say "system libstdc++ ($SYS_CXX) lacks GLIBCXX_3.4.30: using .gpu/lib"
   export LD_LIBRARY_PATH="$ROOT/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
