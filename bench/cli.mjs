@@ -21,6 +21,7 @@ const HELP = `usage: npm run bench -- [options]
   --runs N         timed runs a case, >= 20 (default 20; 30 without --quick)
   --warmup N       warm-up runs a case (default 3)
   --batch B --heads H --dim D --embed E   attention B, H, D (default 1, 2, 64); layerNorm width (768)
+  --dtype f32|f16|f32,f16   attention inputs in f32 and/or f16 (f16: binary16 storage, f32 arithmetic; default f32)
   --no-probes      skip the roofline probes and the dispatch-overhead measurement
   --json F --md F --svg F   outputs (default bench/out/report.{json,md,svg})
   --compare OLD    print cases > --threshold % (default 10) slower than OLD.json; --fail-on-regression exits 3
@@ -34,6 +35,7 @@ const { values: a } = parseArgs({
     suite: { type: 'string', default: 'all' }, sizes: { type: 'string' }, runtime: { type: 'string', default: 'node' },
     quick: { type: 'boolean', default: false }, runs: { type: 'string' }, warmup: { type: 'string', default: '3' },
     batch: { type: 'string', default: '1' }, heads: { type: 'string', default: '2' }, dim: { type: 'string', default: '64' },
+    dtype: { type: 'string', default: 'f32' },
     embed: { type: 'string', default: '768' }, 'no-probes': { type: 'boolean', default: false },
     json: { type: 'string' }, md: { type: 'string' }, svg: { type: 'string' }, compare: { type: 'string' },
     threshold: { type: 'string', default: '10' }, 'fail-on-regression': { type: 'boolean', default: false },
@@ -54,7 +56,9 @@ if (!(runs >= 20)) { console.error(`--runs ${a.runs}: at least 20 timed runs a c
 const opts = {
   suites, sizes: a.sizes ? a.sizes.split(',').map(Number) : undefined, quick: a.quick, runs, warmup: Number(a.warmup),
   batch: Number(a.batch), heads: Number(a.heads), dim: Number(a.dim), embed: Number(a.embed), probes: !a['no-probes'],
+  dtypes: a.dtype.split(',').map((d) => d.trim()),
 };
+if (opts.dtypes.some((d) => d !== 'f32' && d !== 'f16')) { console.error(`--dtype ${a.dtype}: f32, f16 or f32,f16`); process.exit(2); }
 if (opts.sizes?.some((n) => !Number.isInteger(n) || n < 1)) { console.error(`--sizes ${a.sizes}: positive integers, comma-separated`); process.exit(2); }
 if (a.peers && !runtimes.includes('node')) console.error('--peers: peers run in the node runtime only; ignored');
 

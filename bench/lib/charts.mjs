@@ -20,7 +20,7 @@ const textW = (s, size = 11) => String(s).length * size * 0.58; // rough sans-se
 
 function variantText(c) {
   const p = c.params ?? {};
-  if (c.suite === 'attention') return p.isCausal ? 'causal' : 'full';
+  if (c.suite === 'attention') return `${p.isCausal ? 'causal' : 'full'}${p.dtype === 'f16' ? ' f16' : ''}`;
   return '';
 }
 const shapeText = (c) => (Array.isArray(c.shape) ? c.shape.join('x') : String(c.shape ?? '?'));

@@ -8,7 +8,7 @@ export function caseKey(c) {
 
 function paramText(c) {
   const p = c.params ?? {};
-  if (c.suite === 'attention') return p.isCausal ? 'causal' : '';
+  if (c.suite === 'attention') return [p.isCausal ? 'causal' : '', p.dtype === 'f16' ? 'f16' : ''].filter(Boolean).join(' ');
   return '';
 }
 
@@ -45,7 +45,7 @@ export function toMarkdown(report, comparison) {
     const peers = PEER_IMPLS.filter((p) => sp.some((s) => s.peerMs[p.impl] !== undefined));
     L.push(`| runtime | variant | N | reference ms | fused ms | speedup | gpu speedup |${peers.map((p) => ` ${p.impl} ms | fused vs ${p.short} |`).join('')}`);
     L.push(`|---|---|---:|---:|---:|---:|---:|${peers.map(() => '---:|---:|').join('')}`);
-    for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers.map((p) => ` ${fmtMs(s.peerMs[p.impl])} | ${fmt(s.peerMs[p.impl] / s.fusedMs)} |`).join('')}`);
+    for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'}${s.dtype === 'f16' ? ' f16' : ''} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers.map((p) => ` ${fmtMs(s.peerMs[p.impl])} | ${fmt(s.peerMs[p.impl] / s.fusedMs)} |`).join('')}`);
   }
   const profiled = report.cases.filter((c) => Array.isArray(c.profile) && c.profile.length);
   for (const c of profiled) {
@@ -88,8 +88,9 @@ export function speedups(report) {
   const by = new Map();
   for (const c of report.cases) {
     if (c.suite !== 'attention' || c.status !== 'ok') continue;
-    const key = `${c.runtime}|${c.params?.isCausal ? 1 : 0}|${c.shape.join('x')}`;
-    const e = by.get(key) ?? { runtime: c.runtime, causal: !!c.params?.isCausal, N: c.shape[2], shape: c.shape };
+    const dtype = c.params?.dtype ?? 'f32';
+    const key = `${c.runtime}|${c.params?.isCausal ? 1 : 0}|${dtype}|${c.shape.join('x')}`;
+    const e = by.get(key) ?? { runtime: c.runtime, causal: !!c.params?.isCausal, dtype, N: c.shape[2], shape: c.shape };
     e[c.impl] = c;
     by.set(key, e);
   }
@@ -97,13 +98,13 @@ export function speedups(report) {
   for (const e of by.values()) {
     if (!e.fused || !e.reference) continue;
     out.push({
-      runtime: e.runtime, causal: e.causal, N: e.N, shape: e.shape, tfjsMs: e['tfjs-webgpu']?.medianMs,
+      runtime: e.runtime, causal: e.causal, dtype: e.dtype, N: e.N, shape: e.shape, tfjsMs: e['tfjs-webgpu']?.medianMs,
       peerMs: Object.fromEntries(PEER_IMPLS.map((p) => [p.impl, e[p.impl]?.medianMs])),
       refMs: e.reference.medianMs, fusedMs: e.fused.medianMs, speedup: e.reference.medianMs / e.fused.medianMs,
       gpuSpeedup: e.reference.gpuMs && e.fused.gpuMs ? e.reference.gpuMs / e.fused.gpuMs : undefined,
     });
   }
-  return out.sort((a, b) => a.runtime.localeCompare(b.runtime) || Number(a.causal) - Number(b.causal) || a.N - b.N);
+  return out.sort((a, b) => a.runtime.localeCompare(b.runtime) || a.dtype.localeCompare(b.dtype) || Number(a.causal) - Number(b.causal) || a.N - b.N);
 }
 
 const esc = (s) => String(s).replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]);
@@ -135,7 +136,7 @@ export function toSvg(report) {
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
   const series = new Map();
   for (const s of sp) {
-    const name = `${s.runtime} ${s.causal ? 'causal' : 'full'}`;
+    const name = `${s.runtime} ${s.causal ? 'causal' : 'full'}${s.dtype === 'f16' ? ' f16' : ''}`;
     if (!series.has(name)) series.set(name, []);
     series.get(name).push(s);
   }

@@ -35,8 +35,9 @@ function planCases(k, o) {
         // The reference path materialises the [B, H, N, N] scores; past the binding limit it cannot run.
         const refFits = B * H * N * N * 4 <= maxBinding;
         if (!refFits) skipped.push({ suite, reason: `reference attention at [${B},${H},${N},${D}]: scores need ${B * H * N * N * 4} bytes > maxStorageBufferBindingSize ${maxBinding}; fused checked against float64 only` });
-        for (const isCausal of [false, true])
-          for (const impl of refFits ? ['fused', 'reference'] : ['fused']) cases.push(attentionCase(k, { B, H, N, D, isCausal, impl, refFits }));
+        for (const dtype of o.dtypes ?? ['f32'])
+          for (const isCausal of [false, true])
+            for (const impl of refFits ? ['fused', 'reference'] : ['fused']) cases.push(attentionCase(k, { B, H, N, D, isCausal, impl, refFits, dtype }));
       }
     } else if (suite === 'matmul') {
       for (const n of sizes) cases.push(matmulCase(k, n));
@@ -55,18 +56,20 @@ function planCases(k, o) {
   return { cases, skipped };
 }
 
-function attentionCase(k, { B, H, N, D, isCausal, impl, refFits }) {
+function attentionCase(k, { B, H, N, D, isCausal, impl, refFits, dtype = 'f32' }) {
   const pairs = B * H * (isCausal ? (N * (N + 1)) / 2 : N * N);
+  const f16 = dtype === 'f16';
   return {
-    suite: 'attention', impl, shape: [B, H, N, D], params: { isCausal },
-    label: `attention ${impl}${isCausal ? ' causal' : ''} N=${N}`,
+    // f16: q, k, v and o in binary16 (arithmetic in f32); params carry dtype only then, so f32 cases keep their keys.
+    suite: 'attention', impl, shape: [B, H, N, D], params: f16 ? { isCausal, dtype } : { isCausal },
+    label: `attention ${impl}${isCausal ? ' causal' : ''}${f16 ? ' f16' : ''} N=${N}`,
     flops: 4 * pairs * D, // QK^T and PV; softmax's few flops a score are not counted
-    bytes: 4 * B * H * N * D * 4, // algorithmic minimum: read q, k, v, write o
+    bytes: 4 * B * H * N * D * (f16 ? 2 : 4), // algorithmic minimum: read q, k, v, write o
     setup() {
       const shape = [B, H, N, D];
-      const q = k.randn(shape, { seed: 11 });
-      const kk = k.randn(shape, { seed: 12 });
-      const v = k.randn(shape, { seed: 13 });
+      const q = k.randn(shape, { seed: 11, dtype });
+      const kk = k.randn(shape, { seed: 12, dtype });
+      const v = k.randn(shape, { seed: 13, dtype });
       const run = () => k.F.scaledDotProductAttention(q, kk, v, { isCausal, impl });
       return {
         run,
