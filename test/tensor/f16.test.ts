@@ -176,6 +176,10 @@ describe('f16 tensors', () => {
     ];
     for (const [, fn] of ops) expectThrows(fn, DTypeError, /f16 tensors are not supported here \(f16 supports creation/, "cast with x.to('f32') first");
     expectThrows(() => tensor([1, 2], { dtype: 'f16' }).add(1), DTypeError, /f16 supports creation/);
+    // bad casts and dtypes: refused before any GPU work, nothing leaks
+    expectThrows(() => f.to('f64' as never), DTypeError, 'unknown dtype "f64"');
+    expectThrows(() => tensor([1], { dtype: 'bfloat16' as never }), DTypeError, 'unknown dtype "bfloat16"', 'f16');
+    expectThrows(() => F.scaledDotProductAttention(h.reshape([1, 1, 2, 2]), f.reshape([1, 1, 2, 2]), f.reshape([1, 1, 2, 2])), DTypeError, 'q is f16 but k is f32');
     h.dispose();
     f.dispose();
     poison();
