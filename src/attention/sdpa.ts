@@ -255,7 +255,7 @@ export interface TileConfig {
   BLOCK_N: number;
   /** Workgroup size of the entry point (forward, dkdv or dq_main). */
   THREADS: number;
-  /** Backward only: lanes per score block (chosen by backwardParts unless forced through attention.tiles). */
+  /** Lanes per 4 x 4 score block (chosen by forwardSubgroups / backwardParts unless forced through attention.tiles). */
   PARTS?: number;
 }
 
@@ -372,7 +372,6 @@ export function forwardSubgroups(cfg: TileConfig): { use: boolean; parts: number
     if ((cfg.PARTS ?? 1) > 1) throw new DeviceError(`scaledDotProductAttention: PARTS = ${cfg.PARTS} needs the subgroups variant, and attention.subgroups is false`);
     return { use: false, parts: 1 };
   }
-
   let parts = cfg.PARTS ?? 1;
   if (cfg.PARTS === undefined && !kd.info.isSoftware && why(1) === null) {
     while (why(parts * 2) === null && parts * 2 <= cfg.HEAD_DIM_MAX / 4) parts *= 2;
