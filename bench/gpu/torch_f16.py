@@ -2,30 +2,11 @@
 # attention_variants.mjs, checked against float64 before timing: the comparison for kiln's f16 column.
 import json, os, torch
 import torch.nn.functional as F
+from torch_timing import timeit
 
 dev = 'cuda'
 print('torch', torch.__version__, torch.cuda.get_device_name(0))
 
-def timeit(fn, reps=5):
-    for _ in range(3): fn()
-    torch.cuda.synchronize()
-    iters = 1
-    while True:
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(iters): fn()
-        e.record(); torch.cuda.synchronize()
-        if s.elapsed_time(e) > 100 or iters >= 200: break
-        iters *= 4
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(iters): fn()
-        e.record(); torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e) / iters)
-    ts.sort()
-    return ts[len(ts) // 2]
 
 # check first: f16 inputs, float64 reference on the same (rounded) values
 q, k, v = (torch.randn(2, 4, 257, 64, device=dev, dtype=torch.float16) for _ in range(3))

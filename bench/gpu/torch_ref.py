@@ -2,6 +2,7 @@
 # checked against a float64 computation before timing. TF32 is off so that float32 means float32.
 import json, os, sys, torch
 import torch.nn.functional as F
+from torch_timing import timeit
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -9,26 +10,6 @@ dev = 'cuda'
 quick = '--quick' in sys.argv
 print('torch', torch.__version__, torch.cuda.get_device_name(0))
 
-def timeit(fn, reps=5):
-    for _ in range(3): fn()
-    torch.cuda.synchronize()
-    iters = 1
-    while True:
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(iters): fn()
-        e.record(); torch.cuda.synchronize()
-        if s.elapsed_time(e) > 100 or iters >= 200: break
-        iters *= 4
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(iters): fn()
-        e.record(); torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e) / iters)
-    ts.sort()
-    return ts[len(ts) // 2]
 
 rows = []
 Ns = [1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384]
