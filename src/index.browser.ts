@@ -1,6 +1,6 @@
 // Browser entry: WebGPU through navigator.gpu.
-import { setPlatform } from './gpu/platform';
-import { DeviceError } from './errors';
+import { setPlatform } from './gpu/platform.js';
+import { DeviceError } from './errors.js';
 setPlatform({
   name: 'browser',
   async getGPU() {
@@ -12,4 +12,4 @@ setPlatform({
   },
   now: () => performance.now(),
 });
-export * from './index';
+export * from './index.js';

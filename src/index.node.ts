@@ -1,5 +1,5 @@
 // Node entry: WebGPU through Dawn (npm 'webgpu'), with a software Vulkan fallback.
-import { setPlatform } from './gpu/platform';
-import { nodePlatform } from './gpu/platform_node';
+import { setPlatform } from './gpu/platform.js';
+import { nodePlatform } from './gpu/platform_node.js';
 setPlatform(nodePlatform);
-export * from './index';
+export * from './index.js';

@@ -1,3 +1,3 @@
-export { scaledDotProductAttention, attentionWeights, chooseTiles, type SdpaOptions } from './sdpa';
-export { setFlag, getFlag, listFlags, KNOWN_FLAGS } from './flags';
-export { KVCache } from './kv_cache';
+export { scaledDotProductAttention, attentionWeights, chooseTiles, type SdpaOptions } from './sdpa.js';
+export { setFlag, getFlag, listFlags, KNOWN_FLAGS } from './flags.js';
+export { KVCache } from './kv_cache.js';

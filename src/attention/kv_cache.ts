@@ -1,10 +1,10 @@
 // A key/value cache for incremental decoding: keys and values are appended into preallocated
 // storage and read back as views (no copies), so step t attends over positions 0..t.
-import { ShapeError, ValueError, fmtShape } from '../errors';
-import { type Tensor, empty, keep } from '../tensor/tensor';
-import { elementwise } from '../ops/kernel_args';
-import { slice } from '../ops/views';
-import { withGradMode } from '../tensor/graph';
+import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import { type Tensor, empty, keep } from '../tensor/tensor.js';
+import { elementwise } from '../ops/kernel_args.js';
+import { slice } from '../ops/views.js';
+import { withGradMode } from '../tensor/graph.js';
 
 export class KVCache {
   private k: Tensor | null = null;

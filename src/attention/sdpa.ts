@@ -1,20 +1,20 @@
 // Scaled dot-product attention behind one API: a fused FlashAttention-style kernel pair
 // (kernels/attention_forward.wgsl, kernels/attention_backward.wgsl) and a reference path composed of
 // matmul, scale, mask, softmax, dropout and matmul. Both share the validation below.
-import { DTypeError, DeviceError, ShapeError, ValueError, fmtShape } from '../errors';
-import { gpu } from '../gpu/device';
-import { dispatch, grid1d, variantName } from '../gpu/kernels';
-import { type Tensor, empty, tensor } from '../tensor/tensor';
-import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape';
-import { attnDropoutKeep, nextSeed } from '../tensor/random';
-import { dummy } from '../ops/kernel_args';
-import { record } from '../ops/record';
-import { add, ge, mul, where, withTmp, logicalAnd, toDType } from '../ops/elementwise';
-import { arange } from '../ops/creation';
-import { matmul } from '../ops/matmul';
-import { softmax } from '../ops/nn_ops';
-import { contiguous, expand, reshape, sumToShape, transpose, unsqueeze } from '../ops/views';
-import { getFlag } from './flags';
+import { DTypeError, DeviceError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { gpu } from '../gpu/device.js';
+import { dispatch, grid1d, variantName } from '../gpu/kernels.js';
+import { type Tensor, empty, tensor } from '../tensor/tensor.js';
+import { broadcastShapes, broadcastStrides, numel } from '../tensor/shape.js';
+import { attnDropoutKeep, nextSeed } from '../tensor/random.js';
+import { dummy } from '../ops/kernel_args.js';
+import { record } from '../ops/record.js';
+import { add, ge, mul, where, withTmp, logicalAnd, toDType } from '../ops/elementwise.js';
+import { arange } from '../ops/creation.js';
+import { matmul } from '../ops/matmul.js';
+import { softmax } from '../ops/nn_ops.js';
+import { contiguous, expand, reshape, sumToShape, transpose, unsqueeze } from '../ops/views.js';
+import { getFlag } from './flags.js';
 
 export interface SdpaOptions {
   /** bool (true = may attend) or f32 (added to the scores), broadcastable to [..., Hq, Nq, Nk]. */

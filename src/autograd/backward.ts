@@ -1,12 +1,12 @@
 // Reverse-mode autograd: one walk over the recorded graph in reverse topological order.
-import { ShapeError, ValueError, fmtShape } from '../errors';
-import { type GradNode, releaseNode, setGradEnabled } from '../tensor/graph';
-import { type Tensor, keep } from '../tensor/tensor';
-import { sameShape } from '../tensor/shape';
-import { elementwise } from '../ops/kernel_args';
-import { add, clone } from '../ops/elementwise';
-import { full } from '../ops/creation';
-import { castRaw } from '../ops/cast';
+import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import { type GradNode, releaseNode, setGradEnabled } from '../tensor/graph.js';
+import { type Tensor, keep } from '../tensor/tensor.js';
+import { sameShape } from '../tensor/shape.js';
+import { elementwise } from '../ops/kernel_args.js';
+import { add, clone } from '../ops/elementwise.js';
+import { full } from '../ops/creation.js';
+import { castRaw } from '../ops/cast.js';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run again through the same graph. */

@@ -4,13 +4,13 @@
 // The loss is sum(fn(...inputs) * W) with W fixed and random, so every output element's gradient matters (a plain sum
 // would hide a backward rule that is wrong by a per-row constant, as softmax's would be). The finite differences
 // accumulate that dot product on the host in float64, which keeps the f32 error to the forward's own rounding.
-import { ValueError } from '../errors';
-import { type Tensor, tensor, tidy } from '../tensor/tensor';
-import { normals } from '../tensor/random';
-import { mul } from '../ops/elementwise';
-import { sum } from '../ops/reduce';
-import { noGrad } from './index';
-import { backward } from './backward';
+import { ValueError } from '../errors.js';
+import { type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { normals } from '../tensor/random.js';
+import { mul } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { noGrad } from './index.js';
+import { backward } from './backward.js';
 
 export interface GradcheckOptions {
   /** Finite-difference step (default 1e-3). */

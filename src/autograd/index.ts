@@ -1,6 +1,6 @@
-import { isGradEnabled, withGradMode } from '../tensor/graph';
-import { ValueError } from '../errors';
-export { backward, type BackwardOptions } from './backward';
+import { isGradEnabled, withGradMode } from '../tensor/graph.js';
+import { ValueError } from '../errors.js';
+export { backward, type BackwardOptions } from './backward.js';
 
 /** Runs fn with gradient recording off and returns what it returns. Synchronous. */
 export function noGrad<T>(fn: () => T): T {
@@ -14,8 +14,8 @@ export function enableGrad<T>(fn: () => T): T {
 
 export { isGradEnabled };
 
-import { Tensor } from '../tensor/tensor';
-import { backward as runBackward } from './backward';
+import { Tensor } from '../tensor/tensor.js';
+import { backward as runBackward } from './backward.js';
 (Tensor.prototype as unknown as { backward: unknown }).backward = function (this: Tensor, gradient?: Tensor, options?: { retainGraph?: boolean }) {
   runBackward(this, gradient, options);
 };

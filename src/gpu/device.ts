@@ -1,6 +1,6 @@
 // Device acquisition and the one live device kiln computes on.
-import { DeviceError } from '../errors';
-import { platform } from './platform';
+import { DeviceError } from '../errors.js';
+import { platform } from './platform.js';
 
 export interface InitOptions {
   /** Use a software adapter even where a hardware one exists (Node: lavapipe or SwiftShader). */
@@ -107,7 +107,7 @@ export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
     if (!adapter) {
       const help =
         plat.name === 'node'
-          ? (await import('./platform_help')).NO_ADAPTER_HELP
+          ? (await import('./platform_help.js')).NO_ADAPTER_HELP
           : 'kiln found no WebGPU adapter in this browser (navigator.gpu.requestAdapter() returned null). Serve the page over https or http://127.0.0.1, and enable WebGPU.';
       throw new DeviceError(help);
     }

@@ -1,11 +1,11 @@
 // Kernel loading: WGSL sources are real files in kernels/, bundled as text. wgsl_reflect reads each
 // entry point's bindings and its params struct, so no bind group layout is written by hand.
 import { WgslReflect } from 'wgsl_reflect';
-import { DeviceError, KilnError } from '../errors';
-import { gpu, onDeviceInit } from './device';
-import type { PooledBuffer } from './memory';
-import { allocUniform, encodeDispatch, recordAsyncError, uniformRingBuffer } from './queue';
-import { KERNEL_SOURCES } from './kernel_sources';
+import { DeviceError, KilnError } from '../errors.js';
+import { gpu, onDeviceInit } from './device.js';
+import type { PooledBuffer } from './memory.js';
+import { allocUniform, encodeDispatch, recordAsyncError, uniformRingBuffer } from './queue.js';
+import { KERNEL_SOURCES } from './kernel_sources.js';
 
 export type ParamValue = number | boolean | readonly number[];
 

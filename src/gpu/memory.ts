@@ -1,8 +1,8 @@
 // The buffer pool and live-memory accounting. Buffers are pooled by size class; a tensor's storage
 // owns one buffer until its last view is disposed, then the buffer returns to the pool.
-import { DeviceError, fmtShape } from '../errors';
-import { gpu, onDeviceInit, onDeviceLost } from './device';
-import { afterSubmit } from './queue';
+import { DeviceError, fmtShape } from '../errors.js';
+import { gpu, onDeviceInit, onDeviceLost } from './device.js';
+import { afterSubmit } from './queue.js';
 
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 

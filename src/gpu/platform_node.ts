@@ -1,8 +1,8 @@
 // Node platform: Dawn through the npm package `webgpu`. On a machine without a hardware Vulkan driver,
 // points the Vulkan loader at a software driver before Dawn loads.
 import { existsSync, readdirSync } from 'node:fs';
-import { DeviceError } from '../errors';
-import type { Platform, PlatformInfo } from './platform';
+import { DeviceError } from '../errors.js';
+import type { Platform, PlatformInfo } from './platform.js';
 
 const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.json';
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -1,7 +1,7 @@
 // Timestamp profiling of kiln's dispatches, for benchmarks: while a GpuTimer runs, every dispatch gets its own
 // compute pass with timestamp writes (see setProfiler in queue.ts), and stop() returns the summed kernel time.
-import { gpu } from './device';
-import { flush, setProfiler, type DispatchProfiler } from './queue';
+import { gpu } from './device.js';
+import { flush, setProfiler, type DispatchProfiler } from './queue.js';
 
 const PASSES_PER_SUBMIT = 1024; // a query set holds at most 4096 queries; two per pass
 

@@ -1,8 +1,8 @@
 // Command batching: every dispatch, upload and copy is encoded into one command encoder; the encoder
 // is submitted only at sync points (a readback, an explicit flush, or when the batch grows large).
-import { DeviceError, KilnError } from '../errors';
-import { gpu, onDeviceInit, onUncapturedError, type KilnDevice } from './device';
-import type { PooledBuffer } from './memory';
+import { DeviceError, KilnError } from '../errors.js';
+import { gpu, onDeviceInit, onUncapturedError, type KilnDevice } from './device.js';
+import type { PooledBuffer } from './memory.js';
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
 const UNIFORM_SLOTS = 1024;

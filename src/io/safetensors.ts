@@ -3,9 +3,9 @@
 //   N bytes: a JSON object {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}},
 //            padded with spaces to a multiple of 8 bytes
 //   the data: each tensor's raw little-endian bytes, row-major, at data_offsets relative to the data start.
-import { KilnError, ValueError } from '../errors';
-import { Tensor, tensor } from '../tensor/tensor';
-import { halfBitsToFloat, toHalfBits } from '../tensor/half';
+import { KilnError, ValueError } from '../errors.js';
+import { Tensor, tensor } from '../tensor/tensor.js';
+import { halfBitsToFloat, toHalfBits } from '../tensor/half.js';
 
 /** A checkpoint that is malformed, truncated or uses something kiln cannot read. */
 export class CheckpointError extends KilnError {}

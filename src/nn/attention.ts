@@ -1,18 +1,18 @@
 // Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
 // TransformerEncoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
-import { type Tensor, tidy } from '../tensor/tensor';
-import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/elementwise';
-import { linear, matmul } from '../ops/matmul';
-import { softmax } from '../ops/nn_ops';
-import { permute, reshape, slice, unsqueeze } from '../ops/views';
-import { scaledDotProductAttention, type SdpaOptions } from '../attention/sdpa';
-import { KVCache } from '../attention/kv_cache';
-import { tensor } from '../tensor/tensor';
-import { Module, checkFeatures } from './module';
-import { Dropout, LayerNorm, Linear } from './layers';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { type Tensor, tidy } from '../tensor/tensor.js';
+import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/elementwise.js';
+import { linear, matmul } from '../ops/matmul.js';
+import { softmax } from '../ops/nn_ops.js';
+import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
+import { scaledDotProductAttention, type SdpaOptions } from '../attention/sdpa.js';
+import { KVCache } from '../attention/kv_cache.js';
+import { tensor } from '../tensor/tensor.js';
+import { Module, checkFeatures } from './module.js';
+import { Dropout, LayerNorm, Linear } from './layers.js';
 
-import { checkPositiveInt, checkSeed, constParam, uniformParam } from './init';
+import { checkPositiveInt, checkSeed, constParam, uniformParam } from './init.js';
 
 export interface MultiheadAttentionOptions {
   /** Key/value heads (grouped-query attention); defaults to numHeads. */

@@ -1,10 +1,10 @@
 // Dropout with a seeded counter-based (Philox) mask generated on the host and uploaded.
-import { ValueError } from '../errors';
-import { type Tensor, tensor } from '../tensor/tensor';
-import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random';
-import { record } from '../ops/record';
-import { mul } from '../ops/elementwise';
-import { checkFeatures } from './module';
+import { ValueError } from '../errors.js';
+import { type Tensor, tensor } from '../tensor/tensor.js';
+import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random.js';
+import { record } from '../ops/record.js';
+import { mul } from '../ops/elementwise.js';
+import { checkFeatures } from './module.js';
 
 export interface DropoutOptions {
   seed?: number;

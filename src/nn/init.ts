@@ -1,7 +1,7 @@
 // Seeded parameter initialisation, as PyTorch's defaults (the numbers differ from torch's RNG, the distributions do not).
-import { ValueError } from '../errors';
-import { type Tensor, tensor } from '../tensor/tensor';
-import { nextSeed, normals, uniforms } from '../tensor/random';
+import { ValueError } from '../errors.js';
+import { type Tensor, tensor } from '../tensor/tensor.js';
+import { nextSeed, normals, uniforms } from '../tensor/random.js';
 
 export function checkSeed(fn: string, seed: number | undefined): number {
   if (seed === undefined) return nextSeed();

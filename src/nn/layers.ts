@@ -1,13 +1,13 @@
 // Linear, Embedding, LayerNorm, Dropout, Sequential and activation modules.
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
-import type { Tensor } from '../tensor/tensor';
-import { philox4x32 } from '../tensor/random';
-import { linear } from '../ops/matmul';
-import { embedding, layerNorm } from '../ops/nn_ops';
-import { gelu, relu, sigmoid, tanh } from '../ops/elementwise';
-import { Module, checkFeatures } from './module';
-import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init';
-import { dropout } from './dropout';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { philox4x32 } from '../tensor/random.js';
+import { linear } from '../ops/matmul.js';
+import { embedding, layerNorm } from '../ops/nn_ops.js';
+import { gelu, relu, sigmoid, tanh } from '../ops/elementwise.js';
+import { Module, checkFeatures } from './module.js';
+import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init.js';
+import { dropout } from './dropout.js';
 
 export interface LinearOptions {
   bias?: boolean;

@@ -1,9 +1,9 @@
 // nn.Module: parameters, submodules and buffers with PyTorch's dotted names; train/eval; state dicts.
-import { KilnError, ShapeError, ValueError, fmtShape } from '../errors';
-import { Tensor, keep } from '../tensor/tensor';
-import { elementwise } from '../ops/kernel_args';
-import { U } from '../ops/elementwise';
-import { noGrad } from '../autograd/index';
+import { KilnError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { Tensor, keep } from '../tensor/tensor.js';
+import { elementwise } from '../ops/kernel_args.js';
+import { U } from '../ops/elementwise.js';
+import { noGrad } from '../autograd/index.js';
 
 /** loadStateDict found keys that are missing, unexpected or of the wrong shape. */
 export class StateDictError extends KilnError {

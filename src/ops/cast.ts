@@ -1,12 +1,12 @@
 // Float casts (f32 <-> f16) and the copies f16 views need (contiguous, clone). kernels/cast.wgsl.
-import { fmtShape } from '../errors';
-import { type DType, parseDType, f16Unsupported } from '../tensor/dtype';
-import { type Tensor, empty } from '../tensor/tensor';
-import { broadcastStrides } from '../tensor/shape';
-import { dispatch, grid1d } from '../gpu/kernels';
-import { DTypeError } from '../errors';
-import { pad8 } from './kernel_args';
-import { record } from './record';
+import { fmtShape } from '../errors.js';
+import { type DType, parseDType, f16Unsupported } from '../tensor/dtype.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { broadcastStrides } from '../tensor/shape.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { DTypeError } from '../errors.js';
+import { pad8 } from './kernel_args.js';
+import { record } from './record.js';
 
 const WG = 256;
 

@@ -1,11 +1,11 @@
 // Tensor creation beyond tensor(): filled, ranged and seeded random tensors.
-import { ValueError } from '../errors';
-import { type DType, parseDType } from '../tensor/dtype';
-import { type Tensor, empty, upload } from '../tensor/tensor';
-import { checkShape, numel } from '../tensor/shape';
-import { nextSeed, normals, uniforms } from '../tensor/random';
-import { elementwise } from './kernel_args';
-import { castRaw } from './cast';
+import { ValueError } from '../errors.js';
+import { type DType, parseDType } from '../tensor/dtype.js';
+import { type Tensor, empty, upload } from '../tensor/tensor.js';
+import { checkShape, numel } from '../tensor/shape.js';
+import { nextSeed, normals, uniforms } from '../tensor/random.js';
+import { elementwise } from './kernel_args.js';
+import { castRaw } from './cast.js';
 
 export interface CreateOptions {
   dtype?: DType | 'float32' | 'int32';

@@ -1,12 +1,12 @@
 // Elementwise ops with PyTorch broadcasting, and their backward rules.
-import { DTypeError, ValueError } from '../errors';
-import { type DType, checkDType, parseDType, f16Unsupported } from '../tensor/dtype';
-import { type Tensor, empty, tensor } from '../tensor/tensor';
-import { broadcastShapes } from '../tensor/shape';
-import { elementwise } from './kernel_args';
-import { castRaw, copyF16, to as castTo } from './cast';
-import { record } from './record';
-import { sumToShape } from './views';
+import { DTypeError, ValueError } from '../errors.js';
+import { type DType, checkDType, parseDType, f16Unsupported } from '../tensor/dtype.js';
+import { type Tensor, empty, tensor } from '../tensor/tensor.js';
+import { broadcastShapes } from '../tensor/shape.js';
+import { elementwise } from './kernel_args.js';
+import { castRaw, copyF16, to as castTo } from './cast.js';
+import { record } from './record.js';
+import { sumToShape } from './views.js';
 
 export const U = {
   copy: 0, neg: 1, exp: 2, log: 3, sqrt: 4, relu: 5, gelu: 6, tanh: 7, sigmoid: 8, pow: 9, abs: 10,

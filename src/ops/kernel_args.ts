@@ -1,9 +1,9 @@
 // Small helpers that turn tensor views into kernel params.
-import { DTYPE_CODE, f16Unsupported } from '../tensor/dtype';
-import type { Tensor } from '../tensor/tensor';
-import { broadcastStrides, contiguousStrides } from '../tensor/shape';
-import { dispatch, dummyBuffer, grid1d } from '../gpu/kernels';
-import type { PooledBuffer } from '../gpu/memory';
+import { DTYPE_CODE, f16Unsupported } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { broadcastStrides, contiguousStrides } from '../tensor/shape.js';
+import { dispatch, dummyBuffer, grid1d } from '../gpu/kernels.js';
+import type { PooledBuffer } from '../gpu/memory.js';
 
 export function pad8(v: readonly number[]): number[] {
   const out = new Array<number>(8).fill(0);

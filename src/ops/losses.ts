@@ -1,18 +1,18 @@
 // Losses: cross-entropy (a fused kernel with its own backward), mean squared error and binary
 // cross-entropy with logits (stable form), each with PyTorch's reductions.
-import { f16Unsupported } from '../tensor/dtype';
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
-import { type Tensor, empty, tensor } from '../tensor/tensor';
-import { numel } from '../tensor/shape';
-import { withGradMode } from '../tensor/graph';
-import { dispatch, grid1d } from '../gpu/kernels';
-import { dummy } from './kernel_args';
-import { record } from './record';
-import { contiguous, permute, reshape } from './views';
-import { U, unaryRaw, div, eq, ne, toDType, abs, add, addScalar, exp, log1p, mul, mulScalar, neg, relu, sigmoid, sub, withTmp } from './elementwise';
-import { mean, sum } from './reduce';
-import { logSoftmax } from './nn_ops';
-import { arange } from './creation';
+import { f16Unsupported } from '../tensor/dtype.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { type Tensor, empty, tensor } from '../tensor/tensor.js';
+import { numel } from '../tensor/shape.js';
+import { withGradMode } from '../tensor/graph.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { dummy } from './kernel_args.js';
+import { record } from './record.js';
+import { contiguous, permute, reshape } from './views.js';
+import { U, unaryRaw, div, eq, ne, toDType, abs, add, addScalar, exp, log1p, mul, mulScalar, neg, relu, sigmoid, sub, withTmp } from './elementwise.js';
+import { mean, sum } from './reduce.js';
+import { logSoftmax } from './nn_ops.js';
+import { arange } from './creation.js';
 
 export type Reduction = 'mean' | 'sum' | 'none';
 const MODE: Record<Reduction, number> = { none: 0, sum: 1, mean: 2 };

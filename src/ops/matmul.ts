@@ -1,13 +1,13 @@
 // Batched matmul with PyTorch's broadcasting and 1-D rules, and its backward.
-import { f16Unsupported } from '../tensor/dtype';
-import { DTypeError, DeviceError, ShapeError, fmtShape } from '../errors';
-import { type Tensor, empty } from '../tensor/tensor';
-import { broadcastShapes, numel } from '../tensor/shape';
-import { dispatch } from '../gpu/kernels';
-import { gpu } from '../gpu/device';
-import { record } from './record';
-import { reshape, sumToShape, transpose, unsqueeze, squeeze } from './views';
-import { add, withTmp } from './elementwise';
+import { f16Unsupported } from '../tensor/dtype.js';
+import { DTypeError, DeviceError, ShapeError, fmtShape } from '../errors.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { broadcastShapes, numel } from '../tensor/shape.js';
+import { dispatch } from '../gpu/kernels.js';
+import { gpu } from '../gpu/device.js';
+import { record } from './record.js';
+import { reshape, sumToShape, transpose, unsqueeze, squeeze } from './views.js';
+import { add, withTmp } from './elementwise.js';
 
 /** out[..., M, N] = a[..., M, K] @ b[..., K, N] on 2-D-or-more operands (any strides). */
 function matmul2(a: Tensor, b: Tensor, alpha = 1): Tensor {

@@ -1,11 +1,11 @@
 // Installs the op functions as Tensor methods (x.add(y), x.matmul(y), ...).
-import { Tensor } from '../tensor/tensor';
-import type { DType } from '../tensor/dtype';
-import * as E from './elementwise';
-import * as R from './reduce';
-import * as V from './views';
-import { matmul } from './matmul';
-import { softmax, logSoftmax } from './nn_ops';
+import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import * as E from './elementwise.js';
+import * as R from './reduce.js';
+import * as V from './views.js';
+import { matmul } from './matmul.js';
+import { softmax, logSoftmax } from './nn_ops.js';
 
 declare module '../tensor/tensor' {
   interface Tensor {

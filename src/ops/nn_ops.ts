@@ -1,14 +1,14 @@
 // softmax, logSoftmax, layerNorm, embedding, concat: the ops with kernels of their own.
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors';
-import { checkDType, f16Unsupported } from '../tensor/dtype';
-import { type Tensor, empty } from '../tensor/tensor';
-import { normDim, numel } from '../tensor/shape';
-import { dispatch, grid1d } from '../gpu/kernels';
-import { dummy, elementwise } from './kernel_args';
-import { record } from './record';
-import { dense, reshape } from './views';
-import { mul, withTmp, unaryRaw, U } from './elementwise';
-import { sum } from './reduce';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { checkDType, f16Unsupported } from '../tensor/dtype.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { normDim, numel } from '../tensor/shape.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { dummy, elementwise } from './kernel_args.js';
+import { record } from './record.js';
+import { dense, reshape } from './views.js';
+import { mul, withTmp, unaryRaw, U } from './elementwise.js';
+import { sum } from './reduce.js';
 
 function softmaxKernel(entry: 'forward' | 'backward', log: boolean, x: Tensor, dy: Tensor | null, dim: number): Tensor {
   const out = empty(x.shape.slice(), 'f32');

@@ -1,6 +1,6 @@
 // Recording an op on the autograd tape, beside its forward.
-import { type GradEdge, type GradNode, isGradEnabled, newNodeId } from '../tensor/graph';
-import { type Tensor, keep } from '../tensor/tensor';
+import { type GradEdge, type GradNode, isGradEnabled, newNodeId } from '../tensor/graph.js';
+import { type Tensor, keep } from '../tensor/tensor.js';
 
 function edgeOf(t: Tensor | null | undefined): GradEdge | null {
   if (!t || !t.requiresGrad) return null;

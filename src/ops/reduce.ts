@@ -1,13 +1,13 @@
 // Reductions over any dims, with keepdim, and their backward rules.
-import { ShapeError, fmtShape } from '../errors';
-import { checkDType } from '../tensor/dtype';
-import { type Tensor, empty } from '../tensor/tensor';
-import { contiguousStrides, normDim } from '../tensor/shape';
-import { dispatch, grid1d } from '../gpu/kernels';
-import { dtCode, pad8 } from './kernel_args';
-import { expand, reshape, setSumDims } from './views';
-import { mul, mulScalar, withTmp, binaryRaw, B } from './elementwise';
-import { record } from './record';
+import { ShapeError, fmtShape } from '../errors.js';
+import { checkDType } from '../tensor/dtype.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { contiguousStrides, normDim } from '../tensor/shape.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { dtCode, pad8 } from './kernel_args.js';
+import { expand, reshape, setSumDims } from './views.js';
+import { mul, mulScalar, withTmp, binaryRaw, B } from './elementwise.js';
+import { record } from './record.js';
 
 const OPS = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 type ReduceOp = keyof typeof OPS;

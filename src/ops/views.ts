@@ -1,10 +1,10 @@
 // View ops: new shape/strides over the same storage, no copy. contiguous() copies when needed.
-import { ShapeError, ValueError, fmtShape } from '../errors';
-import { type Tensor, empty } from '../tensor/tensor';
-import { checkShape, contiguousStrides, isContiguous, normDim, numel } from '../tensor/shape';
-import { elementwise } from './kernel_args';
-import { record } from './record';
-import { castRaw, copyF16 } from './cast';
+import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { checkShape, contiguousStrides, isContiguous, normDim, numel } from '../tensor/shape.js';
+import { elementwise } from './kernel_args.js';
+import { record } from './record.js';
+import { castRaw, copyF16 } from './cast.js';
 
 function viewOf(x: Tensor, shape: number[], strides: number[], offset: number): Tensor {
   return x.makeView(shape, strides, offset);

@@ -1,10 +1,10 @@
 // Gradient clipping by global norm.
-import { ValueError } from '../errors';
-import { Tensor } from '../tensor/tensor';
-import { add, clamp, div, mul, sqrt, addScalar } from '../ops/elementwise';
-import { sum } from '../ops/reduce';
-import { full } from '../ops/creation';
-import { noGrad } from '../autograd/index';
+import { ValueError } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import { add, clamp, div, mul, sqrt, addScalar } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { full } from '../ops/creation.js';
+import { noGrad } from '../autograd/index.js';
 
 /**
  * Scales the gradients of `params` in place so that their joint 2-norm is at most maxNorm

@@ -1,4 +1,4 @@
 // Public exports of src/optim.
-export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions } from './optimizer';
-export { clipGradNorm } from './clip';
-export { LambdaLR, LinearWarmupLR, CosineAnnealingLR, WarmupCosineLR, linearWarmup, cosineDecay, warmupCosine } from './schedule';
+export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions } from './optimizer.js';
+export { clipGradNorm } from './clip.js';
+export { LambdaLR, LinearWarmupLR, CosineAnnealingLR, WarmupCosineLR, linearWarmup, cosineDecay, warmupCosine } from './schedule.js';

@@ -1,13 +1,13 @@
 // Optimizers whose step is one fused dispatch over every parameter (kernels/optimizer.wgsl explains the layout).
-import { KilnError, ValueError, fmtShape } from '../errors';
-import { Tensor, empty, keep, upload } from '../tensor/tensor';
-import { dispatch, grid1d } from '../gpu/kernels';
-import { encodeCopy } from '../gpu/queue';
-import { gpu } from '../gpu/device';
-import { dummy } from '../ops/kernel_args';
-import { add, addScalar, clone, div, mul, mulScalar, neg, sqrt, sub } from '../ops/elementwise';
-import { noGrad } from '../autograd/index';
-import { copyInto } from '../nn/module';
+import { KilnError, ValueError, fmtShape } from '../errors.js';
+import { Tensor, empty, keep, upload } from '../tensor/tensor.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { encodeCopy } from '../gpu/queue.js';
+import { gpu } from '../gpu/device.js';
+import { dummy } from '../ops/kernel_args.js';
+import { add, addScalar, clone, div, mul, mulScalar, neg, sqrt, sub } from '../ops/elementwise.js';
+import { noGrad } from '../autograd/index.js';
+import { copyInto } from '../nn/module.js';
 
 function checkNumber(fn: string, name: string, v: unknown, ok: (x: number) => boolean, rule: string): number {
   if (typeof v !== 'number' || !ok(v)) throw new ValueError(`${fn}: ${name} must be ${rule}, got ${v}`);

@@ -1,6 +1,6 @@
 // Learning-rate schedules: pure factor functions and small scheduler classes over an optimizer's lr.
-import { ValueError } from '../errors';
-import type { Optimizer } from './optimizer';
+import { ValueError } from '../errors.js';
+import type { Optimizer } from './optimizer.js';
 
 /** 0 -> startFactor ... warmupSteps -> 1, linearly (then 1). */
 export function linearWarmup(step: number, warmupSteps: number, startFactor = 0): number {

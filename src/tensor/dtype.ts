@@ -1,4 +1,4 @@
-import { DTypeError } from '../errors';
+import { DTypeError } from '../errors.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'bool';
 export const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'bool'];

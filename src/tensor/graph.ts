@@ -1,6 +1,6 @@
 // The autograd graph's data. Ops record a node per differentiable result; autograd/ walks them.
 // Lives in the tensor layer because tensors point at the node that made them.
-import type { Tensor } from './tensor';
+import type { Tensor } from './tensor.js';
 
 export interface GradEdge {
   /** The node that produced the input, or null for a leaf. */

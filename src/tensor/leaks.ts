@@ -1,5 +1,5 @@
 // Optional leak detector: reports tensors garbage-collected without dispose(), with where they were made.
-import type { Tensor } from './tensor';
+import type { Tensor } from './tensor.js';
 
 let registry: FinalizationRegistry<string> | null = null;
 let reporter: (msg: string) => void = (m) => console.warn(m);

@@ -1,5 +1,5 @@
 // Shape rules: validation, strides, broadcasting. Pure functions, no GPU.
-import { ShapeError, fmtShape } from '../errors';
+import { ShapeError, fmtShape } from '../errors.js';
 
 export function numel(shape: readonly number[]): number {
   let n = 1;

@@ -1,13 +1,13 @@
 // Tensor: a view (shape, strides, offset) over a storage that owns one GPU buffer.
-import { DTypeError, DisposedError, KilnError, ShapeError, ValueError, fmtShape } from '../errors';
-import { gpu } from '../gpu/device';
-import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory';
-import { readBuffer, uploadToBuffer } from '../gpu/queue';
-import { type DType, bytesPerElement, parseDType } from './dtype';
-import { halfBitsToFloat, toHalfBits } from './half';
-import { type GradNode, isGradEnabled, unrefNode } from './graph';
-import { checkShape, contiguousStrides, isContiguous, numel } from './shape';
-import { leakTrack, leakUntrack } from './leaks';
+import { DTypeError, DisposedError, KilnError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { gpu } from '../gpu/device.js';
+import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
+import { readBuffer, uploadToBuffer } from '../gpu/queue.js';
+import { type DType, bytesPerElement, parseDType } from './dtype.js';
+import { halfBitsToFloat, toHalfBits } from './half.js';
+import { type GradNode, isGradEnabled, unrefNode } from './graph.js';
+import { checkShape, contiguousStrides, isContiguous, numel } from './shape.js';
+import { leakTrack, leakUntrack } from './leaks.js';
 
 /** One GPU buffer shared by a tensor and its views. */
 export class Storage {

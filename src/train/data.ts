@@ -1,7 +1,7 @@
 // Batching: a seeded shuffling index iterator and a small host-side dataset.
-import { ShapeError, ValueError } from '../errors';
-import { type Tensor, tensor } from '../tensor/tensor';
-import { philox4x32 } from '../tensor/random';
+import { ShapeError, ValueError } from '../errors.js';
+import { type Tensor, tensor } from '../tensor/tensor.js';
+import { philox4x32 } from '../tensor/random.js';
 
 export interface BatchOptions {
   seed?: number;

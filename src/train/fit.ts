@@ -1,12 +1,12 @@
 // fit(): epochs of shuffled mini-batches, validation, early stopping with best-state restore, progress.
-import { ValueError, KilnError } from '../errors';
-import { type Tensor, tidy, keep } from '../tensor/tensor';
-import { clone } from '../ops/elementwise';
-import { noGrad } from '../autograd/index';
-import type { Module } from '../nn/module';
-import type { Optimizer } from '../optim/optimizer';
-import { clipGradNorm } from '../optim/clip';
-import { type Batch, type Dataset, batches } from './data';
+import { ValueError, KilnError } from '../errors.js';
+import { type Tensor, tidy, keep } from '../tensor/tensor.js';
+import { clone } from '../ops/elementwise.js';
+import { noGrad } from '../autograd/index.js';
+import type { Module } from '../nn/module.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import { clipGradNorm } from '../optim/clip.js';
+import { type Batch, type Dataset, batches } from './data.js';
 
 export interface EpochLogs {
   epoch: number;

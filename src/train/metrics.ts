@@ -1,5 +1,5 @@
 // Classification metrics on the host, over label arrays (as sklearn.metrics).
-import { ShapeError, ValueError } from '../errors';
+import { ShapeError, ValueError } from '../errors.js';
 
 type Labels = ArrayLike<number>;
 

@@ -1,7 +1,7 @@
 // Attention heatmaps as SVG (text, for pages and reports) and PNG (bytes, via fast-png).
 import { encode } from 'fast-png';
-import { ShapeError, ValueError, fmtShape } from '../errors';
-import type { Tensor } from '../tensor/tensor';
+import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 export interface Matrix {
   rows: number;

@@ -1,1 +1,1 @@
-export { heatmapSVG, heatmapPNG, attentionHeatmapSVG, attentionHeatmapPNG, matrixOf, colorAt, type Matrix, type HeatmapOptions } from './heatmap';
+export { heatmapSVG, heatmapPNG, attentionHeatmapSVG, attentionHeatmapPNG, matrixOf, colorAt, type Matrix, type HeatmapOptions } from './heatmap.js';
