@@ -1,12 +1,11 @@
-// kiln's public API, and nothing else.
-import './ops/methods';
-import './autograd/index';
+/// <reference types="@webgpu/types" preserve="true" />
+// kiln's public API, and nothing else (DESIGN.md's contract and what README documents). Flags, attention tile
+// choices, raw kernel access, the GPU device, GPU counters and timers are in kiln/experimental (src/experimental.ts).
+// Every module is free of import side effects (package.json "sideEffects": false), so bundlers keep what a page uses.
 
 export { init, deviceInfo, type InitOptions, type DeviceInfo } from './gpu/device.js';
 export { memory, resetPeak, emptyCache, setPoolLimit, type MemoryInfo } from './gpu/memory.js';
-export { flush, sync, stats as gpuStats, resetStats as resetGpuStats } from './gpu/queue.js';
-export { startGpuTimer, hasTimestampQuery, gpuDevice, type GpuTiming } from './gpu/profiler.js';
-export { compileKernel, kernelFiles } from './gpu/kernels.js';
+export { flush, sync } from './gpu/queue.js';
 export { KilnError, ShapeError, DTypeError, DeviceError, DisposedError, ValueError } from './errors.js';
 export { Tensor, tensor, tidy, keep, type TensorOptions, type NestedArray } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
@@ -26,7 +25,10 @@ export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckI
 export * as F from './functional.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
-export * from './io/index.js';
-export * from './train/index.js';
-export * from './attention/index.js';
+export { save, load, readHeader, CheckpointError, type SaveOptions, type LoadResult } from './io/index.js';
+export {
+  batches, permutation, TensorDataset, fit, accuracy, confusionMatrix, precisionRecallF1, classificationReport,
+  type BatchOptions, type Batch, type Dataset, type FitOptions, type FitResult, type EpochLogs, type ClassScores, type PrecisionRecallF1,
+} from './train/index.js';
+export { scaledDotProductAttention, attentionWeights, KVCache, type SdpaOptions } from './attention/index.js';
 export * as viz from './viz/index.js';

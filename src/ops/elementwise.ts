@@ -1,201 +1,186 @@
-// Elementwise ops with PyTorch broadcasting, and their backward rules.
+// Elementwise ops with PyTorch broadcasting, and their backward rules. Rules run in their own scope (autograd), so
+// they compose ops freely without disposing temporaries.
 import { DTypeError, ValueError } from '../errors.js';
-import { type DType, checkDType, parseDType, f16Unsupported } from '../tensor/dtype.js';
-import { type Tensor, empty, tensor } from '../tensor/tensor.js';
-import { broadcastShapes } from '../tensor/shape.js';
-import { elementwise } from './kernel_args.js';
-import { castRaw, copyF16, to as castTo } from './cast.js';
-import { record } from './record.js';
-import { sumToShape } from './views.js';
+import { type DType, checkDType, f16Unsupported, parseDType } from '../tensor/dtype.js';
+import { allocLike, upload } from '../tensor/base.js';
+import { isI32 } from '../tensor/host.js';
+import { U, B, unary, binary, select } from '../launch/elementwise.js';
+import { cast } from '../launch/cast.js';
+import { sumTo } from '../launch/reduce.js';
+import { record } from '../autograd/node.js';
+import type { Tensor } from './tensor.js';
 
-export const U = {
-  copy: 0, neg: 1, exp: 2, log: 3, sqrt: 4, relu: 5, gelu: 6, tanh: 7, sigmoid: 8, pow: 9, abs: 10,
-  addScalar: 11, mulScalar: 12, not: 13, rsqrt: 14, geluGrad: 15, sin: 16, cos: 17, clamp: 18, sign: 19,
-  reciprocal: 20, scalarSub: 21, scalarDiv: 22, square: 23, floor: 24, log1p: 25, softplus: 26, scalarPow: 27,
-} as const;
-export const B = {
-  add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6, eq: 7, ne: 8, lt: 9, le: 10, gt: 11, ge: 12,
-  and: 13, or: 14, atan2: 15,
-} as const;
+export { U, B };
 
-export function unaryRaw(name: string, x: Tensor, op: number, scalar = 0, scalar2 = 0, outDType: DType = x.dtype): Tensor {
-  x.buf(name);
-  const out = empty(x.shape.slice(), outDType);
-  elementwise('unary', name, out, { a: x }, op, scalar, scalar2);
-  return out;
+/** A 0-d tensor holding `value` in `dtype`, of x's class (uploaded: exact for every i32). */
+export function scalarLike(x: Tensor, value: number, dtype: DType): Tensor {
+  const t = allocLike(x, [], dtype);
+  upload(t, [value], 'scalar');
+  return t;
 }
 
-function floatUnary(name: string, x: Tensor, op: number, backward: (g: Tensor, x: Tensor, y: Tensor) => Tensor, saveOut = false, scalar = 0, scalar2 = 0): Tensor {
-  checkDType(name, 'input', x.dtype, ['f32']);
-  const y = unaryRaw(name, x, op, scalar, scalar2);
-  return record(name, y, [x], (g, s) => [backward(g, s[0], saveOut ? s[1] : s[0])], saveOut ? [x, y] : [x]);
+function checkOperand(fn: string, y: unknown): void {
+  if (typeof y === 'number') return;
+  if (!y || typeof y !== 'object' || !('shape' in y) || !('dtype' in y)) throw new ValueError(`${fn}: second operand must be a Tensor or a number, got ${typeof y === 'string' ? JSON.stringify(y) : String(y)}`);
 }
 
-export const neg = (x: Tensor): Tensor => {
-  checkDType('neg', 'input', x.dtype, ['f32', 'i32']);
-  return record('neg', unaryRaw('neg', x, U.neg), [x], (g) => [neg(g)]);
-};
-export const exp = (x: Tensor): Tensor => floatUnary('exp', x, U.exp, (g, _x, y) => mul(g, y), true);
-export const log = (x: Tensor): Tensor => floatUnary('log', x, U.log, (g, x) => div(g, x));
-export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', x, U.sqrt, (g, _x, y) => withTmp(mulScalar(y, 2), (t) => div(g, t)), true);
-export const rsqrt = (x: Tensor): Tensor =>
-  floatUnary('rsqrt', x, U.rsqrt, (g, x, y) => withTmp(div(y, x), (t) => withTmp(mul(g, t), (u) => mulScalar(u, -0.5))), true);
-export const relu = (x: Tensor): Tensor => floatUnary('relu', x, U.relu, (g, x) => withTmp(gtScalarF(x, 0), (m) => mul(g, m)));
-export const gelu = (x: Tensor): Tensor => floatUnary('gelu', x, U.gelu, (g, x) => withTmp(unaryRaw('gelu.backward', x, U.geluGrad), (d) => mul(g, d)));
-export const tanh = (x: Tensor): Tensor =>
-  floatUnary('tanh', x, U.tanh, (g, _x, y) => withTmp(unaryRaw('tanh.backward', y, U.square), (y2) => withTmp(unaryRaw('tanh.backward', y2, U.scalarSub, 1), (d) => mul(g, d))), true);
-export const sigmoid = (x: Tensor): Tensor =>
-  floatUnary('sigmoid', x, U.sigmoid, (g, _x, y) => withTmp(unaryRaw('sigmoid.backward', y, U.scalarSub, 1), (om) => withTmp(mul(y, om), (d) => mul(g, d))), true);
-export const abs = (x: Tensor): Tensor => floatUnary('abs', x, U.abs, (g, x) => withTmp(unaryRaw('abs.backward', x, U.sign), (s) => mul(g, s)));
-export const sin = (x: Tensor): Tensor => floatUnary('sin', x, U.sin, (g, x) => withTmp(unaryRaw('sin.backward', x, U.cos), (c) => mul(g, c)));
-export const cos = (x: Tensor): Tensor => floatUnary('cos', x, U.cos, (g, x) => withTmp(unaryRaw('cos.backward', x, U.sin), (s) => withTmp(mul(g, s), neg)));
-export const softplus = (x: Tensor): Tensor => floatUnary('softplus', x, U.softplus, (g, x) => withTmp(unaryRaw('softplus.backward', x, U.sigmoid), (s) => mul(g, s)));
-export const log1p = (x: Tensor): Tensor => floatUnary('log1p', x, U.log1p, (g, x) => withTmp(unaryRaw('log1p.backward', x, U.addScalar, 1), (d) => div(g, d)));
-export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
-  if (Number.isNaN(min) || Number.isNaN(max)) throw new ValueError(`clamp: bounds must not be NaN (min ${min}, max ${max})`);
-  return floatUnary('clamp', x, U.clamp, (g, x) => {
-    const inside = unaryRaw('clamp.backward', x, U.clamp, min, max);
-    const eqm = binaryRaw('clamp.backward', inside, x, B.eq, 'f32');
-    inside.dispose();
-    return withTmp(eqm, (m) => mul(g, m));
-  }, false, min, max);
+/** The no-promotion rule for two tensors: same dtype, one of `allowed`. */
+function sameDType(fn: string, a: Tensor, b: Tensor, allowed: readonly DType[]): void {
+  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported(fn);
+  if (a.dtype !== b.dtype) throw new DTypeError(`${fn}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion; convert one with .to())`);
+  checkDType(fn, 'input', a.dtype, allowed);
 }
 
-export function pow(x: Tensor, p: number | Tensor): Tensor {
-  if (typeof p !== 'number') return binaryOp('pow', x, p, B.pow);
-  if (!Number.isFinite(p)) throw new ValueError(`pow: exponent must be finite, got ${p}`);
-  return floatUnary('pow', x, U.pow, (g, x) => withTmp(unaryRaw('pow.backward', x, U.pow, p - 1), (d) => withTmp(mulScalar(d, p), (d2) => mul(g, d2))), false, p);
-}
-
-export function mulScalar(x: Tensor, s: number): Tensor {
-  checkDType('mul', 'input', x.dtype, ['f32', 'i32']);
-  return record('mulScalar', unaryRaw('mul', x, U.mulScalar, s), [x], (g) => [mulScalar(g, s)]);
-}
-export function addScalar(x: Tensor, s: number): Tensor {
-  checkDType('add', 'input', x.dtype, ['f32', 'i32']);
-  return record('addScalar', unaryRaw('add', x, U.addScalar, s), [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
-}
-
-/** Runs fn on a temporary and disposes the temporary afterwards. */
-export function withTmp(t: Tensor, fn: (t: Tensor) => Tensor): Tensor {
-  try {
-    return fn(t);
-  } finally {
-    t.dispose();
+/** A scalar meeting a tensor: an i32 tensor takes only i32 integers (never a silent truncation). */
+function checkScalar(fn: string, x: Tensor, s: number): void {
+  if (typeof s !== 'number') throw new ValueError(`${fn}: scalar must be a number, got ${String(s)}`);
+  if (x.dtype === 'i32' && !isI32(s)) {
+    throw new DTypeError(`${fn}: an i32 tensor meets only integer scalars in the i32 range, got ${s} (kiln has no implicit promotion; convert with x.to('f32'))`);
   }
 }
 
-function gtScalarF(x: Tensor, s: number): Tensor {
-  const c = tensor([s], { shape: [] });
-  const out = binaryRaw('gt', x, c, B.gt, 'f32');
-  c.dispose();
-  return out;
+// ---------------------------------------------------------------- unary float ops
+
+/** A float unary op with its backward rule of (g, x, y). */
+function floatUnary(fn: string, x: Tensor, op: number, rule: (g: Tensor, x: Tensor, y: Tensor) => Tensor, scalar = 0, scalar2 = 0): Tensor {
+  checkDType(fn, 'input', x.dtype, ['f32']);
+  const y = unary(fn, x, op, scalar, scalar2);
+  return record(fn, y, [x], (g, [sx, sy]) => [rule(g, sx, sy)], [x, y]);
 }
 
-export function binaryRaw(name: string, a: Tensor, b: Tensor, op: number, outDType: DType): Tensor {
-  a.buf(name);
-  b.buf(name);
-  const shape = broadcastShapes(name, a.shape, b.shape);
-  const out = empty(shape, outDType);
-  elementwise('binary', name, out, { a, b }, op);
-  return out;
+export const exp = (x: Tensor): Tensor => floatUnary('exp', x, U.exp, (g, _x, y) => mul(g, y));
+export const log = (x: Tensor): Tensor => floatUnary('log', x, U.log, (g, x) => div(g, x));
+export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', x, U.sqrt, (g, _x, y) => div(g, mulScalar(y, 2)));
+export const rsqrt = (x: Tensor): Tensor => floatUnary('rsqrt', x, U.rsqrt, (g, x, y) => mulScalar(mul(g, div(y, x)), -0.5));
+export const relu = (x: Tensor): Tensor => floatUnary('relu', x, U.relu, (g, x) => mul(g, binary('relu.backward', x, scalarLike(x, 0, 'f32'), B.gt, 'f32')));
+export const gelu = (x: Tensor): Tensor => floatUnary('gelu', x, U.gelu, (g, x) => mul(g, unary('gelu.backward', x, U.geluGrad)));
+export const tanh = (x: Tensor): Tensor => floatUnary('tanh', x, U.tanh, (g, _x, y) => mul(g, unary('tanh.backward', unary('tanh.backward', y, U.square), U.scalarSub, 1)));
+export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', x, U.sigmoid, (g, _x, y) => mul(g, mul(y, unary('sigmoid.backward', y, U.scalarSub, 1))));
+export const abs = (x: Tensor): Tensor => floatUnary('abs', x, U.abs, (g, x) => mul(g, unary('abs.backward', x, U.sign)));
+export const sin = (x: Tensor): Tensor => floatUnary('sin', x, U.sin, (g, x) => mul(g, unary('sin.backward', x, U.cos)));
+export const cos = (x: Tensor): Tensor => floatUnary('cos', x, U.cos, (g, x) => neg(mul(g, unary('cos.backward', x, U.sin))));
+export const softplus = (x: Tensor): Tensor => floatUnary('softplus', x, U.softplus, (g, x) => mul(g, unary('softplus.backward', x, U.sigmoid)));
+export const log1p = (x: Tensor): Tensor => floatUnary('log1p', x, U.log1p, (g, x) => div(g, unary('log1p.backward', x, U.addScalar, 1)));
+
+export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
+  if (typeof min !== 'number' || typeof max !== 'number' || Number.isNaN(min) || Number.isNaN(max)) {
+    throw new ValueError(`clamp: bounds must be numbers, not NaN (min ${min}, max ${max})`);
+  }
+  // The gradient flows where min <= x <= max (PyTorch's clamp).
+  return floatUnary('clamp', x, U.clamp, (g, x) => mul(g, binary('clamp.backward', unary('clamp.backward', x, U.clamp, min, max), x, B.eq, 'f32')), min, max);
 }
 
-function sameDType(name: string, a: Tensor, b: Tensor, allowed: DType[]): void {
-  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported(name);
-  if (a.dtype !== b.dtype) throw new DTypeError(`${name}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion; convert one with .to())`);
-  checkDType(name, 'input', a.dtype, allowed);
+export function pow(x: Tensor, p: number | Tensor): Tensor {
+  checkOperand('pow', p);
+  if (typeof p !== 'number') return binaryOp('pow', x, p, B.pow);
+  if (!Number.isFinite(p)) throw new ValueError(`pow: exponent must be finite, got ${p}`);
+  return floatUnary('pow', x, U.pow, (g, x) => mul(g, mulScalar(unary('pow.backward', x, U.pow, p - 1), p)), p);
 }
 
-function binaryOp(name: string, a: Tensor, b: Tensor, op: number): Tensor {
-  sameDType(name, a, b, op === B.div || op === B.pow ? ['f32'] : ['f32', 'i32']);
-  const out = binaryRaw(name, a, b, op, a.dtype);
+export function neg(x: Tensor): Tensor {
+  checkDType('neg', 'input', x.dtype, ['f32', 'i32']);
+  return record('neg', unary('neg', x, U.neg), [x], (g) => [neg(g)]);
+}
+
+// ---------------------------------------------------------------- scalars
+
+export function mulScalar(x: Tensor, s: number): Tensor {
+  checkDType('mul', 'input', x.dtype, ['f32', 'i32']);
+  checkScalar('mul', x, s);
+  const y = x.dtype === 'i32' ? binary('mul', x, scalarLike(x, s, 'i32'), B.mul, 'i32') : unary('mul', x, U.mulScalar, s);
+  return record('mul', y, [x], (g) => [mulScalar(g, s)]);
+}
+
+export function addScalar(x: Tensor, s: number): Tensor {
+  checkDType('add', 'input', x.dtype, ['f32', 'i32']);
+  checkScalar('add', x, s);
+  const y = x.dtype === 'i32' ? binary('add', x, scalarLike(x, s, 'i32'), B.add, 'i32') : unary('add', x, U.addScalar, s);
+  return record('add', y, [x], (g) => [g]);
+}
+
+// ---------------------------------------------------------------- binary ops
+
+function binaryOp(fn: string, a: Tensor, b: Tensor, op: number): Tensor {
+  sameDType(fn, a, b, op === B.div || op === B.pow ? ['f32'] : ['f32', 'i32']);
+  const out = binary(fn, a, b, op, a.dtype);
   if (a.dtype !== 'f32') return out;
   const aShape = a.shape.slice(), bShape = b.shape.slice();
-  const reduce = (g: Tensor | null, shape: number[]) => (g ? withTmp(g, (t) => sumToShape(t, shape)) : null);
+  const to = (g: Tensor | null, shape: number[]): Tensor | null => (g ? sumTo(g, shape, `${fn}.backward`) : null);
   switch (op) {
     case B.add:
-      return record(name, out, [a, b], (g, _s, needs) => [needs[0] ? sumToShape(g, aShape) : null, needs[1] ? sumToShape(g, bShape) : null]);
+      return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? to(g, aShape) : null, needs[1] ? to(g, bShape) : null]);
     case B.sub:
-      return record(name, out, [a, b], (g, _s, needs) => [needs[0] ? sumToShape(g, aShape) : null, needs[1] ? reduce(neg(g), bShape) : null]);
+      return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? to(g, aShape) : null, needs[1] ? to(neg(g), bShape) : null]);
     case B.mul:
-      return record(name, out, [a, b], (g, [sa, sb], needs) => [needs[0] ? reduce(mul(g, sb), aShape) : null, needs[1] ? reduce(mul(g, sa), bShape) : null], [a, b]);
+      return record(fn, out, [a, b], (g, [sa, sb], needs) => [needs[0] ? to(mul(g, sb), aShape) : null, needs[1] ? to(mul(g, sa), bShape) : null], [a, b]);
     case B.div:
-      return record(name, out, [a, b], (g, [sa, sb], needs) => [
-        needs[0] ? reduce(div(g, sb), aShape) : null,
+      return record(fn, out, [a, b], (g, [sa, sb], needs) => [
+        needs[0] ? to(div(g, sb), aShape) : null,
         // d(a/b)/db = -a / b^2
-        needs[1] ? reduce(withTmp(mul(g, sa), (ga) => withTmp(mul(sb, sb), (b2) => withTmp(div(ga, b2), neg))), bShape) : null,
+        needs[1] ? to(neg(div(mul(g, sa), mul(sb, sb))), bShape) : null,
       ], [a, b]);
     case B.pow:
-      return record(name, out, [a, b], (g, [sa, sb, y], needs) => [
-        needs[0] ? reduce(withTmp(addScalar(sb, -1), (bm1) => withTmp(pow(sa, bm1), (p) => withTmp(mul(p, sb), (d) => mul(g, d)))), aShape) : null,
-        needs[1] ? reduce(withTmp(log(sa), (la) => withTmp(mul(la, y), (d) => mul(g, d))), bShape) : null,
+      return record(fn, out, [a, b], (g, [sa, sb, y], needs) => [
+        needs[0] ? to(mul(g, mul(pow(sa, addScalar(sb, -1)), sb)), aShape) : null,
+        needs[1] ? to(mul(g, mul(log(sa), y)), bShape) : null,
       ], [a, b, out]);
     case B.maximum:
     case B.minimum:
-      return record(name, out, [a, b], (g, [sa, sb], needs) => {
+      return record(fn, out, [a, b], (g, [sa, sb], needs) => {
         // Ties split the gradient evenly between a and b, as PyTorch does: weight of a = [a wins] + 0.5 [a == b].
-        const wins = binaryRaw(name, sa, sb, op === B.maximum ? B.gt : B.lt, 'f32');
-        const ties = binaryRaw(name, sa, sb, B.eq, 'f32');
-        const halfTies = unaryRaw(name, ties, U.mulScalar, 0.5);
-        ties.dispose();
-        const pickA = binaryRaw(name, wins, halfTies, B.add, 'f32');
-        wins.dispose();
-        halfTies.dispose();
-        const ga = needs[0] ? reduce(mul(g, pickA), aShape) : null;
-        const gb = needs[1] ? reduce(withTmp(unaryRaw(name, pickA, U.scalarSub, 1), (m) => mul(g, m)), bShape) : null;
-        pickA.dispose();
-        return [ga, gb];
+        const wins = binary(fn, sa, sb, op === B.maximum ? B.gt : B.lt, 'f32');
+        const pickA = binary(fn, wins, unary(fn, binary(fn, sa, sb, B.eq, 'f32'), U.mulScalar, 0.5), B.add, 'f32');
+        return [needs[0] ? to(mul(g, pickA), aShape) : null, needs[1] ? to(mul(g, unary(fn, pickA, U.scalarSub, 1)), bShape) : null];
       }, [a, b]);
     default:
       return out;
   }
 }
 
-function scalarOr(name: string, x: Tensor, y: Tensor | number): Tensor | null {
-  if (typeof y === 'number') return null;
-  if (!y || typeof y !== 'object' || !('shape' in y)) throw new ValueError(`${name}: second operand must be a Tensor or a number`);
-  return y;
-}
-
 export function add(a: Tensor, b: Tensor | number): Tensor {
-  const t = scalarOr('add', a, b);
-  return t ? binaryOp('add', a, t, B.add) : addScalar(a, b as number);
+  checkOperand('add', b);
+  return typeof b === 'number' ? addScalar(a, b) : binaryOp('add', a, b, B.add);
 }
 export function sub(a: Tensor, b: Tensor | number): Tensor {
-  const t = scalarOr('sub', a, b);
-  return t ? binaryOp('sub', a, t, B.sub) : addScalar(a, -(b as number));
+  checkOperand('sub', b);
+  if (typeof b !== 'number') return binaryOp('sub', a, b, B.sub);
+  checkDType('sub', 'input', a.dtype, ['f32', 'i32']);
+  checkScalar('sub', a, b);
+  return addScalar(a, -b);
 }
 export function mul(a: Tensor, b: Tensor | number): Tensor {
-  const t = scalarOr('mul', a, b);
-  return t ? binaryOp('mul', a, t, B.mul) : mulScalar(a, b as number);
+  checkOperand('mul', b);
+  return typeof b === 'number' ? mulScalar(a, b) : binaryOp('mul', a, b, B.mul);
 }
 export function div(a: Tensor, b: Tensor | number): Tensor {
-  const t = scalarOr('div', a, b);
-  if (t) return binaryOp('div', a, t, B.div);
+  checkOperand('div', b);
+  if (typeof b !== 'number') return binaryOp('div', a, b, B.div);
   checkDType('div', 'input', a.dtype, ['f32']);
-  return mulScalar(a, 1 / (b as number));
+  return mulScalar(a, 1 / b);
 }
-export const maximum = (a: Tensor, b: Tensor): Tensor => binaryOp('maximum', a, b, B.maximum);
-export const minimum = (a: Tensor, b: Tensor): Tensor => binaryOp('minimum', a, b, B.minimum);
+export function maximum(a: Tensor, b: Tensor): Tensor {
+  checkOperand('maximum', b);
+  return binaryOp('maximum', a, b, B.maximum);
+}
+export function minimum(a: Tensor, b: Tensor): Tensor {
+  checkOperand('minimum', b);
+  return binaryOp('minimum', a, b, B.minimum);
+}
 
-function compare(name: string, a: Tensor, b: Tensor | number, op: number): Tensor {
-  if (typeof b === 'number' && a.dtype !== 'f32' && !Number.isInteger(b)) {
-    // An integer tensor against a fractional number (x.lt(2.5)): compare as f32, as PyTorch promotes the scalar.
-    a.buf(name);
-    return withTmp(unaryRaw(name, a, U.copy, 0, 0, 'f32'), (af) => compare(name, af, b, op));
+// ---------------------------------------------------------------- comparisons and logic (no gradients)
+
+function compare(fn: string, a: Tensor, b: Tensor | number, op: number): Tensor {
+  checkOperand(fn, b);
+  if (typeof b !== 'number') {
+    sameDType(fn, a, b, ['f32', 'i32', 'bool']);
+    return binary(fn, a, b, op, 'bool');
   }
-  const t = typeof b === 'number' ? tensor([b], { shape: [], dtype: a.dtype === 'bool' ? 'i32' : a.dtype }) : b;
-  try {
-    if (typeof b === 'number' && a.dtype === 'bool') {
-      const ai = unaryRaw(name, a, U.copy, 0, 0, 'i32');
-      return withTmp(ai, (x) => binaryRaw(name, x, t, op, 'bool'));
-    }
-    sameDType(name, a, t, ['f32', 'i32', 'bool']);
-    return binaryRaw(name, a, t, op, 'bool');
-  } finally {
-    if (t !== b) t.dispose();
-  }
+  checkDType(fn, 'input', a.dtype, ['f32', 'i32', 'bool']);
+  // A comparison with a number is exact: integer tensors against a fractional number (x.lt(2.5)) compare as f32,
+  // as PyTorch promotes the scalar; booleans compare as 0 / 1.
+  const asF32 = a.dtype === 'f32' || !isI32(b);
+  const x = a.dtype === 'bool' || (asF32 && a.dtype !== 'f32') ? unary(fn, a, U.copy, 0, 0, asF32 ? 'f32' : 'i32') : a;
+  return binary(fn, x, scalarLike(a, b, x.dtype), op, 'bool');
 }
 export const eq = (a: Tensor, b: Tensor | number): Tensor => compare('eq', a, b, B.eq);
 export const ne = (a: Tensor, b: Tensor | number): Tensor => compare('ne', a, b, B.ne);
@@ -203,67 +188,76 @@ export const lt = (a: Tensor, b: Tensor | number): Tensor => compare('lt', a, b,
 export const le = (a: Tensor, b: Tensor | number): Tensor => compare('le', a, b, B.le);
 export const gt = (a: Tensor, b: Tensor | number): Tensor => compare('gt', a, b, B.gt);
 export const ge = (a: Tensor, b: Tensor | number): Tensor => compare('ge', a, b, B.ge);
+
 export function logicalAnd(a: Tensor, b: Tensor): Tensor {
   sameDType('logicalAnd', a, b, ['bool']);
-  return binaryRaw('logicalAnd', a, b, B.and, 'bool');
+  return binary('logicalAnd', a, b, B.and, 'bool');
 }
 export function logicalOr(a: Tensor, b: Tensor): Tensor {
   sameDType('logicalOr', a, b, ['bool']);
-  return binaryRaw('logicalOr', a, b, B.or, 'bool');
+  return binary('logicalOr', a, b, B.or, 'bool');
 }
 export function logicalNot(a: Tensor): Tensor {
   checkDType('logicalNot', 'input', a.dtype, ['bool']);
-  return unaryRaw('logicalNot', a, U.not, 0, 0, 'bool');
+  return unary('logicalNot', a, U.not, 0, 0, 'bool');
 }
 
 /** cond ? a : b, broadcasting all three. */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   checkDType('where', 'cond', cond.dtype, ['bool']);
   sameDType('where', a, b, ['f32', 'i32', 'bool']);
-  cond.buf('where');
-  a.buf('where');
-  b.buf('where');
-  const shape = broadcastShapes('where', cond.shape, a.shape, b.shape);
-  const out = empty(shape, a.dtype);
-  elementwise('select_where', 'where', out, { a, b, c: cond });
+  const out = select('where', cond, a, b);
   const aShape = a.shape.slice(), bShape = b.shape.slice();
   return record('where', out, [a, b], (g, [c], needs) => {
-    const zero = tensor([0], { shape: [] });
-    const ga = needs[0] ? withTmp(where(c, g, zero), (t) => sumToShape(t, aShape)) : null;
-    const gb = needs[1] ? withTmp(where(c, zero, g), (t) => sumToShape(t, bShape)) : null;
-    zero.dispose();
-    return [ga, gb];
+    const zero = scalarLike(g, 0, g.dtype);
+    return [needs[0] ? sumTo(select('where.backward', c, g, zero), aShape) : null, needs[1] ? sumTo(select('where.backward', c, zero, g), bShape) : null];
   }, [cond]);
 }
 
-/** Converts to another dtype (f32 -> i32 truncates toward zero; bool is x != 0). */
+// ---------------------------------------------------------------- dtype conversion and copies
+
+/** x in another dtype: f32 <-> f16 keep the gradient (cast back); f32 -> i32 truncates toward zero; bool is x != 0. */
 export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int32' | 'half'): Tensor {
   const dtype = parseDType('to', dtypeIn);
   x.buf('to');
-  if ((x.dtype === 'f16' || dtype === 'f16') && dtype !== x.dtype) {
-    if ((x.dtype === 'f32' || x.dtype === 'f16') && (dtype === 'f32' || dtype === 'f16')) return castTo(x, dtype, 'to');
-    // Integers and booleans go through f32 on the way.
-    if (x.dtype === 'f16') return withTmp(castRaw(x, 'f32', 'to'), (f) => toDType(f, dtype));
-    return withTmp(toDType(x, 'f32'), (f) => castRaw(f, 'f16', 'to'));
-  }
   if (dtype === x.dtype) {
     // Same dtype: a view that stays on the tape (as PyTorch's x.to(x.dtype) returns x itself).
-    const v = x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
-    return record('to', v, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
+    return record('to', x.makeView(x.shape.slice(), x.strides.slice(), x.offset), [x], (g) => [g]);
   }
-  if (x.dtype === 'bool' && dtype !== 'bool') return unaryRaw('to', x, U.copy, 0, 0, dtype === 'f32' ? 'f32' : 'i32');
-  if (dtype === 'bool') {
-    const zero = tensor([0], { shape: [], dtype: x.dtype });
-    const out = binaryRaw('to', x, zero, B.ne, 'bool');
-    zero.dispose();
-    return out;
+  const floats = (d: DType) => d === 'f32' || d === 'f16';
+  if (floats(x.dtype) && floats(dtype)) {
+    const from = x.dtype as 'f32' | 'f16';
+    return record('to', cast(x, dtype as 'f32' | 'f16', 'to'), [x], (g) => [cast(g, from, 'to.backward')]);
   }
-  return unaryRaw('to', x, U.copy, 0, 0, dtype);
+  // Integers and booleans meet f16 through f32.
+  if (x.dtype === 'f16') return toDType(cast(x, 'f32', 'to'), dtype);
+  if (dtype === 'f16') return cast(unary('to', x, U.copy, 0, 0, 'f32'), 'f16', 'to');
+  if (dtype === 'bool') return binary('to', x, scalarLike(x, 0, x.dtype), B.ne, 'bool');
+  if (x.dtype === 'f32' && dtype === 'i32') {
+    // Truncation toward zero of a value outside the i32 range (or NaN) is undefined in WGSL: PyTorch's is too, so
+    // it is checked nowhere here; the values are what the GPU gives.
+    return unary('to', x, U.copy, 0, 0, 'i32');
+  }
+  return unary('to', x, U.copy, 0, 0, dtype);
 }
 
-/** A copy with its own storage. */
+/** A copy with its own storage, on the tape. */
 export function clone(x: Tensor): Tensor {
-  if (x.dtype === 'f16') return copyF16(x, 'clone');
-  const out = unaryRaw('clone', x, U.copy);
-  return record('clone', out, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
+  x.buf('clone');
+  const out = x.dtype === 'f16' ? cast(x, 'f16', 'clone') : unary('clone', x, U.copy);
+  return record('clone', out, [x], (g) => [g]);
 }
+
+// ---- transitional: the names the attention and nn code used before the launch layer; removed once they migrate.
+/** @deprecated transitional */
+export function withTmp(t: Tensor, fn: (t: Tensor) => Tensor): Tensor {
+  try {
+    return fn(t);
+  } finally {
+    t.dispose();
+  }
+}
+/** @deprecated transitional */
+export const unaryRaw = (fn: string, x: Tensor, op: number, scalar = 0, scalar2 = 0, outDType: DType = x.dtype): Tensor => unary(fn, x, op, scalar, scalar2, outDType);
+/** @deprecated transitional */
+export const binaryRaw = (fn: string, a: Tensor, b: Tensor, op: number, outDType: DType): Tensor => binary(fn, a, b, op, outDType);

@@ -1,35 +1,26 @@
-// Losses: cross-entropy (a fused kernel with its own backward), mean squared error and binary
-// cross-entropy with logits (stable form), each with PyTorch's reductions.
-import { f16Unsupported } from '../tensor/dtype.js';
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { type Tensor, empty, tensor } from '../tensor/tensor.js';
+// Losses: cross-entropy (a fused kernel with its own backward), mean squared error and binary cross-entropy with
+// logits (stable form), each with PyTorch's reductions.
+import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
+import { checkDType } from '../tensor/dtype.js';
+import { isI32 } from '../tensor/host.js';
 import { numel } from '../tensor/shape.js';
-import { withGradMode } from '../tensor/graph.js';
-import { dispatch, grid1d } from '../gpu/kernels.js';
-import { dummy } from './kernel_args.js';
-import { record } from './record.js';
-import { contiguous, permute, reshape } from './views.js';
-import { U, unaryRaw, div, eq, ne, toDType, abs, add, addScalar, exp, log1p, mul, mulScalar, neg, relu, sigmoid, sub, withTmp } from './elementwise.js';
+import { type CeReduction, crossEntropyBackward, crossEntropyForward } from '../launch/crossentropy.js';
+import { record } from '../autograd/node.js';
+import { withGradMode } from '../autograd/mode.js';
+import type { Tensor } from './tensor.js';
+import { contiguous, dense, permute, reshape } from './views.js';
+import { abs, add, addScalar, div, eq, exp, log1p, mul, mulScalar, ne, neg, relu, sigmoid, sub, toDType } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './nn_ops.js';
 import { arange } from './creation.js';
+import { tidy } from '../tensor/base.js';
 
-export type Reduction = 'mean' | 'sum' | 'none';
-const MODE: Record<Reduction, number> = { none: 0, sum: 1, mean: 2 };
+export type Reduction = CeReduction;
 
 function checkReduction(fn: string, r: unknown): Reduction {
   if (r === undefined) return 'mean';
-  if (r !== 'mean' && r !== 'sum' && r !== 'none') throw new ValueError(`${fn}: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(r)}`);
+  if (r !== 'mean' && r !== 'sum' && r !== 'none') throw new ValueError(`${fn}: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(r) ?? String(r)}`);
   return r;
-}
-
-/**
- * A fresh contiguous copy at offset 0 whose backward hands on a view of the gradient. (Works around
- * contiguous(), whose backward returns the incoming gradient object itself, which backward() then disposes.)
- */
-function freshCopy(x: Tensor): Tensor {
-  const out = unaryRaw('crossEntropy.copy', x, U.copy);
-  return record('copy', out, [x], (g) => [g.makeView(g.shape.slice(), g.strides.slice(), g.offset)]);
 }
 
 export interface CrossEntropyOptions {
@@ -41,102 +32,57 @@ export interface CrossEntropyOptions {
 }
 
 /**
- * Cross-entropy between class logits and i32 class targets, as torch.nn.functional.cross_entropy:
- * logits [N, C] with targets [N], or [N, C, d1, ...] with targets [N, d1, ...]. Ignored targets
- * contribute nothing and are left out of the mean. A target outside [0, C) that is not ignoreIndex
- * gives a NaN loss (the GPU cannot throw).
+ * Cross-entropy between class logits and i32 class targets, as torch.nn.functional.cross_entropy: logits [N, C] with
+ * targets [N], or [N, C, d1, ...] with targets [N, d1, ...]. Ignored targets contribute nothing and are left out of
+ * the mean.
  */
-export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}): Tensor {
+export function crossEntropy(logits: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
   const fn = 'crossEntropy';
+  const o = checkOptions(fn, options, ['ignoreIndex', 'labelSmoothing', 'reduction', 'impl']);
   logits.buf(fn);
   targets.buf(fn);
-  const reduction = checkReduction(fn, options.reduction);
-  const ignoreIndex = options.ignoreIndex ?? -100;
-  const smoothing = options.labelSmoothing ?? 0;
-  if (!Number.isInteger(ignoreIndex)) throw new ValueError(`${fn}: ignoreIndex must be an integer, got ${ignoreIndex}`);
+  const reduction = checkReduction(fn, o.reduction);
+  const ignoreIndex = o.ignoreIndex ?? -100;
+  const smoothing = o.labelSmoothing ?? 0;
+  if (!isI32(ignoreIndex)) throw new ValueError(`${fn}: ignoreIndex must be an integer in the i32 range, got ${ignoreIndex}`);
   if (typeof smoothing !== 'number' || !(smoothing >= 0 && smoothing <= 1)) throw new ValueError(`${fn}: labelSmoothing must be in [0, 1], got ${smoothing}`);
-  if (logits.dtype === 'f16') throw f16Unsupported(fn);
-  if (logits.dtype !== 'f32') throw new DTypeError(`${fn}: logits must be f32, got ${logits.dtype}`);
+  checkDType(fn, 'logits', logits.dtype, ['f32']);
   if (targets.dtype !== 'i32') throw new DTypeError(`${fn}: targets must be i32 class indices, got ${targets.dtype}`);
   if (logits.rank < 2) throw new ShapeError(`${fn}: logits must be [N, C] or [N, C, ...], got ${fmtShape(logits.shape)}`);
   const expectT = [logits.shape[0], ...logits.shape.slice(2)];
   if (targets.rank !== expectT.length || targets.shape.some((d, i) => d !== expectT[i])) {
     throw new ShapeError(`${fn}: targets ${fmtShape(targets.shape)} do not match logits ${fmtShape(logits.shape)} (expected ${fmtShape(expectT)})`);
   }
-  const impl = options.impl ?? 'fused';
+  const impl = o.impl ?? 'fused';
   if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(impl)}`);
   const ce2d = impl === 'fused' ? crossEntropy2d : crossEntropyReference;
   if (logits.rank === 2) return ce2d(logits, targets, ignoreIndex, smoothing, reduction);
   // [N, C, d...] -> [N * d..., C] with the class dim last.
   const C = logits.shape[1];
-  const order = [0, ...logits.shape.slice(2).map((_, i) => i + 2), 1];
-  const moved = permute(logits, order);
-  const flat = withTmp(withTmp(moved, freshCopy), (t) => reshape(t, [numel(expectT), C]));
-  const tc = targets.isContiguous ? targets : unaryRaw('crossEntropy.copy', targets, U.copy);
-  const tflat = reshape(tc, [numel(expectT)]);
-  if (tc !== targets) tc.dispose();
-  const out = ce2d(flat, tflat, ignoreIndex, smoothing, reduction);
-  flat.dispose();
-  tflat.dispose();
-  return reduction === 'none' ? withTmp(out, (t) => reshape(t, expectT)) : out;
+  return tidy(() => {
+    const order = [0, ...logits.shape.slice(2).map((_, i) => i + 2), 1];
+    const flat = reshape(contiguous(permute(logits, order)), [numel(expectT), C]);
+    const out = ce2d(flat, reshape(targets, [numel(expectT)]), ignoreIndex, smoothing, reduction);
+    return reduction === 'none' ? reshape(out, expectT) : out;
+  });
 }
 
 function crossEntropy2d(logits: Tensor, targets: Tensor, ignoreIndex: number, smoothing: number, reduction: Reduction): Tensor {
   const [N, C] = logits.shape;
-  const x = logits.isContiguous && logits.offset === 0 ? logits : freshCopy(logits);
-  const t = targets.isContiguous && targets.offset === 0 ? targets : unaryRaw('crossEntropy.copy', targets, U.copy);
-  const rowLoss = empty([N], 'f32');
-  const lse = empty([N], 'f32');
-  const mode = MODE[reduction];
-  const params = { N, C, ignore_index: ignoreIndex, mode, smoothing, pad0: 0, pad1: 0, pad2: 0 };
-  if (N > 0 && C > 0) {
-    dispatch('crossentropy.wgsl', 'forward', {
-      bindings: { logits: x.buf('crossEntropy').buffer, targets: t.buf('crossEntropy').buffer, row_loss: rowLoss.buf('crossEntropy').buffer, lse: lse.buf('crossEntropy').buffer },
-      params,
-      workgroups: grid1d(N),
-      label: 'crossEntropy',
-    });
-  }
+  const p = { N, C, ignoreIndex, reduction, smoothing };
+  // The kernel reads logits and targets densely from offset 0.
+  const x = dense(logits, 'crossEntropy');
+  const t = dense(targets, 'crossEntropy');
+  const { rowLoss, lse, total } = crossEntropyForward(x, t, p);
   let out: Tensor;
-  let total: Tensor | null = null;
-  if (reduction === 'none') out = rowLoss;
-  else {
-    total = empty([2], 'f32');
-    dispatch('crossentropy.wgsl', 'reduce', {
-      bindings: { losses_in: rowLoss.buf('crossEntropy').buffer, targets: t.buf('crossEntropy').buffer, total: total.buf('crossEntropy').buffer },
-      params,
-      workgroups: [1, 1, 1],
-      label: 'crossEntropy.reduce',
-    });
+  if (total) {
     rowLoss.dispose();
     out = total.makeView([], [], 0);
-  }
-  const save = [x, t, lse, ...(total ? [total] : [])];
-  const res = record('crossEntropy', out, [x], (g, [sx, st, slse, stotal]) => {
-    const gc = g.isContiguous ? g : contiguous(g);
-    const dx = empty([N, C], 'f32');
-    if (N * C > 0) {
-      dispatch('crossentropy.wgsl', 'backward', {
-        bindings: {
-          logits: sx.buf('crossEntropy').buffer,
-          targets: st.buf('crossEntropy').buffer,
-          lse_in: slse.buf('crossEntropy').buffer,
-          dy: gc.buf('crossEntropy').buffer,
-          scale: stotal ? stotal.buf('crossEntropy').buffer : dummy(),
-          dx: dx.buf('crossEntropy').buffer,
-        },
-        params: { ...params, pad0: gc.offset },
-        workgroups: grid1d(Math.ceil((N * C) / 256)),
-        label: 'crossEntropy.backward',
-      });
-    }
-    if (gc !== g) gc.dispose();
-    return [dx];
-  }, save);
-  if (total) total.dispose();
+  } else out = rowLoss;
+  const res = record('crossEntropy', out, [logits], (g, [sx, st, slse, stotal]) => [crossEntropyBackward(sx, st, slse, stotal ?? null, dense(g, 'crossEntropy.backward'), p)], [x, t, lse, ...(total ? [total] : [])]);
+  total?.dispose();
   lse.dispose();
   if (t !== targets) t.dispose();
-  // The recorded op is on x; when x is a contiguous copy, route the gradient through it.
   if (x !== logits) x.dispose();
   return res;
 }
@@ -144,41 +90,36 @@ function crossEntropy2d(logits: Tensor, targets: Tensor, ignoreIndex: number, sm
 /** The same loss from simpler ops (logSoftmax, a one-hot from eq, sums); autograd derives its backward. */
 function crossEntropyReference(logits: Tensor, targets: Tensor, ignoreIndex: number, smoothing: number, reduction: Reduction): Tensor {
   const [N, C] = logits.shape;
-  const own: Tensor[] = [];
-  const t = <T extends Tensor>(x: T): T => (own.push(x), x);
-  const logp = t(logSoftmax(logits, 1));
-  const classes = t(arange(0, C, 1, { dtype: 'i32' }));
-  const tcol = t(reshape(targets, [N, 1]));
-  const onehot = t(toDType(t(eq(tcol, classes)), 'f32'));
-  const valid = t(toDType(t(ne(targets, ignoreIndex)), 'f32'));
-  const picked = t(sum(t(mul(onehot, logp)), 1));
-  let row = t(mulScalar(picked, -(1 - smoothing)));
-  if (smoothing > 0) row = t(add(row, t(mulScalar(t(sum(logp, 1)), -smoothing / C))));
-  const losses = mul(row, valid);
-  let out: Tensor;
-  if (reduction === 'none') out = losses;
-  else {
-    const total = t(losses);
-    out = reduction === 'sum' ? sum(total) : div(t(sum(total)), t(sum(valid)));
-  }
-  for (const x of own) x.dispose();
+  return tidy(() => {
+    const logp = logSoftmax(logits, 1);
+    const onehot = toDType(eq(reshape(targets, [N, 1]), arange(0, C, 1, { dtype: 'i32' })), 'f32');
+    const valid = toDType(ne(targets, ignoreIndex), 'f32');
+    let row = mulScalar(sum(mul(onehot, logp), 1), -(1 - smoothing));
+    if (smoothing > 0) row = add(row, mulScalar(sum(logp, 1), -smoothing / C));
+    const losses = mul(row, valid);
+    if (reduction === 'none') return losses;
+    return reduction === 'sum' ? sum(losses) : div(sum(losses), sum(valid));
+  });
+}
+
+function reduce(losses: Tensor, reduction: Reduction): Tensor {
+  if (reduction === 'none') return losses;
+  const out = reduction === 'sum' ? sum(losses) : mean(losses);
+  losses.dispose();
   return out;
 }
 
-function reduce(fn: string, losses: Tensor, reduction: Reduction): Tensor {
-  if (reduction === 'none') return losses;
-  return withTmp(losses, (l) => (reduction === 'sum' ? sum(l) : mean(l)));
-}
-
 /** Mean squared error (input - target)^2 with PyTorch's broadcasting and reductions. */
-export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: Reduction } | Reduction = {}): Tensor {
-  const reduction = checkReduction('mseLoss', typeof options === 'string' ? options : options.reduction);
-  if (input.dtype === 'f16' || target.dtype === 'f16') throw f16Unsupported('mseLoss');
-  if (input.dtype !== 'f32' || target.dtype !== 'f32') throw new DTypeError(`mseLoss: input and target must be f32, got ${input.dtype} and ${target.dtype}`);
-  const d = sub(input, target);
-  const sq = mul(d, d);
-  d.dispose();
-  return reduce('mseLoss', sq, reduction);
+export function mseLoss(input: Tensor, target: Tensor, options?: { reduction?: Reduction } | Reduction): Tensor {
+  const fn = 'mseLoss';
+  const o = typeof options === 'string' ? { reduction: options } : checkOptions(fn, options, ['reduction']);
+  const reduction = checkReduction(fn, o.reduction);
+  checkDType(fn, 'input', input.dtype, ['f32']);
+  checkDType(fn, 'target', target.dtype, ['f32']);
+  return reduce(tidy(() => {
+    const d = sub(input, target);
+    return mul(d, d);
+  }), reduction);
 }
 
 export interface BceWithLogitsOptions {
@@ -194,71 +135,47 @@ export interface BceWithLogitsOptions {
  *   loss = w * ((1 - y) x + lw (log1p(exp(-|x|)) + max(-x, 0))),  lw = 1 + (posWeight - 1) y,
  * with its gradient d/dx = w (lw sigmoid(x) - posWeight y) written directly (no kink at x = 0).
  */
-export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, options: BceWithLogitsOptions = {}): Tensor {
+export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, options?: BceWithLogitsOptions): Tensor {
   const fn = 'binaryCrossEntropyWithLogits';
-  const reduction = checkReduction(fn, options.reduction);
-  if (logits.dtype === 'f16' || targets.dtype === 'f16') throw f16Unsupported(fn);
-  if (logits.dtype !== 'f32' || targets.dtype !== 'f32') throw new DTypeError(`${fn}: logits and targets must be f32, got ${logits.dtype} and ${targets.dtype}`);
+  const o = checkOptions(fn, options, ['reduction', 'weight', 'posWeight']);
+  const reduction = checkReduction(fn, o.reduction);
+  checkDType(fn, 'logits', logits.dtype, ['f32']);
+  checkDType(fn, 'targets', targets.dtype, ['f32']);
   if (logits.rank !== targets.rank || logits.shape.some((d, i) => d !== targets.shape[i])) {
     throw new ShapeError(`${fn}: targets ${fmtShape(targets.shape)} must have the shape of logits ${fmtShape(logits.shape)}`);
   }
-  const weight = options.weight ?? null;
-  const pwOwned = typeof options.posWeight === 'number' ? tensor([options.posWeight]) : null;
-  const pw = pwOwned ?? (options.posWeight as Tensor | undefined) ?? null;
-  const losses = withGradMode(false, () => {
-    // lw = 1 + (pw - 1) y
-    const lw = pw ? withTmp(addScalar(pw, -1), (p1) => withTmp(mul(p1, targets), (t) => addScalar(t, 1))) : null;
-    const soft = withTmp(withTmp(withTmp(abs(logits), neg), exp), log1p);
-    const negPart = withTmp(neg(logits), relu);
-    const inner = withTmp(add(soft, negPart), (s) => (lw ? mul(s, lw) : s.makeView(s.shape, s.strides, s.offset)));
-    soft.dispose();
-    negPart.dispose();
-    const oneMinusY = withTmp(mulScalar(targets, -1), (t) => addScalar(t, 1));
-    const first = withTmp(oneMinusY, (o) => mul(o, logits));
-    let l = withTmp(inner, (i) => add(first, i));
-    first.dispose();
-    if (weight) l = withTmp(l, (v) => mul(v, weight));
-    if (lw) lw.dispose();
-    return l;
-  });
-  const hasW = weight !== null;
+  const weight = o.weight ?? null;
+  if (weight) checkDType(fn, 'weight', weight.buf(fn).dtype, ['f32']);
+  if (o.posWeight !== undefined && typeof o.posWeight !== 'number') checkDType(fn, 'posWeight', o.posWeight.buf(fn).dtype, ['f32']);
+  if (typeof o.posWeight === 'number' && !Number.isFinite(o.posWeight)) throw new ValueError(`${fn}: posWeight must be finite, got ${o.posWeight}`);
+  const pw = o.posWeight ?? null;
+  // lw = 1 + (pw - 1) y
+  const lwOf = (y: Tensor): Tensor | null => (pw === null ? null : typeof pw === 'number' ? addScalar(mulScalar(y, pw - 1), 1) : addScalar(mul(addScalar(pw, -1), y), 1));
+  const softTerm = (x: Tensor): Tensor => add(log1p(exp(neg(abs(x)))), relu(neg(x)));
+  const losses = withGradMode(false, () =>
+    tidy(() => {
+      const lw = lwOf(targets);
+      const inner = lw ? mul(softTerm(logits), lw) : softTerm(logits);
+      const l = add(mul(addScalar(neg(targets), 1), logits), inner);
+      return weight ? mul(l, weight) : l;
+    }),
+  );
+  const pwT = pw !== null && typeof pw !== 'number' ? pw : null;
   const out = record(fn, losses, [logits, targets], (g, saved, needs) => {
     const [x, y] = saved;
-    const w = hasW ? saved[2] : null;
-    const p = pw ? saved[hasW ? 3 : 2] : null;
-    const gw = w ? mul(g, w) : g.makeView(g.shape, g.strides, g.offset);
-    let dx: Tensor | null = null;
-    let dy: Tensor | null = null;
-    if (needs[0]) {
-      const sig = sigmoid(x);
-      let d: Tensor;
-      if (p) {
-        const lw = withTmp(addScalar(p, -1), (p1) => withTmp(mul(p1, y), (t) => addScalar(t, 1)));
-        const a = mul(lw, sig);
-        const b = mul(p, y);
-        d = sub(a, b);
-        for (const t of [lw, a, b]) t.dispose();
-      } else d = sub(sig, y);
-      sig.dispose();
-      dx = withTmp(d, (v) => mul(v, gw));
-    }
+    const w = weight ? saved[2] : null;
+    const gw = w ? mul(g, w) : g;
+    const lw = pw === null ? null : typeof pw === 'number' ? addScalar(mulScalar(y, pw - 1), 1) : addScalar(mul(addScalar(saved[w ? 3 : 2], -1), y), 1);
+    const pwy = pw === null ? y : typeof pw === 'number' ? mulScalar(y, pw) : mul(saved[w ? 3 : 2], y);
+    const dx = needs[0] ? mul(sub(lw ? mul(lw, sigmoid(x)) : sigmoid(x), pwy), gw) : null;
+    // d/dy = -x w (+ pos-weight term (pw - 1)(log1p(exp(-|x|)) + max(-x, 0)))
+    let dyv: Tensor | null = null;
     if (needs[1]) {
-      // d/dy = -x w (+ pos-weight term (pw - 1)(log1p(exp(-|x|)) + max(-x, 0)))
       let d = neg(x);
-      if (p) {
-        const soft = withTmp(withTmp(withTmp(abs(x), neg), exp), log1p);
-        const negPart = withTmp(neg(x), relu);
-        const s = withTmp(soft, (t) => add(t, negPart));
-        negPart.dispose();
-        const term = withTmp(s, (t) => withTmp(addScalar(p, -1), (p1) => mul(t, p1)));
-        d = withTmp(d, (v) => add(v, term));
-        term.dispose();
-      }
-      dy = withTmp(d, (v) => mul(v, gw));
+      if (pw !== null) d = add(d, typeof pw === 'number' ? mulScalar(softTerm(x), pw - 1) : mul(softTerm(x), addScalar(saved[w ? 3 : 2], -1)));
+      dyv = mul(d, gw);
     }
-    gw.dispose();
-    return [dx, dy];
-  }, [logits, targets, ...(weight ? [weight] : []), ...(pw ? [pw] : [])]);
-  if (pwOwned) pwOwned.dispose();
-  return reduce(fn, out, reduction);
+    return [dx, dyv];
+  }, [logits, targets, ...(weight ? [weight] : []), ...(pwT ? [pwT] : [])]);
+  return reduce(out, reduction);
 }

@@ -1,60 +1,57 @@
-// View ops: new shape/strides over the same storage, no copy. contiguous() copies when needed.
+// View ops: new shape / strides / offset over the same storage, no copy; contiguous() copies only when needed.
 import { ShapeError, ValueError, fmtShape } from '../errors.js';
-import { type Tensor, empty } from '../tensor/tensor.js';
+import { allocLike } from '../tensor/base.js';
 import { checkShape, contiguousStrides, isContiguous, normDim, numel } from '../tensor/shape.js';
-import { elementwise } from './kernel_args.js';
-import { record } from './record.js';
-import { castRaw, copyF16 } from './cast.js';
+import { contiguousCopy, fill, copy } from '../launch/elementwise.js';
+import { cast } from '../launch/cast.js';
+import { sumTo } from '../launch/reduce.js';
+import { record } from '../autograd/node.js';
+import type { Tensor } from './tensor.js';
 
-function viewOf(x: Tensor, shape: number[], strides: number[], offset: number): Tensor {
-  return x.makeView(shape, strides, offset);
+/** A view of x that stays on the tape with an identity gradient (x.detach() is the one without). */
+function alias(fn: string, x: Tensor, shape: number[], strides: number[], offset: number): Tensor {
+  return record(fn, x.makeView(shape, strides, offset), [x], (g) => [g]);
 }
 
-/** A contiguous copy (or the tensor itself, as a new view, when already contiguous). */
+/** A contiguous tensor with x's values: x itself (as a new view) when already contiguous, else a copy. */
 export function contiguous(x: Tensor): Tensor {
   x.buf('contiguous');
-  if (isContiguous(x.shape, x.strides)) {
-    const v = viewOf(x, x.shape.slice(), contiguousStrides(x.shape), x.offset);
-    return record('contiguous', v, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
-  }
-  if (x.dtype === 'f16') return copyF16(x, 'contiguous');
-  const out = empty(x.shape.slice(), x.dtype);
-  elementwise('unary', 'contiguous', out, { a: x }, 0);
-  return record('contiguous', out, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
+  if (isContiguous(x.shape, x.strides)) return alias('contiguous', x, x.shape.slice(), contiguousStrides(x.shape), x.offset);
+  const out = x.dtype === 'f16' ? cast(x, 'f16', 'contiguous') : contiguousCopy('contiguous', x);
+  return record('contiguous', out, [x], (g) => [g]);
 }
 
 /**
- * x itself when it is contiguous from offset 0, which is what kernels without an offset or stride params need;
- * otherwise a dense copy. Not recorded for autograd: callers attach their own backward to the original x.
+ * x itself when it is contiguous from offset 0, which is what kernels without offset or stride params need; otherwise
+ * a dense copy. Not recorded: callers attach their own backward to the original x.
+ * @deprecated transitional, until every kernel takes offsets and strides.
  */
 export function dense(x: Tensor, fn: string): Tensor {
   x.buf(fn);
   if (x.offset === 0 && isContiguous(x.shape, x.strides)) return x;
-  if (x.dtype === 'f16') return castRaw(x, 'f16', fn);
-  const out = empty(x.shape.slice(), x.dtype);
-  elementwise('unary', fn, out, { a: x }, 0);
-  return out;
+  return x.dtype === 'f16' ? cast(x, 'f16', fn) : contiguousCopy(fn, x);
 }
 
-function inferReshape(fn: string, x: Tensor, shape: number[]): number[] {
+function inferReshape(fn: string, x: Tensor, shape: unknown): number[] {
+  if (!Array.isArray(shape)) throw new ShapeError(`${fn}: shape must be an array of sizes, got ${JSON.stringify(shape) ?? String(shape)}`);
   const n = x.size;
   let infer = -1;
   let known = 1;
-  const out = shape.slice();
+  const out = shape.slice() as number[];
   for (let i = 0; i < out.length; i++) {
     const d = out[i];
     if (d === -1) {
-      if (infer >= 0) throw new ShapeError(`${fn}: shape ${fmtShape(shape)} has more than one -1`);
+      if (infer >= 0) throw new ShapeError(`${fn}: shape ${fmtShape(out)} has more than one -1`);
       infer = i;
-    } else if (!Number.isInteger(d) || d < 0) {
-      throw new ShapeError(`${fn}: shape ${fmtShape(shape)} has an invalid size ${d}`);
+    } else if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw new ShapeError(`${fn}: shape ${JSON.stringify(shape)} has an invalid size ${JSON.stringify(d) ?? String(d)}`);
     } else known *= d;
   }
   if (infer >= 0) {
-    if (known === 0 || n % known !== 0) throw new ShapeError(`${fn}: cannot reshape ${fmtShape(x.shape)} (${n} elements) into ${fmtShape(shape)}`);
+    if (known === 0 || n % known !== 0) throw new ShapeError(`${fn}: cannot reshape ${fmtShape(x.shape)} (${n} elements) into ${fmtShape(out)}`);
     out[infer] = n / known;
   }
-  if (numel(out) !== n) throw new ShapeError(`${fn}: cannot reshape ${fmtShape(x.shape)} (${n} elements) into ${fmtShape(shape)} (${numel(out)} elements)`);
+  if (numel(out) !== n) throw new ShapeError(`${fn}: cannot reshape ${fmtShape(x.shape)} (${n} elements) into ${fmtShape(out)} (${numel(out)} elements)`);
   return checkShape(fn, out);
 }
 
@@ -79,10 +76,7 @@ function viewStrides(x: Tensor, shape: number[]): number[] | null {
   let remaining = oldShape[0] ?? 1;
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i];
-    if (d === 1) {
-      strides[i] = 0;
-      continue;
-    }
+    if (d === 1) continue;
     while (remaining === 1 && chunk < oldShape.length - 1) remaining = oldShape[++chunk];
     if (remaining % d !== 0) return null;
     remaining /= d;
@@ -95,11 +89,8 @@ export function reshape(x: Tensor, shape: number[]): Tensor {
   x.buf('reshape');
   const target = inferReshape('reshape', x, shape);
   const strides = viewStrides(x, target);
-  if (strides) {
-    const v = viewOf(x, target, strides, x.offset);
-    const inShape = x.shape.slice();
-    return record('reshape', v, [x], (g) => [reshape(g, inShape)]);
-  }
+  const inShape = x.shape.slice();
+  if (strides) return record('reshape', x.makeView(target, strides, x.offset), [x], (g) => [reshape(g, inShape)]);
   const c = contiguous(x);
   const v = reshape(c, target);
   c.dispose();
@@ -107,11 +98,12 @@ export function reshape(x: Tensor, shape: number[]): Tensor {
 }
 
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
+  x.buf('flatten');
+  if (x.rank === 0) return reshape(x, [1]);
   const s = normDim('flatten', startDim, x.rank, x.shape);
   const e = normDim('flatten', endDim, x.rank, x.shape);
-  if (x.rank === 0) return reshape(x, [1]);
-  const shape = [...x.shape.slice(0, s), numel(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)];
-  return reshape(x, shape);
+  if (s > e) throw new ShapeError(`flatten: startDim ${startDim} comes after endDim ${endDim} for ${fmtShape(x.shape)}`);
+  return reshape(x, [...x.shape.slice(0, s), numel(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)]);
 }
 
 export function permute(x: Tensor, dims: number[]): Tensor {
@@ -121,13 +113,13 @@ export function permute(x: Tensor, dims: number[]): Tensor {
   }
   const norm = dims.map((d) => normDim('permute', d, x.rank, x.shape));
   if (new Set(norm).size !== norm.length) throw new ShapeError(`permute: dims ${JSON.stringify(dims)} repeat a dim`);
-  const v = viewOf(x, norm.map((d) => x.shape[d]), norm.map((d) => x.strides[d]), x.offset);
   const inverse = new Array<number>(norm.length);
   norm.forEach((d, i) => (inverse[d] = i));
-  return record('permute', v, [x], (g) => [permute(g, inverse)]);
+  return record('permute', x.makeView(norm.map((d) => x.shape[d]), norm.map((d) => x.strides[d]), x.offset), [x], (g) => [permute(g, inverse)]);
 }
 
 export function transpose(x: Tensor, d0 = -2, d1 = -1): Tensor {
+  x.buf('transpose');
   const a = normDim('transpose', d0, x.rank, x.shape);
   const b = normDim('transpose', d1, x.rank, x.shape);
   const dims = x.shape.map((_, i) => i);
@@ -143,8 +135,7 @@ export function unsqueeze(x: Tensor, dim: number): Tensor {
   const strides = x.strides.slice();
   shape.splice(d, 0, 1);
   strides.splice(d, 0, d < x.rank ? x.strides[d] * x.shape[d] : 1);
-  const v = viewOf(x, shape, strides, x.offset);
-  return record('unsqueeze', v, [x], (g) => [squeeze(g, d)]);
+  return record('unsqueeze', x.makeView(shape, strides, x.offset), [x], (g) => [squeeze(g, d)]);
 }
 
 export function squeeze(x: Tensor, dim?: number | number[]): Tensor {
@@ -152,15 +143,14 @@ export function squeeze(x: Tensor, dim?: number | number[]): Tensor {
   let dims: number[];
   if (dim === undefined) dims = x.shape.flatMap((s, i) => (s === 1 ? [i] : []));
   else dims = (Array.isArray(dim) ? dim : [dim]).map((d) => normDim('squeeze', d, x.rank, x.shape)).filter((d) => x.shape[d] === 1);
-  const shape = x.shape.filter((_, i) => !dims.includes(i));
-  const strides = x.strides.filter((_, i) => !dims.includes(i));
   const inShape = x.shape.slice();
-  const v = viewOf(x, shape, strides, x.offset);
+  const v = x.makeView(x.shape.filter((_, i) => !dims.includes(i)), x.strides.filter((_, i) => !dims.includes(i)), x.offset);
   return record('squeeze', v, [x], (g) => [reshape(g, inShape)]);
 }
 
 export function expand(x: Tensor, shape: number[]): Tensor {
   x.buf('expand');
+  if (!Array.isArray(shape)) throw new ShapeError(`expand: shape must be an array of sizes, got ${JSON.stringify(shape) ?? String(shape)}`);
   if (shape.length < x.rank) throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to fewer dims ${fmtShape(shape)}`);
   const off = shape.length - x.rank;
   const target = shape.map((d, i) => (d === -1 ? (i >= off ? x.shape[i - off] : -1) : d));
@@ -176,8 +166,7 @@ export function expand(x: Tensor, shape: number[]): Tensor {
   });
   checkShape('expand', target);
   const inShape = x.shape.slice();
-  const v = viewOf(x, target, strides, x.offset);
-  return record('expand', v, [x], (g) => [sumToShape(g, inShape)]);
+  return record('expand', x.makeView(target, strides, x.offset), [x], (g) => [sumTo(g, inShape, 'expand.backward')]);
 }
 
 /** Elements start, start+step, ... < end along dim (a view). */
@@ -185,7 +174,10 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number, step = 1)
   x.buf('slice');
   const d = normDim('slice', dim, x.rank, x.shape);
   const size = x.shape[d];
-  if (!Number.isInteger(step) || step < 1) throw new ValueError(`slice: step must be a positive integer, got ${step}`);
+  for (const [name, v] of [['start', start], ['end', end]] as const) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v))) throw new ValueError(`slice: ${name} must be an integer, got ${v}`);
+  }
+  if (typeof step !== 'number' || !Number.isInteger(step) || step < 1) throw new ValueError(`slice: step must be a positive integer, got ${step}`);
   const norm = (v: number) => Math.min(Math.max(v < 0 ? v + size : v, 0), size);
   const s = norm(start);
   const e = end === undefined ? size : norm(end);
@@ -194,60 +186,37 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number, step = 1)
   shape[d] = len;
   const strides = x.strides.slice();
   strides[d] = x.strides[d] * step;
-  const v = viewOf(x, shape, strides, x.offset + s * x.strides[d]);
   const inShape = x.shape.slice();
-  return record('slice', v, [x], (g) => [sliceBackward(g, inShape, d, s, step)]);
-}
-
-function sliceBackward(g: Tensor, inShape: number[], d: number, start: number, step: number): Tensor {
-  const out = empty(inShape, 'f32');
-  elementwise('fill', 'slice.backward', out, {}, 0, 0);
-  const target = out.makeView(g.shape, out.strides.map((s, i) => (i === d ? s * step : s)), start * out.strides[d]);
-  elementwise('unary', 'slice.backward', target, { a: g }, 0);
-  target.dispose();
-  return out;
+  return record('slice', x.makeView(shape, strides, x.offset + s * x.strides[d]), [x], (g) => {
+    // The gradient of a slice: zeros, with g written into the sliced positions.
+    const out = allocLike(g, inShape, g.dtype);
+    fill('slice.backward', out, 0);
+    const target = out.makeView(g.shape.slice(), out.strides.map((st, i) => (i === d ? st * step : st)), s * out.strides[d]);
+    copy('slice.backward', target, g);
+    target.dispose();
+    return [out];
+  });
 }
 
 export function select(x: Tensor, dim: number, index: number): Tensor {
+  x.buf('select');
   const d = normDim('select', dim, x.rank, x.shape);
   const size = x.shape[d];
-  if (!Number.isInteger(index) || index < -size || index >= size) throw new ShapeError(`select: index ${index} is out of range for dim ${d} of ${fmtShape(x.shape)}`);
-  const s = slice(x, d, index < 0 ? index + size : index, (index < 0 ? index + size : index) + 1);
+  if (typeof index !== 'number' || !Number.isInteger(index) || index < -size || index >= size) {
+    throw new ShapeError(`select: index ${index} is out of range for dim ${d} of ${fmtShape(x.shape)}`);
+  }
+  const i = index < 0 ? index + size : index;
+  const s = slice(x, d, i, i + 1);
   const out = squeeze(s, d);
   s.dispose();
   return out;
 }
 
-/** Sums a gradient over the dims that broadcasting added or stretched, back to `shape`. */
-export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
-  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g.makeView(g.shape, g.strides, g.offset);
-  const off = g.rank - shape.length;
-  const dims: number[] = [];
-  for (let i = 0; i < g.rank; i++) if (i < off || (shape[i - off] === 1 && g.shape[i] !== 1)) dims.push(i);
-  if (g.dtype === 'f16') {
-    // No f16 reduction kernel: sum in f32, round once.
-    const wide = castRaw(g, 'f32', 'sumToShape');
-    const s32 = sumToShape(wide, shape);
-    wide.dispose();
-    const out = castRaw(s32, 'f16', 'sumToShape');
-    s32.dispose();
-    return out;
-  }
-  const summed = sumDims(g, dims, true);
-  const out = reshape(summed, shape.slice());
-  summed.dispose();
-  return out;
-}
-
-// Set by reduce.ts (which imports this file) to avoid an import cycle.
-let sumDims: (x: Tensor, dims: number[], keepdim: boolean) => Tensor = () => {
-  throw new Error('reduce not loaded');
-};
-export function setSumDims(fn: typeof sumDims): void {
-  sumDims = fn;
-}
-
+/** A view that shares storage and is off the tape. */
 export function detach(x: Tensor): Tensor {
   x.buf('detach');
   return x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
 }
+
+/** @deprecated transitional: gradient sums now live in launch/reduce.ts (sumTo). */
+export const sumToShape = (g: Tensor, shape: readonly number[]): Tensor => sumTo(g, shape);

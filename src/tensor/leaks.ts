@@ -1,5 +1,8 @@
 // Optional leak detector: reports tensors garbage-collected without dispose(), with where they were made.
-import type { Tensor } from './tensor.js';
+/** What the detector reads of a tensor. */
+interface Tracked {
+  shape: readonly number[];
+}
 
 let registry: FinalizationRegistry<string> | null = null;
 let reporter: (msg: string) => void = (m) => console.warn(m);
@@ -10,7 +13,7 @@ export function enableLeakDetector(on = true, report?: (msg: string) => void): v
   registry = on ? new FinalizationRegistry((where: string) => reporter(`kiln: a tensor was garbage-collected without dispose(); created at\n${where}`)) : null;
 }
 
-export function leakTrack(t: Tensor): void {
+export function leakTrack(t: Tracked): void {
   if (!registry) return;
   const where = (new Error().stack ?? '').split('\n').slice(3, 8).join('\n');
   const token = {};
@@ -18,7 +21,7 @@ export function leakTrack(t: Tensor): void {
   registry.register(t, `${t.shape.length ? `[${t.shape.join(',')}]` : '[]'} ${where}`, token);
 }
 
-export function leakUntrack(t: Tensor): void {
+export function leakUntrack(t: Tracked): void {
   const token = tokens.get(t);
   if (token && registry) registry.unregister(token);
 }

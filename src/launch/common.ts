@@ -1,0 +1,34 @@
+// What every launcher shares: turning tensor views into kernel params, and placeholder buffers for unused bindings.
+import { DTYPE_CODE, f16Unsupported } from '../tensor/dtype.js';
+import type { TensorBase } from '../tensor/base.js';
+import { dummyBuffer } from '../gpu/kernels.js';
+import type { PooledBuffer } from '../gpu/memory.js';
+
+/** Up to 8 dims padded with zeros, as the kernels' `array<vec4<u32>, 2>` shape and stride params. */
+export function pad8(v: readonly number[]): number[] {
+  const out = new Array<number>(8).fill(0);
+  for (let i = 0; i < v.length; i++) out[i] = v[i];
+  return out;
+}
+
+/** The dtype code a 32-bit-word kernel reads (0 f32, 1 i32, 2 bool); f16 is refused before any GPU work. */
+export function dtCode(t: TensorBase, fn = 'kiln'): number {
+  if (t.dtype === 'f16') throw f16Unsupported(fn);
+  return DTYPE_CODE[t.dtype];
+}
+
+/** A small buffer bound where the chosen variant does not use a binding (see gpu/kernels.ts). */
+export function dummy(writable = false): GPUBuffer {
+  return dummyBuffer(writable);
+}
+
+/** The buffer a 32-bit-word kernel reads; f16 tensors (packed halves) are refused before any GPU work. */
+export function bufOf(t: TensorBase, fn: string): PooledBuffer {
+  if (t.dtype === 'f16') throw f16Unsupported(fn);
+  return t.buf(fn).buffer;
+}
+
+/** The buffer of any tensor (f16 included), for kernels that read its packed words themselves. */
+export function rawBuf(t: TensorBase, fn: string): PooledBuffer {
+  return t.buf(fn).buffer;
+}

@@ -1,0 +1,56 @@
+// Launcher of kernels/matmul.wgsl: batched out[..., M, N] = alpha * a[..., M, K] @ b[..., K, N] over strided
+// operands (any strides, batch dims broadcast), 64 x 64 output tiles.
+import { DeviceError, ShapeError, fmtShape } from '../errors.js';
+import { type TensorBase, allocLike } from '../tensor/base.js';
+import { broadcastShapes, numel } from '../tensor/shape.js';
+import { gpu } from '../gpu/device.js';
+import { dispatch } from '../gpu/kernels.js';
+import { bufOf } from './common.js';
+
+const TILE = 64;
+
+/** Checks that a @ b (2-D or more each) can launch on this adapter, before anything is allocated. */
+export function checkMatmul(fn: string, a: TensorBase, b: TensorBase): void {
+  const batch = broadcastShapes(fn, a.shape.slice(0, -2), b.shape.slice(0, -2));
+  if (batch.length > 4) throw new ShapeError(`${fn}: at most 4 batch dims are supported, got ${fmtShape(batch)}`);
+  const count = numel(batch);
+  const lim = gpu().device.limits.maxComputeWorkgroupsPerDimension;
+  const M = a.shape[a.rank - 2], N = b.shape[b.rank - 1];
+  for (const [what, n] of [['batch entries', count], ['row tiles', Math.ceil(M / TILE)], ['column tiles', Math.ceil(N / TILE)]] as const) {
+    if (n > lim) throw new DeviceError(`${fn}: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} needs ${n} ${what}, over this adapter's ${lim} workgroups per dimension`);
+  }
+}
+
+/** out = alpha * a @ b for operands of rank >= 2 (validated by checkMatmul). */
+export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, alpha = 1): T {
+  checkMatmul(fn, a, b);
+  const M = a.shape[a.rank - 2], K = a.shape[a.rank - 1], N = b.shape[b.rank - 1];
+  const batch = broadcastShapes(fn, a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const count = numel(batch);
+  const ab = bufOf(a, fn), bb = bufOf(b, fn);
+  const out = allocLike(a, [...batch, M, N], 'f32');
+  if (count === 0 || M === 0 || N === 0) return out;
+  const bs = (t: TensorBase): number[] => {
+    const lead = t.shape.slice(0, -2), ls = t.strides.slice(0, -2);
+    const off = batch.length - lead.length;
+    return batch.map((_, i) => (i < off || lead[i - off] === 1 ? 0 : ls[i - off]));
+  };
+  const pad4 = (v: number[]) => [...Array(4 - v.length).fill(0), ...v];
+  dispatch('matmul.wgsl', 'main', {
+    bindings: { a: ab, b: bb, out: bufOf(out, fn) },
+    params: {
+      M, N, K,
+      batch_rank: 4,
+      a_off: a.offset, b_off: b.offset,
+      a_sm: a.strides[a.rank - 2], a_sk: a.strides[a.rank - 1],
+      b_sk: b.strides[b.rank - 2], b_sn: b.strides[b.rank - 1],
+      alpha, pad0: 0,
+      batch_shape: [...Array(4 - batch.length).fill(1), ...batch],
+      a_bs: pad4(bs(a)),
+      b_bs: pad4(bs(b)),
+    },
+    workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE), count],
+    label: fn,
+  });
+  return out;
+}

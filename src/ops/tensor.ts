@@ -1,0 +1,70 @@
+// The Tensor users hold: TensorBase (storage, view, lifecycle, readback) with the op methods, as PyTorch's tensor
+// methods in camelCase. Every tensor kiln makes is one (see TensorBase.allocLike and ./creation.ts).
+import type { DType } from '../tensor/dtype.js';
+import { TensorBase } from '../tensor/base.js';
+import { type BackwardOptions, backward } from '../autograd/backward.js';
+import * as E from './elementwise.js';
+import * as R from './reduce.js';
+import * as V from './views.js';
+import { matmul } from './matmul.js';
+import { logSoftmax, softmax } from './nn_ops.js';
+
+export class Tensor extends TensorBase {
+  add(y: Tensor | number): Tensor { return E.add(this, y); }
+  sub(y: Tensor | number): Tensor { return E.sub(this, y); }
+  mul(y: Tensor | number): Tensor { return E.mul(this, y); }
+  div(y: Tensor | number): Tensor { return E.div(this, y); }
+  pow(p: number | Tensor): Tensor { return E.pow(this, p); }
+  neg(): Tensor { return E.neg(this); }
+  exp(): Tensor { return E.exp(this); }
+  log(): Tensor { return E.log(this); }
+  sqrt(): Tensor { return E.sqrt(this); }
+  rsqrt(): Tensor { return E.rsqrt(this); }
+  abs(): Tensor { return E.abs(this); }
+  relu(): Tensor { return E.relu(this); }
+  gelu(): Tensor { return E.gelu(this); }
+  tanh(): Tensor { return E.tanh(this); }
+  sigmoid(): Tensor { return E.sigmoid(this); }
+  clamp(min?: number, max?: number): Tensor { return E.clamp(this, min, max); }
+  maximum(y: Tensor): Tensor { return E.maximum(this, y); }
+  minimum(y: Tensor): Tensor { return E.minimum(this, y); }
+  eq(y: Tensor | number): Tensor { return E.eq(this, y); }
+  ne(y: Tensor | number): Tensor { return E.ne(this, y); }
+  lt(y: Tensor | number): Tensor { return E.lt(this, y); }
+  le(y: Tensor | number): Tensor { return E.le(this, y); }
+  gt(y: Tensor | number): Tensor { return E.gt(this, y); }
+  ge(y: Tensor | number): Tensor { return E.ge(this, y); }
+  logicalNot(): Tensor { return E.logicalNot(this); }
+  /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
+  where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
+  matmul(y: Tensor): Tensor { return matmul(this, y); }
+  sum(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.sum(this, dim, keepdim); }
+  mean(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.mean(this, dim, keepdim); }
+  max(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.max(this, dim, keepdim); }
+  min(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.min(this, dim, keepdim); }
+  argmax(dim?: number | null, keepdim?: boolean): Tensor { return R.argmax(this, dim, keepdim); }
+  argmin(dim?: number | null, keepdim?: boolean): Tensor { return R.argmin(this, dim, keepdim); }
+  softmax(dim: number): Tensor { return softmax(this, dim); }
+  logSoftmax(dim: number): Tensor { return logSoftmax(this, dim); }
+  reshape(shape: number[]): Tensor { return V.reshape(this, shape); }
+  view(shape: number[]): Tensor { return V.reshape(this, shape); }
+  flatten(startDim?: number, endDim?: number): Tensor { return V.flatten(this, startDim, endDim); }
+  transpose(d0?: number, d1?: number): Tensor { return V.transpose(this, d0, d1); }
+  permute(dims: number[]): Tensor { return V.permute(this, dims); }
+  unsqueeze(dim: number): Tensor { return V.unsqueeze(this, dim); }
+  squeeze(dim?: number | number[]): Tensor { return V.squeeze(this, dim); }
+  expand(shape: number[]): Tensor { return V.expand(this, shape); }
+  slice(dim: number, start?: number, end?: number, step?: number): Tensor { return V.slice(this, dim, start, end, step); }
+  select(dim: number, index: number): Tensor { return V.select(this, dim, index); }
+  contiguous(): Tensor { return V.contiguous(this); }
+  detach(): Tensor { return V.detach(this); }
+  clone(): Tensor { return E.clone(this); }
+  /** f32 <-> f16 casts keep the gradient (cast back); other conversions do not. */
+  to(dtype: DType | 'float32' | 'float16' | 'int32' | 'half'): Tensor { return E.toDType(this, dtype); }
+  /** x.to('f16') */
+  half(): Tensor { return E.toDType(this, 'f16'); }
+  /** x.to('f32') */
+  float(): Tensor { return E.toDType(this, 'f32'); }
+  /** Reverse-mode autograd from this tensor: gradients accumulate into `.grad` of the leaves. Synchronous. */
+  backward(gradient?: Tensor | null, options?: BackwardOptions): void { backward(this, gradient, options); }
+}
