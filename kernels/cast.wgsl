@@ -17,6 +17,8 @@
 // Needs no shader-f16: the halves are unpacked with unpack2x16float / pack2x16float, so f16 tensors work on every
 // adapter; the attention kernels' native f16 variant is what needs the feature.
 // Tiling: one thread per output word; a 2-D grid when the count passes 65535 workgroups.
+// NaN is found from its bits (numerics.wgsl): the compiler may fold `x != x` to false.
+//!include numerics.wgsl
 
 struct Params {
   n: u32,
@@ -65,7 +67,7 @@ fn half_to_f32(h: u32) -> f32 {
 
 fn f32_to_half(x: f32) -> u32 {
   let sign = (bitcast<u32>(x) >> 16u) & 0x8000u;
-  if (x != x) {
+  if (is_nan(x)) {
     return sign | 0x7e00u;
   }
   if (abs(x) >= 65520.0) {

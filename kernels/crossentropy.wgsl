@@ -9,6 +9,8 @@
 //             total buffer; only read when mode != 0); writes dx [N, C]:
 //             dx = g * (softmax(x) - (1 - s) * onehot(t) - s / C), 0 on ignored rows.
 //   mode: 0 = 'none', 1 = 'sum', 2 = 'mean'.
+//   NaN: a NaN logit makes its row's loss NaN (and the reduced loss); the row maximum keeps NaN (max_nan,
+//   numerics.wgsl), since the compiler may fold a float max as if NaN did not exist.
 //   Tiling: forward has one workgroup of WG threads per row (threads stride over C; max and sums
 //   through a tree in workgroup memory); reduce is a single workgroup striding over N; backward
 //   has one thread per element, on a 2-D grid past 65535 workgroups.
@@ -39,19 +41,17 @@ const RWG: u32 = 256u;
 @group(0) @binding(9) var<storage, read> scale: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
 
+//!include numerics.wgsl
+
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, RWG>;
 var<workgroup> cnt: array<f32, RWG>;
-
-fn nan_value() -> f32 {
-  return bitcast<f32>(0x7fc00000u | (params.pad0 & 0u));
-}
 
 fn reduce_max(v: f32, lid: u32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    if (lid < s) { red[lid] = max_nan(red[lid], red[lid + s]); }
     workgroupBarrier();
   }
   let r = red[0];
@@ -78,8 +78,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   if (row >= params.N) { return; }
   let C = params.C;
   let base = row * C;
-  var m = -3.4028234663852886e38;
-  for (var c = lid; c < C; c = c + WG) { m = max(m, logits[base + c]); }
+  var m = neg_inf_f32();
+  for (var c = lid; c < C; c = c + WG) { m = max_nan(m, logits[base + c]); }
   m = reduce_max(m, lid);
   var se = 0.0;
   var sx = 0.0;
@@ -91,16 +91,19 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   se = reduce_sum(se, lid);
   sx = reduce_sum(sx, lid);
   if (lid == 0u) {
-    let l = m + log(se);
+    let l = select(m + log(se), m, is_nan(m));
     lse[row] = l;
     let t = targets[row];
     if (t == params.ignore_index) {
       row_loss[row] = 0.0;
     } else if (t < 0 || u32(t) >= C) {
-      row_loss[row] = nan_value();
+      row_loss[row] = nan_f32();
     } else {
       let s = params.smoothing;
-      row_loss[row] = (1.0 - s) * (l - logits[base + u32(t)]) + s * (l - sx / f32(C));
+      var loss = (1.0 - s) * (l - logits[base + u32(t)]);
+      // Without smoothing the term is left out, not multiplied by 0: a -inf logit makes it inf, and 0 * inf is NaN.
+      if (s != 0.0) { loss += s * (l - sx / f32(C)); }
+      row_loss[row] = loss;
     }
   }
 }

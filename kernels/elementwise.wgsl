@@ -5,6 +5,10 @@
 //   Buffers are raw 32-bit words: A_DT / OUT_DT (0 f32, 1 i32, 2 bool as u32) say how to read them.
 //   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
 // Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill.
+// NaN: as PyTorch. relu, clamp, maximum, minimum give NaN for a NaN operand; comparisons with a NaN are false (ne:
+// true); NaN is truthy; sign(NaN) is 0 (torch.sign's answer). Each is decided from the bits (numerics.wgsl), since
+// the compiler may fold float comparisons, min and max as if NaN did not exist.
+//!include numerics.wgsl
 
 struct Params {
   n: u32,
@@ -65,7 +69,7 @@ fn load_f(word: u32, dt: u32) -> f32 {
 fn store_f(v: f32) -> u32 {
   if (OUT_DT == 0u) { return bitcast<u32>(v); }
   if (OUT_DT == 1u) { return bitcast<u32>(i32(v)); }
-  return select(0u, 1u, v != 0.0);
+  return select(0u, 1u, truthy(v));
 }
 
 // erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), enough for f32 gelu.
@@ -76,6 +80,33 @@ fn erf_approx(x: f32) -> f32 {
           t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
           t * (-0.82215223 + t * 0.17087277)))))))));
   return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+
+// x ^ p as C's pow (PyTorch): x ^ 0 = 1 ^ p = 1 (NaN too); integer powers of negative bases are real (WGSL's pow
+// is undefined for x < 0); a finite negative base to a non-integer power is NaN; (-1) ^ +-inf = 1.
+fn pow_real(x: f32, p: f32) -> f32 {
+  if (f_eq(p, 0.0) || f_eq(x, 1.0)) { return 1.0; }
+  if (is_nan(x) || is_nan(p)) { return nan_f32(); }
+  let ax = abs(x);
+  let odd_int = !is_inf(p) && p == floor(p) && p * 0.5 != floor(p * 0.5);
+  if (ax == 0.0) {
+    // WGSL's pow is undefined at 0 (lavapipe gives 0 ^ -1 = 0): 0 ^ p is +0 for p > 0 and +inf for p < 0, signed
+    // like x for odd integer p.
+    let r = select(0.0, inf_f32(), p < 0.0);
+    return select(r, -r, odd_int && (bitcast<u32>(x) >> 31u) == 1u);
+  }
+  if (is_inf(p)) {
+    if (ax == 1.0) { return 1.0; }
+    return pow(ax, p);
+  }
+  if (p == floor(p)) {
+    let m = pow(ax, p);
+    return select(m, -m, x < 0.0 && odd_int);
+  }
+  // (-inf) ^ p is +inf for p > 0 and +0 for p < 0 when p is not an odd integer.
+  if (is_inf(x)) { return pow(ax, p); }
+  if (x < 0.0) { return nan_f32(); }
+  return pow(x, p);
 }
 
 const UNARY_COPY: u32 = 0u;
@@ -106,6 +137,7 @@ const UNARY_FLOOR: u32 = 24u;
 const UNARY_LOG1P: u32 = 25u;
 const UNARY_SOFTPLUS: u32 = 26u;
 const UNARY_SCALAR_POW: u32 = 27u; // scalar ^ x
+const UNARY_RELU_GRAD: u32 = 28u;  // d relu / dx as PyTorch: 1 where x > 0 or x is NaN (threshold_backward), else 0
 
 fn unary_f(x: f32) -> f32 {
   switch OP {
@@ -114,12 +146,12 @@ fn unary_f(x: f32) -> f32 {
     case UNARY_EXP: { return exp(x); }
     case UNARY_LOG: { return log(x); }
     case UNARY_SQRT: { return sqrt(x); }
-    case UNARY_RELU: { return max(x, 0.0); }
+    case UNARY_RELU: { return select(max(x, 0.0), x, is_nan(x)); }
     case UNARY_GELU: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
     case UNARY_TANH: {
       // tanh() overflows to NaN for large |x| on some drivers; this form saturates.
       let e = exp(-2.0 * abs(x));
-      return sign(x) * (1.0 - e) / (1.0 + e);
+      return select(sign(x) * (1.0 - e) / (1.0 + e), x, is_nan(x));
     }
     case UNARY_SIGMOID: {
       let e = exp(-abs(x));
@@ -131,18 +163,12 @@ fn unary_f(x: f32) -> f32 {
       if (p == 1.0) { return x; }
       if (p == 0.0) { return 1.0; }
       if (p == 0.5) { return sqrt(x); }
-      if (p == floor(p)) {
-        // Integer powers of negative bases are real: pow() would give NaN.
-        let m = pow(abs(x), p);
-        let odd = (i32(p) & 1) == 1;
-        return select(m, -m, x < 0.0 && odd);
-      }
-      return pow(x, p);
+      return pow_real(x, p);
     }
     case UNARY_ABS: { return abs(x); }
     case UNARY_ADD_SCALAR: { return x + params.scalar; }
     case UNARY_MUL_SCALAR: { return x * params.scalar; }
-    case UNARY_NOT: { return select(1.0, 0.0, x != 0.0); }
+    case UNARY_NOT: { return select(1.0, 0.0, truthy(x)); }
     case UNARY_RSQRT: { return inverseSqrt(x); }
     case UNARY_GELU_GRAD: {
       let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
@@ -151,8 +177,8 @@ fn unary_f(x: f32) -> f32 {
     }
     case UNARY_SIN: { return sin(x); }
     case UNARY_COS: { return cos(x); }
-    case UNARY_CLAMP: { return clamp(x, params.scalar, params.scalar2); }
-    case UNARY_SIGN: { return sign(x); }
+    case UNARY_CLAMP: { return clamp_nan(x, params.scalar, params.scalar2); }
+    case UNARY_SIGN: { return select(sign(x), 0.0, is_nan(x)); }
     case UNARY_RECIPROCAL: { return 1.0 / x; }
     case UNARY_SCALAR_SUB: { return params.scalar - x; }
     case UNARY_SCALAR_DIV: { return params.scalar / x; }
@@ -160,11 +186,13 @@ fn unary_f(x: f32) -> f32 {
     case UNARY_FLOOR: { return floor(x); }
     case UNARY_LOG1P: {
       // log(1 + x) without losing small x.
+      // +inf: log(u) * x / (u - 1) would be inf * inf / inf = NaN.
       let u = 1.0 + x;
-      return select(log(u) * x / (u - 1.0), x, u == 1.0);
+      return select(select(log(u) * x / (u - 1.0), x, u == 1.0), x, bitcast<u32>(x) == 0x7f800000u || is_nan(x));
     }
-    case UNARY_SOFTPLUS: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
-    case UNARY_SCALAR_POW: { return pow(params.scalar, x); }
+    case UNARY_SOFTPLUS: { return select(max(x, 0.0) + log(1.0 + exp(-abs(x))), x, is_nan(x)); }
+    case UNARY_SCALAR_POW: { return pow_real(params.scalar, x); }
+    case UNARY_RELU_GRAD: { return select(0.0, 1.0, is_nan(x) || x > 0.0); }
     default: { return x; }
   }
 }
@@ -214,6 +242,13 @@ const BINARY_GE: u32 = 12u;
 const BINARY_AND: u32 = 13u;
 const BINARY_OR: u32 = 14u;
 const BINARY_ATAN2: u32 = 15u;
+// The share of the gradient of maximum(x, y) (PICK_MAX) or minimum(x, y) (PICK_MIN) that goes to x, as PyTorch:
+// 1 where x wins, 0 where y wins, 0.5 on a tie, and 1 where either is NaN (both operands then get the gradient).
+// Swap the operands for y's share.
+const BINARY_PICK_MAX: u32 = 16u;
+const BINARY_PICK_MIN: u32 = 17u;
+// 1 where x == y or both are NaN (the elements a full max()/min() reduction picked), else 0.
+const BINARY_SAME: u32 = 18u;
 
 fn binary_f(x: f32, y: f32) -> f32 {
   switch OP {
@@ -221,18 +256,21 @@ fn binary_f(x: f32, y: f32) -> f32 {
     case BINARY_SUB: { return x - y; }
     case BINARY_MUL: { return x * y; }
     case BINARY_DIV: { return x / y; }
-    case BINARY_POW: { return pow(x, y); }
-    case BINARY_MAX: { return max(x, y); }
-    case BINARY_MIN: { return min(x, y); }
-    case BINARY_EQ: { return select(0.0, 1.0, x == y); }
-    case BINARY_NE: { return select(0.0, 1.0, x != y); }
-    case BINARY_LT: { return select(0.0, 1.0, x < y); }
-    case BINARY_LE: { return select(0.0, 1.0, x <= y); }
-    case BINARY_GT: { return select(0.0, 1.0, x > y); }
-    case BINARY_GE: { return select(0.0, 1.0, x >= y); }
-    case BINARY_AND: { return select(0.0, 1.0, x != 0.0 && y != 0.0); }
-    case BINARY_OR: { return select(0.0, 1.0, x != 0.0 || y != 0.0); }
+    case BINARY_POW: { return pow_real(x, y); }
+    case BINARY_MAX: { return max_nan(x, y); }
+    case BINARY_MIN: { return min_nan(x, y); }
+    case BINARY_EQ: { return select(0.0, 1.0, f_eq(x, y)); }
+    case BINARY_NE: { return select(0.0, 1.0, f_ne(x, y)); }
+    case BINARY_LT: { return select(0.0, 1.0, f_lt(x, y)); }
+    case BINARY_LE: { return select(0.0, 1.0, f_le(x, y)); }
+    case BINARY_GT: { return select(0.0, 1.0, f_lt(y, x)); }
+    case BINARY_GE: { return select(0.0, 1.0, f_le(y, x)); }
+    case BINARY_AND: { return select(0.0, 1.0, truthy(x) && truthy(y)); }
+    case BINARY_OR: { return select(0.0, 1.0, truthy(x) || truthy(y)); }
     case BINARY_ATAN2: { return atan2(x, y); }
+    case BINARY_PICK_MAX: { return select(select(1.0, 0.0, f_lt(x, y)), 0.5, f_eq(x, y)); }
+    case BINARY_PICK_MIN: { return select(select(1.0, 0.0, f_lt(y, x)), 0.5, f_eq(x, y)); }
+    case BINARY_SAME: { return select(0.0, 1.0, f_eq(x, y) || (is_nan(x) && is_nan(y))); }
     default: { return x; }
   }
 }

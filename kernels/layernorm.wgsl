@@ -5,6 +5,9 @@
 //   backward reads x, weight, dy, mean, rstd and writes dx [rows, C]; dweight and dbias are
 //   column sums that the caller computes with the reduction kernel.
 //   Tiling: one workgroup of WG threads per row; two passes (mean, then variance) for accuracy.
+//   NaN: a NaN (or an infinity) in a row makes the row's variance NaN, and the whole row of y is then NaN, as
+//   PyTorch; the NaN is chosen from the bits (numerics.wgsl), not left to arithmetic the compiler may fold.
+//!include numerics.wgsl
 
 struct Params {
   rows: u32,
@@ -63,12 +66,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let d = x[base + c] - mu;
     v += d * d;
   }
-  let r = inverseSqrt(reduce2(v, 0.0, lid).x / f32(C) + params.eps);
+  let var_eps = reduce2(v, 0.0, lid).x / f32(C) + params.eps;
+  let r = select(inverseSqrt(var_eps), var_eps, is_nan(var_eps));
   for (var c = lid; c < C; c += WG) {
     var o = (x[base + c] - mu) * r;
     if (HAS_WEIGHT == 1u) { o = o * weight[c]; }
     if (HAS_BIAS == 1u) { o = o + bias[c]; }
-    y[base + c] = o;
+    y[base + c] = select(o, r, is_nan(r));
   }
   if (lid == 0u) {
     mean[row] = mu;

@@ -6,7 +6,10 @@
 //   Tiling: `per_group`: one workgroup of WG threads per output, each thread striding over R, then
 //   a tree in workgroup memory (long rows); `per_thread`: one thread per output (short rows).
 //   OP: 0 sum (times `scale`, so mean = sum * 1/R), 1 max, 2 min, 3 argmax, 4 argmin.
-//   A_DT: 0 f32, 1 i32 (compared as integers), 2 bool. Ties in argmax/argmin give the first index; NaN wins max/min.
+//   A_DT: 0 f32, 1 i32 (compared as integers), 2 bool. Ties in argmax/argmin give the first index. NaN wins
+//   max/min/argmax/argmin, as PyTorch: the result is NaN, and its index is the first NaN's (tested by its bits: see
+//   numerics.wgsl; a float comparison may be folded as if NaN did not exist).
+//!include numerics.wgsl
 
 struct Params {
   n_out: u32,
@@ -73,8 +76,9 @@ fn is_int_sum() -> bool {
 // Whether candidate (v, i) beats the current (bv, bi) for max-like ops.
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
   let want_max = OP == 1u || OP == 3u;
-  if (v != v) { return bv == bv || i < bi; }
-  if (bv != bv) { return false; }
+  let v_nan = is_nan(v);
+  let b_nan = is_nan(bv);
+  if (v_nan || b_nan) { return v_nan && (!b_nan || i < bi); }
   if (v == bv) { return i < bi; }
   return select((v < bv), (v > bv), want_max);
 }

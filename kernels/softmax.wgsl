@@ -3,8 +3,13 @@
 //   Reads: x (forward); y and dy (backward). Writes: out, same layout.
 //   Tiling: one workgroup of WG threads per row (o, i); threads stride over R; max and sum go
 //   through a tree in workgroup memory. Rows are the y-major part of a 2-D grid.
-//   LOG = 1 gives log-softmax. A row that is all -inf gives zeros (softmax) or -inf (log-softmax),
-//   never NaN, so fully masked attention rows stay finite.
+//   LOG = 1 gives log-softmax.
+//   NaN and infinities: a row with any NaN gives NaN everywhere (as PyTorch), and so does a row with +inf (exp(inf -
+//   inf) is NaN, as in PyTorch). One deliberate difference from PyTorch (which gives NaN): a row that is all -inf
+//   gives zeros (softmax, whose gradient there is zero) or -inf (log-softmax, whose gradient there is dy, since
+//   exp(-inf) = 0), so that fully masked attention rows stay finite; attention's reference path relies on it. The row maximum keeps NaN and the masked test reads the bits
+//   (numerics.wgsl), since the compiler may fold float max and comparisons as if NaN did not exist.
+//!include numerics.wgsl
 
 struct Params {
   rows: u32,
@@ -33,7 +38,7 @@ fn reduce_max(v: f32, lid: u32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    if (lid < s) { red[lid] = max_nan(red[lid], red[lid + s]); }
     workgroupBarrier();
   }
   let r = red[0];
@@ -53,12 +58,6 @@ fn reduce_sum(v: f32, lid: u32) -> f32 {
   return r;
 }
 
-const NEG_INF: f32 = -3.4028234663852886e38;
-
-// -inf as a run-time value (WGSL rejects an infinite constant expression).
-fn minus_inf() -> f32 {
-  return bitcast<f32>(0xff800000u | (params.pad0 & 0u));
-}
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -67,24 +66,28 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   if (row >= params.rows) { return; }
   let base = row_base(row);
   let st = params.inner;
-  var m = NEG_INF;
-  for (var r = lid; r < params.R; r += WG) { m = max(m, x[base + r * st]); }
+  var m = neg_inf_f32();
+  for (var r = lid; r < params.R; r += WG) { m = max_nan(m, x[base + r * st]); }
   m = reduce_max(m, lid);
+  // Uniform across the workgroup (m came through workgroup memory), so the barriers in reduce_sum stay uniform.
+  let masked = is_neg_inf(m);
+  let row_nan = is_nan(m);
   var s = 0.0;
-  if (m > NEG_INF) {
+  if (!masked) {
     for (var r = lid; r < params.R; r += WG) { s += exp(x[base + r * st] - m); }
   }
   s = reduce_sum(s, lid);
-  let masked = !(m > NEG_INF);
   let log_s = log(s);
   let inv_s = 1.0 / s;
   for (var r = lid; r < params.R; r += WG) {
     let v = x[base + r * st];
+    var o: f32;
     if (LOG == 1u) {
-      out[base + r * st] = select(v - m - log_s, minus_inf(), masked);
+      o = select(v - m - log_s, neg_inf_f32(), masked);
     } else {
-      out[base + r * st] = select(exp(v - m) * inv_s, 0.0, masked);
+      o = select(exp(v - m) * inv_s, 0.0, masked);
     }
+    out[base + r * st] = select(o, m, row_nan);
   }
 }
 
@@ -105,7 +108,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   for (var r = lid; r < params.R; r += WG) {
     let i = base + r * st;
     if (LOG == 1u) {
-      let p = select(exp(x[i]), 0.0, x[i] == minus_inf());
+      let p = select(exp(x[i]), 0.0, is_neg_inf(x[i]));
       out[i] = dy[i] - p * s;
     } else {
       out[i] = x[i] * (dy[i] - s);
