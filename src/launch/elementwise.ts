@@ -11,11 +11,12 @@ export const U = {
   copy: 0, neg: 1, exp: 2, log: 3, sqrt: 4, relu: 5, gelu: 6, tanh: 7, sigmoid: 8, pow: 9, abs: 10,
   addScalar: 11, mulScalar: 12, not: 13, rsqrt: 14, geluGrad: 15, sin: 16, cos: 17, clamp: 18, sign: 19,
   reciprocal: 20, scalarSub: 21, scalarDiv: 22, square: 23, floor: 24, log1p: 25, softplus: 26, scalarPow: 27,
+  reluGrad: 28,
 } as const;
 /** Binary op codes of elementwise.wgsl (BINARY_*). */
 export const B = {
   add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6, eq: 7, ne: 8, lt: 9, le: 10, gt: 11, ge: 12,
-  and: 13, or: 14, atan2: 15,
+  and: 13, or: 14, atan2: 15, pickMax: 16, pickMin: 17, same: 18,
 } as const;
 
 const WG = 256;

@@ -52,7 +52,7 @@ export const exp = (x: Tensor): Tensor => floatUnary('exp', x, U.exp, (g, _x, y)
 export const log = (x: Tensor): Tensor => floatUnary('log', x, U.log, (g, x) => div(g, x));
 export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', x, U.sqrt, (g, _x, y) => div(g, mulScalar(y, 2)));
 export const rsqrt = (x: Tensor): Tensor => floatUnary('rsqrt', x, U.rsqrt, (g, x, y) => mulScalar(mul(g, div(y, x)), -0.5));
-export const relu = (x: Tensor): Tensor => floatUnary('relu', x, U.relu, (g, x) => mul(g, binary('relu.backward', x, scalarLike(x, 0, 'f32'), B.gt, 'f32')));
+export const relu = (x: Tensor): Tensor => floatUnary('relu', x, U.relu, (g, x) => mul(g, unary('relu.backward', x, U.reluGrad)));
 export const gelu = (x: Tensor): Tensor => floatUnary('gelu', x, U.gelu, (g, x) => mul(g, unary('gelu.backward', x, U.geluGrad)));
 export const tanh = (x: Tensor): Tensor => floatUnary('tanh', x, U.tanh, (g, _x, y) => mul(g, unary('tanh.backward', unary('tanh.backward', y, U.square), U.scalarSub, 1)));
 export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', x, U.sigmoid, (g, _x, y) => mul(g, mul(y, unary('sigmoid.backward', y, U.scalarSub, 1))));
@@ -127,10 +127,9 @@ function binaryOp(fn: string, a: Tensor, b: Tensor, op: number): Tensor {
     case B.maximum:
     case B.minimum:
       return record(fn, out, [a, b], (g, [sa, sb], needs) => {
-        // Ties split the gradient evenly between a and b, as PyTorch does: weight of a = [a wins] + 0.5 [a == b].
-        const wins = binary(fn, sa, sb, op === B.maximum ? B.gt : B.lt, 'f32');
-        const pickA = binary(fn, wins, unary(fn, binary(fn, sa, sb, B.eq, 'f32'), U.mulScalar, 0.5), B.add, 'f32');
-        return [needs[0] ? to(mul(g, pickA), aShape) : null, needs[1] ? to(mul(g, unary(fn, pickA, U.scalarSub, 1)), bShape) : null];
+        // As PyTorch: the winner gets the gradient, a tie splits it evenly, and where either is NaN both get it.
+        const pick = op === B.maximum ? B.pickMax : B.pickMin;
+        return [needs[0] ? to(mul(g, binary(fn, sa, sb, pick, 'f32')), aShape) : null, needs[1] ? to(mul(g, binary(fn, sb, sa, pick, 'f32')), bShape) : null];
       }, [a, b]);
     default:
       return out;

@@ -45,7 +45,9 @@ function maxMin(fn: 'max' | 'min', x: Tensor, dim?: number | number[] | null, ke
   const out = reduce(fn, x, dims, keepdim, fn);
   // The gradient flows to every element equal to the extremum, split evenly among ties.
   return record(fn, out, [x], (g, [sx, y]) => {
-    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), B.eq, 'f32');
+    // max() over everything shares the gradient among the elements it picked, NaNs included (torch.max); over given
+    // dims (amax) a NaN result gives its group NaN gradients, as PyTorch.
+    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), dim === undefined || dim === null ? B.same : B.eq, 'f32');
     const count = reduce(`${fn}.backward`, hit, dims, true, 'sum');
     return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.mul, 'f32'), count, B.div, 'f32')];
   }, [x, out]);
