@@ -21,7 +21,7 @@ export { matmul, linear } from './ops/matmul.js';
 export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice, select, contiguous, detach } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';
 export { noGrad, enableGrad, isGradEnabled, backward } from './autograd/index.js';
-export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckInputResult } from './autograd/gradcheck.js';
+export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckInputResult } from './ops/gradcheck.js';
 export * as F from './functional.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';

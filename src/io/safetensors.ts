@@ -3,12 +3,17 @@
 //   N bytes: a JSON object {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}},
 //            padded with spaces to a multiple of 8 bytes
 //   the data: each tensor's raw little-endian bytes, row-major, at data_offsets relative to the data start.
-import { KilnError, ValueError } from '../errors.js';
-import { Tensor, tensor } from '../tensor/tensor.js';
+import { CheckpointError, ValueError, checkOptions } from '../errors.js';
 import { halfBitsToFloat, toHalfBits } from '../tensor/half.js';
+import { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
 
-/** A checkpoint that is malformed, truncated or uses something kiln cannot read. */
-export class CheckpointError extends KilnError {}
+export { CheckpointError };
+
+/** Sets an own, enumerable property, so that every name ('__proto__', 'toString', ...) is kept as data. */
+function setOwn<V>(obj: Record<string, V>, key: string, value: V): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
 
 const WRITE_DTYPE = { f32: 'F32', f16: 'F16', i32: 'I32', bool: 'BOOL' } as const;
 const BYTES: Record<string, number> = { F32: 4, I32: 4, BOOL: 1, F16: 2, BF16: 2, F64: 8, I64: 8, I8: 1, U8: 1, I16: 2 };
@@ -20,21 +25,24 @@ export interface SaveOptions {
 }
 
 /** Serialises {name: Tensor} to safetensors bytes; also writes them to `path` under Node. Reads the tensors back (async). */
-export async function save(stateDict: Record<string, Tensor>, path?: string | null, options: SaveOptions = {}): Promise<Uint8Array> {
-  if (stateDict === null || typeof stateDict !== 'object') throw new ValueError(`save: expects an object {name: Tensor}, got ${stateDict}`);
+export async function save(stateDict: Record<string, Tensor>, path?: string | null, options?: SaveOptions): Promise<Uint8Array> {
+  const o = checkOptions('save', options, ['metadata']);
+  if (stateDict === null || typeof stateDict !== 'object' || Array.isArray(stateDict)) throw new ValueError(`save: expects an object {name: Tensor}, got ${String(stateDict)}`);
+  if (path !== undefined && path !== null && typeof path !== 'string') throw new ValueError(`save: path must be a string (or omitted), got ${typeof path}`);
   const names = Object.keys(stateDict);
   for (const n of names) {
     if (n === '__metadata__') throw new ValueError("save: '__metadata__' is reserved for metadata; pass it as options.metadata");
     if (!(stateDict[n] instanceof Tensor)) throw new ValueError(`save: entry '${n}' is not a Tensor`);
     stateDict[n].buf('save');
   }
-  const meta = options.metadata;
+  const meta = o.metadata;
   if (meta !== undefined) {
+    if (meta === null || typeof meta !== 'object') throw new ValueError(`save: metadata must be an object of strings, got ${String(meta)}`);
     for (const [k, v] of Object.entries(meta)) if (typeof v !== 'string') throw new ValueError(`save: metadata '${k}' must be a string, got ${typeof v}`);
   }
   const datas = await Promise.all(names.map((n) => stateDict[n].toArray()));
   const header: Record<string, unknown> = {};
-  if (meta && Object.keys(meta).length) header.__metadata__ = meta;
+  if (meta && Object.keys(meta).length) setOwn(header, '__metadata__', meta);
   const chunks: Uint8Array[] = [];
   let offset = 0;
   names.forEach((n, i) => {
@@ -44,7 +52,7 @@ export async function save(stateDict: Record<string, Tensor>, path?: string | nu
       t.dtype === 'bool' ? Uint8Array.from(d as Uint8Array)
       : t.dtype === 'f16' ? new Uint8Array(toHalfBits(d, d.length).buffer) // the values are exact halves: no rounding here
       : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-    header[n] = { dtype: WRITE_DTYPE[t.dtype], shape: t.shape.slice(), data_offsets: [offset, offset + bytes.byteLength] };
+    setOwn(header, n, { dtype: WRITE_DTYPE[t.dtype], shape: t.shape.slice(), data_offsets: [offset, offset + bytes.byteLength] });
     chunks.push(bytes);
     offset += bytes.byteLength;
   });
@@ -67,7 +75,11 @@ export async function save(stateDict: Record<string, Tensor>, path?: string | nu
   }
   if (path) {
     const fs = await nodeFs('save');
-    await fs.writeFile(path, out);
+    try {
+      await fs.writeFile(path, out);
+    } catch (e) {
+      throw new CheckpointError(`save: cannot write '${path}': ${(e as Error).message}`);
+    }
   }
   return out;
 }
@@ -123,7 +135,7 @@ export function readHeader(bytes: Uint8Array): { tensors: Record<string, { dtype
     const need = numel * BYTES[e.dtype];
     if (off[1] - off[0] !== need) throw new CheckpointError(`load: tensor '${name}' ${e.dtype} [${(e.shape as number[]).join(',')}] needs ${need} bytes but data_offsets [${off.join(', ')}] span ${off[1] - off[0]}`);
     if (off[1] > dataLen) throw new CheckpointError(`load: truncated file: tensor '${name}' ends at byte ${off[1]} of the data but the data section has ${dataLen} bytes`);
-    tensors[name] = { dtype: e.dtype, shape: e.shape as number[], data_offsets: [off[0], off[1]] };
+    setOwn(tensors, name, { dtype: e.dtype, shape: e.shape as number[], data_offsets: [off[0], off[1]] });
     ranges.push([off[0], off[1], name]);
   }
   ranges.sort((a, b) => a[0] - b[0]);
@@ -142,11 +154,16 @@ export async function load(pathOrBytes: string | Uint8Array | ArrayBuffer): Prom
   let bytes: Uint8Array;
   if (typeof pathOrBytes === 'string') {
     const fs = await nodeFs('load');
-    const b = await fs.readFile(pathOrBytes);
+    let b: Uint8Array;
+    try {
+      b = await fs.readFile(pathOrBytes);
+    } catch (e) {
+      throw new CheckpointError(`load: cannot read '${pathOrBytes}': ${(e as Error).message}`);
+    }
     bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } else if (pathOrBytes instanceof Uint8Array) bytes = pathOrBytes;
   else if (pathOrBytes instanceof ArrayBuffer) bytes = new Uint8Array(pathOrBytes);
-  else throw new ValueError(`load: expects a path or the bytes (Uint8Array / ArrayBuffer), got ${pathOrBytes}`);
+  else throw new ValueError(`load: expects a path or the bytes (Uint8Array / ArrayBuffer), got ${pathOrBytes === null ? 'null' : typeof pathOrBytes}`);
   const { tensors, dataStart } = readHeader(bytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: LoadResult = {};
@@ -183,7 +200,7 @@ export async function load(pathOrBytes: string | Uint8Array | ArrayBuffer): Prom
         }
         t = tensor(a, { shape, dtype: 'i32' });
       }
-      out[name] = t;
+      setOwn(out, name, t);
     }
   } catch (e) {
     for (const t of Object.values(out)) t.dispose();

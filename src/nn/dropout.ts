@@ -1,10 +1,10 @@
 // Dropout with a seeded counter-based (Philox) mask generated on the host and uploaded.
-import { ValueError } from '../errors.js';
-import { type Tensor, tensor } from '../tensor/tensor.js';
+import { ValueError, checkOptions } from '../errors.js';
 import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random.js';
-import { record } from '../ops/record.js';
+import { record } from '../autograd/node.js';
+import type { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
 import { mul } from '../ops/elementwise.js';
-import { checkFeatures } from './module.js';
 
 export interface DropoutOptions {
   seed?: number;
@@ -25,12 +25,12 @@ export function dropoutMask(n: number, p: number, seed: number): Float32Array {
 }
 
 function identity(x: Tensor): Tensor {
-  const y = x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
-  return record('dropout', y, [x], (g) => [g.makeView(g.shape.slice(), g.strides.slice(), g.offset)]);
+  return record('dropout', x.makeView(x.shape.slice(), x.strides.slice(), x.offset), [x], (g) => [g]);
 }
 
 /** Zeroes each element with probability p and scales the rest by 1/(1-p). Returns a new tensor. */
-export function dropout(x: Tensor, p = 0.5, options: DropoutOptions = {}): Tensor {
+export function dropout(x: Tensor, p = 0.5, options?: DropoutOptions): Tensor {
+  options = checkOptions('dropout', options, ['seed', 'training']);
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new ValueError(`dropout: p must be in [0, 1], got ${p}`);
   if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) throw new ValueError(`dropout: seed must be a non-negative integer, got ${options.seed}`);
   x.buf('dropout');

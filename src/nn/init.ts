@@ -1,6 +1,7 @@
 // Seeded parameter initialisation, as PyTorch's defaults (the numbers differ from torch's RNG, the distributions do not).
 import { ValueError } from '../errors.js';
-import { type Tensor, tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
 import { nextSeed, normals, uniforms } from '../tensor/random.js';
 
 export function checkSeed(fn: string, seed: number | undefined): number {
@@ -17,6 +18,7 @@ export function uniformParam(shape: number[], bound: number, seed: number, strea
   return tensor(u, { shape, requiresGrad: true });
 }
 
+/** N(0, std^2) of `shape`, a fresh leaf that requires grad. stream separates tensors drawn from one seed. */
 export function normalParam(shape: number[], std: number, seed: number, stream: number): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const g = normals(n, seed, stream);

@@ -1,6 +1,6 @@
 // Linear, Embedding, LayerNorm, Dropout, Sequential and activation modules.
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
+import type { Tensor } from '../ops/tensor.js';
 import { philox4x32 } from '../tensor/random.js';
 import { linear } from '../ops/matmul.js';
 import { embedding, layerNorm } from '../ops/nn_ops.js';
@@ -20,8 +20,9 @@ export class Linear extends Module {
   readonly outFeatures: number;
   weight: Tensor;
   bias: Tensor | null;
-  constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
+  constructor(inFeatures: number, outFeatures: number, options?: LinearOptions) {
     super();
+    options = checkOptions('Linear', options, ['bias', 'seed']);
     checkPositiveInt('Linear', 'inFeatures', inFeatures);
     checkPositiveInt('Linear', 'outFeatures', outFeatures);
     this.inFeatures = inFeatures;
@@ -49,8 +50,9 @@ export class Embedding extends Module {
   readonly numEmbeddings: number;
   readonly embeddingDim: number;
   weight: Tensor;
-  constructor(numEmbeddings: number, embeddingDim: number, options: EmbeddingOptions = {}) {
+  constructor(numEmbeddings: number, embeddingDim: number, options?: EmbeddingOptions) {
     super();
+    options = checkOptions('Embedding', options, ['seed']);
     checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     checkPositiveInt('Embedding', 'embeddingDim', embeddingDim);
     this.numEmbeddings = numEmbeddings;
@@ -78,8 +80,9 @@ export class LayerNorm extends Module {
   readonly eps: number;
   weight: Tensor | null;
   bias: Tensor | null;
-  constructor(normalizedShape: number | number[], options: LayerNormOptions = {}) {
+  constructor(normalizedShape: number | number[], options?: LayerNormOptions) {
     super();
+    options = checkOptions('LayerNorm', options, ['eps', 'elementwiseAffine', 'bias']);
     const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape.slice();
     if (!ns.length) throw new ValueError('LayerNorm: normalizedShape must not be empty');
     for (const d of ns) checkPositiveInt('LayerNorm', 'normalizedShape entries', d);
@@ -111,8 +114,9 @@ export class Dropout extends Module {
   readonly p: number;
   private readonly _seed: number | undefined;
   private _calls = 0;
-  constructor(p = 0.5, options: { seed?: number } = {}) {
+  constructor(p = 0.5, options?: { seed?: number }) {
     super();
+    options = checkOptions('Dropout', options, ['seed']);
     if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new ValueError(`Dropout: p must be in [0, 1], got ${p}`);
     this.p = p;
     this._seed = options.seed === undefined ? undefined : checkSeed('Dropout', options.seed);
@@ -183,13 +187,13 @@ export class Sigmoid extends Module {
 }
 
 /** Holds submodules in a list (named '0', '1', ... as in PyTorch); it has no forward of its own. */
-export class ModuleList extends Module {
-  private readonly _items: Module[] = [];
-  constructor(modules: Module[] = []) {
+export class ModuleList<M extends Module = Module> extends Module {
+  private readonly _items: M[] = [];
+  constructor(modules: readonly M[] = []) {
     super();
     for (const m of modules) this.append(m);
   }
-  append(m: Module): this {
+  append(m: M): this {
     if (!(m instanceof Module)) throw new ValueError(`ModuleList: item ${this._items.length} is not a Module`);
     this.registerModule(String(this._items.length), m);
     this._items.push(m);
@@ -198,10 +202,10 @@ export class ModuleList extends Module {
   get length(): number {
     return this._items.length;
   }
-  at(i: number): Module {
+  at(i: number): M {
     return this._items[i < 0 ? this._items.length + i : i];
   }
-  [Symbol.iterator](): Iterator<Module> {
+  [Symbol.iterator](): IterableIterator<M> {
     return this._items[Symbol.iterator]();
   }
 }

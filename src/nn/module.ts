@@ -1,9 +1,8 @@
 // nn.Module: parameters, submodules and buffers with PyTorch's dotted names; train/eval; state dicts.
-import { KilnError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { Tensor, keep } from '../tensor/tensor.js';
-import { elementwise } from '../ops/kernel_args.js';
-import { U } from '../ops/elementwise.js';
-import { noGrad } from '../autograd/index.js';
+import { KilnError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
+import { keep } from '../tensor/base.js';
+import { copy } from '../launch/elementwise.js';
+import { Tensor } from '../ops/tensor.js';
 
 /** loadStateDict found keys that are missing, unexpected or of the wrong shape. */
 export class StateDictError extends KilnError {
@@ -136,7 +135,8 @@ export class Module {
     const sd: Record<string, Tensor> = {};
     const out: [string, Tensor][] = [];
     this._named(['param', 'buffer'], '', new Set(), out);
-    for (const [n, t] of out) sd[n] = t;
+    // Own data properties, so that every name ('__proto__', 'toString', ...) is kept.
+    for (const [n, t] of out) Object.defineProperty(sd, n, { value: t, enumerable: true, writable: true, configurable: true });
     return sd;
   }
 
@@ -145,16 +145,20 @@ export class Module {
    * strict (the default) every key must match; otherwise missing and unexpected keys are skipped.
    * Shape mismatches always throw. Validates everything before copying anything.
    */
-  loadStateDict(sd: Record<string, Tensor>, options: { strict?: boolean } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
-    const strict = options.strict ?? true;
-    if (sd === null || typeof sd !== 'object') throw new ValueError(`${this.constructor.name}.loadStateDict: expects an object {name: Tensor}, got ${sd}`);
+  loadStateDict(sd: Record<string, Tensor>, options?: { strict?: boolean }): { missingKeys: string[]; unexpectedKeys: string[] } {
+    const fn = `${this.constructor.name}.loadStateDict`;
+    const strict = checkOptions(fn, options, ['strict']).strict ?? true;
+    if (typeof strict !== 'boolean') throw new ValueError(`${fn}: strict must be true or false, got ${String(strict)}`);
+    if (sd === null || typeof sd !== 'object' || Array.isArray(sd)) throw new ValueError(`${fn}: expects an object {name: Tensor}, got ${String(sd)}`);
     const own = this.stateDict();
-    const missing = Object.keys(own).filter((k) => !(k in sd));
-    const unexpected = Object.keys(sd).filter((k) => !(k in own));
+    // Own keys only: 'toString' or '__proto__' in a state dict are names like any other, never inherited members.
+    const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+    const missing = Object.keys(own).filter((k) => !has(sd, k));
+    const unexpected = Object.keys(sd).filter((k) => !has(own, k));
     const mismatched: string[] = [];
     for (const k of Object.keys(own)) {
+      if (!has(sd, k)) continue;
       const src = sd[k];
-      if (!(k in sd)) continue;
       if (!(src instanceof Tensor)) mismatched.push(`${k}: not a Tensor`);
       else if (src.shape.length !== own[k].shape.length || src.shape.some((d, i) => d !== own[k].shape[i])) mismatched.push(`${k}: ${fmtShape(src.shape)} vs ${fmtShape(own[k].shape)} in the model`);
       else if (src.dtype !== own[k].dtype) mismatched.push(`${k}: dtype ${src.dtype} vs ${own[k].dtype} in the model`);
@@ -167,12 +171,7 @@ export class Module {
       if (mismatched.length) parts.push(`mis-shaped keys: ${mismatched.join('; ')}`);
       throw new StateDictError(`${this.constructor.name}.loadStateDict: ${parts.join('; ')}`, missing, unexpected, mismatched);
     }
-    noGrad(() => {
-      for (const k of Object.keys(own)) {
-        if (!(k in sd)) continue;
-        copyInto(own[k], sd[k]);
-      }
-    });
+    for (const k of Object.keys(own)) if (has(sd, k)) copyInto(own[k], sd[k]);
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
 
@@ -222,15 +221,12 @@ export class Module {
   }
 }
 
-/** dst <- src elementwise (same shape and dtype); dst must be contiguous at its own offset. */
+/** dst <- src elementwise (same shape and dtype), off the tape; dst keeps its own storage and offset. */
 export function copyInto(dst: Tensor, src: Tensor): void {
-  if (!dst.isContiguous) throw new ShapeError(`copyInto: destination ${fmtShape(dst.shape)} is not contiguous`);
-  dst.buf('copy');
-  src.buf('copy');
+  dst.buf('loadStateDict');
+  src.buf('loadStateDict');
   if (dst.size === 0 || (src.storage === dst.storage && src.offset === dst.offset)) return;
-  // A copy kernel rather than encodeCopy: queue.uploadToBuffer only orders a later upload after pending
-  // *dispatches*, so a pending buffer copy into a recycled buffer could land after a newer upload.
-  elementwise('unary', 'copy', dst, { a: src }, U.copy);
+  copy('loadStateDict', dst, src);
 }
 
 /** Checks that the last dim of `x` is `expected`, naming the module on failure. */

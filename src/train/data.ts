@@ -1,6 +1,7 @@
 // Batching: a seeded shuffling index iterator and a small host-side dataset.
 import { ShapeError, ValueError } from '../errors.js';
-import { type Tensor, tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
 import { philox4x32 } from '../tensor/random.js';
 
 export interface BatchOptions {

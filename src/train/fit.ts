@@ -1,8 +1,9 @@
 // fit(): epochs of shuffled mini-batches, validation, early stopping with best-state restore, progress.
 import { ValueError, KilnError } from '../errors.js';
-import { type Tensor, tidy, keep } from '../tensor/tensor.js';
+import { tidy, keep } from '../tensor/base.js';
+import type { Tensor } from '../ops/tensor.js';
 import { clone } from '../ops/elementwise.js';
-import { noGrad } from '../autograd/index.js';
+import { noGrad } from '../autograd/mode.js';
 import type { Module } from '../nn/module.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { clipGradNorm } from '../optim/clip.js';

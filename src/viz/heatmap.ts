@@ -1,7 +1,7 @@
 // Attention heatmaps as SVG (text, for pages and reports) and PNG (bytes, via fast-png).
 import { encode } from 'fast-png';
 import { ShapeError, ValueError, fmtShape } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { TensorBase as Tensor } from '../tensor/base.js';
 
 export interface Matrix {
   rows: number;

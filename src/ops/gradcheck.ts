@@ -4,13 +4,15 @@
 // The loss is sum(fn(...inputs) * W) with W fixed and random, so every output element's gradient matters (a plain sum
 // would hide a backward rule that is wrong by a per-row constant, as softmax's would be). The finite differences
 // accumulate that dot product on the host in float64, which keeps the f32 error to the forward's own rounding.
-import { ValueError } from '../errors.js';
-import { type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { ValueError, checkOptions } from '../errors.js';
+import { tidy } from '../tensor/base.js';
 import { normals } from '../tensor/random.js';
-import { mul } from '../ops/elementwise.js';
-import { sum } from '../ops/reduce.js';
-import { noGrad } from './index.js';
-import { backward } from './backward.js';
+import { noGrad } from '../autograd/mode.js';
+import { backward } from '../autograd/backward.js';
+import type { Tensor } from './tensor.js';
+import { tensor } from './creation.js';
+import { mul } from './elementwise.js';
+import { sum } from './reduce.js';
 
 export interface GradcheckOptions {
   /** Finite-difference step (default 1e-3). */
@@ -58,11 +60,11 @@ const BATCH = 32;
 export async function gradcheck(
   fn: (...inputs: Tensor[]) => Tensor,
   inputs: Tensor[],
-  options: GradcheckOptions = {},
+  options?: GradcheckOptions,
 ): Promise<GradcheckResult> {
   if (typeof fn !== 'function') throw new ValueError('gradcheck: fn must be a function');
   if (!Array.isArray(inputs) || inputs.length === 0) throw new ValueError('gradcheck: inputs must be a non-empty array of tensors');
-  const { eps = 1e-3, atol = 1e-2, rtol = 1e-2, seed = 0 } = options;
+  const { eps = 1e-3, atol = 1e-2, rtol = 1e-2, seed = 0 } = checkOptions('gradcheck', options, ['eps', 'atol', 'rtol', 'seed']);
   if (!(eps > 0) || !(atol >= 0) || !(rtol >= 0)) throw new ValueError(`gradcheck: eps ${eps} must be > 0, atol ${atol} and rtol ${rtol} >= 0`);
   for (const [i, t] of inputs.entries()) t.buf(`gradcheck: input ${i}`);
 

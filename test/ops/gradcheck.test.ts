@@ -3,13 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import * as K from '../../src/index.node';
 import * as R from '../reference/ops';
-import { record } from '../../src/ops/record';
-import { U, unaryRaw } from '../../src/ops/elementwise';
+import { record } from '../../src/autograd/node';
+import { U, unary } from '../../src/launch/elementwise';
 import { checkGradVsRef, fromRef, rnd, rndAway } from '../helpers';
 
 /** exp with a deliberately wrong backward (gradient passes through unchanged). */
 function brokenExp(x: K.Tensor): K.Tensor {
-  const y = unaryRaw('brokenExp', x, U.exp);
+  const y = unary('brokenExp', x, U.exp);
   return record('brokenExp', y, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
 }
 
