@@ -4,6 +4,13 @@ import { expect } from 'vitest';
 import { type Tensor, full, memory, tensor, tidy, mul, sum } from '../src/index.node';
 import { type Ref, allClose, numel, randArr, ref, rng } from './reference/core';
 import { checkGrad, numericGrad } from './reference/gradcheck';
+import { stats } from '../src/gpu/queue';
+
+/** GPU work encoded so far (dispatches, copies and uploads), to assert that a failing call encoded none. */
+export function encodedWork(): number {
+  const s = stats as { dispatches: number; uploads: number; copies?: number };
+  return s.dispatches + s.uploads + (s.copies ?? 0);
+}
 
 /** A float64 reference input whose values are exactly representable in f32 (so both sides see the same numbers). */
 export function rnd(shape: readonly number[], seed: number, lo = -1, hi = 1): Ref {
@@ -71,10 +78,11 @@ export async function expectNoLeak(fn: () => unknown | Promise<unknown>): Promis
 
 /**
  * Asserts that `fn` throws an error of class `cls` whose message matches every pattern, and that the failed call
- * leaves live memory as it found it.
+ * leaves live memory as it found it and encoded no GPU work (create the inputs before the call).
  */
 export function expectThrows(fn: () => unknown, cls: new (...args: never[]) => Error, ...patterns: (RegExp | string)[]): void {
   const before = memory().buffers;
+  const work = encodedWork();
   let caught: unknown = null;
   try {
     tidy(() => {
@@ -90,11 +98,13 @@ export function expectThrows(fn: () => unknown, cls: new (...args: never[]) => E
     else expect(msg).toMatch(p);
   }
   expect(memory().buffers, `leak after failing call: ${msg}`).toBe(before);
+  expect(encodedWork(), `GPU work encoded by a failing call: ${msg}`).toBe(work);
 }
 
 /** As expectThrows, without the tidy wrapper (so the check also covers buffers an op allocates before failing). */
 export function expectThrowsRaw(fn: () => unknown, cls: new (...args: never[]) => Error, ...patterns: (RegExp | string)[]): void {
   const before = memory().buffers;
+  const work = encodedWork();
   let caught: unknown = null;
   try {
     const r = fn();
@@ -109,6 +119,7 @@ export function expectThrowsRaw(fn: () => unknown, cls: new (...args: never[]) =
     else expect(msg).toMatch(p);
   }
   expect(memory().buffers, `leak after failing call: ${msg}`).toBe(before);
+  expect(encodedWork(), `GPU work encoded by a failing call: ${msg}`).toBe(work);
 }
 
 export interface RefGradOptions {

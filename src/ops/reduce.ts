@@ -58,7 +58,7 @@ export const min = (x: Tensor, dim?: number | number[] | null, keepdim = false):
 function argExtremum(fn: 'argmax' | 'argmin', x: Tensor, dim?: number | null, keepdim = false): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
   if (dim === undefined || dim === null) {
-    if (x.size === 0) throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
+    if (x.size === 0) throw new ShapeError(`${fn}: cannot reduce over an empty dim of [0] (${fmtShape(x.shape)}, flattened)`);
     const flat = reshape(x, [-1]);
     const r = reduce(fn, flat, [0], false, fn);
     flat.dispose();

@@ -2,7 +2,7 @@
 // are disposed, which catches views an op made before failing and never released).
 import { describe, expect, it } from 'vitest';
 import * as K from '../../src/index.node';
-import { expectThrows } from '../helpers';
+import { encodedWork, expectThrows } from '../helpers';
 
 type Cls = new (...args: never[]) => Error;
 
@@ -11,6 +11,7 @@ function failsCleanly<T extends K.Tensor[]>(make: () => [...T], call: (...ts: T)
   const baseline = K.memory().buffers;
   const inputs = make();
   const withInputs = K.memory().buffers;
+  const work = encodedWork();
   let caught: unknown = null;
   try {
     call(...inputs);
@@ -25,6 +26,7 @@ function failsCleanly<T extends K.Tensor[]>(make: () => [...T], call: (...ts: T)
     else expect(msg).toMatch(p);
   }
   expect(K.memory().buffers, `buffers changed by the failing call: ${msg}`).toBe(withInputs);
+  expect(encodedWork(), `GPU work encoded by the failing call: ${msg}`).toBe(work);
   for (const t of inputs) t.dispose();
   expect(K.memory().buffers, `buffers kept alive after the inputs were disposed: ${msg}`).toBe(baseline);
 }
@@ -115,9 +117,13 @@ describe('shape errors', () => {
     await expect(a.item()).rejects.toBeInstanceOf(K.ShapeError);
     await expect(a.item()).rejects.toThrow(/\[2,3\].*6 elements/);
     a.dispose();
+    // The failing call is backward(): it must encode nothing (the product is made before it).
     failsCleanly(
-      () => [K.ones([2, 3], { requiresGrad: true })],
-      (a) => K.tidy(() => K.mul(a, 2).backward()),
+      () => {
+        const a = K.ones([2, 3], { requiresGrad: true });
+        return [a, K.mul(a, 2)];
+      },
+      (_a, y) => y.backward(),
       K.ShapeError,
       '[2,3]',
     );

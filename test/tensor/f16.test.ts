@@ -162,6 +162,8 @@ describe('f16 tensors', () => {
   it('every op without f16 support refuses it with a DTypeError that says what f16 supports, and leaks nothing', () => {
     const h = tensor([1, 2, 3, 4], { shape: [2, 2], dtype: 'f16' });
     const f = tensor([1, 2, 3, 4], { shape: [2, 2] });
+    const fPos = f.gt(0);
+    const h2 = tensor([1, 2], { dtype: 'f16' });
     const ops: [string, () => unknown][] = [
       ['add', () => add(h, h)],
       ['add mixed', () => add(f, h)],
@@ -171,17 +173,19 @@ describe('f16 tensors', () => {
       ['softmax', () => softmax(h, -1)],
       ['layerNorm', () => F.layerNorm(h, [2])],
       ['mul scalar', () => h.mul(2)],
-      ['where', () => f.gt(0).where(h, h)],
+      ['where', () => fPos.where(h, h)],
       ['gt', () => h.gt(0)],
     ];
     for (const [, fn] of ops) expectThrows(fn, DTypeError, /f16 tensors are not supported here \(f16 supports creation/, "cast with x.to('f32') first");
-    expectThrows(() => tensor([1, 2], { dtype: 'f16' }).add(1), DTypeError, /f16 supports creation/);
+    expectThrows(() => h2.add(1), DTypeError, /f16 supports creation/);
     // bad casts and dtypes: refused before any GPU work, nothing leaks
     expectThrows(() => f.to('f64' as never), DTypeError, 'unknown dtype "f64"');
     expectThrows(() => tensor([1], { dtype: 'bfloat16' as never }), DTypeError, 'unknown dtype "bfloat16"', 'f16');
     expectThrows(() => F.scaledDotProductAttention(h.reshape([1, 1, 2, 2]), f.reshape([1, 1, 2, 2]), f.reshape([1, 1, 2, 2])), DTypeError, 'q is f16 but k is f32');
     h.dispose();
     f.dispose();
+    fPos.dispose();
+    h2.dispose();
     poison();
     expect(backward).toBeTypeOf('function');
   });
