@@ -1,197 +1,253 @@
-// Kernel loading: WGSL sources are real files in kernels/, bundled as text. wgsl_reflect reads each
-// entry point's bindings and its params struct, so no bind group layout is written by hand.
-import { WgslReflect } from 'wgsl_reflect';
+// Kernel loading and the pipeline cache. WGSL sources are real files in kernels/; the build (scripts/gen-kernels.mjs)
+// reflects each one with wgsl_reflect and ships it as a module of data, src/launch/kernels/<file>.ts: its text (comments
+// blanked, lines kept), the modules its `//!include` lines name, and per compute entry point the bindings, the params
+// struct layout and the workgroup size. So the runtime has no WGSL parser, no bind group layout is written by hand, and
+// the code that launches a kernel imports its module: a bundle carries the kernels it can launch and no others.
 import { DeviceError, KilnError } from '../errors.js';
-import { gpu, onDeviceInit } from './device.js';
+import { gpu, type KilnDevice } from './device.js';
 import type { PooledBuffer } from './memory.js';
 import { allocUniform, encodeDispatch, recordAsyncError, uniformRingBuffer } from './queue.js';
-import { KERNEL_SOURCES } from './kernel_sources.js';
+// TRANSITIONAL (issue 12): the string form dispatch('file.wgsl', ...) finds its module here, which puts every kernel
+// in every bundle. Remove this import, kernelByName's use in `toModule` and the string overloads once every launcher
+// imports its kernel's module.
+import { KERNELS } from '../launch/kernels/index.js';
 
 export type ParamValue = number | boolean | readonly number[];
 
-interface FieldLayout {
-  name: string;
-  offset: number;
-  kind: 'u32' | 'i32' | 'f32';
+export interface KernelBinding {
+  readonly name: string;
+  readonly binding: number;
+  readonly kind: 'uniform' | 'storage' | 'read-only-storage';
+}
+
+export interface ParamsField {
+  readonly name: string;
+  /** Byte offset in the params struct. */
+  readonly offset: number;
+  readonly kind: 'u32' | 'i32' | 'f32';
   /** Number of scalars (1 for a scalar; 4 * N for array<vec4<u32>, N>, ...). */
-  count: number;
+  readonly count: number;
 }
 
-interface EntryInfo {
-  file: string;
-  entry: string;
-  code: string;
-  bindings: { name: string; binding: number; kind: 'uniform' | 'storage' | 'read-only-storage' }[];
-  params: { name: string; size: number; fields: FieldLayout[] } | null;
-  overrides: Set<string>;
-  workgroupSize: [number, number, number] | null;
-  layout: GPUBindGroupLayout | null;
+/** The uniform struct an entry point reads its scalar arguments from. */
+export interface ParamsLayout {
+  readonly name: string;
+  readonly size: number;
+  readonly fields: readonly ParamsField[];
 }
 
-const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
-
-/** Resolves `//!include name.wgsl` lines. Included text is appended so the file's own line numbers stay right. */
-export function resolveIncludes(file: string, sources: Record<string, string> = KERNEL_SOURCES): string {
-  const src = sources[file];
-  if (src === undefined) throw new KilnError(`kiln: no kernel file '${file}' (known: ${Object.keys(sources).join(', ')})`);
-  const seen = new Set<string>([file]);
-  let tail = '';
-  const walk = (text: string): string =>
-    text.replace(INCLUDE, (_m, name: string) => {
-      if (!seen.has(name)) {
-        seen.add(name);
-        const inc = sources[name];
-        if (inc === undefined) throw new KilnError(`kiln: ${file} includes unknown kernel file '${name}'`);
-        tail += `\n// ---- included from ${name} ----\n` + walk(inc);
-      }
-      return `// (included ${name} below)`;
-    });
-  const body = walk(src);
-  return body + tail;
-}
-
-const reflected = new Map<string, WgslReflect>();
-const entries = new Map<string, EntryInfo>();
-const modules = new Map<string, GPUShaderModule>();
-const pipelines = new Map<string, GPUComputePipeline>();
-const MAX_BIND_GROUPS = 4096;
-const bindGroups = new Map<string, GPUBindGroup>();
-
-onDeviceInit(() => {
-  modules.clear();
-  pipelines.clear();
-  bindGroups.clear();
-  for (const e of entries.values()) e.layout = null;
-});
-
-function scalarKind(typeName: string): 'u32' | 'i32' | 'f32' {
-  if (/u32/.test(typeName)) return 'u32';
-  if (/i32/.test(typeName)) return 'i32';
-  if (/f32/.test(typeName)) return 'f32';
-  throw new KilnError(`kiln: unsupported params member type '${typeName}'`);
-}
-
-function fieldCount(m: { type: { name: string }; size: number }): number {
-  return Math.max(1, Math.floor(m.size / 4));
+export interface KernelEntry {
+  /** The bindings this entry point uses, by binding number; all in @group(0). */
+  readonly bindings: readonly KernelBinding[];
+  readonly params: ParamsLayout | null;
+  /** @workgroup_size, with override constants at their defaults; null where it is not a constant. */
+  readonly workgroupSize: readonly [number, number, number] | null;
 }
 
 /**
- * Variants a WGSL override cannot express (DESIGN: generate text only there), named `file#tag` or `file#tag1,tag2`:
- *   f16        the file's `alias io_t = f32;` (and `alias tile_t = f32;`, if any) become f16, with `enable f16;` put in
- *              front of line 1. Needs shader-f16.
- *   subgroups  every `//!include name.wgsl` that has a `name_subgroups.wgsl` sibling includes that instead, with
- *              `enable subgroups;` (and subgroup_uniformity diagnostics off: the callers keep whole subgroups
- *              together, which WGSL's analysis cannot see) in front of line 1. Needs subgroups.
- * Directives go on line 1 and included text is appended, so compile errors keep the file's own line numbers. The
- * bindings are the base file's, so the base file is what gets reflected.
+ * One kernel file, reflected at build time (src/launch/kernels/<file>.ts, generated by scripts/gen-kernels.mjs).
+ * `E` names its compute entry points, `C` its module-scope integer constants (op-code tables and the like).
+ */
+export interface KernelModule<E extends string = string, C extends string = string> {
+  /** The file's name in kernels/ ('softmax.wgsl'); a variant's carries its tags ('attention_forward.wgsl#f16'). */
+  readonly file: string;
+  /** WGSL text, comments blanked and lines trimmed, so line numbers are the file's own; `//!include` lines kept. */
+  readonly code: string;
+  /** The modules this file's `//!include` lines name. */
+  readonly includes: readonly KernelModule[];
+  /** The `<name>_subgroups.wgsl` sibling that the subgroups variant includes instead of this file, if there is one. */
+  readonly subgroups?: KernelModule;
+  readonly entries: { readonly [K in E]: KernelEntry };
+  /** Names of the file's `override` constants (what pipeline constants may set). */
+  readonly overrides: readonly string[];
+  readonly constants: { readonly [K in C]: number };
+  /** Set on variants made by kernelVariant(): the tags applied to the base module's text. */
+  readonly variant?: readonly KernelVariant[];
+}
+
+/**
+ * Variants a WGSL override cannot express (DESIGN: generate text only there), made by kernelVariant(kernel, tags):
+ *   f16        the resolved text's `alias io_t = f32;` (and `alias tile_t = f32;`, if any) become f16, with
+ *              `enable f16;` put in front of line 1. Needs shader-f16.
+ *   subgroups  every include that has a `<name>_subgroups.wgsl` sibling includes that instead, with `enable subgroups;`
+ *              (and subgroup_uniformity diagnostics off: the callers keep whole subgroups together, which WGSL's
+ *              analysis cannot see) in front of line 1. Needs subgroups.
+ * Directives go on line 1 and included text is appended, so compile errors keep the file's own line numbers. A
+ * variant's bindings and params are its base file's.
  */
 export const KERNEL_VARIANTS = ['f16', 'subgroups'] as const;
 export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
 
-/** `file` with variant tags, in a canonical order (so each variant has one cache key). */
+const variantCache = new WeakMap<KernelModule, Map<string, KernelModule>>();
+
+/** `kernel` with variant tags applied; the same object for the same tags, so pipelines are cached once. */
+export function kernelVariant<E extends string, C extends string>(kernel: KernelModule<E, C>, tags: readonly KernelVariant[]): KernelModule<E, C> {
+  for (const t of tags) {
+    if (!KERNEL_VARIANTS.includes(t)) throw new KilnError(`kiln: unknown kernel variant '${t}' (known: ${KERNEL_VARIANTS.join(', ')})`);
+  }
+  const t = KERNEL_VARIANTS.filter((v) => tags.includes(v));
+  if (!t.length) return kernel;
+  if (kernel.variant) throw new KilnError(`kiln: ${kernel.file} is already a variant`);
+  let byTags = variantCache.get(kernel);
+  if (!byTags) variantCache.set(kernel, (byTags = new Map()));
+  const key = t.join(',');
+  let v = byTags.get(key);
+  if (!v) byTags.set(key, (v = { ...kernel, file: `${kernel.file}#${key}`, variant: t } as KernelModule));
+  return v as KernelModule<E, C>;
+}
+
+/** `file` with variant tags, in a canonical order (the name kernelVariant gives that variant). */
 export function variantName(file: string, tags: readonly KernelVariant[]): string {
   const t = KERNEL_VARIANTS.filter((v) => tags.includes(v));
   return t.length ? `${file}#${t.join(',')}` : file;
 }
 
-export function variantCode(file: string, tags: readonly string[], sources: Record<string, string> = KERNEL_SOURCES): string {
-  let src = sources[file];
-  if (src === undefined) throw new KilnError(`kiln: no kernel file '${file}'`);
-  let prefix = '';
-  for (const tag of tags) {
-    if (tag === 'f16') {
-      const alias = /^alias io_t = f32;/m;
-      if (!alias.test(src)) throw new KilnError(`kiln: ${file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
-      src = src.replace(alias, 'alias io_t = f16;').replace(/^alias tile_t = f32;/m, 'alias tile_t = f16;');
-      prefix += 'enable f16; ';
-    } else if (tag === 'subgroups') {
-      let swapped = 0;
-      src = src.replace(INCLUDE, (line, name: string) => {
-        const alt = name.replace(/\.wgsl$/, '_subgroups.wgsl');
-        if (sources[alt] === undefined) return line;
-        swapped++;
-        return line.replace(name, alt);
-      });
-      if (!swapped) throw new KilnError(`kiln: ${file} includes no file with a _subgroups sibling, so it has no subgroups variant`);
-      prefix += 'enable subgroups; diagnostic(off, subgroup_uniformity); ';
-    } else throw new KilnError(`kiln: unknown kernel variant '${tag}' (known: ${KERNEL_VARIANTS.join(', ')})`);
-  }
-  return prefix + resolveIncludes(file, { ...sources, [file]: src });
+/** A kernel by name ('softmax.wgsl', or with variant tags: 'attention_forward.wgsl#f16,subgroups') from `registry`. */
+export function kernelByName(name: string, registry: Readonly<Record<string, KernelModule>>): KernelModule {
+  const [file, tagList] = name.split('#');
+  const kernel = registry[file];
+  if (!kernel) throw new KilnError(`kiln: no kernel file '${file}' (known: ${Object.keys(registry).join(', ')})`);
+  return tagList ? kernelVariant(kernel, tagList.split(',') as KernelVariant[]) : kernel;
 }
 
-export function entryInfo(file: string, entry: string): EntryInfo {
-  const key = `${file}:${entry}`;
-  let info = entries.get(key);
-  if (info) return info;
-  const [baseFile, tagList] = file.split('#');
-  const tags = tagList ? tagList.split(',') : [];
-  const baseCode = resolveIncludes(baseFile);
-  if (tags.includes('f16') && !gpu().hasF16) throw new DeviceError(`kiln: ${file} needs the adapter feature shader-f16, which this device lacks`);
-  if (tags.includes('subgroups') && !gpu().hasSubgroups) throw new DeviceError(`kiln: ${file} needs the adapter feature subgroups, which this device lacks`);
-  const code = tags.length ? variantCode(baseFile, tags) : baseCode;
-  let refl = reflected.get(baseFile);
-  if (!refl) {
-    try {
-      refl = new WgslReflect(baseCode);
-    } catch (e) {
-      throw new DeviceError(`kiln: ${baseFile} could not be parsed: ${(e as Error).message}`);
-    }
-    reflected.set(baseFile, refl);
+/** TRANSITIONAL (issue 12): string names resolve through every kernel; see the import of KERNELS above. */
+function toModule(kernel: KernelModule | string): KernelModule {
+  return typeof kernel === 'string' ? kernelByName(kernel, KERNELS) : kernel;
+}
+
+const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
+
+/** Resolved WGSL text, and where each appended file starts (1-based line numbers), for compile errors. */
+interface Resolved {
+  code: string;
+  parts: { file: string; line: number }[];
+}
+
+const resolvedCache = new WeakMap<KernelModule, Resolved>();
+
+function resolve(kernel: KernelModule): Resolved {
+  let r = resolvedCache.get(kernel);
+  if (r) return r;
+  const tags = kernel.variant ?? [];
+  const subgroups = tags.includes('subgroups');
+  const seen = new Set<string>([kernel.file]);
+  const tail: { file: string; text: string }[] = [];
+  let swapped = 0;
+  const walk = (mod: KernelModule): string =>
+    mod.code.replace(INCLUDE, (_line, name: string) => {
+      let inc = mod.includes.find((m) => m.file === name);
+      if (!inc) throw new KilnError(`kiln: ${mod.file} includes '${name}', which its module does not provide`);
+      if (subgroups && inc.subgroups) {
+        inc = inc.subgroups;
+        swapped++;
+      }
+      if (!seen.has(inc.file)) {
+        seen.add(inc.file);
+        const text = walk(inc);
+        tail.push({ file: inc.file, text });
+      }
+      return `// (included ${inc.file} below)`;
+    });
+  let code = walk(kernel);
+  const parts = [{ file: kernel.file, line: 1 }];
+  let line = code.split('\n').length;
+  for (const t of tail) {
+    code += `\n// ---- included from ${t.file} ----\n${t.text}`;
+    parts.push({ file: t.file, line: line + 2 });
+    line += 1 + t.text.split('\n').length;
   }
-  const fn = refl.entry.compute.find((f) => f.name === entry);
-  if (!fn) throw new KilnError(`kiln: ${file} has no compute entry point '${entry}' (has: ${refl.entry.compute.map((f) => f.name).join(', ')})`);
-  const bindings: EntryInfo['bindings'] = [];
-  let params: EntryInfo['params'] = null;
-  for (const r of fn.resources) {
-    if (r.group !== 0) throw new KilnError(`kiln: ${file}: binding '${r.name}' must be in @group(0)`);
-    if (r.resourceType === 0 /* Uniform */) {
-      bindings.push({ name: r.name, binding: r.binding, kind: 'uniform' });
-      const t = r.type as unknown as { members?: { name: string; offset: number; size: number; type: { name: string; format?: { name: string; format?: { name: string } } } }[] };
-      if (!t.members) throw new KilnError(`kiln: ${file}: uniform '${r.name}' must be a struct`);
-      const fields: FieldLayout[] = t.members.map((m) => {
-        const base = m.type.format?.format?.name ?? m.type.format?.name ?? m.type.name;
-        return { name: m.name, offset: m.offset, kind: scalarKind(base.includes('<') ? base : `${base} ${m.type.name}`), count: fieldCount(m) };
-      });
-      params = { name: r.name, size: r.size, fields };
-    } else if (r.resourceType === 1 /* Storage */) {
-      bindings.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
-    } else {
-      throw new KilnError(`kiln: ${file}: binding '${r.name}' has an unsupported resource type`);
-    }
+  let prefix = '';
+  if (tags.includes('f16')) {
+    const alias = /^alias io_t = f32;/m;
+    if (!alias.test(code)) throw new KilnError(`kiln: ${kernel.file} has no 'alias io_t = f32;' line, so it has no f16 variant`);
+    code = code.replace(alias, 'alias io_t = f16;').replace(/^alias tile_t = f32;/m, 'alias tile_t = f16;');
+    prefix += 'enable f16; ';
   }
-  bindings.sort((a, b) => a.binding - b.binding);
-  const ws = fn.workgroupSize as [number, number, number] | null;
-  info = {
-    file,
-    entry,
-    code,
-    bindings,
-    params,
-    overrides: new Set(refl.overrides.map((o) => o.name)),
-    workgroupSize: ws && ws.every((n) => typeof n === 'number' && n > 0) ? ws : null,
-    layout: null,
-  };
-  entries.set(key, info);
+  if (subgroups) {
+    if (!swapped) throw new KilnError(`kiln: ${kernel.file} includes no file with a _subgroups sibling, so it has no subgroups variant`);
+    prefix += 'enable subgroups; diagnostic(off, subgroup_uniformity); ';
+  }
+  r = { code: prefix + code, parts };
+  resolvedCache.set(kernel, r);
+  return r;
+}
+
+/** The WGSL text a kernel compiles from: its includes appended, so its own lines keep their numbers. */
+export function kernelCode(kernel: KernelModule | string): string {
+  return resolve(toModule(kernel)).code;
+}
+
+function entryOf(kernel: KernelModule, entry: string): KernelEntry {
+  const info = Object.hasOwn(kernel.entries, entry) ? kernel.entries[entry] : undefined;
+  if (!info) throw new KilnError(`kiln: ${kernel.file} has no compute entry point '${entry}' (has: ${Object.keys(kernel.entries).join(', ') || 'none'})`);
   return info;
+}
+
+function checkFeatures(kernel: KernelModule, kd: KilnDevice): void {
+  const tags = kernel.variant ?? [];
+  if (tags.includes('f16') && !kd.hasF16) throw new DeviceError(`kiln: ${kernel.file} needs the adapter feature shader-f16, which this device lacks`);
+  if (tags.includes('subgroups') && !kd.hasSubgroups) throw new DeviceError(`kiln: ${kernel.file} needs the adapter feature subgroups, which this device lacks`);
+}
+
+// Caches of GPU objects, for one device: emptied when kiln's device changes (init after a loss or a forced switch).
+let cacheGeneration = -1;
+const shaderModules = new Map<KernelModule, GPUShaderModule>();
+const layouts = new Map<KernelEntry, GPUBindGroupLayout>();
+const pipelines = new Map<string, GPUComputePipeline>();
+const MAX_BIND_GROUPS = 4096;
+const bindGroups = new Map<string, GPUBindGroup>();
+
+function device(): KilnDevice {
+  const kd = gpu();
+  if (kd.generation !== cacheGeneration) {
+    cacheGeneration = kd.generation;
+    shaderModules.clear();
+    layouts.clear();
+    pipelines.clear();
+    bindGroups.clear();
+  }
+  return kd;
+}
+
+// Pipeline and bind group keys name a kernel module by a number: two modules may share a file name (tests).
+const moduleIds = new WeakMap<KernelModule, number>();
+let nextModuleId = 1;
+function moduleId(kernel: KernelModule): number {
+  let id = moduleIds.get(kernel);
+  if (id === undefined) moduleIds.set(kernel, (id = nextModuleId++));
+  return id;
 }
 
 function lineOf(code: string, line: number): string {
   return code.split('\n')[line - 1]?.trim() ?? '';
 }
 
-function shaderModule(file: string, code: string): GPUShaderModule {
-  let m = modules.get(file);
-  if (m) return m;
-  const kd = gpu();
+/** `kernels/<file>:<line>` of a line of the resolved text, naming the included file the line came from. */
+function sourceLine(r: Resolved, line: number): string {
+  let part = r.parts[0];
+  for (const p of r.parts) if (p.line <= line) part = p;
+  return `kernels/${part.file}:${line - part.line + 1}`;
+}
+
+function compileError(kernel: KernelModule, ci: GPUCompilationInfo): DeviceError | null {
+  const errors = ci.messages.filter((x) => x.type === 'error');
+  if (!errors.length) return null;
+  const r = resolve(kernel);
+  const text = errors.map((x) => `${sourceLine(r, x.lineNum)}:${x.linePos}: ${x.message}\n    ${lineOf(r.code, x.lineNum)}`).join('\n');
+  return new DeviceError(`kiln: shader compile error in ${kernel.file}\n${text}`);
+}
+
+function shaderModule(kernel: KernelModule, kd: KilnDevice): GPUShaderModule {
+  const cached = shaderModules.get(kernel);
+  if (cached) return cached;
   // A compile error is also a validation error; scope it so it is reported once, below, with the file and line,
   // rather than as an anonymous uncaptured error.
   kd.device.pushErrorScope('validation');
-  m = kd.device.createShaderModule({ code, label: file });
+  const module = kd.device.createShaderModule({ code: resolve(kernel).code, label: kernel.file });
   void kd.device.popErrorScope().catch(() => null);
-  const module = m;
-  void m.getCompilationInfo().then((ci) => reportCompileError(module, compileError(file, code, ci)));
-  modules.set(file, module);
-  return m;
+  void module.getCompilationInfo().then((ci) => reportCompileError(module, compileError(kernel, ci)));
+  shaderModules.set(kernel, module);
+  return module;
 }
 
 // Both the module's compilation info and every pipeline built on it see a compile error; report it once per module,
@@ -206,25 +262,19 @@ function reportCompileError(module: GPUShaderModule, err: DeviceError | null): b
   return true;
 }
 
-function compileError(file: string, code: string, ci: GPUCompilationInfo): DeviceError | null {
-  const errors = ci.messages.filter((x) => x.type === 'error');
-  if (!errors.length) return null;
-  const text = errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n');
-  return new DeviceError(`kiln: shader compile error\n${text}`);
-}
-
-function bindGroupLayout(info: EntryInfo): GPUBindGroupLayout {
-  if (info.layout) return info.layout;
-  const kd = gpu();
-  info.layout = kd.device.createBindGroupLayout({
-    label: `${info.file}:${info.entry}`,
+function bindGroupLayout(kernel: KernelModule, entry: string, info: KernelEntry, kd: KilnDevice): GPUBindGroupLayout {
+  let layout = layouts.get(info);
+  if (layout) return layout;
+  layout = kd.device.createBindGroupLayout({
+    label: `${kernel.file}:${entry}`,
     entries: info.bindings.map((b) => ({
       binding: b.binding,
       visibility: GPUShaderStage.COMPUTE,
       buffer: b.kind === 'uniform' ? { type: 'uniform', hasDynamicOffset: true } : { type: b.kind },
     })),
   });
-  return info.layout;
+  layouts.set(info, layout);
+  return layout;
 }
 
 function constantsKey(constants: Record<string, number> | undefined): string {
@@ -235,44 +285,55 @@ function constantsKey(constants: Record<string, number> | undefined): string {
     .join(',');
 }
 
-export function pipeline(file: string, entry: string, constants?: Record<string, number>): { pipeline: GPUComputePipeline; info: EntryInfo; key: string } {
-  const info = entryInfo(file, entry);
-  const key = `${file}:${entry}:${constantsKey(constants)}`;
+export interface KernelPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  info: KernelEntry;
+  key: string;
+}
+
+/** The compute pipeline of one entry point with these override constants, built once per device. */
+export function pipeline<E extends string>(kernel: KernelModule<E, string> | string, entry: NoInfer<E>, constants?: Record<string, number>): KernelPipeline {
+  const k = toModule(kernel);
+  const kd = device();
+  const info = entryOf(k, entry);
+  const layout = bindGroupLayout(k, entry, info, kd);
+  const key = `${moduleId(k)}:${entry}:${constantsKey(constants)}`;
   let p = pipelines.get(key);
   if (!p) {
+    checkFeatures(k, kd);
     if (constants) {
       for (const name of Object.keys(constants)) {
-        if (!info.overrides.has(name)) throw new KilnError(`kiln: ${file} has no override constant '${name}'`);
+        if (!k.overrides.includes(name)) throw new KilnError(`kiln: ${k.file} has no override constant '${name}' (has: ${k.overrides.join(', ') || 'none'})`);
       }
     }
-    const kd = gpu();
-    const module = shaderModule(file, info.code);
+    const module = shaderModule(k, kd);
+    const label = `${k.file}:${entry}:${constantsKey(constants)}`;
     kd.device.pushErrorScope('validation');
     p = kd.device.createComputePipeline({
-      label: key,
-      layout: kd.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout(info)] }),
+      label,
+      layout: kd.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: entry, constants },
     });
     void kd.device.popErrorScope().then(async (err) => {
       if (!err) return;
       // A pipeline over a module that failed to compile: report the compile error (file and line), not the symptom.
       const ci = await module.getCompilationInfo().catch(() => null);
-      if (!reportCompileError(module, ci && compileError(file, info.code, ci))) {
-        recordAsyncError(new DeviceError(`kiln: pipeline ${key} failed: ${err.message}`));
+      if (!reportCompileError(module, ci && compileError(k, ci))) {
+        recordAsyncError(new DeviceError(`kiln: pipeline ${label} failed: ${err.message}`));
       }
     });
     pipelines.set(key, p);
   }
-  return { pipeline: p, info, key };
+  return { pipeline: p, layout, info, key };
 }
 
-function packParams(info: EntryInfo, values: Record<string, ParamValue>): Uint8Array {
-  const layout = info.params!;
+function packParams(kernel: KernelModule, entry: string, layout: ParamsLayout, values: Record<string, ParamValue>): Uint8Array {
   const bytes = new Uint8Array(Math.ceil(layout.size / 16) * 16);
   const view = new DataView(bytes.buffer);
   for (const f of layout.fields) {
     const v = values[f.name];
-    if (v === undefined) throw new KilnError(`kiln: ${info.file}:${info.entry}: missing kernel param '${f.name}'`);
+    if (v === undefined) throw new KilnError(`kiln: ${kernel.file}:${entry}: missing kernel param '${f.name}'`);
     const arr = typeof v === 'number' ? [v] : typeof v === 'boolean' ? [v ? 1 : 0] : v;
     const n = Math.min(arr.length, f.count);
     for (let i = 0; i < n; i++) {
@@ -293,13 +354,17 @@ export interface DispatchSpec {
   label?: string;
 }
 
-/** Encodes one kernel dispatch into the current batch. */
-export function dispatch(file: string, entry: string, spec: DispatchSpec): void {
+/**
+ * Encodes one kernel dispatch into the current batch: `dispatch(softmax, 'forward', spec)` with the kernel's module
+ * imported from src/launch/kernels/. (A file name in place of the module is TRANSITIONAL; see the KERNELS import.)
+ */
+export function dispatch<E extends string>(kernel: KernelModule<E, string> | string, entry: NoInfer<E>, spec: DispatchSpec): void {
+  const k = toModule(kernel);
+  const { pipeline: p, layout, info, key } = pipeline(k, entry, spec.constants);
   const kd = gpu();
-  const { pipeline: p, info, key } = pipeline(file, entry, spec.constants);
   const maxWg = kd.device.limits.maxComputeWorkgroupsPerDimension;
   const wg: [number, number, number] = [spec.workgroups[0] ?? 1, spec.workgroups[1] ?? 1, spec.workgroups[2] ?? 1];
-  if (wg.some((n) => n > maxWg)) throw new DeviceError(`kiln: ${file}:${entry} dispatch [${wg.join(',')}] exceeds ${maxWg} workgroups per dimension`);
+  if (wg.some((n) => n > maxWg)) throw new DeviceError(`kiln: ${k.file}:${entry} dispatch [${wg.join(',')}] exceeds ${maxWg} workgroups per dimension`);
   if (wg.some((n) => n === 0)) return;
   let uniformOffset: number | null = null;
   const ids: (number | string)[] = [];
@@ -308,16 +373,16 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
   let boundBytes = 0;
   for (const b of info.bindings) {
     if (b.kind === 'uniform') {
-      uniformOffset = allocUniform(packParams(info, spec.params ?? {}));
+      uniformOffset = allocUniform(packParams(k, entry, info.params!, spec.params ?? {}));
       entriesList.push({ binding: b.binding, resource: { buffer: uniformRingBuffer(), size: Math.ceil(info.params!.size / 16) * 16 } });
       ids.push('u');
       continue;
     }
     const src = spec.bindings[b.name];
-    if (!src) throw new KilnError(`kiln: ${info.file}:${info.entry} needs a buffer for binding '${b.name}' (given: ${Object.keys(spec.bindings).join(', ')})`);
+    if (!src) throw new KilnError(`kiln: ${k.file}:${entry} needs a buffer for binding '${b.name}' (given: ${Object.keys(spec.bindings).join(', ')})`);
     let buffer = 'buffer' in src ? src.buffer : src;
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
-    if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${info.file}:${info.entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
+    if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${k.file}:${entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
     if (buffer !== dummies.get('r')?.buf && buffer !== dummies.get('w')?.buf) boundBytes += buffer.size;
     ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
@@ -327,11 +392,11 @@ export function dispatch(file: string, entry: string, spec: DispatchSpec): void 
   if (bg) {
     bindGroups.delete(bgKey); // refresh LRU position
   } else {
-    bg = kd.device.createBindGroup({ layout: bindGroupLayout(info), entries: entriesList });
+    bg = kd.device.createBindGroup({ layout, entries: entriesList });
     if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
   }
   bindGroups.set(bgKey, bg);
-  encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${file.replace('.wgsl', '')}:${entry}`, boundBytes);
+  encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${k.file.replace('.wgsl', '')}:${entry}`, boundBytes);
 }
 
 const dummies = new Map<string, { gen: number; buf: GPUBuffer }>();
@@ -368,22 +433,14 @@ export function grid1d(workgroups: number): [number, number, number] {
   return [x, y, 1];
 }
 
-/** Compiles every entry of a kernel file now and throws its compile errors (warm-up, tests). */
-export async function compileKernel(file: string): Promise<void> {
-  const [baseFile, tagList] = file.split('#');
-  const code = tagList ? variantCode(baseFile, tagList.split(',')) : resolveIncludes(file);
+/** Compiles a kernel (every entry point) now and throws its compile errors with file and line (warm-up, tests). */
+export async function compileKernel(kernel: KernelModule): Promise<void> {
   const kd = gpu();
+  checkFeatures(kernel, kd);
   // Scoped, so the error is thrown here only and not also reported later as an uncaptured validation error.
   kd.device.pushErrorScope('validation');
-  const m = kd.device.createShaderModule({ code, label: file });
+  const m = kd.device.createShaderModule({ code: resolve(kernel).code, label: kernel.file });
   await kd.device.popErrorScope().catch(() => null);
-  const ci = await m.getCompilationInfo();
-  const errors = ci.messages.filter((x) => x.type === 'error');
-  if (errors.length) {
-    throw new DeviceError(`kiln: shader compile error\n${errors.map((x) => `kernels/${file}:${x.lineNum}:${x.linePos}: ${x.message}\n    ${lineOf(code, x.lineNum)}`).join('\n')}`);
-  }
-}
-
-export function kernelFiles(): string[] {
-  return Object.keys(KERNEL_SOURCES);
+  const err = compileError(kernel, await m.getCompilationInfo());
+  if (err) throw err;
 }

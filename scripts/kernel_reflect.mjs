@@ -1,0 +1,139 @@
+// Build-time kernel reflection: wgsl_reflect reads each kernels/*.wgsl once here, so the runtime ships its bindings,
+// params layouts and workgroup sizes as data (src/gpu/kernels.ts, KernelModule) and carries no WGSL parser.
+// Used by scripts/gen-kernels.mjs, and by tests that reflect a kernel of their own.
+import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
+
+/** `//!include name.wgsl` on a line of its own (as src/gpu/kernels.ts resolves it at run time). */
+export const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
+
+/**
+ * WGSL text with its comments blanked and each line trimmed. Line breaks stay where they were, so a compile error
+ * still names the line of the file itself; `//!include` lines are kept (they are directives). Block comments nest,
+ * as WGSL's do.
+ */
+export function stripComments(text) {
+  let out = '';
+  let depth = 0;
+  let line = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const next = text[i + 1];
+    if (c === '\n') {
+      line = false;
+      out += c;
+    } else if (line) {
+      // inside a line comment
+    } else if (c === '/' && next === '*') {
+      depth++;
+      i++;
+    } else if (depth > 0 && c === '*' && next === '/') {
+      depth--;
+      i++;
+    } else if (depth > 0) {
+      // inside a block comment
+    } else if (c === '/' && next === '/') {
+      if (/^\/\/!include\s/.test(text.slice(i, i + 11))) {
+        const end = text.indexOf('\n', i);
+        out += text.slice(i, end < 0 ? text.length : end);
+        i = (end < 0 ? text.length : end) - 1;
+      } else {
+        line = true;
+        i++;
+      }
+    } else {
+      out += c;
+    }
+  }
+  if (depth > 0) throw new Error('unterminated block comment');
+  return out
+    .split('\n')
+    .map((l) => l.trim().replace(/[ \t]+/g, ' '))
+    .join('\n');
+}
+
+/** The names a text's `//!include` lines name, in order. */
+export function includesOf(text) {
+  return [...text.matchAll(INCLUDE)].map((m) => m[1]);
+}
+
+/** Text with its includes appended (each once), as the runtime resolves it; `sources` maps file name to text. */
+export function resolveIncludes(file, sources) {
+  const seen = new Set([file]);
+  let tail = '';
+  const walk = (name, text) =>
+    text.replace(INCLUDE, (_m, inc) => {
+      if (!seen.has(inc)) {
+        seen.add(inc);
+        if (sources[inc] === undefined) throw new Error(`${name} includes unknown kernel file '${inc}'`);
+        tail += `\n// ---- included from ${inc} ----\n` + walk(inc, sources[inc]);
+      }
+      return `// (included ${inc} below)`;
+    });
+  if (sources[file] === undefined) throw new Error(`no kernel file '${file}'`);
+  return walk(file, sources[file]) + tail;
+}
+
+function scalarKind(typeName) {
+  if (/u32/.test(typeName)) return 'u32';
+  if (/i32/.test(typeName)) return 'i32';
+  if (/f32/.test(typeName)) return 'f32';
+  throw new Error(`unsupported params member type '${typeName}'`);
+}
+
+/** Module-scope integer constants of the file's own text (`const NAME: u32 = 5u;`): op-code tables and the like. */
+function integerConstants(text) {
+  const out = {};
+  for (const m of text.matchAll(/^const\s+([A-Za-z_]\w*)\s*(?::\s*([ui]32))?\s*=\s*(-?(?:0x[0-9a-fA-F]+|\d+))([ui]?)\s*;/gm)) {
+    if (!m[2] && !m[4]) continue; // an abstract literal: leave it
+    out[m[1]] = Number(m[3]);
+  }
+  return out;
+}
+
+/**
+ * Reflects one kernel file. `sources` maps every kernel file name to its (comment-stripped) text. Returns the data
+ * src/gpu/kernels.ts's KernelModule holds, with includes as names: { file, code, includes, entries, overrides,
+ * constants }. The reflection is of the file with its includes resolved (the base file, never a variant).
+ */
+export function reflectKernel(file, sources) {
+  const code = sources[file];
+  const full = resolveIncludes(file, sources);
+  let refl;
+  try {
+    refl = new WgslReflect(full);
+  } catch (e) {
+    throw new Error(`${file} could not be parsed: ${e.message}`);
+  }
+  const entries = {};
+  for (const fn of refl.entry.compute) {
+    const bindings = [];
+    let params = null;
+    for (const r of fn.resources) {
+      if (r.group !== 0) throw new Error(`${file}: binding '${r.name}' must be in @group(0)`);
+      if (r.resourceType === 0 /* Uniform */) {
+        bindings.push({ name: r.name, binding: r.binding, kind: 'uniform' });
+        if (!r.type.members) throw new Error(`${file}: uniform '${r.name}' must be a struct`);
+        const fields = r.type.members.map((m) => {
+          const base = m.type.format?.format?.name ?? m.type.format?.name ?? m.type.name;
+          return { name: m.name, offset: m.offset, kind: scalarKind(base.includes('<') ? base : `${base} ${m.type.name}`), count: Math.max(1, Math.floor(m.size / 4)) };
+        });
+        params = { name: r.name, size: r.size, fields };
+      } else if (r.resourceType === 1 /* Storage */) {
+        bindings.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
+      } else {
+        throw new Error(`${file}: binding '${r.name}' has an unsupported resource type`);
+      }
+    }
+    bindings.sort((a, b) => a.binding - b.binding);
+    const ws = fn.workgroupSize;
+    entries[fn.name] = { bindings, params, workgroupSize: ws && ws.every((n) => typeof n === 'number' && n > 0) ? [...ws] : null };
+  }
+  return {
+    file,
+    code,
+    includes: includesOf(code),
+    entries,
+    overrides: refl.overrides.map((o) => o.name),
+    constants: integerConstants(code),
+  };
+}

@@ -1,4 +1,0 @@
-declare module '*.wgsl' {
-  const text: string;
-  export default text;
-}
