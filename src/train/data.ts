@@ -1,5 +1,5 @@
 // Batching: a seeded shuffling index iterator and a small host-side dataset.
-import { ShapeError, ValueError } from '../errors.js';
+import { ShapeError, ValueError, checkOptions } from '../errors.js';
 import type { Tensor } from '../ops/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { philox4x32 } from '../tensor/random.js';
@@ -29,7 +29,12 @@ export function permutation(n: number, seed = 0, epoch = 0): number[] {
 }
 
 /** Index batches over n examples: shuffled from a seed (default) or in order, the last short batch kept unless dropLast. */
-export function* batches(n: number, batchSize: number, options: BatchOptions = {}): Generator<number[]> {
+export function batches(n: number, batchSize: number, options?: BatchOptions): Generator<number[]> {
+  // Checked at the call, not at the first next() of the generator.
+  return batchIndices(n, batchSize, checkOptions('batches', options, ['seed', 'shuffle', 'dropLast', 'epoch']));
+}
+
+function* batchIndices(n: number, batchSize: number, options: BatchOptions): Generator<number[]> {
   if (!Number.isInteger(n) || n < 0) throw new ValueError(`batches: n must be a non-negative integer, got ${n}`);
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new ValueError(`batches: batchSize must be a positive integer, got ${batchSize}`);
   const order = options.shuffle === false ? Array.from({ length: n }, (_, i) => i) : permutation(n, options.seed ?? 0, options.epoch ?? 0);
@@ -67,6 +72,7 @@ export class TensorDataset implements Dataset {
     y: ArrayLike<number> | ArrayLike<number>[],
     private readonly options: { xShape?: number[]; yShape?: number[]; yDtype?: 'f32' | 'i32' } = {},
   ) {
+    checkOptions('TensorDataset', options, ['xShape', 'yShape', 'yDtype']);
     const flat = (a: ArrayLike<number> | ArrayLike<number>[]): { data: number[]; rows: number; row: number } => {
       if (a.length && typeof (a as ArrayLike<number>[])[0] === 'object') {
         const rows = a as ArrayLike<number>[];

@@ -1,5 +1,5 @@
 // fit(): epochs of shuffled mini-batches, validation, early stopping with best-state restore, progress.
-import { ValueError, KilnError } from '../errors.js';
+import { ValueError, KilnError, checkOptions } from '../errors.js';
 import { tidy, keep } from '../tensor/base.js';
 import type { Tensor } from '../ops/tensor.js';
 import { clone } from '../ops/elementwise.js';
@@ -94,7 +94,15 @@ async function meanLoss(model: Module, data: Dataset, batchSize: number, lossOf:
 }
 
 /** Trains `model` and returns the per-epoch history; see FitOptions. */
+const FIT_KEYS = [
+  'model', 'optimizer', 'lossFn', 'trainStep', 'trainData', 'valData', 'epochs', 'batchSize', 'shuffle', 'dropLast', 'seed',
+  'patience', 'monitor', 'mode', 'minDelta', 'restoreBest', 'evaluate', 'onEpoch', 'clipGradNorm', 'scheduler', 'progress',
+  'progressStream',
+] as const;
+
 export async function fit(options: FitOptions): Promise<FitResult> {
+  if (options === undefined || options === null) throw new ValueError('fit: expects an options object { model, optimizer, trainData, epochs, ... }');
+  checkOptions('fit', options, FIT_KEYS);
   const { model, optimizer, trainData, valData } = options;
   if (!model || typeof model.forward !== 'function') throw new ValueError('fit: model must be an nn.Module');
   if (!optimizer || typeof optimizer.step !== 'function') throw new ValueError('fit: optimizer is required');

@@ -1,5 +1,5 @@
 // Classification metrics on the host, over label arrays (as sklearn.metrics).
-import { ShapeError, ValueError } from '../errors.js';
+import { ShapeError, ValueError, checkOptions } from '../errors.js';
 
 type Labels = ArrayLike<number>;
 
@@ -90,7 +90,8 @@ export function precisionRecallF1(yTrue: Labels, yPred: Labels, labels?: readonl
 }
 
 /** A printable table in the layout of sklearn's classification_report. names maps a label to its display name. */
-export function classificationReport(yTrue: Labels, yPred: Labels, labels?: readonly number[], options: { names?: Record<number, string> | string[]; digits?: number } = {}): string {
+export function classificationReport(yTrue: Labels, yPred: Labels, labels?: readonly number[], options?: { names?: Record<number, string> | string[]; digits?: number }): string {
+  options = checkOptions('classificationReport', options, ['names', 'digits']);
   const digits = options.digits ?? 2;
   if (!Number.isInteger(digits) || digits < 0) throw new ValueError(`classificationReport: digits must be a non-negative integer, got ${digits}`);
   const r = precisionRecallF1(yTrue, yPred, labels);

@@ -1,6 +1,6 @@
 // Attention heatmaps as SVG (text, for pages and reports) and PNG (bytes, via fast-png).
 import { encode } from 'fast-png';
-import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import { ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import type { TensorBase as Tensor } from '../tensor/base.js';
 
 export interface Matrix {
@@ -23,6 +23,8 @@ export interface HeatmapOptions {
   /** Write each cell's value in the SVG (default: when the matrix is at most 16 x 16). */
   showValues?: boolean;
 }
+
+const HEATMAP_KEYS = ['rowLabels', 'colLabels', 'title', 'cell', 'min', 'max', 'showValues'] as const;
 
 // Anchors of a perceptually ordered dark-blue -> teal -> yellow ramp.
 const RAMP: [number, number, number][] = [
@@ -71,7 +73,8 @@ function check(m: Matrix, o: HeatmapOptions): void {
 const esc = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** An SVG document drawing the matrix, with optional row and column labels (queries and keys). */
-export function heatmapSVG(m: Matrix, o: HeatmapOptions = {}): string {
+export function heatmapSVG(m: Matrix, options?: HeatmapOptions): string {
+  const o = checkOptions('heatmapSVG', options, HEATMAP_KEYS);
   check(m, o);
   const cell = o.cell ?? 24;
   const [min, max] = range(m, o);
@@ -108,7 +111,8 @@ export function heatmapSVG(m: Matrix, o: HeatmapOptions = {}): string {
 }
 
 /** PNG bytes of the matrix, each value a cell x cell square (no labels). */
-export function heatmapPNG(m: Matrix, o: HeatmapOptions = {}): Uint8Array {
+export function heatmapPNG(m: Matrix, options?: HeatmapOptions): Uint8Array {
+  const o = checkOptions('heatmapPNG', options, HEATMAP_KEYS);
   check(m, o);
   const cell = Math.round(o.cell ?? 8);
   const [min, max] = range(m, o);
@@ -141,9 +145,11 @@ export async function matrixOf(t: Tensor, index: number[] = []): Promise<Matrix>
 }
 
 /** SVG heatmap straight from a weights tensor [..., Nq, Nk]. */
-export async function attentionHeatmapSVG(t: Tensor, o: HeatmapOptions & { index?: number[] } = {}): Promise<string> {
-  return heatmapSVG(await matrixOf(t, o.index), o);
+export async function attentionHeatmapSVG(t: Tensor, options?: HeatmapOptions & { index?: number[] }): Promise<string> {
+  const { index, ...o } = checkOptions('attentionHeatmapSVG', options, [...HEATMAP_KEYS, 'index']);
+  return heatmapSVG(await matrixOf(t, index), o);
 }
-export async function attentionHeatmapPNG(t: Tensor, o: HeatmapOptions & { index?: number[] } = {}): Promise<Uint8Array> {
-  return heatmapPNG(await matrixOf(t, o.index), o);
+export async function attentionHeatmapPNG(t: Tensor, options?: HeatmapOptions & { index?: number[] }): Promise<Uint8Array> {
+  const { index, ...o } = checkOptions('attentionHeatmapPNG', options, [...HEATMAP_KEYS, 'index']);
+  return heatmapPNG(await matrixOf(t, index), o);
 }

@@ -1,1 +1,2 @@
-export { heatmapSVG, heatmapPNG, attentionHeatmapSVG, attentionHeatmapPNG, matrixOf, colorAt, type Matrix, type HeatmapOptions } from './heatmap.js';
+// Public exports of src/viz (the `viz` namespace).
+export { heatmapSVG, heatmapPNG, attentionHeatmapSVG, attentionHeatmapPNG, matrixOf, type Matrix, type HeatmapOptions } from './heatmap.js';
