@@ -1,7 +1,12 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // Browser entry: WebGPU through navigator.gpu.
-import { setPlatform } from './gpu/platform.js';
 import { DeviceError } from './errors.js';
-setPlatform({
+import { init as initDevice, type DeviceInfo, type InitOptions } from './gpu/device.js';
+import { setPlatform, type Platform } from './gpu/platform.js';
+
+export * from './index.js';
+
+const browserPlatform: Platform = {
   name: 'browser',
   async getGPU() {
     const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
@@ -11,5 +16,11 @@ setPlatform({
     return { gpu: nav.gpu, info: { name: 'browser' } };
   },
   now: () => performance.now(),
-});
-export * from './index.js';
+};
+
+/** Picks a WebGPU adapter (navigator.gpu), requests a device, and reports what it chose. */
+export function init(options?: InitOptions): Promise<DeviceInfo> {
+  // Installed here rather than when the module loads, so importing kiln runs nothing (package.json "sideEffects").
+  setPlatform(browserPlatform);
+  return initDevice(options);
+}

@@ -1,5 +1,17 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // Node entry: WebGPU through Dawn (npm 'webgpu'), with a software Vulkan fallback.
+import { init as initDevice, type DeviceInfo, type InitOptions } from './gpu/device.js';
 import { setPlatform } from './gpu/platform.js';
 import { nodePlatform } from './gpu/platform_node.js';
-setPlatform(nodePlatform);
+
 export * from './index.js';
+
+/**
+ * Picks an adapter (a hardware GPU when there is one, else a software one: lavapipe or SwiftShader through Dawn),
+ * requests a device, and reports what it chose.
+ */
+export function init(options?: InitOptions): Promise<DeviceInfo> {
+  // Installed here rather than when the module loads, so importing kiln runs nothing (package.json "sideEffects").
+  setPlatform(nodePlatform);
+  return initDevice(options);
+}

@@ -6,7 +6,7 @@
 export { init, deviceInfo, type InitOptions, type DeviceInfo } from './gpu/device.js';
 export { memory, resetPeak, emptyCache, setPoolLimit, type MemoryInfo } from './gpu/memory.js';
 export { flush, sync } from './gpu/queue.js';
-export { KilnError, ShapeError, DTypeError, DeviceError, DisposedError, ValueError } from './errors.js';
+export { KilnError, ShapeError, DTypeError, DeviceError, DisposedError, ValueError, IndexError, CheckpointError } from './errors.js';
 export { Tensor, tensor, tidy, keep, type TensorOptions, type NestedArray } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export { manualSeed } from './tensor/random.js';
@@ -25,7 +25,7 @@ export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckI
 export * as F from './functional.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
-export { save, load, readHeader, CheckpointError, type SaveOptions, type LoadResult } from './io/index.js';
+export { save, load, readHeader, type SaveOptions, type LoadResult } from './io/index.js';
 export {
   batches, permutation, TensorDataset, fit, accuracy, confusionMatrix, precisionRecallF1, classificationReport,
   type BatchOptions, type Batch, type Dataset, type FitOptions, type FitResult, type EpochLogs, type ClassScores, type PrecisionRecallF1,
