@@ -97,7 +97,8 @@ function gitInfo() {
 async function runNode() {
   const bundle = join(ROOT, 'dist/kiln.node.js');
   if (!existsSync(bundle)) throw new Error('dist/kiln.node.js is missing: run `npm run build` (npm run bench does it in prebench)');
-  const k = await import(bundle);
+  // kiln's API and kiln/experimental (flags, GPU timers, the device), which share one device.
+  const k = { ...(await import(bundle)), ...(await import(join(ROOT, 'dist/experimental.node.js'))) };
   const part = await runBench(k, { ...opts, runtime: 'node', wgsl, onProgress: (p) => progress('node', p), log: log('node') });
   part.userAgent = `node ${process.version} (${process.platform}-${process.arch})`;
   if (a.peers) {

@@ -28,7 +28,7 @@ await build({
   sourcemap: 'inline',
   loader: { '.wgsl': 'text' },
   mainFields: ['module', 'main'],
-  alias: { kiln: join(root, 'src/index.node.ts') },
+  alias: { kiln: join(root, 'src/index.node.ts'), 'kiln/experimental': join(root, 'src/experimental.ts') },
   external: ['webgpu'],
   logLevel: 'warning',
   absWorkingDir: root,

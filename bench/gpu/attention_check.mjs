@@ -4,9 +4,13 @@
 // (native variant, with shader-f16 from Dawn's vulkan_enable_f16_on_nvidia toggle) against the reference path on the
 // same rounded inputs. Head dims 32 to 256, grouped-query heads, causal with Nq != Nk, a trainable [Nq, Nk] bias.
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_check.mjs      exit 1 on any failure
-import * as k from '../../dist/kiln.node.js';
+import * as kiln from '../../dist/kiln.node.js';
+import * as experimental from '../../dist/experimental.node.js';
 import { writeFileSync } from 'node:fs';
 import { maxErr } from './common.mjs';
+
+// kiln's API and kiln/experimental (flags, tile choices, counters), which share one device.
+const k = { ...kiln, ...experimental };
 
 const info = await k.init({ dawnToggles: ['enable-dawn-features=vulkan_enable_f16_on_nvidia'] });
 console.log(`adapter: ${info.description} features=${info.features.join(',')} subgroups=${JSON.stringify(info.subgroups ?? null)}`);

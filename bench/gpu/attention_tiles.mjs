@@ -1,8 +1,12 @@
 // Tile sweep of the fused attention kernels (flag attention.tiles, applied to forward, dkdv and dq at once):
 // each config is first checked against the reference path (forward and gradients), then timed.
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_tiles.mjs
-import * as k from '../../dist/kiln.node.js';
+import * as kiln from '../../dist/kiln.node.js';
+import * as experimental from '../../dist/experimental.node.js';
 import { maxErr, timeIt as timeLoop } from './common.mjs';
+
+// kiln's API and kiln/experimental (flags, tile choices, counters), which share one device.
+const k = { ...kiln, ...experimental };
 
 const timeIt = async (fn) => (await timeLoop(fn, { minMs: 100, maxIters: 100, repeats: 3 })).ms;
 

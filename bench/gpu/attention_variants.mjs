@@ -3,9 +3,13 @@
 // driver Dawn hides it unless the toggle vulkan_enable_f16_on_nvidia is on). Checks every variant against float64 on
 // the same inputs (f16: already rounded), and native f16 gradients against the widening path, before timing any.
 // Usage (device): bash bench/gpu/remote.sh bench/gpu/attention_variants.mjs [--quick]   (results: bench/results/h100-2026-11-22/kiln_variants.json)
-import * as k from '../../dist/kiln.node.js';
+import * as kiln from '../../dist/kiln.node.js';
+import * as experimental from '../../dist/experimental.node.js';
 import { writeFileSync } from 'node:fs';
 import { cpuAttention, maxErr, timeIt } from './common.mjs';
+
+// kiln's API and kiln/experimental (flags, tile choices, counters), which share one device.
+const k = { ...kiln, ...experimental };
 
 const quick = process.argv.includes('--quick');
 const out = process.env.OUT ?? '/tmp';

@@ -1,13 +1,15 @@
 // The bench page: runs bench/lib/runner.mjs against kiln's browser bundle. Driven by bench/lib/browser.mjs,
 // which calls window.kilnBench(opts) and exposes window.benchProgress / window.benchLog.
-import * as k from '/dist/kiln.browser.js';
+import * as kiln from '/dist/kiln.browser.js';
+import * as experimental from '/dist/experimental.browser.js';
 import { runBench } from '/bench/lib/runner.mjs';
 
 window.kilnBench = async (opts) => {
   const text = (p) => fetch(p).then((r) => r.text());
   const wgsl = { fma: await text('/bench/kernels/fma.wgsl'), copy: await text('/bench/kernels/copy.wgsl') };
   const status = document.getElementById('status');
-  const part = await runBench(k, {
+  // kiln's API and kiln/experimental (flags, GPU timers, the device), which share one device.
+  const part = await runBench({ ...kiln, ...experimental }, {
     ...opts, runtime: 'browser', wgsl,
     onProgress: (p) => { status.textContent = `${p.done.toFixed(1)}/${p.total} ${p.label}`; window.benchProgress?.(p); },
     log: (m) => window.benchLog?.(m),

@@ -3,7 +3,8 @@
 // and without the KV cache (same text required) and draw the last layer's attention over a line.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { F, type Tensor, load, noGrad, optim, save, setFlag, tensor, tidy, viz } from 'kiln';
+import { F, type Tensor, load, noGrad, optim, save, tensor, tidy, viz } from 'kiln';
+import { setFlag } from 'kiln/experimental';
 import { type ExampleArgs, flag, outDir, report, reportLoss, setup } from '../common';
 import { loadMobyDick } from '../data';
 import { CharLM, type CharLMConfig, generate } from './model';

@@ -21,7 +21,7 @@ export async function buildApp() {
     sourcemap: true,
     loader: { '.wgsl': 'text' },
     mainFields: ['module', 'main'],
-    alias: { kiln: join(root, 'src/index.browser.ts') },
+    alias: { kiln: join(root, 'src/index.browser.ts'), 'kiln/experimental': join(root, 'src/experimental.ts') },
     logLevel: 'warning',
     absWorkingDir: root,
   });

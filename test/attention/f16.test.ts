@@ -3,8 +3,9 @@
 // shader-f16) and for the widening path (any adapter), forward and gradients.
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  F, type Tensor, DTypeError, deviceInfo, memory, setFlag, startGpuTimer, hasTimestampQuery, tensor, tidy,
+  F, type Tensor, DTypeError, deviceInfo, memory, tensor, tidy,
 } from '../../src/index.node';
+import { setFlag, startGpuTimer, hasTimestampQuery } from '../../src/experimental';
 import { type Ref, allClose, ref } from '../reference/core';
 import { sdpa, sdpaBackward } from '../reference/attention';
 import { nearestHalf } from '../reference/half';

@@ -5,8 +5,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   F, type Tensor, DTypeError, ShapeError, ValueError, memory, resetPeak, tensor, randn, permute, tidy,
-  setFlag, deviceInfo, startGpuTimer, hasTimestampQuery,
+  deviceInfo,
 } from '../../src/index.node';
+import { setFlag, startGpuTimer, hasTimestampQuery } from '../../src/experimental';
 import { attnDropoutKeep } from '../../src/tensor/random';
 import { type Ref, allClose, ref } from '../reference/core';
 import { sdpa, sdpaBackward } from '../reference/attention';

@@ -1,6 +1,7 @@
 // kiln's timestamp profiler (src/gpu/profiler.ts), which the bench uses for gpuMs.
 import { describe, expect, it } from 'vitest';
-import { gpuDevice, hasTimestampQuery, matmul, randn, startGpuTimer, sync, tidy } from '../../src/index.node';
+import { matmul, randn, sync, tidy } from '../../src/index.node';
+import { gpuDevice, hasTimestampQuery, startGpuTimer } from '../../src/experimental';
 
 describe('startGpuTimer', () => {
   it('exposes the device', () => {

@@ -4,7 +4,8 @@
 // seed and path of any failure (re-run with KILN_FUZZ_SEED=<seed>).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { F, tensor, tidy, memory, type Tensor, add, mul, sub, maximum, setFlag, deviceInfo } from '../../src/index.node';
+import { F, tensor, tidy, memory, type Tensor, add, mul, sub, maximum, deviceInfo } from '../../src/index.node';
+import { setFlag } from '../../src/experimental';
 import { type Ref, allClose, broadcastShapes } from '../reference/core';
 import { add as addRef, mul as mulRef, sub as subRef, maximum as maxRef } from '../reference/ops';
 import { rnd, fromRef } from '../helpers';

@@ -1,7 +1,8 @@
 // Device loss: pending reads reject with a DeviceError, new calls fail fast with a clear message, and
 // init() acquires a new device on which kiln works again. Own file: it destroys the device.
 import { describe, expect, it } from 'vitest';
-import { DeviceError, gpuDevice, init, randn, tensor, memory } from '../../src/index.node';
+import { DeviceError, init, randn, tensor, memory } from '../../src/index.node';
+import { gpuDevice } from '../../src/experimental';
 
 describe('device loss', () => {
   it('rejects pending reads, fails fast, and recovers through init()', async () => {

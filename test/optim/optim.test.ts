@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { optim, tensor, tidy, memory, gpuStats, resetGpuStats, ValueError, type Tensor } from '../../src/index';
+import { optim, tensor, tidy, memory, ValueError, type Tensor } from '../../src/index';
+import { gpuStats, resetGpuStats } from '../../src/experimental';
 
 const P0 = [0.5, -1.25, 2, 0.1, -0.3];
 const Q0 = [[1, -2], [0.25, 3]];

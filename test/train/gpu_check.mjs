@@ -1,6 +1,10 @@
 // Hardware check of the training stack (fused cross-entropy, fused optimizer, a training loop) on
 // whatever adapter init() picks. Run: node test/train/gpu_check.mjs (needs dist/ from npm run build).
-import * as k from '../../dist/kiln.node.js';
+import * as kiln from '../../dist/kiln.node.js';
+import * as experimental from '../../dist/experimental.node.js';
+
+// kiln's API and kiln/experimental (flags, tile choices, counters), which share one device.
+const k = { ...kiln, ...experimental };
 
 const info = await k.init();
 console.log('adapter:', info.vendor, info.description, 'software:', info.isSoftware);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { nn, optim, F, tensor, tidy, memory, fit, TensorDataset, accuracy, gpuStats, resetGpuStats, type Tensor } from '../../src/index';
+import { nn, optim, F, tensor, tidy, memory, fit, TensorDataset, accuracy, type Tensor } from '../../src/index';
+import { gpuStats, resetGpuStats } from '../../src/experimental';
 
 describe('training', () => {
   it('a small MLP learns XOR (loss < 0.05)', async () => {

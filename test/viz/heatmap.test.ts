@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decode } from 'fast-png';
 import { viz, F, randn, ShapeError } from '../../src/index.node';
+import { colorAt } from '../../src/viz/heatmap';
 
 describe('viz heatmaps', () => {
   it('SVG: one cell per weight, labels escaped, colours ordered by value', () => {
@@ -16,8 +17,8 @@ describe('viz heatmaps', () => {
     const png = viz.heatmapPNG({ rows: 2, cols: 2, data: [0, 1, 1, 0] }, { cell: 3 });
     const img = decode(png);
     expect([img.width, img.height, img.channels]).toEqual([6, 6, 3]);
-    expect(Array.from(img.data.slice(0, 3))).toEqual(viz.colorAt(0));
-    expect(Array.from(img.data.slice(3 * 3, 3 * 3 + 3))).toEqual(viz.colorAt(1));
+    expect(Array.from(img.data.slice(0, 3))).toEqual(colorAt(0));
+    expect(Array.from(img.data.slice(3 * 3, 3 * 3 + 3))).toEqual(colorAt(1));
   });
 
   it('from an attention-weights tensor, picking a head', async () => {
