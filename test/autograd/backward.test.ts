@@ -1,6 +1,7 @@
 // backward() semantics: accumulation, shared subgraphs, retainGraph, noGrad, detach, explicit gradients, errors.
 import { describe, expect, it } from 'vitest';
 import * as K from '../../src/index.node';
+import { expectThrows } from '../helpers';
 
 describe('backward', () => {
   it('accumulates into .grad across calls and through shared subgraphs', async () => {
@@ -76,5 +77,20 @@ describe('backward', () => {
     expect(await x.grad!.item()).toBe(1);
     x.dispose();
     y.dispose();
+  });
+});
+
+describe('backward checks before any GPU work', () => {
+  it('a second backward through a freed graph and a non-float gradient fail cleanly', () => {
+    const x = K.ones([2], { requiresGrad: true });
+    const y = K.mul(x, 3);
+    const s = K.sum(y);
+    s.backward();
+    expectThrows(() => s.backward(), K.ValueError, 'already freed', 'retainGraph');
+    const y2 = K.mul(x, 2);
+    const g = K.ones([2], { dtype: 'i32' });
+    expectThrows(() => y2.backward(g), K.DTypeError, 'float');
+    expectThrows(() => y2.backward(null, { retain: true } as never), K.ValueError, "'retain'", 'retainGraph');
+    for (const t of [x, y, s, y2, g]) t.dispose();
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as K from '../../src/index.node';
 import { save, load, readHeader, CheckpointError, KilnError, tensor, nn, randn, memory, type Tensor } from '../../src/index';
 
 function header(bytes: Uint8Array) {
@@ -129,5 +130,33 @@ describe('safetensors', () => {
     await expectErr(huge, /exceeds/);
     expect(new CheckpointError('x')).toBeInstanceOf(KilnError);
     expect(memory().buffers).toBe(base);
+  });
+});
+
+describe('names that look like object members', () => {
+  it("save / load / loadStateDict keep '__proto__' and 'toString' as names", async () => {
+    const before = K.memory().buffers;
+    const a = K.tensor([1, 2]);
+    const b = K.tensor([3]);
+    const sd: Record<string, K.Tensor> = {};
+    Object.defineProperty(sd, '__proto__', { value: a, enumerable: true, writable: true, configurable: true });
+    sd.toString = b as never;
+    const bytes = await K.save(sd);
+    const back = await K.load(bytes);
+    expect(Object.keys(back).sort()).toEqual(['__proto__', 'toString']);
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(Array.from(await (back['__proto__'] as K.Tensor).toArray())).toEqual([1, 2]);
+    expect(Array.from(await back.toString.toArray())).toEqual([3]);
+    for (const t of [a, b, ...Object.values(back)]) t.dispose();
+    expect(K.memory().buffers).toBe(before);
+  });
+
+  it('file errors are CheckpointErrors naming the path', async () => {
+    await expect(K.load('/nonexistent/dir/x.safetensors')).rejects.toBeInstanceOf(K.CheckpointError);
+    await expect(K.load('/nonexistent/dir/x.safetensors')).rejects.toThrow('/nonexistent/dir/x.safetensors');
+    const t = K.tensor([1]);
+    await expect(K.save({ t }, '/nonexistent/dir/y.safetensors')).rejects.toBeInstanceOf(K.CheckpointError);
+    await expect(K.save({ t }, null, { meta: {} } as never)).rejects.toBeInstanceOf(K.ValueError);
+    t.dispose();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { nn, F, tensor, memory, tidy, ShapeError, KilnError, randn } from '../../src/index';
+import * as K from '../../src/index.node';
 import { linear as refLinear, layerNorm as refLayerNorm, embedding as refEmbedding } from '../reference/ops';
 import { ref, maxAbsDiff } from '../reference/core';
 
@@ -162,5 +163,18 @@ describe('nn.Module', () => {
     net.dispose();
     expect(memory().buffers).toBe(base);
     expect(String(net)).toMatch(/Sequential\(\n  \(0\): Linear\(inFeatures=4/);
+  });
+});
+
+describe('loadStateDict checks own keys', () => {
+  it("a state dict missing 'toString' is not satisfied by Object.prototype.toString", () => {
+    const m = new K.nn.Module();
+    const t = K.ones([2], { requiresGrad: true });
+    m.registerParameter('toString', t);
+    const sd = m.stateDict();
+    expect(Object.keys(sd)).toEqual(['toString']);
+    expect(() => m.loadStateDict({})).toThrow(/missing keys: toString/);
+    expect(() => m.loadStateDict({ toString: t }, { strct: false } as never)).toThrow(K.ValueError);
+    m.dispose();
   });
 });
