@@ -4,7 +4,7 @@
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 
 /** `//!include name.wgsl` on a line of its own (as src/gpu/kernels.ts resolves it at run time). */
-export const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
+export const INCLUDE = /^[ \t]*\/\/!include[ \t]+([\w.-]+)[ \t]*$/gm;
 
 /**
  * WGSL text with its comments blanked and each line trimmed. Line breaks stay where they were, so a compile error
@@ -56,21 +56,42 @@ export function includesOf(text) {
   return [...text.matchAll(INCLUDE)].map((m) => m[1]);
 }
 
-/** Text with its includes appended (each once), as the runtime resolves it; `sources` maps file name to text. */
-export function resolveIncludes(file, sources) {
+/**
+ * Text with its includes appended (each once), as the runtime resolves it; `sources` maps file name to text. Returns
+ * the text and where each appended file starts (1-based lines), to name the file of a line.
+ */
+export function resolveWithParts(file, sources) {
   const seen = new Set([file]);
-  let tail = '';
+  const tail = [];
   const walk = (name, text) =>
     text.replace(INCLUDE, (_m, inc) => {
       if (!seen.has(inc)) {
         seen.add(inc);
         if (sources[inc] === undefined) throw new Error(`${name} includes unknown kernel file '${inc}'`);
-        tail += `\n// ---- included from ${inc} ----\n` + walk(inc, sources[inc]);
+        tail.push({ file: inc, text: walk(inc, sources[inc]) });
       }
       return `// (included ${inc} below)`;
     });
   if (sources[file] === undefined) throw new Error(`no kernel file '${file}'`);
-  return walk(file, sources[file]) + tail;
+  let text = walk(file, sources[file]);
+  const parts = [{ file, line: 1 }];
+  for (const t of tail) {
+    const line = text.split('\n').length + 2;
+    text += `\n// ---- included from ${t.file} ----\n${t.text}`;
+    parts.push({ file: t.file, line });
+  }
+  return { text, parts };
+}
+
+export function resolveIncludes(file, sources) {
+  return resolveWithParts(file, sources).text;
+}
+
+/** `kernels/<file>:<line>: <text>` for a line of resolved text. */
+function whereIs(resolved, line) {
+  let part = resolved.parts[0];
+  for (const p of resolved.parts) if (p.line <= line) part = p;
+  return `kernels/${part.file}:${line - part.line + 1}: ${resolved.text.split('\n')[line - 1]?.trim() ?? ''}`;
 }
 
 function scalarKind(typeName) {
@@ -90,6 +111,11 @@ function integerConstants(text) {
   return out;
 }
 
+/** The compute entry points a text declares (by pattern, for a file that cannot be reflected). */
+export function computeEntryNames(text) {
+  return [...text.matchAll(/@compute\b[^{;]*?\bfn\s+([A-Za-z_]\w*)/g)].map((m) => m[1]);
+}
+
 /**
  * Reflects one kernel file. `sources` maps every kernel file name to its (comment-stripped) text. Returns the data
  * src/gpu/kernels.ts's KernelModule holds, with includes as names: { file, code, includes, entries, overrides,
@@ -97,12 +123,16 @@ function integerConstants(text) {
  */
 export function reflectKernel(file, sources) {
   const code = sources[file];
-  const full = resolveIncludes(file, sources);
+  const resolved = resolveWithParts(file, sources);
   let refl;
   try {
-    refl = new WgslReflect(full);
+    refl = new WgslReflect(resolved.text);
   } catch (e) {
-    throw new Error(`${file} could not be parsed: ${e.message}`);
+    const line = /Line: (\d+)/.exec(e.message);
+    const where = line ? whereIs(resolved, Number(line[1])) : '';
+    // wgsl_reflect 1.6 misreads a comparison inside a constructor call, `vec4<bool>(a >= b)`, as a template list.
+    const hint = /<[\w<>, ]+>\([^()]*[<>]=?/.test(where) ? ' (wgsl_reflect reads `T<..>(a >= b)` as a template list: write `T<..>((a >= b))`)' : '';
+    throw new Error(`${file} could not be parsed by wgsl_reflect: ${e.message}${where ? `\n    ${where}` : ''}${hint}`);
   }
   const entries = {};
   for (const fn of refl.entry.compute) {

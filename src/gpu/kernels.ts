@@ -5,8 +5,8 @@
 // the code that launches a kernel imports its module: a bundle carries the kernels it can launch and no others.
 import { DeviceError, KilnError } from '../errors.js';
 import { gpu, type KilnDevice } from './device.js';
-import type { PooledBuffer } from './memory.js';
-import { allocUniform, encodeDispatch, recordAsyncError, uniformRingBuffer } from './queue.js';
+import { checkBuffer, type PooledBuffer } from './memory.js';
+import { ERROR_BINDING, allocUniform, encodeDispatch, indexCheckBinding, recordAsyncError, uniformRingBuffer } from './queue.js';
 // TRANSITIONAL (issue 12): the string form dispatch('file.wgsl', ...) finds its module here, which puts every kernel
 // in every bundle. Remove this import, kernelByName's use in `toModule` and the string overloads once every launcher
 // imports its kernel's module.
@@ -63,6 +63,8 @@ export interface KernelModule<E extends string = string, C extends string = stri
   readonly constants: { readonly [K in C]: number };
   /** Set on variants made by kernelVariant(): the tags applied to the base module's text. */
   readonly variant?: readonly KernelVariant[];
+  /** Set where the build could not reflect the file (tests only: the build itself stops): using the kernel throws it. */
+  readonly error?: string;
 }
 
 /**
@@ -115,7 +117,7 @@ function toModule(kernel: KernelModule | string): KernelModule {
   return typeof kernel === 'string' ? kernelByName(kernel, KERNELS) : kernel;
 }
 
-const INCLUDE = /^\s*\/\/!include\s+([\w.-]+)\s*$/gm;
+const INCLUDE = /^[ \t]*\/\/!include[ \t]+([\w.-]+)[ \t]*$/gm;
 
 /** Resolved WGSL text, and where each appended file starts (1-based line numbers), for compile errors. */
 interface Resolved {
@@ -128,6 +130,7 @@ const resolvedCache = new WeakMap<KernelModule, Resolved>();
 function resolve(kernel: KernelModule): Resolved {
   let r = resolvedCache.get(kernel);
   if (r) return r;
+  if (kernel.error) throw new DeviceError(`kiln: ${kernel.error}`);
   const tags = kernel.variant ?? [];
   const subgroups = tags.includes('subgroups');
   const seen = new Set<string>([kernel.file]);
@@ -178,6 +181,7 @@ export function kernelCode(kernel: KernelModule | string): string {
 }
 
 function entryOf(kernel: KernelModule, entry: string): KernelEntry {
+  if (kernel.error) throw new DeviceError(`kiln: ${kernel.error}`);
   const info = Object.hasOwn(kernel.entries, entry) ? kernel.entries[entry] : undefined;
   if (!info) throw new KilnError(`kiln: ${kernel.file} has no compute entry point '${entry}' (has: ${Object.keys(kernel.entries).join(', ') || 'none'})`);
   return info;
@@ -352,6 +356,8 @@ export interface DispatchSpec {
   params?: Record<string, ParamValue>;
   workgroups: readonly number[];
   label?: string;
+  /** For kernels with index checks: the index tensor's shape, so an IndexError names a multi-index position. */
+  indexShape?: readonly number[];
 }
 
 /**
@@ -371,14 +377,23 @@ export function dispatch<E extends string>(kernel: KernelModule<E, string> | str
   const entriesList: GPUBindGroupEntry[] = [];
   const maxBinding = kd.device.limits.maxStorageBufferBindingSize;
   let boundBytes = 0;
+  // Buffers of a lost device must not reach this device's work (one invalid bind group spoils the whole submit).
+  for (const src of Object.values(spec.bindings)) if ('buffer' in src) checkBuffer(spec.label ?? k.file, src);
+  // Device-side index checks (queue.ts): the reserved binding gets the error flag, and `check_id` a fresh id.
+  let params = spec.params ?? {};
+  let check: { buffer: GPUBuffer; id: number } | null = null;
+  if (!spec.bindings[ERROR_BINDING] && info.bindings.some((b) => b.name === ERROR_BINDING)) {
+    check = indexCheckBinding(spec.label ?? `${k.file}:${entry}`, spec.indexShape);
+    params = { ...params, check_id: check.id };
+  }
   for (const b of info.bindings) {
     if (b.kind === 'uniform') {
-      uniformOffset = allocUniform(packParams(k, entry, info.params!, spec.params ?? {}));
+      uniformOffset = allocUniform(packParams(k, entry, info.params!, params));
       entriesList.push({ binding: b.binding, resource: { buffer: uniformRingBuffer(), size: Math.ceil(info.params!.size / 16) * 16 } });
       ids.push('u');
       continue;
     }
-    const src = spec.bindings[b.name];
+    const src = spec.bindings[b.name] ?? (b.name === ERROR_BINDING ? check?.buffer : undefined);
     if (!src) throw new KilnError(`kiln: ${k.file}:${entry} needs a buffer for binding '${b.name}' (given: ${Object.keys(spec.bindings).join(', ')})`);
     let buffer = 'buffer' in src ? src.buffer : src;
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);

@@ -78,7 +78,7 @@ describe('kernel compile errors', () => {
   it('every shipped kernel compiles, with each generated variant the adapter can run', async () => {
     const info = deviceInfo();
     // Include-only files (no entry point) use names their includers declare: they compile as part of those.
-    const entries = kernelFiles().filter((f) => Object.keys(KERNELS[f].entries).length > 0);
+    const entries = kernelFiles().filter((f) => Object.keys(KERNELS[f].entries).length > 0 || KERNELS[f].error);
     expect(entries.length).toBeGreaterThan(8);
     for (const f of entries) {
       const kernel = kernelModule(f);
@@ -98,11 +98,11 @@ describe('kernel modules', () => {
     const helper = testModule('zz_helper.wgsl', { 'zz_helper.wgsl': '//!include zz_leaf.wgsl\nfn helper() -> f32 { return leaf(); }', 'zz_leaf.wgsl': 'fn leaf() -> f32 { return 1.0; }' }, [
       testModule('zz_leaf.wgsl', { 'zz_leaf.wgsl': 'fn leaf() -> f32 { return 1.0; }' }),
     ]);
-    const main: KernelModule = { file: 'zz_main.wgsl', code: 'line1\n//!include zz_helper.wgsl\nline3\n//!include zz_helper.wgsl', includes: [helper], entries: {}, overrides: [], constants: {} };
+    const main: KernelModule = { file: 'zz_main.wgsl', code: 'line1\n\n\n//!include zz_helper.wgsl\n\nline6\n//!include zz_helper.wgsl', includes: [helper], entries: {}, overrides: [], constants: {} };
     const out = kernelCode(main);
     const lines = out.split('\n');
     expect(lines[0]).toBe('line1');
-    expect(lines[2]).toBe('line3');
+    expect(lines[5]).toBe('line6');
     expect(out.match(/fn helper\(\)/g)).toHaveLength(1);
     expect(out.match(/fn leaf\(\)/g)).toHaveLength(1);
     const orphan: KernelModule = { ...main, file: 'zz_orphan.wgsl', includes: [] };
@@ -139,6 +139,10 @@ describe('kernel modules', () => {
     for (const f of files) {
       const m = KERNELS[f];
       expect(m.code.split('\n').length, f).toBe(original[f].split('\n').length);
+      // Resolved, the file's own lines keep their numbers.
+      const own = m.code.split('\n');
+      const resolved = kernelCode(m).split('\n').slice(0, own.length);
+      resolved.forEach((line, i) => expect(line.startsWith('// (included') ? own[i].startsWith('//!include') : line === own[i], `${f}:${i + 1}`).toBe(true));
       expect(m.code, f).not.toMatch(/\/\/(?!!include)|\/\*/);
       const r = reflectKernel(f, original);
       expect(JSON.parse(JSON.stringify(m.entries)), f).toEqual(r.entries);
