@@ -4,7 +4,12 @@
 //   Writes: out, at o_off + sum(coord[d] * o_strides[d]) (contiguous for most ops; a slice for concat).
 //   Buffers are raw 32-bit words: A_DT / OUT_DT (0 f32, 1 i32, 2 bool as u32) say how to read them.
 //   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
-// Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill.
+// Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill, and the backward
+// of the differentiable ops in one dispatch each: unary_backward (OP: the forward's UNARY_* code; a = the forward's
+// input x, b = its output y, c = the gradient g; out = dx) and binary_backward (OP: the forward's BINARY_* code; a = x,
+// b = y operands broadcast to the output, c = g; out = dx and out2 = dy, both over the output's shape; scalar says
+// which to write: 1 dx, 2 dy, 3 both). Each op's forward and backward sit side by side in unary_f / unary_grad_f and
+// binary_f / binary_grad_f, and the launcher's rule table (src/launch/elementwise.ts) is typed over every op code.
 // NaN: as PyTorch. relu, clamp, maximum, minimum give NaN for a NaN operand; comparisons with a NaN are false (ne:
 // true); NaN is truthy; sign(NaN) is 0 (torch.sign's answer). Each is decided from the bits (numerics.wgsl), since
 // the compiler may fold float comparisons, min and max as if NaN did not exist.
@@ -36,6 +41,7 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read> c: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<u32>;
 
 // Offsets of a, b, c and out for the output element with row-major index i.
 fn offsets(i: u32) -> vec4<u32> {
@@ -226,6 +232,52 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   }
 }
 
+// d op(x) / dx times g, for the differentiable unary ops (x the input, y the output): as PyTorch's derivatives, NaN
+// included (relu passes the gradient where x is NaN, as threshold_backward; clamp passes it where min <= x <= max).
+fn unary_grad_f(x: f32, y: f32, g: f32) -> f32 {
+  switch OP {
+    case UNARY_COPY, UNARY_ADD_SCALAR: { return g; }
+    case UNARY_NEG: { return -g; }
+    case UNARY_MUL_SCALAR: { return g * params.scalar; }
+    case UNARY_EXP: { return g * y; }
+    case UNARY_LOG: { return g / x; }
+    case UNARY_SQRT: { return g / (2.0 * y); }
+    case UNARY_RSQRT: { return -0.5 * g * y / x; }
+    case UNARY_RELU: { return select(0.0, g, is_nan(x) || x > 0.0); }
+    case UNARY_GELU: {
+      let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
+      let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
+      return g * (cdf + x * pdf);
+    }
+    case UNARY_TANH: { return g * (1.0 - y * y); }
+    case UNARY_SIGMOID: { return g * (y * (1.0 - y)); }
+    case UNARY_POW: {
+      // p x^(p-1); p = 0 gives a zero gradient (PyTorch), not 0 * inf at x = 0.
+      let p = params.scalar;
+      if (p == 0.0) { return 0.0; }
+      return g * (p * pow_real(x, p - 1.0));
+    }
+    case UNARY_ABS: { return g * select(sign(x), 0.0, is_nan(x)); }
+    case UNARY_SIN: { return g * cos(x); }
+    case UNARY_COS: { return -(g * sin(x)); }
+    case UNARY_CLAMP: { return select(0.0, g, f_eq(clamp_nan(x, params.scalar, params.scalar2), x)); }
+    case UNARY_SOFTPLUS: {
+      let e = exp(-abs(x));
+      return g * select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+    }
+    case UNARY_LOG1P: { return g / (1.0 + x); }
+    default: { return nan_f32(); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  out[o.w] = bitcast<u32>(unary_grad_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y]), bitcast<f32>(c[o.z])));
+}
+
 const BINARY_ADD: u32 = 0u;
 const BINARY_SUB: u32 = 1u;
 const BINARY_MUL: u32 = 2u;
@@ -292,6 +344,39 @@ fn binary_i(x: i32, y: i32) -> i32 {
     case BINARY_OR: { return select(0, 1, x != 0 || y != 0); }
     default: { return x; }
   }
+}
+
+// (d op / dx, d op / dy) times g, for the differentiable binary ops, as PyTorch's derivatives.
+fn binary_grad_f(x: f32, y: f32, g: f32) -> vec2<f32> {
+  switch OP {
+    case BINARY_ADD: { return vec2<f32>(g, g); }
+    case BINARY_SUB: { return vec2<f32>(g, -g); }
+    case BINARY_MUL: { return vec2<f32>(g * y, g * x); }
+    case BINARY_DIV: { return vec2<f32>(g / y, -(g * x) / (y * y)); }
+    case BINARY_POW: { return vec2<f32>(g * (y * pow_real(x, y - 1.0)), g * (log(x) * pow_real(x, y))); }
+    case BINARY_MAX: {
+      let share = select(select(1.0, 0.0, f_lt(x, y)), 0.5, f_eq(x, y));
+      let other = select(select(1.0, 0.0, f_lt(y, x)), 0.5, f_eq(x, y));
+      return vec2<f32>(g * share, g * other);
+    }
+    case BINARY_MIN: {
+      let share = select(select(1.0, 0.0, f_lt(y, x)), 0.5, f_eq(x, y));
+      let other = select(select(1.0, 0.0, f_lt(x, y)), 0.5, f_eq(x, y));
+      return vec2<f32>(g * share, g * other);
+    }
+    default: { return vec2<f32>(nan_f32()); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn binary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  let d = binary_grad_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y]), bitcast<f32>(c[o.z]));
+  let which = u32(params.scalar);
+  if ((which & 1u) != 0u) { out[o.w] = bitcast<u32>(d.x); }
+  if ((which & 2u) != 0u) { out2[o.w] = bitcast<u32>(d.y); }
 }
 
 @compute @workgroup_size(WG)

@@ -178,10 +178,10 @@ function setGrad(leaf: TensorBase, g: TensorBase): void {
 
 /** a + b for gradients (same shape); f16 gradients are summed in f32 and rounded once. */
 function addGrads(a: TensorBase, b: TensorBase): TensorBase {
-  if (a.dtype !== 'f16' && b.dtype !== 'f16') return binary('backward.accumulate', a, b, B.add, 'f32');
+  if (a.dtype !== 'f16' && b.dtype !== 'f16') return binary('backward.accumulate', a, b, B.ADD, 'f32');
   const fa = a.dtype === 'f16' ? cast(a, 'f32', 'backward.accumulate') : a;
   const fb = b.dtype === 'f16' ? cast(b, 'f32', 'backward.accumulate') : b;
-  const s = binary('backward.accumulate', fa, fb, B.add, 'f32');
+  const s = binary('backward.accumulate', fa, fb, B.ADD, 'f32');
   if (fa !== a) fa.dispose();
   if (fb !== b) fb.dispose();
   const h = cast(s, 'f16', 'backward.accumulate');

@@ -5,26 +5,54 @@ import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf, dtCode, dummy, pad8 } from './common.js';
+import kernel from './kernels/elementwise.js';
 
-/** Unary op codes of elementwise.wgsl (UNARY_*). */
-export const U = {
-  copy: 0, neg: 1, exp: 2, log: 3, sqrt: 4, relu: 5, gelu: 6, tanh: 7, sigmoid: 8, pow: 9, abs: 10,
-  addScalar: 11, mulScalar: 12, not: 13, rsqrt: 14, geluGrad: 15, sin: 16, cos: 17, clamp: 18, sign: 19,
-  reciprocal: 20, scalarSub: 21, scalarDiv: 22, square: 23, floor: 24, log1p: 25, softplus: 26, scalarPow: 27,
-  reluGrad: 28,
-} as const;
-/** Binary op codes of elementwise.wgsl (BINARY_*). */
-export const B = {
-  add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6, eq: 7, ne: 8, lt: 9, le: 10, gt: 11, ge: 12,
-  and: 13, or: 14, atan2: 15, pickMax: 16, pickMin: 17, same: 18,
-} as const;
+type Codes = typeof kernel.constants;
+type Table<P extends string> = { readonly [K in keyof Codes as K extends `${P}${infer N}` ? N : never]: number };
+
+function table<P extends string>(prefix: P): Table<P> {
+  const out: Record<string, number> = {};
+  for (const [name, code] of Object.entries(kernel.constants)) if (name.startsWith(prefix)) out[name.slice(prefix.length)] = code;
+  return out as Table<P>;
+}
+
+/** Unary op codes (elementwise.wgsl's UNARY_* constants, read from the kernel at build time). */
+export const U = table('UNARY_');
+/** Binary op codes (BINARY_*). */
+export const B = table('BINARY_');
+export type UnaryOp = keyof typeof U;
+export type BinaryOp = keyof typeof B;
+
+/**
+ * What the backward of each unary op reads: its input x, its output y, both, neither (the gradient alone), or null
+ * for an op without a gradient. Typed over every UNARY_* code, so an op added to the kernel without a rule here does
+ * not compile; the derivative itself is unary_grad_f in the kernel, beside the forward.
+ */
+export const UNARY_GRAD: { readonly [K in UnaryOp]: 'x' | 'y' | 'xy' | 'g' | null } = {
+  COPY: 'g', NEG: 'g', ADD_SCALAR: 'g', MUL_SCALAR: 'g',
+  EXP: 'y', SQRT: 'y', TANH: 'y', SIGMOID: 'y', RSQRT: 'xy',
+  LOG: 'x', RELU: 'x', GELU: 'x', POW: 'x', ABS: 'x', SIN: 'x', COS: 'x', CLAMP: 'x', SOFTPLUS: 'x', LOG1P: 'x',
+  NOT: null, GELU_GRAD: null, SIGN: null, RECIPROCAL: null, SCALAR_SUB: null, SCALAR_DIV: null, SQUARE: null, FLOOR: null,
+  SCALAR_POW: null, RELU_GRAD: null,
+};
+
+/** Whether each binary op has a backward in binary_grad_f (typed over every BINARY_* code). */
+export const BINARY_GRAD: { readonly [K in BinaryOp]: boolean } = {
+  ADD: true, SUB: true, MUL: true, DIV: true, POW: true, MAX: true, MIN: true,
+  EQ: false, NE: false, LT: false, LE: false, GT: false, GE: false, AND: false, OR: false, ATAN2: false, PICK_MAX: false,
+  PICK_MIN: false, SAME: false,
+};
 
 const WG = 256;
 
-type Entry = 'unary' | 'binary' | 'select_where' | 'fill' | 'accumulate';
+type Entry = keyof typeof kernel.entries;
 
-/** Dispatches one entry of elementwise.wgsl writing `out` (any strides) from up to three inputs broadcast to its shape. */
-function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorBase; b?: TensorBase; c?: TensorBase }, op = 0, scalar = 0, scalar2 = 0): void {
+/**
+ * Dispatches one entry of elementwise.wgsl writing `out` (any strides) from up to three inputs broadcast to its shape.
+ * `out2` is binary_backward's second output (same geometry as out); `outUnused` binds a placeholder for out, whose
+ * geometry still lays out the elements.
+ */
+function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorBase; b?: TensorBase; c?: TensorBase; out2?: TensorBase; outUnused?: boolean }, op = 0, scalar = 0, scalar2 = 0): void {
   const shape = out.shape;
   const n = out.size;
   const { a, b, c } = inputs;
@@ -33,10 +61,11 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
     a: a ? bufOf(a, fn) : dummy(),
     b: b ? bufOf(b, fn) : dummy(),
     c: c ? bufOf(c, fn) : dummy(),
-    out: bufOf(out, fn),
+    out: inputs.outUnused ? dummy(true) : bufOf(out, fn),
+    out2: inputs.out2 ? bufOf(inputs.out2, fn) : dummy(true),
   };
   if (n === 0) return;
-  dispatch('elementwise.wgsl', entry, {
+  dispatch(kernel, entry, {
     constants: { OP: op, A_DT: a ? dtCode(a, fn) : 0, OUT_DT: dtCode(out, fn) },
     bindings,
     params: {
@@ -61,7 +90,7 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
 
 /** op(x) elementwise into a new contiguous tensor of dtype `outDType` (default x's). */
 export function unary<T extends TensorBase>(fn: string, x: T, op: number, scalar = 0, scalar2 = 0, outDType: DType = x.dtype): T {
-  dtCode(x, fn);
+  bufOf(x, fn); // dtype, disposed and lost-device checks before the output exists
   const out = allocLike(x, x.shape.slice(), outDType);
   launch('unary', fn, out, { a: x }, op, scalar, scalar2);
   return out;
@@ -74,8 +103,8 @@ export function unaryInto(fn: string, dst: TensorBase, src: TensorBase, op: numb
 
 /** op(a, b) with broadcasting into a new contiguous tensor of dtype `outDType`. */
 export function binary<T extends TensorBase>(fn: string, a: T, b: TensorBase, op: number, outDType: DType): T {
-  dtCode(a, fn);
-  dtCode(b, fn);
+  bufOf(a, fn); // dtype, disposed and lost-device checks before the output exists
+  bufOf(b, fn);
   const out = allocLike(a, broadcastShapes(fn, a.shape, b.shape), outDType);
   launch('binary', fn, out, { a, b }, op);
   return out;
@@ -83,9 +112,9 @@ export function binary<T extends TensorBase>(fn: string, a: T, b: TensorBase, op
 
 /** cond ? a : b, broadcasting all three, into a new tensor of a's dtype. */
 export function select<T extends TensorBase>(fn: string, cond: TensorBase, a: T, b: TensorBase): T {
-  dtCode(cond, fn);
-  dtCode(a, fn);
-  dtCode(b, fn);
+  bufOf(cond, fn); // dtype, disposed and lost-device checks before the output exists
+  bufOf(a, fn);
+  bufOf(b, fn);
   const out = allocLike(a, broadcastShapes(fn, cond.shape, a.shape, b.shape), a.dtype);
   launch('select_where', fn, out, { a, b, c: cond });
   return out;
@@ -98,7 +127,7 @@ export function fill(fn: string, t: TensorBase, value: number): void {
 
 /** dst <- src elementwise (src broadcast to dst's shape), any strides on both sides; same dtype. */
 export function copy(fn: string, dst: TensorBase, src: TensorBase): void {
-  launch('unary', fn, dst, { a: src }, U.copy);
+  launch('unary', fn, dst, { a: src }, U.COPY);
 }
 
 /** A contiguous copy of x (same class and dtype), from any strides. */
@@ -106,6 +135,35 @@ export function contiguousCopy<T extends TensorBase>(fn: string, x: T): T {
   const out = allocLike(x, x.shape.slice(), x.dtype);
   copy(fn, out, x);
   return out;
+}
+
+/**
+ * The gradient of a unary op in one dispatch: dx = d op(x)/dx * g from what UNARY_GRAD says the op reads (x its input,
+ * y its output; the other may be null). Same shape as g.
+ */
+export function unaryBackward<T extends TensorBase>(fn: string, op: UnaryOp, g: T, x: TensorBase | null, y: TensorBase | null, scalar = 0, scalar2 = 0): T {
+  const ref = x ?? y ?? g;
+  bufOf(g, fn);
+  const dx = allocLike(g, g.shape.slice(), 'f32');
+  launch('unary_backward', fn, dx, { a: x ?? ref, b: y ?? ref, c: g }, U[op], scalar, scalar2);
+  return dx;
+}
+
+/**
+ * The gradients of a binary op in one dispatch, over the output's shape (the caller sums them back to broadcast
+ * operands): [dx, dy], each computed only where `needs` says so (null otherwise).
+ */
+export function binaryBackward<T extends TensorBase>(fn: string, op: BinaryOp, g: T, x: TensorBase, y: TensorBase, needs: readonly boolean[]): [T | null, T | null] {
+  bufOf(g, fn);
+  bufOf(x, fn);
+  bufOf(y, fn);
+  const dx = needs[0] ? allocLike(g, g.shape.slice(), 'f32') : null;
+  const dy = needs[1] ? allocLike(g, g.shape.slice(), 'f32') : null;
+  const out = dx ?? dy;
+  if (!out) return [null, null];
+  // out and out2 share one geometry (the output's, contiguous); with dy alone, out is a placeholder laid out as dy.
+  launch('binary_backward', fn, out, { a: x, b: y, c: g, out2: dy ?? undefined, outUnused: !dx }, B[op], (dx ? 1 : 0) | (dy ? 2 : 0));
+  return [dx, dy];
 }
 
 /** dst += src in place (f32, dst strided as given, src broadcast to it). */

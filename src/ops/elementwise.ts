@@ -4,7 +4,7 @@ import { DTypeError, ValueError } from '../errors.js';
 import { type DType, checkDType, f16Unsupported, parseDType } from '../tensor/dtype.js';
 import { allocLike, upload } from '../tensor/base.js';
 import { isI32 } from '../tensor/host.js';
-import { U, B, unary, binary, select } from '../launch/elementwise.js';
+import { U, B, UNARY_GRAD, BINARY_GRAD, type UnaryOp, type BinaryOp, unary, binary, select, unaryBackward, binaryBackward } from '../launch/elementwise.js';
 import { cast } from '../launch/cast.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
@@ -41,45 +41,54 @@ function checkScalar(fn: string, x: Tensor, s: number): void {
 
 // ---------------------------------------------------------------- unary float ops
 
-/** A float unary op with its backward rule of (g, x, y). */
-function floatUnary(fn: string, x: Tensor, op: number, rule: (g: Tensor, x: Tensor, y: Tensor) => Tensor, scalar = 0, scalar2 = 0): Tensor {
+/**
+ * A unary float op and its backward: one dispatch (unary_backward) reading what UNARY_GRAD says the op needs, saved
+ * here (x, y or both).
+ */
+function floatUnary(fn: string, x: Tensor, op: UnaryOp, scalar = 0, scalar2 = 0): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32']);
-  const y = unary(fn, x, op, scalar, scalar2);
-  return record(fn, y, [x], (g, [sx, sy]) => [rule(g, sx, sy)], [x, y]);
+  const y = unary(fn, x, U[op], scalar, scalar2);
+  const reads = UNARY_GRAD[op];
+  if (reads === null) return y;
+  const save = reads === 'x' ? [x] : reads === 'y' ? [y] : reads === 'xy' ? [x, y] : [];
+  return record(fn, y, [x], (g, saved) => {
+    const sx = reads === 'x' || reads === 'xy' ? saved[0] : null;
+    const sy = reads === 'y' ? saved[0] : reads === 'xy' ? saved[1] : null;
+    return [unaryBackward(`${fn}.backward`, op, g, sx, sy, scalar, scalar2)];
+  }, save);
 }
 
-export const exp = (x: Tensor): Tensor => floatUnary('exp', x, U.exp, (g, _x, y) => mul(g, y));
-export const log = (x: Tensor): Tensor => floatUnary('log', x, U.log, (g, x) => div(g, x));
-export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', x, U.sqrt, (g, _x, y) => div(g, mulScalar(y, 2)));
-export const rsqrt = (x: Tensor): Tensor => floatUnary('rsqrt', x, U.rsqrt, (g, x, y) => mulScalar(mul(g, div(y, x)), -0.5));
-export const relu = (x: Tensor): Tensor => floatUnary('relu', x, U.relu, (g, x) => mul(g, unary('relu.backward', x, U.reluGrad)));
-export const gelu = (x: Tensor): Tensor => floatUnary('gelu', x, U.gelu, (g, x) => mul(g, unary('gelu.backward', x, U.geluGrad)));
-export const tanh = (x: Tensor): Tensor => floatUnary('tanh', x, U.tanh, (g, _x, y) => mul(g, unary('tanh.backward', unary('tanh.backward', y, U.square), U.scalarSub, 1)));
-export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', x, U.sigmoid, (g, _x, y) => mul(g, mul(y, unary('sigmoid.backward', y, U.scalarSub, 1))));
-export const abs = (x: Tensor): Tensor => floatUnary('abs', x, U.abs, (g, x) => mul(g, unary('abs.backward', x, U.sign)));
-export const sin = (x: Tensor): Tensor => floatUnary('sin', x, U.sin, (g, x) => mul(g, unary('sin.backward', x, U.cos)));
-export const cos = (x: Tensor): Tensor => floatUnary('cos', x, U.cos, (g, x) => neg(mul(g, unary('cos.backward', x, U.sin))));
-export const softplus = (x: Tensor): Tensor => floatUnary('softplus', x, U.softplus, (g, x) => mul(g, unary('softplus.backward', x, U.sigmoid)));
-export const log1p = (x: Tensor): Tensor => floatUnary('log1p', x, U.log1p, (g, x) => div(g, unary('log1p.backward', x, U.addScalar, 1)));
+export const exp = (x: Tensor): Tensor => floatUnary('exp', x, 'EXP');
+export const log = (x: Tensor): Tensor => floatUnary('log', x, 'LOG');
+export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', x, 'SQRT');
+export const rsqrt = (x: Tensor): Tensor => floatUnary('rsqrt', x, 'RSQRT');
+export const relu = (x: Tensor): Tensor => floatUnary('relu', x, 'RELU');
+export const gelu = (x: Tensor): Tensor => floatUnary('gelu', x, 'GELU');
+export const tanh = (x: Tensor): Tensor => floatUnary('tanh', x, 'TANH');
+export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', x, 'SIGMOID');
+export const abs = (x: Tensor): Tensor => floatUnary('abs', x, 'ABS');
+export const sin = (x: Tensor): Tensor => floatUnary('sin', x, 'SIN');
+export const cos = (x: Tensor): Tensor => floatUnary('cos', x, 'COS');
+export const softplus = (x: Tensor): Tensor => floatUnary('softplus', x, 'SOFTPLUS');
+export const log1p = (x: Tensor): Tensor => floatUnary('log1p', x, 'LOG1P');
 
 export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
   if (typeof min !== 'number' || typeof max !== 'number' || Number.isNaN(min) || Number.isNaN(max)) {
     throw new ValueError(`clamp: bounds must be numbers, not NaN (min ${min}, max ${max})`);
   }
-  // The gradient flows where min <= x <= max (PyTorch's clamp).
-  return floatUnary('clamp', x, U.clamp, (g, x) => mul(g, binary('clamp.backward', unary('clamp.backward', x, U.clamp, min, max), x, B.eq, 'f32')), min, max);
+  return floatUnary('clamp', x, 'CLAMP', min, max);
 }
 
 export function pow(x: Tensor, p: number | Tensor): Tensor {
   checkOperand('pow', p);
-  if (typeof p !== 'number') return binaryOp('pow', x, p, B.pow);
+  if (typeof p !== 'number') return binaryOp('pow', x, p, 'POW');
   if (!Number.isFinite(p)) throw new ValueError(`pow: exponent must be finite, got ${p}`);
-  return floatUnary('pow', x, U.pow, (g, x) => mul(g, mulScalar(unary('pow.backward', x, U.pow, p - 1), p)), p);
+  return floatUnary('pow', x, 'POW', p);
 }
 
 export function neg(x: Tensor): Tensor {
   checkDType('neg', 'input', x.dtype, ['f32', 'i32']);
-  return record('neg', unary('neg', x, U.neg), [x], (g) => [neg(g)]);
+  return record('neg', unary('neg', x, U.NEG), [x], (g) => [unaryBackward('neg.backward', 'NEG', g, null, null)]);
 }
 
 // ---------------------------------------------------------------- scalars
@@ -87,83 +96,63 @@ export function neg(x: Tensor): Tensor {
 export function mulScalar(x: Tensor, s: number): Tensor {
   checkDType('mul', 'input', x.dtype, ['f32', 'i32']);
   checkScalar('mul', x, s);
-  const y = x.dtype === 'i32' ? binary('mul', x, scalarLike(x, s, 'i32'), B.mul, 'i32') : unary('mul', x, U.mulScalar, s);
-  return record('mul', y, [x], (g) => [mulScalar(g, s)]);
+  const y = x.dtype === 'i32' ? binary('mul', x, scalarLike(x, s, 'i32'), B.MUL, 'i32') : unary('mul', x, U.MUL_SCALAR, s);
+  return record('mul', y, [x], (g) => [unaryBackward('mul.backward', 'MUL_SCALAR', g, null, null, s)]);
 }
 
 export function addScalar(x: Tensor, s: number): Tensor {
   checkDType('add', 'input', x.dtype, ['f32', 'i32']);
   checkScalar('add', x, s);
-  const y = x.dtype === 'i32' ? binary('add', x, scalarLike(x, s, 'i32'), B.add, 'i32') : unary('add', x, U.addScalar, s);
+  const y = x.dtype === 'i32' ? binary('add', x, scalarLike(x, s, 'i32'), B.ADD, 'i32') : unary('add', x, U.ADD_SCALAR, s);
   return record('add', y, [x], (g) => [g]);
 }
 
 // ---------------------------------------------------------------- binary ops
 
-function binaryOp(fn: string, a: Tensor, b: Tensor, op: number): Tensor {
-  sameDType(fn, a, b, op === B.div || op === B.pow ? ['f32'] : ['f32', 'i32']);
-  const out = binary(fn, a, b, op, a.dtype);
-  if (a.dtype !== 'f32') return out;
+/**
+ * A binary op with broadcasting. Float ops with a gradient (BINARY_GRAD) get one backward dispatch for both operands
+ * (binary_backward), each then summed back to its operand's shape where it was broadcast; add passes g on as it is.
+ */
+function binaryOp(fn: string, a: Tensor, b: Tensor, op: BinaryOp): Tensor {
+  sameDType(fn, a, b, op === 'DIV' || op === 'POW' ? ['f32'] : ['f32', 'i32']);
+  const out = binary(fn, a, b, B[op], a.dtype);
+  if (a.dtype !== 'f32' || !BINARY_GRAD[op]) return out;
   const aShape = a.shape.slice(), bShape = b.shape.slice();
-  const to = (g: Tensor | null, shape: number[]): Tensor | null => (g ? sumTo(g, shape, `${fn}.backward`) : null);
-  switch (op) {
-    case B.add:
-      return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? to(g, aShape) : null, needs[1] ? to(g, bShape) : null]);
-    case B.sub:
-      return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? to(g, aShape) : null, needs[1] ? to(neg(g), bShape) : null]);
-    case B.mul:
-      return record(fn, out, [a, b], (g, [sa, sb], needs) => [needs[0] ? to(mul(g, sb), aShape) : null, needs[1] ? to(mul(g, sa), bShape) : null], [a, b]);
-    case B.div:
-      return record(fn, out, [a, b], (g, [sa, sb], needs) => [
-        needs[0] ? to(div(g, sb), aShape) : null,
-        // d(a/b)/db = -a / b^2
-        needs[1] ? to(neg(div(mul(g, sa), mul(sb, sb))), bShape) : null,
-      ], [a, b]);
-    case B.pow:
-      return record(fn, out, [a, b], (g, [sa, sb, y], needs) => [
-        needs[0] ? to(mul(g, mul(pow(sa, addScalar(sb, -1)), sb)), aShape) : null,
-        needs[1] ? to(mul(g, mul(log(sa), y)), bShape) : null,
-      ], [a, b, out]);
-    case B.maximum:
-    case B.minimum:
-      return record(fn, out, [a, b], (g, [sa, sb], needs) => {
-        // As PyTorch: the winner gets the gradient, a tie splits it evenly, and where either is NaN both get it.
-        const pick = op === B.maximum ? B.pickMax : B.pickMin;
-        return [needs[0] ? to(mul(g, binary(fn, sa, sb, pick, 'f32')), aShape) : null, needs[1] ? to(mul(g, binary(fn, sb, sa, pick, 'f32')), bShape) : null];
-      }, [a, b]);
-    default:
-      return out;
-  }
+  if (op === 'ADD') return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? sumTo(g, aShape, fn) : null, needs[1] ? sumTo(g, bShape, fn) : null]);
+  return record(fn, out, [a, b], (g, [sa, sb], needs) => {
+    const [ga, gb] = binaryBackward(`${fn}.backward`, op, g, sa, sb, needs);
+    return [ga && sumTo(ga, aShape, fn), gb && sumTo(gb, bShape, fn)];
+  }, [a, b]);
 }
 
 export function add(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('add', b);
-  return typeof b === 'number' ? addScalar(a, b) : binaryOp('add', a, b, B.add);
+  return typeof b === 'number' ? addScalar(a, b) : binaryOp('add', a, b, 'ADD');
 }
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('sub', b);
-  if (typeof b !== 'number') return binaryOp('sub', a, b, B.sub);
+  if (typeof b !== 'number') return binaryOp('sub', a, b, 'SUB');
   checkDType('sub', 'input', a.dtype, ['f32', 'i32']);
   checkScalar('sub', a, b);
   return addScalar(a, -b);
 }
 export function mul(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('mul', b);
-  return typeof b === 'number' ? mulScalar(a, b) : binaryOp('mul', a, b, B.mul);
+  return typeof b === 'number' ? mulScalar(a, b) : binaryOp('mul', a, b, 'MUL');
 }
 export function div(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('div', b);
-  if (typeof b !== 'number') return binaryOp('div', a, b, B.div);
+  if (typeof b !== 'number') return binaryOp('div', a, b, 'DIV');
   checkDType('div', 'input', a.dtype, ['f32']);
   return mulScalar(a, 1 / b);
 }
 export function maximum(a: Tensor, b: Tensor): Tensor {
   checkOperand('maximum', b);
-  return binaryOp('maximum', a, b, B.maximum);
+  return binaryOp('maximum', a, b, 'MAX');
 }
 export function minimum(a: Tensor, b: Tensor): Tensor {
   checkOperand('minimum', b);
-  return binaryOp('minimum', a, b, B.minimum);
+  return binaryOp('minimum', a, b, 'MIN');
 }
 
 // ---------------------------------------------------------------- comparisons and logic (no gradients)
@@ -178,27 +167,27 @@ function compare(fn: string, a: Tensor, b: Tensor | number, op: number): Tensor 
   // A comparison with a number is exact: integer tensors against a fractional number (x.lt(2.5)) compare as f32,
   // as PyTorch promotes the scalar; booleans compare as 0 / 1.
   const asF32 = a.dtype === 'f32' || !isI32(b);
-  const x = a.dtype === 'bool' || (asF32 && a.dtype !== 'f32') ? unary(fn, a, U.copy, 0, 0, asF32 ? 'f32' : 'i32') : a;
+  const x = a.dtype === 'bool' || (asF32 && a.dtype !== 'f32') ? unary(fn, a, U.COPY, 0, 0, asF32 ? 'f32' : 'i32') : a;
   return binary(fn, x, scalarLike(a, b, x.dtype), op, 'bool');
 }
-export const eq = (a: Tensor, b: Tensor | number): Tensor => compare('eq', a, b, B.eq);
-export const ne = (a: Tensor, b: Tensor | number): Tensor => compare('ne', a, b, B.ne);
-export const lt = (a: Tensor, b: Tensor | number): Tensor => compare('lt', a, b, B.lt);
-export const le = (a: Tensor, b: Tensor | number): Tensor => compare('le', a, b, B.le);
-export const gt = (a: Tensor, b: Tensor | number): Tensor => compare('gt', a, b, B.gt);
-export const ge = (a: Tensor, b: Tensor | number): Tensor => compare('ge', a, b, B.ge);
+export const eq = (a: Tensor, b: Tensor | number): Tensor => compare('eq', a, b, B.EQ);
+export const ne = (a: Tensor, b: Tensor | number): Tensor => compare('ne', a, b, B.NE);
+export const lt = (a: Tensor, b: Tensor | number): Tensor => compare('lt', a, b, B.LT);
+export const le = (a: Tensor, b: Tensor | number): Tensor => compare('le', a, b, B.LE);
+export const gt = (a: Tensor, b: Tensor | number): Tensor => compare('gt', a, b, B.GT);
+export const ge = (a: Tensor, b: Tensor | number): Tensor => compare('ge', a, b, B.GE);
 
 export function logicalAnd(a: Tensor, b: Tensor): Tensor {
   sameDType('logicalAnd', a, b, ['bool']);
-  return binary('logicalAnd', a, b, B.and, 'bool');
+  return binary('logicalAnd', a, b, B.AND, 'bool');
 }
 export function logicalOr(a: Tensor, b: Tensor): Tensor {
   sameDType('logicalOr', a, b, ['bool']);
-  return binary('logicalOr', a, b, B.or, 'bool');
+  return binary('logicalOr', a, b, B.OR, 'bool');
 }
 export function logicalNot(a: Tensor): Tensor {
   checkDType('logicalNot', 'input', a.dtype, ['bool']);
-  return unary('logicalNot', a, U.not, 0, 0, 'bool');
+  return unary('logicalNot', a, U.NOT, 0, 0, 'bool');
 }
 
 /** cond ? a : b, broadcasting all three. */
@@ -230,20 +219,20 @@ export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int
   }
   // Integers and booleans meet f16 through f32.
   if (x.dtype === 'f16') return toDType(cast(x, 'f32', 'to'), dtype);
-  if (dtype === 'f16') return cast(unary('to', x, U.copy, 0, 0, 'f32'), 'f16', 'to');
-  if (dtype === 'bool') return binary('to', x, scalarLike(x, 0, x.dtype), B.ne, 'bool');
+  if (dtype === 'f16') return cast(unary('to', x, U.COPY, 0, 0, 'f32'), 'f16', 'to');
+  if (dtype === 'bool') return binary('to', x, scalarLike(x, 0, x.dtype), B.NE, 'bool');
   if (x.dtype === 'f32' && dtype === 'i32') {
     // Truncation toward zero of a value outside the i32 range (or NaN) is undefined in WGSL: PyTorch's is too, so
     // it is checked nowhere here; the values are what the GPU gives.
-    return unary('to', x, U.copy, 0, 0, 'i32');
+    return unary('to', x, U.COPY, 0, 0, 'i32');
   }
-  return unary('to', x, U.copy, 0, 0, dtype);
+  return unary('to', x, U.COPY, 0, 0, dtype);
 }
 
 /** A copy with its own storage, on the tape. */
 export function clone(x: Tensor): Tensor {
   x.buf('clone');
-  const out = x.dtype === 'f16' ? cast(x, 'f16', 'clone') : unary('clone', x, U.copy);
+  const out = x.dtype === 'f16' ? cast(x, 'f16', 'clone') : unary('clone', x, U.COPY);
   return record('clone', out, [x], (g) => [g]);
 }
 

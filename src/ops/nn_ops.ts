@@ -58,8 +58,8 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
     if (needs[1]) {
       // xhat = (x - mean) * rstd, recomputed from the saved statistics.
       const x2 = reshape(sx, [rows, C]);
-      const xhat = binary(`${fn}.backward`, binary(`${fn}.backward`, x2, reshape(sm, [rows, 1]), B.sub, 'f32'), reshape(sr, [rows, 1]), B.mul, 'f32');
-      const prod = binary(`${fn}.backward`, reshape(gc, [rows, C]), xhat, B.mul, 'f32');
+      const xhat = binary(`${fn}.backward`, binary(`${fn}.backward`, x2, reshape(sm, [rows, 1]), B.SUB, 'f32'), reshape(sr, [rows, 1]), B.MUL, 'f32');
+      const prod = binary(`${fn}.backward`, reshape(gc, [rows, C]), xhat, B.MUL, 'f32');
       dw = reshape(reduce(`${fn}.backward`, prod, [0], false, 'sum'), ns);
     }
     const db = needs[2] ? (lead.length ? reduce(`${fn}.backward`, gc, lead, false, 'sum') : gc) : null;

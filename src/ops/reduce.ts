@@ -35,7 +35,7 @@ export function mean(x: Tensor, dim?: number | number[] | null, keepdim = false)
   const count = dims.reduce((a, d) => a * x.shape[d], 1);
   const inShape = x.shape.slice();
   const out = reduce('mean', x, dims, keepdim, 'sum', count === 0 ? NaN : 1 / count);
-  return record('mean', out, [x], (g) => [unary('mean.backward', expandBack(g, inShape, dims, keepdim), U.mulScalar, 1 / count)]);
+  return record('mean', out, [x], (g) => [unary('mean.backward', expandBack(g, inShape, dims, keepdim), U.MUL_SCALAR, 1 / count)]);
 }
 
 function maxMin(fn: 'max' | 'min', x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
@@ -47,9 +47,9 @@ function maxMin(fn: 'max' | 'min', x: Tensor, dim?: number | number[] | null, ke
   return record(fn, out, [x], (g, [sx, y]) => {
     // max() over everything shares the gradient among the elements it picked, NaNs included (torch.max); over given
     // dims (amax) a NaN result gives its group NaN gradients, as PyTorch.
-    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), dim === undefined || dim === null ? B.same : B.eq, 'f32');
+    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), dim === undefined || dim === null ? B.SAME : B.EQ, 'f32');
     const count = reduce(`${fn}.backward`, hit, dims, true, 'sum');
-    return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.mul, 'f32'), count, B.div, 'f32')];
+    return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.MUL, 'f32'), count, B.DIV, 'f32')];
   }, [x, out]);
 }
 export const max = (x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor => maxMin('max', x, dim, keepdim);

@@ -9,7 +9,7 @@ import { checkGradVsRef, fromRef, rnd, rndAway } from '../helpers';
 
 /** exp with a deliberately wrong backward (gradient passes through unchanged). */
 function brokenExp(x: K.Tensor): K.Tensor {
-  const y = unary('brokenExp', x, U.exp);
+  const y = unary('brokenExp', x, U.EXP);
   return record('brokenExp', y, [x], (g) => [g.makeView(g.shape, g.strides, g.offset)]);
 }
 
