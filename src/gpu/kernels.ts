@@ -77,7 +77,7 @@ export interface KernelModule<E extends string = string, C extends string = stri
  * Directives go on line 1 and included text is appended, so compile errors keep the file's own line numbers. A
  * variant's bindings and params are its base file's.
  */
-export const KERNEL_VARIANTS = ['f16', 'subgroups'] as const;
+const KERNEL_VARIANTS = ['f16', 'subgroups'] as const;
 export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
 
 const variantCache = new WeakMap<KernelModule, Map<string, KernelModule>>();
