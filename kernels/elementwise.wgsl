@@ -2,7 +2,7 @@
 //   Dimensions: n elements of the output, laid out by `shape` (rank dims, row-major).
 //   Reads: a, b, c (any strides: broadcast dims have stride 0; views need no copy).
 //   Writes: out, at o_off + sum(coord[d] * o_strides[d]) (contiguous for most ops; a slice for concat).
-//   Buffers are raw 32-bit words: A_DT / OUT_DT (0 f32, 1 i32, 2 bool as u32) say how to read them.
+//   Buffers are raw 32-bit words: A_DT / OUT_DT (DT_F32, DT_I32, DT_BOOL as u32: dtypes.wgsl) say how to read them.
 //   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
 // Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill, and the backward
 // of the differentiable ops in one dispatch each: unary_backward (OP: the forward's UNARY_* code; a = the forward's
@@ -14,6 +14,7 @@
 // true); NaN is truthy; sign(NaN) is 0 (torch.sign's answer). Each is decided from the bits (numerics.wgsl), since
 // the compiler may fold float comparisons, min and max as if NaN did not exist.
 //!include numerics.wgsl
+//!include dtypes.wgsl
 
 struct Params {
   n: u32,
@@ -67,14 +68,14 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // Values are carried as f32 for float math; integer ops use the i32 path below.
 fn load_f(word: u32, dt: u32) -> f32 {
-  if (dt == 0u) { return bitcast<f32>(word); }
-  if (dt == 1u) { return f32(bitcast<i32>(word)); }
+  if (dt == DT_F32) { return bitcast<f32>(word); }
+  if (dt == DT_I32) { return f32(bitcast<i32>(word)); }
   return select(0.0, 1.0, word != 0u);
 }
 
 fn store_f(v: f32) -> u32 {
-  if (OUT_DT == 0u) { return bitcast<u32>(v); }
-  if (OUT_DT == 1u) { return bitcast<u32>(i32(v)); }
+  if (OUT_DT == DT_F32) { return bitcast<u32>(v); }
+  if (OUT_DT == DT_I32) { return bitcast<u32>(i32(v)); }
   return select(0u, 1u, truthy(v));
 }
 
@@ -223,7 +224,7 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   let w = a[o.x];
   if (OP == UNARY_COPY && A_DT == OUT_DT) {
     out[o.w] = w;
-  } else if (A_DT == 1u && OUT_DT == 1u) {
+  } else if (A_DT == DT_I32 && OUT_DT == DT_I32) {
     out[o.w] = bitcast<u32>(unary_i(bitcast<i32>(w)));
   } else if (OP == UNARY_NOT) {
     out[o.w] = select(1u, 0u, w != 0u);
@@ -384,11 +385,11 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  if (A_DT == 1u || A_DT == 2u) {
+  if (A_DT == DT_I32 || A_DT == DT_BOOL) {
     // Integers and booleans: exact integer arithmetic, then stored as the output dtype.
     let r = binary_i(bitcast<i32>(a[o.x]), bitcast<i32>(b[o.y]));
-    if (OUT_DT == 0u) { out[o.w] = bitcast<u32>(f32(r)); }
-    else if (OUT_DT == 2u) { out[o.w] = select(0u, 1u, r != 0); }
+    if (OUT_DT == DT_F32) { out[o.w] = bitcast<u32>(f32(r)); }
+    else if (OUT_DT == DT_BOOL) { out[o.w] = select(0u, 1u, r != 0); }
     else { out[o.w] = bitcast<u32>(r); }
   } else {
     out[o.w] = store_f(binary_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y])));

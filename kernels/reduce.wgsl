@@ -5,11 +5,19 @@
 //   Writes: out, contiguous [n_out] (f32, or i32 for integer sums and for argmax/argmin).
 //   Tiling: `per_group`: one workgroup of WG threads per output, each thread striding over R, then
 //   a tree in workgroup memory (long rows); `per_thread`: one thread per output (short rows).
-//   OP: 0 sum (times `scale`, so mean = sum * 1/R), 1 max, 2 min, 3 argmax, 4 argmin.
-//   A_DT: 0 f32, 1 i32 (compared as integers), 2 bool. Ties in argmax/argmin give the first index. NaN wins
+//   OP: RED_SUM (times `scale`, so mean = sum * 1/R), RED_MAX, RED_MIN, RED_ARGMAX, RED_ARGMIN (below).
+//   A_DT: DT_F32, DT_I32 (compared as integers), DT_BOOL (dtypes.wgsl). Ties in argmax/argmin give the first index. NaN wins
 //   max/min/argmax/argmin, as PyTorch: the result is NaN, and its index is the first NaN's (tested by its bits: see
 //   numerics.wgsl; a float comparison may be folded as if NaN did not exist).
 //!include numerics.wgsl
+
+//!include dtypes.wgsl
+
+const RED_SUM: u32 = 0u;
+const RED_MAX: u32 = 1u;
+const RED_MIN: u32 = 2u;
+const RED_ARGMAX: u32 = 3u;
+const RED_ARGMIN: u32 = 4u;
 
 struct Params {
   n_out: u32,
@@ -64,18 +72,18 @@ fn red_off(r: u32) -> u32 {
 
 fn load(i: u32) -> f32 {
   let w = x[i];
-  if (A_DT == 0u) { return bitcast<f32>(w); }
-  if (A_DT == 1u) { return f32(bitcast<i32>(w)); }
+  if (A_DT == DT_F32) { return bitcast<f32>(w); }
+  if (A_DT == DT_I32) { return f32(bitcast<i32>(w)); }
   return select(0.0, 1.0, w != 0u);
 }
 
 fn is_int_sum() -> bool {
-  return OP == 0u && A_DT != 0u;
+  return OP == RED_SUM && A_DT != DT_F32;
 }
 
 // Whether candidate (v, i) beats the current (bv, bi) for max-like ops.
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-  let want_max = OP == 1u || OP == 3u;
+  let want_max = OP == RED_MAX || OP == RED_ARGMAX;
   let v_nan = is_nan(v);
   let b_nan = is_nan(bv);
   if (v_nan || b_nan) { return v_nan && (!b_nan || i < bi); }
@@ -85,19 +93,19 @@ fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 
 // The same for i32 inputs, compared as integers: f32 cannot tell apart integers above 2^24.
 fn better_i(v: i32, i: u32, bv: i32, bi: u32) -> bool {
-  let want_max = OP == 1u || OP == 3u;
+  let want_max = OP == RED_MAX || OP == RED_ARGMAX;
   if (v == bv) { return i < bi; }
   return select((v < bv), (v > bv), want_max);
 }
 
 // s carries the integer sum, or for i32 max/min the integer extremum.
 fn store_result(o: u32, v: f32, idx: u32, s: i32) {
-  if (OP == 0u) {
-    if (A_DT != 0u) { out[o] = bitcast<u32>(s); }
+  if (OP == RED_SUM) {
+    if (A_DT != DT_F32) { out[o] = bitcast<u32>(s); }
     else { out[o] = bitcast<u32>(v * params.scale); }
-  } else if (OP == 1u || OP == 2u) {
+  } else if (OP == RED_MAX || OP == RED_MIN) {
     // The output has the input's dtype: an i32 extremum is stored as i32, not as its f32 bits.
-    if (A_DT == 1u) { out[o] = bitcast<u32>(s); }
+    if (A_DT == DT_I32) { out[o] = bitcast<u32>(s); }
     else { out[o] = bitcast<u32>(v); }
   } else {
     out[o] = idx;
@@ -117,11 +125,11 @@ fn per_group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   var first = true;
   for (var r = lid; r < params.R; r += WG) {
     let idx = base + red_off(r);
-    if (OP == 0u) {
-      if (A_DT == 1u) { isum += bitcast<i32>(x[idx]); }
-      else if (A_DT == 2u) { isum += select(0i, 1i, x[idx] != 0u); }
+    if (OP == RED_SUM) {
+      if (A_DT == DT_I32) { isum += bitcast<i32>(x[idx]); }
+      else if (A_DT == DT_BOOL) { isum += select(0i, 1i, x[idx] != 0u); }
       else { sum += load(idx); }
-    } else if (A_DT == 1u) {
+    } else if (A_DT == DT_I32) {
       let v = bitcast<i32>(x[idx]);
       if (first || better_i(v, r, isum, bi)) { isum = v; bi = r; first = false; }
     } else {
@@ -129,16 +137,16 @@ fn per_group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
       if (first || better(v, r, bv, bi)) { bv = v; bi = r; first = false; }
     }
   }
-  red_v[lid] = select(bv, sum, OP == 0u);
+  red_v[lid] = select(bv, sum, OP == RED_SUM);
   red_i[lid] = bi;
   red_s[lid] = isum;
   workgroupBarrier();
   for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
     if (lid < stride) {
-      if (OP == 0u) {
+      if (OP == RED_SUM) {
         red_v[lid] += red_v[lid + stride];
         red_s[lid] += red_s[lid + stride];
-      } else if (A_DT == 1u) {
+      } else if (A_DT == DT_I32) {
         if (red_i[lid + stride] != 0xffffffffu &&
             (red_i[lid] == 0xffffffffu || better_i(red_s[lid + stride], red_i[lid + stride], red_s[lid], red_i[lid]))) {
           red_s[lid] = red_s[lid + stride];
@@ -166,11 +174,11 @@ fn per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
   var bi = 0xffffffffu;
   for (var r = 0u; r < params.R; r++) {
     let idx = base + red_off(r);
-    if (OP == 0u) {
-      if (A_DT == 1u) { isum += bitcast<i32>(x[idx]); }
-      else if (A_DT == 2u) { isum += select(0i, 1i, x[idx] != 0u); }
+    if (OP == RED_SUM) {
+      if (A_DT == DT_I32) { isum += bitcast<i32>(x[idx]); }
+      else if (A_DT == DT_BOOL) { isum += select(0i, 1i, x[idx] != 0u); }
       else { sum += load(idx); }
-    } else if (A_DT == 1u) {
+    } else if (A_DT == DT_I32) {
       let v = bitcast<i32>(x[idx]);
       if (r == 0u || better_i(v, r, isum, bi)) { isum = v; bi = r; }
     } else {
@@ -178,5 +186,5 @@ fn per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
       if (r == 0u || better(v, r, bv, bi)) { bv = v; bi = r; }
     }
   }
-  store_result(o, select(bv, sum, OP == 0u), bi, isum);
+  store_result(o, select(bv, sum, OP == RED_SUM), bi, isum);
 }

@@ -1,8 +1,12 @@
 // What every launcher shares: turning tensor views into kernel params, and placeholder buffers for unused bindings.
-import { DTYPE_CODE, f16Unsupported } from '../tensor/dtype.js';
+import { f16Unsupported } from '../tensor/dtype.js';
 import type { TensorBase } from '../tensor/base.js';
 import { dummyBuffer } from '../gpu/kernels.js';
 import type { PooledBuffer } from '../gpu/memory.js';
+import dtypes from './kernels/dtypes.js';
+
+/** The dtype codes of kernels/dtypes.wgsl (DT_*), read from the kernel at build time. */
+const DTYPE_CODE = { f32: dtypes.constants.DT_F32, i32: dtypes.constants.DT_I32, bool: dtypes.constants.DT_BOOL } as const;
 
 /** Up to 8 dims padded with zeros, as the kernels' `array<vec4<u32>, 2>` shape and stride params. */
 export function pad8(v: readonly number[]): number[] {

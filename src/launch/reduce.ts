@@ -6,10 +6,12 @@ import { contiguousStrides } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf, dtCode, pad8 } from './common.js';
 import { cast } from './cast.js';
+import kernel from './kernels/reduce.js';
 
-/** Reduce op codes of reduce.wgsl. */
-export const R = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
-export type ReduceOp = keyof typeof R;
+export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
+const C = kernel.constants;
+/** Each reduction's op code: reduce.wgsl's RED_* constants (read from the kernel at build time). */
+const R: { readonly [K in ReduceOp]: number } = { sum: C.RED_SUM, max: C.RED_MAX, min: C.RED_MIN, argmax: C.RED_ARGMAX, argmin: C.RED_ARGMIN };
 
 /**
  * x reduced over `dims` (sorted, distinct) with `op`; sums are multiplied by `scale` (mean = sum * 1/R). Output: the
@@ -52,7 +54,7 @@ export function reduce<T extends TensorBase>(fn: string, x: T, dims: readonly nu
   if (nOut === 0) return out;
   const perGroup = count > 64;
   const WG = 64;
-  dispatch('reduce.wgsl', perGroup ? 'per_group' : 'per_thread', {
+  dispatch(kernel, perGroup ? 'per_group' : 'per_thread', {
     constants: { OP: R[op], A_DT: code },
     bindings: { x: xb, out: bufOf(out, fn) },
     params: {

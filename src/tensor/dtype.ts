@@ -2,15 +2,9 @@ import { DTypeError } from '../errors.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'bool';
 export const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'bool'];
-/** The code kernels receive through their dtype override constants (f16 has none: see F16_OPS). */
-export const DTYPE_CODE: Record<Exclude<DType, 'f16'>, number> = { f32: 0, i32: 1, bool: 2 };
 export function bytesPerElement(d: DType): number {
   // bool is stored as one u32 per element so kernels can index it directly; f16 is packed two to a u32.
   return d === 'f16' ? 2 : 4;
-}
-export type TypedArrayFor<D extends DType> = D extends 'f32' | 'f16' ? Float32Array : D extends 'i32' ? Int32Array : Uint8Array;
-export function isFloat(d: DType): boolean {
-  return d === 'f32' || d === 'f16';
 }
 /** What f16 tensors can do; every other op rejects them with a DTypeError that says so. */
 export const F16_OPS = 'creation, toArray, views, contiguous, clone, casts (x.to(), x.half(), x.float()) and scaledDotProductAttention';
