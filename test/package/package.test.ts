@@ -150,6 +150,8 @@ describe('type declarations in a fresh TypeScript project', () => {
     const dir = tsProject('ts-nodenext', (t) => t);
     expect(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).toMatch(/"module": "nodenext"/);
     run(process.execPath, [TSC, '-p', dir, '--noEmit'], dir);
+    // kiln's own declarations check too (no Node types needed), not only the program that uses them.
+    run(process.execPath, [TSC, '-p', dir, '--noEmit', '--skipLibCheck', 'false'], dir);
   }, 120_000);
 
   it('typecheck with moduleResolution bundler', () => {
