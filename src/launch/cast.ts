@@ -4,6 +4,7 @@ import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastStrides } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { pad8, rawBuf } from './common.js';
+import kernel from './kernels/cast.js';
 
 const WG = 256;
 
@@ -15,7 +16,7 @@ export function cast<T extends TensorBase>(x: T, to: 'f32' | 'f16', fn = 'cast')
   const n = x.size;
   if (n === 0) return out;
   const words = to === 'f16' ? Math.ceil(n / 2) : n;
-  dispatch('cast.wgsl', 'main', {
+  dispatch(kernel, 'main', {
     constants: { SRC_F16: x.dtype === 'f16' ? 1 : 0, DST_F16: to === 'f16' ? 1 : 0 },
     bindings: { src, dst: rawBuf(out, fn) },
     params: {

@@ -3,6 +3,7 @@
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf, dummy } from './common.js';
+import kernel from './kernels/layernorm.js';
 
 /** y, mean [rows] and rstd [rows] of x seen as [rows, C]; x, weight and bias contiguous from offset 0. */
 export function layerNormForward<T extends TensorBase>(x: T, weight: TensorBase | null, bias: TensorBase | null, rows: number, C: number, eps: number): { y: T; mean: T; rstd: T } {
@@ -16,7 +17,7 @@ export function layerNormForward<T extends TensorBase>(x: T, weight: TensorBase 
   const mean = allocLike(x, [rows], 'f32');
   const rstd = allocLike(x, [rows], 'f32');
   if (rows > 0) {
-    dispatch('layernorm.wgsl', 'forward', {
+    dispatch(kernel, 'forward', {
       constants: { HAS_WEIGHT: weight ? 1 : 0, HAS_BIAS: bias ? 1 : 0 },
       bindings: { ...bindings, y: bufOf(y, fn), mean: bufOf(mean, fn), rstd: bufOf(rstd, fn) },
       params: { rows, C, eps, pad0: 0 },
@@ -32,7 +33,7 @@ export function layerNormBackward<T extends TensorBase>(x: T, weight: TensorBase
   const fn = 'layerNorm.backward';
   const dx = allocLike(x, x.shape.slice(), 'f32');
   if (rows > 0) {
-    dispatch('layernorm.wgsl', 'backward', {
+    dispatch(kernel, 'backward', {
       constants: { HAS_WEIGHT: weight ? 1 : 0, HAS_BIAS: 0 },
       bindings: {
         x: bufOf(x, fn),

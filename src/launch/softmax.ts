@@ -3,6 +3,7 @@ import { type TensorBase, allocLike } from '../tensor/base.js';
 import { numel } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf, dummy } from './common.js';
+import kernel from './kernels/softmax.js';
 
 /**
  * Forward (dy null): out = softmax(x) along `dim`; backward: out = dx from the forward's output x = y and dy. x (and
@@ -16,7 +17,7 @@ export function softmax<T extends TensorBase>(fn: string, log: boolean, x: T, dy
   const R = x.rank === 0 ? 1 : x.shape[dim];
   const inner = x.rank === 0 ? 1 : numel(x.shape.slice(dim + 1));
   const rows = x.size / Math.max(R, 1);
-  dispatch('softmax.wgsl', dy ? 'backward' : 'forward', {
+  dispatch(kernel, dy ? 'backward' : 'forward', {
     constants: { LOG: log ? 1 : 0 },
     bindings: { x: xb, dy: dyb, out: bufOf(out, fn) },
     params: { rows, R, inner, pad0: 0 },
