@@ -16,7 +16,7 @@ export const KERNEL_DIR = join(root, 'kernels');
 export const OUT_DIR = join(root, 'src/launch/kernels');
 
 const moduleName = (file) => file.replace(/\.wgsl$/, '');
-const ident = (file) => moduleName(file).replace(/\W/g, '_').replace(/_([a-z0-9])/g, (_m, c) => c.toUpperCase());
+const ident = (file) => moduleName(file).replace(/\W/g, '_').replace(/_([a-z0-9])/g, (_m, c) => c.toUpperCase()) + 'Kernel';
 const q = (s) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 const union = (names) => (names.length ? names.map(q).join(' | ') : 'never');
 
@@ -88,6 +88,7 @@ function indexText(files) {
  */
 export function generatedFiles({ lenient = false } = {}) {
   const files = readdirSync(KERNEL_DIR).filter((f) => f.endsWith('.wgsl')).sort();
+  if (files.includes('index.wgsl')) throw new Error('kernels/index.wgsl would clash with the generated index.ts: rename it');
   const sources = {};
   for (const f of files) {
     try {
