@@ -1,19 +1,33 @@
 // Layer normalisation over the last C elements of each row.
-//   Dimensions: rows x C, contiguous.
-//   forward reads x, weight [C], bias [C] (when HAS_WEIGHT / HAS_BIAS) and writes y [rows, C],
-//   mean [rows] and rstd [rows] (saved for backward).
-//   backward reads x, weight, dy, mean, rstd and writes dx [rows, C]; dweight and dbias are
-//   column sums that the caller computes with the reduction kernel.
+//   Dimensions: rows x C: rows = the product of the `rank` leading dims (`shape`, row-major), C the normalized
+//   elements, which the caller merges into one strided run.
+//   Reads (strided views, in place): x at x_off + view_offset(row, x_strides) + c * x_sc; weight and bias [C] at
+//   w_off + c * w_sc, b_off + c * b_sc (when HAS_WEIGHT / HAS_BIAS); dy like x (dy_off, dy_strides, dy_sc).
+//   forward writes y [rows, C], mean [rows] and rstd [rows] (saved for backward), contiguous.
+//   backward reads x, weight, dy, mean, rstd and writes dx [rows, C] contiguous; dweight and dbias are column sums
+//   that the caller computes with the reduction kernel.
 //   Tiling: one workgroup of WG threads per row; two passes (mean, then variance) for accuracy.
 //   NaN: a NaN (or an infinity) in a row makes the row's variance NaN, and the whole row of y is then NaN, as
 //   PyTorch; the NaN is chosen from the bits (numerics.wgsl), not left to arithmetic the compiler may fold.
 //!include numerics.wgsl
+//!include strides.wgsl
 
 struct Params {
   rows: u32,
   C: u32,
   eps: f32,
-  pad0: u32,
+  rank: u32,
+  x_off: u32,
+  x_sc: u32,
+  dy_off: u32,
+  dy_sc: u32,
+  w_off: u32,
+  w_sc: u32,
+  b_off: u32,
+  b_sc: u32,
+  shape: array<vec4<u32>, 2>,
+  x_strides: array<vec4<u32>, 2>,
+  dy_strides: array<vec4<u32>, 2>,
 }
 
 override HAS_WEIGHT: u32 = 1u;
@@ -57,21 +71,23 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.rows) { return; }
   let C = params.C;
+  let xb = params.x_off + view_offset(row, params.rank, params.shape, params.x_strides);
+  let xs = params.x_sc;
   let base = row * C;
   var s = 0.0;
-  for (var c = lid; c < C; c += WG) { s += x[base + c]; }
+  for (var c = lid; c < C; c += WG) { s += x[xb + c * xs]; }
   let mu = reduce2(s, 0.0, lid).x / f32(C);
   var v = 0.0;
   for (var c = lid; c < C; c += WG) {
-    let d = x[base + c] - mu;
+    let d = x[xb + c * xs] - mu;
     v += d * d;
   }
   let var_eps = reduce2(v, 0.0, lid).x / f32(C) + params.eps;
   let r = select(inverseSqrt(var_eps), var_eps, is_nan(var_eps));
   for (var c = lid; c < C; c += WG) {
-    var o = (x[base + c] - mu) * r;
-    if (HAS_WEIGHT == 1u) { o = o * weight[c]; }
-    if (HAS_BIAS == 1u) { o = o + bias[c]; }
+    var o = (x[xb + c * xs] - mu) * r;
+    if (HAS_WEIGHT == 1u) { o = o * weight[params.w_off + c * params.w_sc]; }
+    if (HAS_BIAS == 1u) { o = o + bias[params.b_off + c * params.b_sc]; }
     y[base + c] = select(o, r, is_nan(r));
   }
   if (lid == 0u) {
@@ -87,23 +103,27 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.rows) { return; }
   let C = params.C;
+  let xb = params.x_off + view_offset(row, params.rank, params.shape, params.x_strides);
+  let xs = params.x_sc;
+  let gb = params.dy_off + view_offset(row, params.rank, params.shape, params.dy_strides);
+  let gs = params.dy_sc;
   let base = row * C;
   let mu = saved_mean[row];
   let r = saved_rstd[row];
   var sg = 0.0;
   var sgx = 0.0;
   for (var c = lid; c < C; c += WG) {
-    var g = dy[base + c];
-    if (HAS_WEIGHT == 1u) { g = g * weight[c]; }
-    let xh = (x[base + c] - mu) * r;
+    var g = dy[gb + c * gs];
+    if (HAS_WEIGHT == 1u) { g = g * weight[params.w_off + c * params.w_sc]; }
+    let xh = (x[xb + c * xs] - mu) * r;
     sg += g;
     sgx += g * xh;
   }
   let sums = reduce2(sg, sgx, lid) / f32(C);
   for (var c = lid; c < C; c += WG) {
-    var g = dy[base + c];
-    if (HAS_WEIGHT == 1u) { g = g * weight[c]; }
-    let xh = (x[base + c] - mu) * r;
+    var g = dy[gb + c * gs];
+    if (HAS_WEIGHT == 1u) { g = g * weight[params.w_off + c * params.w_sc]; }
+    let xh = (x[xb + c * xs] - mu) * r;
     dx[base + c] = r * (g - sums.x - xh * sums.y);
   }
 }

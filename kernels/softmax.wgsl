@@ -1,6 +1,9 @@
 // Softmax and log-softmax along one dim, numerically stable, in one kernel.
-//   Dimensions: a contiguous tensor seen as [outer, R, inner]; the dim has size R.
-//   Reads: x (forward); y and dy (backward). Writes: out, same layout.
+//   Dimensions: rows = the product of the `rank` other dims (row-major, `shape`), each row holding the R elements
+//   along the softmax dim. In the contiguous output that is [outer, R, inner], row = o * inner + i.
+//   Reads: x (forward) and y, dy (backward: x is then the forward's output y), each a strided view read in place:
+//   element (row, r) of x is at x_off + view_offset(row, x_strides) + r * x_sr (dy likewise).
+//   Writes: out, contiguous [outer, R, inner].
 //   Tiling: one workgroup of WG threads per row (o, i); threads stride over R; max and sum go
 //   through a tree in workgroup memory. Rows are the y-major part of a 2-D grid.
 //   LOG = 1 gives log-softmax.
@@ -10,12 +13,20 @@
 //   exp(-inf) = 0), so that fully masked attention rows stay finite; attention's reference path relies on it. The row maximum keeps NaN and the masked test reads the bits
 //   (numerics.wgsl), since the compiler may fold float max and comparisons as if NaN did not exist.
 //!include numerics.wgsl
+//!include strides.wgsl
 
 struct Params {
   rows: u32,
   R: u32,
   inner: u32,
-  pad0: u32,
+  rank: u32,
+  x_off: u32,
+  x_sr: u32,
+  dy_off: u32,
+  dy_sr: u32,
+  shape: array<vec4<u32>, 2>,
+  x_strides: array<vec4<u32>, 2>,
+  dy_strides: array<vec4<u32>, 2>,
 }
 
 override LOG: u32 = 0u;
@@ -28,10 +39,19 @@ override WG: u32 = 64u;
 
 var<workgroup> red: array<f32, WG>;
 
-fn row_base(row: u32) -> u32 {
+// Where row `row` starts in the contiguous output (its elements are `inner` apart).
+fn out_base(row: u32) -> u32 {
   let o = row / params.inner;
   let i = row % params.inner;
   return o * params.R * params.inner + i;
+}
+
+fn x_base(row: u32) -> u32 {
+  return params.x_off + view_offset(row, params.rank, params.shape, params.x_strides);
+}
+
+fn dy_base(row: u32) -> u32 {
+  return params.dy_off + view_offset(row, params.rank, params.shape, params.dy_strides);
 }
 
 fn reduce_max(v: f32, lid: u32) -> f32 {
@@ -64,8 +84,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.rows) { return; }
-  let base = row_base(row);
-  let st = params.inner;
+  let base = x_base(row);
+  let st = params.x_sr;
+  let obase = out_base(row);
+  let ost = params.inner;
   var m = neg_inf_f32();
   for (var r = lid; r < params.R; r += WG) { m = max_nan(m, x[base + r * st]); }
   m = reduce_max(m, lid);
@@ -87,7 +109,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     } else {
       o = select(exp(v - m) * inv_s, 0.0, masked);
     }
-    out[base + r * st] = select(o, m, row_nan);
+    out[obase + r * ost] = select(o, m, row_nan);
   }
 }
 
@@ -97,21 +119,26 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.rows) { return; }
-  let base = row_base(row);
-  let st = params.inner;
+  let yb = x_base(row);
+  let ys = params.x_sr;
+  let gb = dy_base(row);
+  let gs = params.dy_sr;
+  let obase = out_base(row);
+  let ost = params.inner;
   var s = 0.0;
   for (var r = lid; r < params.R; r += WG) {
-    let i = base + r * st;
-    if (LOG == 1u) { s += dy[i]; } else { s += dy[i] * x[i]; }
+    let g = dy[gb + r * gs];
+    if (LOG == 1u) { s += g; } else { s += g * x[yb + r * ys]; }
   }
   s = reduce_sum(s, lid);
   for (var r = lid; r < params.R; r += WG) {
-    let i = base + r * st;
+    let y = x[yb + r * ys];
+    let g = dy[gb + r * gs];
     if (LOG == 1u) {
-      let p = select(exp(x[i]), 0.0, is_neg_inf(x[i]));
-      out[i] = dy[i] - p * s;
+      let p = select(exp(y), 0.0, is_neg_inf(y));
+      out[obase + r * ost] = g - p * s;
     } else {
-      out[i] = x[i] * (dy[i] - s);
+      out[obase + r * ost] = y * (g - s);
     }
   }
 }

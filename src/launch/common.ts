@@ -36,3 +36,19 @@ export function bufOf(t: TensorBase, fn: string): PooledBuffer {
 export function rawBuf(t: TensorBase, fn: string): PooledBuffer {
   return t.buf(fn).buffer;
 }
+
+/**
+ * The one stride that walks dims `shape` / `strides` in row-major order as a single run (size-1 dims ignored), or
+ * null when they do not form one (a permuted or gapped view). An empty or all-ones shape walks with stride 1.
+ */
+export function runStride(shape: readonly number[], strides: readonly number[]): number | null {
+  let stride: number | null = null;
+  let expect = 0;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] === 1) continue;
+    if (stride === null) stride = strides[i];
+    else if (strides[i] !== expect) return null;
+    expect = strides[i] * shape[i];
+  }
+  return stride ?? 1;
+}

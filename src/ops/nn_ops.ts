@@ -16,11 +16,8 @@ function softmaxImpl(fn: string, log: boolean, x: Tensor, dim: number): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32']);
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const d = x.rank === 0 ? 0 : normDim(fn, dim, x.rank, x.shape);
-  // The kernel reads x dense from offset 0 (a selected row is contiguous but offset).
-  const xd = dense(x, fn);
-  const y = launchSoftmax(fn, log, xd, null, d);
-  if (xd !== x) xd.dispose();
-  return record(fn, y, [x], (g, [ys]) => [launchSoftmax(fn, log, ys, dense(g, fn), d)], [y]);
+  const y = launchSoftmax(fn, log, x, null, d);
+  return record(fn, y, [x], (g, [ys]) => [launchSoftmax(fn, log, ys, g, d)], [y]);
 }
 
 export const softmax = (x: Tensor, dim: number): Tensor => softmaxImpl('softmax', false, x, dim);
@@ -44,30 +41,22 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
   if (typeof eps !== 'number' || !(eps > 0)) throw new ValueError(`${fn}: eps must be > 0, got ${eps}`);
   const C = numel(ns);
   const rows = C === 0 ? 0 : x.size / C;
-  // The kernel reads x, weight and bias densely from offset 0.
-  const xc = dense(x, fn);
-  const wd = weight ? dense(weight, fn) : null;
-  const bd = bias ? dense(bias, fn) : null;
-  const { y, mean, rstd } = layerNormForward(xc, wd, bd, rows, C, eps);
+  const { y, mean, rstd } = layerNormForward(x, weight ?? null, bias ?? null, ns.length, eps);
   const lead = x.shape.slice(0, x.rank - ns.length).map((_, i) => i);
   const out = record(fn, y, [x, weight, bias], (g, saved, needs) => {
     const [sx, sm, sr, sw] = saved;
-    const gc = dense(g, `${fn}.backward`);
-    const dx = needs[0] ? layerNormBackward(sx, sw ?? null, gc, sm, sr, rows, C, eps) : null;
+    const dx = needs[0] ? layerNormBackward(sx, sw ?? null, g, sm, sr, ns.length, eps) : null;
     let dw: Tensor | null = null;
     if (needs[1]) {
       // xhat = (x - mean) * rstd, recomputed from the saved statistics.
       const x2 = reshape(sx, [rows, C]);
       const xhat = binary(`${fn}.backward`, binary(`${fn}.backward`, x2, reshape(sm, [rows, 1]), B.SUB, 'f32'), reshape(sr, [rows, 1]), B.MUL, 'f32');
-      const prod = binary(`${fn}.backward`, reshape(gc, [rows, C]), xhat, B.MUL, 'f32');
+      const prod = binary(`${fn}.backward`, reshape(g, [rows, C]), xhat, B.MUL, 'f32');
       dw = reshape(reduce(`${fn}.backward`, prod, [0], false, 'sum'), ns);
     }
-    const db = needs[2] ? (lead.length ? reduce(`${fn}.backward`, gc, lead, false, 'sum') : gc) : null;
+    const db = needs[2] ? (lead.length ? reduce(`${fn}.backward`, g, lead, false, 'sum') : g) : null;
     return [dx, dw, db];
-  }, [xc, mean, rstd, ...(wd ? [wd] : [])]);
-  if (xc !== x) xc.dispose();
-  if (wd && wd !== weight) wd.dispose();
-  if (bd && bd !== bias) bd.dispose();
+  }, [x, mean, rstd, ...(weight ? [weight] : [])]);
   mean.dispose();
   rstd.dispose();
   return out;

@@ -191,3 +191,43 @@ it('F exposes the functional ops', () => {
     expect(typeof (K.F as Record<string, unknown>)[name]).toBe('function');
   }
 });
+
+describe('kernels read strided views in place', () => {
+  // A [3, 5, 7] block whose view is permuted and sliced: every op must give what it gives on the dense copy.
+  const base = rnd([4, 7, 6], 31, -3, 3);
+  const view = (t: K.Tensor) => K.slice(K.permute(t, [2, 0, 1]), 0, 1, 6, 1); // [5, 4, 7], offset 1, non-contiguous
+  const refView = (r: Ref): Ref => {
+    const p = refPermute(r, [2, 0, 1]);
+    const out = { data: new Float64Array(5 * 4 * 7), shape: [5, 4, 7] };
+    out.data.set(p.data.subarray(4 * 7, 6 * 4 * 7));
+    return out;
+  };
+
+  it('softmax / logSoftmax forward and backward over every dim of a permuted, offset view', async () => {
+    for (const d of [0, 1, 2]) {
+      await checkGradVsRef((x) => K.softmax(view(x), d), (x) => R.softmax(refView(x), d), [base], { label: `softmax dim ${d}` });
+      await checkGradVsRef((x) => K.logSoftmax(view(x), d), (x) => R.logSoftmax(refView(x), d), [base], { label: `logSoftmax dim ${d}` });
+    }
+  });
+
+  it('layerNorm over a view, with weight and bias that are views at an offset', async () => {
+    const wb = rnd([2, 7], 5, 0.5, 1.5);
+    const wOf = (t: K.Tensor) => K.select(t, 0, 1); // offset 7
+    const refW = (r: Ref): Ref => ({ data: r.data.slice(7, 14), shape: [7] });
+    const bRef = rnd([9], 6);
+    const bOf = (t: K.Tensor) => K.slice(t, 0, 2, 9); // offset 2
+    const refB = (r: Ref): Ref => ({ data: r.data.slice(2, 9), shape: [7] });
+    await checkGradVsRef(
+      (x, w, b) => K.layerNorm(view(x), [7], wOf(w), bOf(b)),
+      (x, w, b) => R.layerNorm(refView(x), [7], refW(w), refB(b)),
+      [base, wb, bRef],
+      { label: 'layerNorm view' },
+    );
+    // Normalized dims that are not one strided run (a permuted [4, 7] block) still give the dense answer.
+    const t = fromRef(base);
+    const v = K.permute(t, [0, 2, 1]); // [4, 6, 7] -> normalize over [6, 7] permuted
+    const y = K.layerNorm(v, [6, 7]);
+    await expectTensorClose(y, R.layerNorm(refPermute(base, [0, 2, 1]), [6, 7]), 1e-5, 1e-5, 'layerNorm permuted block');
+    for (const x of [t, v, y]) x.dispose();
+  });
+});
