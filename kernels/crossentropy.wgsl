@@ -9,6 +9,8 @@
 //             total buffer; only read when mode != 0); writes dx [N, C]:
 //             dx = g * (softmax(x) - (1 - s) * onehot(t) - s / C), 0 on ignored rows.
 //   mode: 0 = 'none', 1 = 'sum', 2 = 'mean'.
+//   Target checks: a target that is neither ignore_index nor in [0, C) is recorded in kiln_errors (the host raises an
+//   IndexError at the next sync, index_check.wgsl); its row loss and gradient are NaN, and no logit is read for it.
 //   NaN: a NaN logit makes its row's loss NaN (and the reduced loss); the row maximum keeps NaN (max_nan,
 //   numerics.wgsl), since the compiler may fold a float max as if NaN did not exist.
 //   Tiling: forward has one workgroup of WG threads per row (threads stride over C; max and sums
@@ -21,8 +23,8 @@ struct Params {
   ignore_index: i32,
   mode: u32,
   smoothing: f32,
-  pad0: u32,
-  pad1: u32,
+  pad0: u32, // backward: dy's offset (in elements)
+  check_id: u32,
   pad2: u32,
 }
 
@@ -40,8 +42,10 @@ const RWG: u32 = 256u;
 @group(0) @binding(8) var<storage, read> dy: array<f32>;
 @group(0) @binding(9) var<storage, read> scale: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(11) var<storage, read_write> kiln_errors: array<atomic<u32>, 8>;
 
 //!include numerics.wgsl
+//!include index_check.wgsl
 
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, RWG>;
@@ -98,6 +102,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
       row_loss[row] = 0.0;
     } else if (t < 0 || u32(t) >= C) {
       row_loss[row] = nan_f32();
+      report_index_error(CHECK_CLASSES, params.check_id, row, t, C);
     } else {
       let s = params.smoothing;
       var loss = (1.0 - s) * (l - logits[base + u32(t)]);
@@ -150,8 +155,13 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     dx[e] = 0.0;
     return;
   }
+  if (t < 0 || u32(t) >= C) {
+    dx[e] = nan_f32();
+    if (c == 0u) { report_index_error(CHECK_CLASSES, params.check_id, row, t, C); }
+    return;
+  }
   var g: f32;
-  if (params.mode == 0u) { g = dy[row]; } else { g = dy[0] * scale[1]; }
+  if (params.mode == 0u) { g = dy[params.pad0 + row]; } else { g = dy[params.pad0] * scale[1]; }
   let s = params.smoothing;
   let p = exp(logits[e] - lse_in[row]);
   var onehot = 0.0;

@@ -1,17 +1,19 @@
 // Row gather and its adjoint, for embeddings and indexing along dim 0.
 //   Dimensions: R indices into a table of V rows of C elements.
-//   gather reads table [V, C] and idx [R] (i32) and writes out [R, C]; an index outside [0, V)
-//   writes NaN so the mistake shows instead of reading another row.
+//   gather reads table [V, C] and idx [R] (i32) and writes out [R, C].
 //   scatter_add reads src [R, C] and idx and adds each row into acc [V, C] with an atomic
 //   compare-exchange loop on the f32 bit pattern (WGSL has no float atomics), so repeated
 //   indices accumulate correctly.
+//   Index checks: an index outside [0, V) is never read through; gather writes a NaN row there (so the mistake shows)
+//   and scatter_add skips it, and both record it in kiln_errors, which the host turns into an IndexError at the next
+//   sync (index_check.wgsl).
 //   Tiling: one thread per output element, 2-D grid past 65535 workgroups.
 
 struct Params {
   R: u32,
   C: u32,
   V: u32,
-  pad0: u32,
+  check_id: u32,
 }
 
 override WG: u32 = 256u;
@@ -22,6 +24,10 @@ override WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> src: array<f32>;
 @group(0) @binding(5) var<storage, read_write> acc: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> kiln_errors: array<atomic<u32>, 8>;
+
+//!include numerics.wgsl
+//!include index_check.wgsl
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -31,7 +37,8 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let c = e % params.C;
   let v = idx[r];
   if (v < 0 || u32(v) >= params.V) {
-    out[e] = bitcast<f32>(0x7fc00000u | (params.pad0 & 0u));
+    out[e] = nan_f32();
+    if (c == 0u) { report_index_error(CHECK_ROWS, params.check_id, r, v, params.V); }
   } else {
     out[e] = table[u32(v) * params.C + c];
   }
@@ -44,7 +51,10 @@ fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   let r = e / params.C;
   let c = e % params.C;
   let v = idx[r];
-  if (v < 0 || u32(v) >= params.V) { return; }
+  if (v < 0 || u32(v) >= params.V) {
+    if (c == 0u) { report_index_error(CHECK_ROWS, params.check_id, r, v, params.V); }
+    return;
+  }
   let dst = u32(v) * params.C + c;
   let add = src[e];
   var old = atomicLoad(&acc[dst]);

@@ -43,8 +43,12 @@ export interface KilnDevice {
    * does not promise it; kernels whose subgroup variant relies on it fall back to workgroup memory without it.
    */
   subgroupsInOrder: boolean;
-  /** Set when the device was lost; every later call fails fast with this. */
+  /**
+   * Set when the device was lost (a driver loss, `device.destroy()`, or replaced by `init()`); every later call fails
+   * fast with this.
+   */
   lost: string | null;
+  /** Counts the devices kiln acquired: storage, pooled buffers and batches record it and must match the live one. */
   generation: number;
   /** Dawn's GPU instance and the adapter: held so they are not garbage-collected under the device. */
   keepAlive: unknown[];
@@ -65,6 +69,9 @@ const WANTED_LIMITS = [
 
 let current: KilnDevice | null = null;
 let generation = 0;
+/** Why each device of an earlier generation went away ('destroyed', 'unknown: ...', 'replaced by init()'). */
+const lostReasons = new Map<number, string>();
+let initInFlight: Promise<DeviceInfo> | null = null;
 const lossListeners = new Set<(reason: string) => void>();
 const initListeners = new Set<(d: KilnDevice) => void>();
 
@@ -84,12 +91,54 @@ function looksSoftware(info: GPUAdapterInfo, icd?: string): boolean {
   return /swiftshader|llvmpipe|lavapipe|software|cpu/.test(text) || (!!icd && /lvp|swiftshader/.test(icd) && !text.trim());
 }
 
-/** Picks an adapter (hardware when there is one, else software), requests a device, and reports what it chose. */
+/**
+ * Marks a device lost (once): its reason is kept for the tensors that outlive it, and listeners (the buffer pool, the
+ * command queue) drop what they hold of it, so nothing encoded for it is submitted and none of its buffers is reused.
+ */
+function markLost(kd: KilnDevice, reason: string): void {
+  if (kd.lost) return;
+  kd.lost = `the GPU device was lost (${reason})`;
+  lostReasons.set(kd.generation, reason);
+  if (current === kd) for (const fn of lossListeners) fn(kd.lost);
+}
+
+/** Resolves when the device's `lost` promise has, or after `ms` (a destroyed device reports its loss asynchronously). */
+function lossReported(kd: KilnDevice, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    kd.device.lost.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => resolve(),
+    );
+  });
+}
+
+/**
+ * Picks an adapter (hardware when there is one, else software), requests a device, and reports what it chose. With a
+ * live device and no options that ask for another, returns it. After a loss (`device.destroy()` included, which kiln
+ * sees at once) it waits for the loss to be reported and acquires a new device; tensors of the old one then throw.
+ */
 export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
+  if (initInFlight) return initInFlight;
+  initInFlight = initDevice(options);
+  try {
+    return await initInFlight;
+  } finally {
+    initInFlight = null;
+  }
+}
+
+async function initDevice(options: InitOptions): Promise<DeviceInfo> {
   if (current && !current.lost && !options.device && !options.forceSoftware) return current.info;
   if (current && !current.lost) {
-    current.device.destroy();
+    const old = current;
+    markLost(old, 'replaced by init()');
+    old.device.destroy();
   }
+  if (current) await lossReported(current, 2000);
   const plat = platform();
   let device: GPUDevice;
   let adapterInfo: GPUAdapterInfo;
@@ -152,13 +201,26 @@ export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
   current = kd;
   // Validation errors would otherwise only be printed: record them so the next sync point throws.
   device.addEventListener?.('uncapturederror', (ev: Event) => {
+    if (kd.lost || current !== kd) return; // a lost device's errors say nothing about the live one
     const err = (ev as GPUUncapturedErrorEvent).error;
     for (const fn of errorListeners) fn(err?.message ?? String(err));
   });
-  device.lost.then((l) => {
-    kd.lost = `the GPU device was lost (${l.reason}${l.message ? `: ${l.message}` : ''})`;
-    if (current === kd) for (const fn of lossListeners) fn(kd.lost);
-  });
+  device.lost.then((l) => markLost(kd, l.reason === 'destroyed' ? 'destroyed' : `${l.reason}${l.message ? `: ${l.message}` : ''}`));
+  // destroy() reports the loss only asynchronously; until then an init() would return the dead device and ops would
+  // encode work for it. Wrap it so the loss is known at once.
+  const destroy = device.destroy.bind(device);
+  try {
+    Object.defineProperty(device, 'destroy', {
+      configurable: true,
+      writable: true,
+      value: () => {
+        markLost(kd, 'destroyed');
+        destroy();
+      },
+    });
+  } catch {
+    /* a frozen device object: its loss is seen when device.lost resolves */
+  }
   if (kd.hasSubgroups) {
     const probe = await probeSubgroups(device).catch(() => null);
     if (probe) {
@@ -214,6 +276,18 @@ export function gpu(): KilnDevice {
   if (!current) throw new DeviceError('kiln: call `await init()` before creating tensors');
   if (current.lost) throw new DeviceError(`kiln: ${current.lost}; call \`await init()\` to acquire a new device`);
   return current;
+}
+
+/**
+ * Throws a DeviceError unless `generation` is the live device's: a tensor (or buffer) made on a device that was lost
+ * (destroyed, a driver loss) or replaced cannot be read or used, since its memory is gone. `what` names the thing in
+ * the message ('tensor [2,3]').
+ */
+export function checkGeneration(fn: string, generation: number, what = 'tensor'): void {
+  const kd = current;
+  if (kd && kd.generation === generation && !kd.lost) return;
+  const reason = lostReasons.get(generation) ?? 'it is no longer the live device';
+  throw new DeviceError(`${fn}: ${what} belongs to a GPU device that was lost (${reason}); call \`await init()\` and recreate it`);
 }
 
 export function currentDeviceOrNull(): KilnDevice | null {

@@ -380,7 +380,7 @@ export function dispatch<E extends string>(kernel: KernelModule<E, string> | str
   // Buffers of a lost device must not reach this device's work (one invalid bind group spoils the whole submit).
   for (const src of Object.values(spec.bindings)) if ('buffer' in src) checkBuffer(spec.label ?? k.file, src);
   // Device-side index checks (queue.ts): the reserved binding gets the error flag, and `check_id` a fresh id.
-  let params = spec.params ?? {};
+  let params: Record<string, ParamValue> = { check_id: 0, ...spec.params }; // 0: no check (entries without kiln_errors)
   let check: { buffer: GPUBuffer; id: number } | null = null;
   if (!spec.bindings[ERROR_BINDING] && info.bindings.some((b) => b.name === ERROR_BINDING)) {
     check = indexCheckBinding(spec.label ?? `${k.file}:${entry}`, spec.indexShape);

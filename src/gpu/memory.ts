@@ -1,7 +1,7 @@
 // The buffer pool and live-memory accounting. Buffers are pooled by size class; a tensor's storage
 // owns one buffer until its last view is disposed, then the buffer returns to the pool.
 import { DeviceError, fmtShape } from '../errors.js';
-import { gpu, onDeviceInit, onDeviceLost } from './device.js';
+import { checkGeneration, gpu, onDeviceInit, onDeviceLost } from './device.js';
 import { afterSubmit } from './queue.js';
 
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
@@ -20,6 +20,13 @@ export interface PooledBuffer {
   buffer: GPUBuffer;
   id: number;
   size: number;
+  /** The device generation the buffer was created on (see device.ts checkGeneration). */
+  generation: number;
+}
+
+/** Throws a DeviceError when a pooled buffer belongs to a device that is no longer the live one. */
+export function checkBuffer(fn: string, pb: PooledBuffer, what = 'a buffer'): void {
+  checkGeneration(fn, pb.generation, what);
 }
 
 const free = new Map<number, PooledBuffer[]>();
@@ -54,23 +61,36 @@ function trimPool(): void {
   }
 }
 
-/** Takes a storage buffer of at least `bytes` from the pool (or creates one) and counts it live. */
+/**
+ * The most bytes one tensor buffer may hold: every one is bound to kernels as a storage buffer, so it must fit both
+ * maxBufferSize and maxStorageBufferBindingSize (a larger one could be created but never used).
+ */
+export function maxTensorBytes(): number {
+  const limits = gpu().device.limits;
+  return Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+}
+
+/**
+ * Takes a storage buffer of at least `bytes` from the pool (or creates one) and counts it live. A size over the
+ * adapter's limits fails here, before any buffer exists, so memory() is unchanged by the failed call.
+ */
 export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
   const kd = gpu();
-  const size = sizeClass(bytes);
-  const maxBuf = kd.device.limits.maxBufferSize;
-  if (size > maxBuf && bytes <= maxBuf) {
-    // The size class overshoots the limit; fall back to the exact size.
-  } else if (bytes > maxBuf) {
-    throw new DeviceError(`${what}: needs a ${bytes}-byte buffer, over this adapter's maxBufferSize of ${maxBuf} bytes`);
+  const limits = kd.device.limits;
+  const max = maxTensorBytes();
+  if (!(bytes >= 0) || !Number.isFinite(bytes) || bytes > max) {
+    const which = limits.maxStorageBufferBindingSize <= limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
+    throw new DeviceError(`${what}: needs a ${bytes}-byte buffer, over this adapter's ${which} of ${max} bytes`);
   }
-  const realSize = size > maxBuf ? Math.ceil(bytes / 4) * 4 : size;
+  // The size class may overshoot the limit; then the exact size (whole words) is used.
+  const size = sizeClass(bytes);
+  const realSize = size > max ? Math.ceil(bytes / 4) * 4 : size;
   let pb = free.get(realSize)?.pop();
   if (pb) {
     pooledBytes -= pb.size;
   } else {
     const buffer = kd.device.createBuffer({ size: realSize, usage: STORAGE_USAGE, label: what });
-    pb = { buffer, id: nextId++, size: realSize };
+    pb = { buffer, id: nextId++, size: realSize, generation: kd.generation };
   }
   liveBuffers++;
   liveBytes += pb.size;
@@ -78,12 +98,15 @@ export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
   return pb;
 }
 
-/** Returns a buffer to the pool. Safe with pending GPU work: later uses are encoded after earlier ones. */
-export function releaseBuffer(pb: PooledBuffer, generation: number): void {
+/**
+ * Returns a buffer to the pool. Safe with pending GPU work: later uses are encoded after earlier ones. A buffer of a
+ * device that is gone is dropped (never pooled, never handed out again) and no longer counts: memory() counts the
+ * live device's buffers, which were all zero when it was acquired.
+ */
+export function releaseBuffer(pb: PooledBuffer, generation = pb.generation): void {
+  if (generation !== generationNow || pb.generation !== generationNow || lostNow) return;
   liveBuffers--;
   liveBytes -= pb.size;
-  const kd = currentGeneration();
-  if (kd !== generation) return; // the device it belonged to is gone
   let list = free.get(pb.size);
   if (!list) free.set(pb.size, (list = []));
   list.push(pb);
@@ -92,11 +115,14 @@ export function releaseBuffer(pb: PooledBuffer, generation: number): void {
 }
 
 let generationNow = 0;
-function currentGeneration(): number {
-  return generationNow;
-}
+let lostNow = false;
 onDeviceInit((d) => {
   generationNow = d.generation;
+  lostNow = false;
+  // A new device holds no buffers yet; tensors of the old one are dead and are not counted.
+  liveBuffers = 0;
+  liveBytes = 0;
+  peakBytes = 0;
   // Software adapters share the host's memory: keep the pool small there. A hardware GPU can keep more
   // free buffers for reuse (large attention scores in reference paths, activations between steps).
   if (!userPoolLimit) maxPooledBytes = d.info.isSoftware ? 512 * 1024 * 1024 : 4 * 1024 * 1024 * 1024;
@@ -104,8 +130,12 @@ onDeviceInit((d) => {
   pooledBytes = 0;
 });
 onDeviceLost(() => {
+  // The device's memory is gone: nothing of it is pooled or counted any more.
+  lostNow = true;
   free.clear();
   pooledBytes = 0;
+  liveBuffers = 0;
+  liveBytes = 0;
 });
 
 export interface MemoryInfo {

@@ -1,7 +1,7 @@
 // Command batching: every dispatch, upload and copy is encoded into one command encoder; the encoder
 // is submitted only at sync points (a readback, an explicit flush, or when the batch grows large).
-import { DeviceError, KilnError } from '../errors.js';
-import { gpu, onDeviceInit, onUncapturedError, type KilnDevice } from './device.js';
+import { DeviceError, IndexError, KilnError } from '../errors.js';
+import { checkGeneration, gpu, onDeviceInit, onDeviceLost, onUncapturedError, type KilnDevice } from './device.js';
 import type { PooledBuffer } from './memory.js';
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
@@ -22,9 +22,10 @@ let uniformRing: GPUBuffer | null = null;
 let batch: Batch | null = null;
 let firstError: KilnError | null = null;
 
-export const stats = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0 };
+/** Work encoded since resetStats(); `copies` counts buffer-to-buffer copies (staged uploads and readbacks included). */
+export const stats = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
 export function resetStats(): void {
-  stats.dispatches = stats.submits = stats.uploads = stats.readbacks = 0;
+  stats.dispatches = stats.submits = stats.uploads = stats.readbacks = stats.copies = 0;
 }
 
 /** Profiling hook: when set, each dispatch runs in its own pass with timestamp writes. */
@@ -44,6 +45,17 @@ onDeviceInit(() => {
   uniformRing = null;
   batch = null;
   firstError = null;
+  errorFlag = null;
+  errorDirty = false;
+  checks.clear();
+});
+// Work encoded for a lost device is dropped: never submitted, never mixed into the next device's batches.
+onDeviceLost(() => {
+  batch = null;
+  uniformRing = null;
+  errorFlag = null;
+  errorDirty = false;
+  checks.clear();
 });
 
 onUncapturedError((message) => recordAsyncError(new DeviceError(`kiln: GPU validation error: ${message}`)));
@@ -146,11 +158,19 @@ export function encodeDispatch(
   if (b.dispatches >= MAX_PENDING_DISPATCHES) flush();
 }
 
+/** Encodes a clear (to zero) of a buffer range, in order with the dispatches. */
+export function encodeClear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+  const b = currentBatch();
+  endPass(b);
+  b.encoder.clearBuffer(buffer, offset, bytes);
+}
+
 /** Encodes a buffer-to-buffer copy in order with the dispatches. */
 export function encodeCopy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
   const b = currentBatch();
   endPass(b);
   b.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  stats.copies++;
 }
 
 /** Writes host data into a buffer, ordered after every pending use of that buffer. */
@@ -210,13 +230,17 @@ function deviceError(kd: KilnDevice, e: unknown): KilnError {
 /** Copies `bytes` from a buffer back to the host. The only forced sync in kiln. */
 export async function readBuffer(src: PooledBuffer | GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
   const kd = gpu();
+  if ('buffer' in src) checkGeneration('read', src.generation, 'the buffer read');
   const buf = 'buffer' in src ? src.buffer : src;
   const size = Math.max(4, Math.ceil(bytes / 4) * 4);
   const alignedOffset = offset - (offset % 4);
   const extra = offset - alignedOffset;
   const copySize = Math.ceil((size + extra) / 4) * 4;
-  const staging = kd.device.createBuffer({ size: copySize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  // The index-error words ride along in the same staging buffer, after the data.
+  const flagAt = errorDirty ? copySize : -1;
+  const staging = kd.device.createBuffer({ size: copySize + (flagAt >= 0 ? ERROR_BYTES : 0), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   encodeCopy(buf, alignedOffset, staging, 0, Math.min(copySize, buf.size - alignedOffset));
+  const cutoff = flagAt >= 0 ? takeErrorFlag(staging, flagAt) : 0;
   flush();
   stats.readbacks++;
   try {
@@ -229,17 +253,25 @@ export async function readBuffer(src: PooledBuffer | GPUBuffer, offset: number, 
     staging.destroy();
     throw new DeviceError(`kiln: ${kd.lost}`);
   }
-  const out = staging.getMappedRange().slice(extra, extra + bytes);
+  const mapped = staging.getMappedRange();
+  const out = mapped.slice(extra, extra + bytes);
+  const indexError = flagAt >= 0 ? decodeErrorFlag(new Uint32Array(mapped, flagAt, ERROR_WORDS), cutoff) : null;
   staging.unmap();
   staging.destroy();
   const err = takeAsyncError();
   if (err) throw err;
+  if (indexError) throw indexError;
   return out;
 }
 
 /** Waits until the GPU has finished everything submitted so far. */
 export async function sync(): Promise<void> {
   const kd = gpu();
+  if (errorDirty) {
+    // A kernel with index checks ran since the last sync: read its error words (that read is the wait).
+    await readBuffer(errorFlagBuffer(kd), 0, 4);
+    return;
+  }
   flush();
   try {
     await kd.device.queue.onSubmittedWorkDone();
@@ -249,4 +281,93 @@ export async function sync(): Promise<void> {
   if (kd.lost) throw new DeviceError(`kiln: ${kd.lost}`);
   const err = takeAsyncError();
   if (err) throw err;
+}
+
+// ---- Device-side index checks ----
+//
+// A kernel that takes indices (embedding ids, class targets) cannot throw, and must not read outside a tensor. It
+// declares a storage binding with the reserved name `kiln_errors` (ERROR_WORDS u32 words, see
+// kernels/index_check.wgsl) and a `check_id` params field; dispatch() binds this device's error flag and fills
+// check_id with a fresh id that remembers the dispatch's label (and the index tensor's shape, when the launcher gives
+// it). The first bad index a kernel meets is recorded with an atomic compare-exchange on the code word. At the next
+// sync (every readback, and sync()) the words are copied into the same staging buffer as the data and the flag is
+// cleared in the same submit; a set flag makes that sync throw an IndexError naming the op, the position and the value,
+// as PyTorch's device-side asserts do. Syncs after which no checking kernel ran copy nothing.
+
+/** The reserved binding name of the error flag (dispatch() binds it; op code never does). */
+export const ERROR_BINDING = 'kiln_errors';
+/** code, check id, position, value, limit, and three spare words. */
+const ERROR_WORDS = 8;
+const ERROR_BYTES = ERROR_WORDS * 4;
+/** Kinds of index error (the code word), as kernels/index_check.wgsl names them. */
+const CHECK_KINDS: Record<number, { noun: string; unit: string }> = {
+  1: { noun: 'index', unit: 'rows' },
+  2: { noun: 'target', unit: 'classes' },
+};
+const MAX_CHECKS = 1 << 16;
+
+let errorFlag: { kd: KilnDevice; buf: GPUBuffer } | null = null;
+/** Whether a checking kernel was encoded since the flag was last copied out. */
+let errorDirty = false;
+let nextCheckId = 1;
+const checks = new Map<number, { label: string; shape?: readonly number[] }>();
+
+function errorFlagBuffer(kd: KilnDevice): GPUBuffer {
+  if (!errorFlag || errorFlag.kd !== kd) {
+    errorFlag = {
+      kd,
+      buf: kd.device.createBuffer({ size: ERROR_BYTES, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: 'kiln index errors' }),
+    };
+  }
+  return errorFlag.buf;
+}
+
+/**
+ * The error flag to bind as `kiln_errors` for one dispatch, and the check id to put in its params. `label` names the
+ * op in the error; `shape` (the index tensor's) turns the flat position into a multi-index.
+ */
+export function indexCheckBinding(label: string, shape?: readonly number[]): { buffer: GPUBuffer; id: number } {
+  const kd = gpu();
+  const buffer = errorFlagBuffer(kd);
+  if (nextCheckId >= 0x7fffffff) nextCheckId = 1;
+  const id = nextCheckId++;
+  if (checks.size >= MAX_CHECKS) checks.delete(checks.keys().next().value!);
+  checks.set(id, { label, shape: shape ? [...shape] : undefined });
+  errorDirty = true;
+  return { buffer, id };
+}
+
+/** Encodes the copy of the error words into `staging` at `at` and the clear of the flag; returns the id cutoff. */
+function takeErrorFlag(staging: GPUBuffer, at: number): number {
+  const flag = errorFlagBuffer(gpu());
+  encodeCopy(flag, 0, staging, at, ERROR_BYTES);
+  encodeClear(flag);
+  errorDirty = false;
+  return nextCheckId;
+}
+
+/** The IndexError the copied words describe (null when clear); forgets the checks the copy covered. */
+function decodeErrorFlag(words: Uint32Array, cutoff: number): IndexError | null {
+  const [code, id, position, value, limit] = words;
+  const ctx = code ? checks.get(id) : undefined;
+  for (const k of checks.keys()) {
+    if (k >= cutoff) break;
+    checks.delete(k);
+  }
+  if (!code) return null;
+  const kind = CHECK_KINDS[code] ?? { noun: 'index', unit: 'entries' };
+  const label = ctx?.label ?? 'kiln';
+  const at = ctx?.shape && ctx.shape.length > 0 ? unravel(position, ctx.shape) : [position];
+  const v = value | 0;
+  return new IndexError(`${label}: ${kind.noun} ${v} at position [${at.join(', ')}] is out of range for ${limit} ${kind.unit}`);
+}
+
+function unravel(flat: number, shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  let rem = flat;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out[d] = rem % shape[d];
+    rem = Math.floor(rem / shape[d]);
+  }
+  return out;
 }

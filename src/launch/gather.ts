@@ -16,6 +16,7 @@ export function gatherRows<T extends TensorBase>(fn: string, table: T, idx: Tens
       params: { R, C, V, pad0: 0 },
       workgroups: grid1d(Math.ceil((R * C) / 256)),
       label: fn,
+      indexShape: idx.shape,
     });
   }
   return out;
@@ -33,6 +34,7 @@ export function scatterAddRows<T extends TensorBase>(fn: string, src: T, idx: Te
       params: { R, C, V, pad0: 0 },
       workgroups: grid1d(Math.ceil((R * C) / 256)),
       label: fn,
+      indexShape: idx.shape,
     });
   }
   return acc;

@@ -2,8 +2,8 @@
 // relies on (views, dispose, tidy scopes, readback) and the link autograd hangs its tape on. The Tensor users hold
 // (src/ops/tensor.ts) extends it with the op methods; every tensor kiln makes is allocated either by the creation
 // functions or like an existing one (allocLike), so each is that class.
-import { DeviceError, DisposedError, ShapeError, fmtShape } from '../errors.js';
-import { currentDeviceOrNull, gpu } from '../gpu/device.js';
+import { DisposedError, ShapeError, fmtShape } from '../errors.js';
+import { checkGeneration, gpu } from '../gpu/device.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { readBuffer, uploadToBuffer } from '../gpu/queue.js';
 import { type DType, bytesPerElement } from './dtype.js';
@@ -95,10 +95,7 @@ export class TensorBase {
   buf(fn = 'kiln'): Storage {
     const s = this.storage;
     if (!s) throw new DisposedError(`${fn}: tensor ${fmtShape(this.shape)}${this.label ? ` '${this.label}'` : ''} was disposed`);
-    const live = currentDeviceOrNull();
-    if (!live || live.generation !== s.generation) {
-      throw new DeviceError(`${fn}: tensor ${fmtShape(this.shape)}${this.label ? ` '${this.label}'` : ''} belongs to a GPU device that is gone; create it again after \`await init()\``);
-    }
+    checkGeneration(fn, s.generation, `tensor ${fmtShape(this.shape)}${this.label ? ` '${this.label}'` : ''}`);
     return s;
   }
 
