@@ -8,7 +8,9 @@
 //   through workgroup memory. Threads own rows ty + 16 i and columns tx + 16 j, so neighbouring
 //   threads read neighbouring words of the B tile and write neighbouring words of C.
 //   Workgroup memory: 4 * TK * (TM + TN) bytes = 8 KiB with the defaults.
-//   Dispatch: x = ceil(N / TN), y = ceil(M / TM), z = batch count.
+//   Dispatch: ceil(N / TN) * ceil(M / TM) * batch workgroups in any grid (x fastest): the workgroup's linear id picks
+//   its column tile, then its row tile, then its batch entry, so no grid dimension has to reach 65,535 (the host
+//   folds the count into x * y); ids past the last tile exit (uniformly: they depend on the workgroup id only).
 
 struct Params {
   M: u32,
@@ -42,13 +44,22 @@ var<workgroup> tileA: array<f32, 1024>; // [TK][TM]
 var<workgroup> tileB: array<f32, 1024>; // [TK][TN]
 
 @compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let M = params.M;
   let N = params.N;
   let K = params.K;
+  let tiles_x = (N + TN - 1u) / TN;
+  let tiles_y = (M + TM - 1u) / TM;
+  let per_batch = tiles_x * tiles_y;
+  let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+  let bidx = lin / per_batch;
+  var batch_count = 1u;
+  for (var d = 0u; d < params.batch_rank; d++) { batch_count *= params.batch_shape[d]; }
+  if (bidx >= batch_count) { return; }
+  let tile = lin % per_batch;
   // Offsets of this batch entry in a and b.
-  var rem = wid.z;
+  var rem = bidx;
   var a_base = params.a_off;
   var b_base = params.b_off;
   for (var d = i32(params.batch_rank) - 1; d >= 0; d--) {
@@ -58,8 +69,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     a_base += coord * params.a_bs[d];
     b_base += coord * params.b_bs[d];
   }
-  let row0 = wid.y * TM;
-  let col0 = wid.x * TN;
+  let row0 = (tile / tiles_x) * TM;
+  let col0 = (tile % tiles_x) * TN;
   var acc: array<array<f32, RB>, RB>;
   for (var i = 0u; i < RB; i++) {
     for (var j = 0u; j < RB; j++) { acc[i][j] = 0.0; }
@@ -97,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
   }
-  let out_base = wid.z * M * N;
+  let out_base = bidx * M * N;
   for (var i = 0u; i < RB; i++) {
     let gm = row0 + lid.y + 16u * i;
     if (gm >= M) { continue; }

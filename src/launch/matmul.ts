@@ -4,7 +4,7 @@ import { DeviceError, ShapeError, fmtShape } from '../errors.js';
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastShapes, numel } from '../tensor/shape.js';
 import { gpu } from '../gpu/device.js';
-import { dispatch } from '../gpu/kernels.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf } from './common.js';
 
 const TILE = 64;
@@ -16,9 +16,9 @@ export function checkMatmul(fn: string, a: TensorBase, b: TensorBase): void {
   const count = numel(batch);
   const lim = gpu().device.limits.maxComputeWorkgroupsPerDimension;
   const M = a.shape[a.rank - 2], N = b.shape[b.rank - 1];
-  for (const [what, n] of [['batch entries', count], ['row tiles', Math.ceil(M / TILE)], ['column tiles', Math.ceil(N / TILE)]] as const) {
-    if (n > lim) throw new DeviceError(`${fn}: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} needs ${n} ${what}, over this adapter's ${lim} workgroups per dimension`);
-  }
+  // The kernel finds its tile and batch entry from its linear workgroup id, so the count folds into a 2-D grid.
+  const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE) * count;
+  if (tiles > lim * lim) throw new DeviceError(`${fn}: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} needs ${tiles} workgroups, over this adapter's ${lim} x ${lim}`);
 }
 
 /** out = alpha * a @ b for operands of rank >= 2 (validated by checkMatmul). */
@@ -49,7 +49,7 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
       a_bs: pad4(bs(a)),
       b_bs: pad4(bs(b)),
     },
-    workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE), count],
+    workgroups: grid1d(Math.ceil(N / TILE) * Math.ceil(M / TILE) * count),
     label: fn,
   });
   return out;
