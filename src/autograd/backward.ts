@@ -3,7 +3,8 @@
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { type TensorBase, allocLike, keep, tidy } from '../tensor/base.js';
 import { sameShape } from '../tensor/shape.js';
-import { B, accumulate as accumulateInto, binary, contiguousCopy, copy, fill } from '../launch/elementwise.js';
+import { B, accumulate as accumulateInto, binary, contiguousCopy, fill } from '../launch/elementwise.js';
+import { copyToSlot } from '../launch/optimizer.js';
 import { cast } from '../launch/cast.js';
 import { type GradNode, nodeOf } from './node.js';
 import { withGradMode } from './mode.js';
@@ -158,9 +159,9 @@ function accumulate(leaf: TensorBase, g: TensorBase): void {
     accumulateInto('backward.accumulate', have, g);
     g.dispose();
   } else if (leaf.gradSlot && !leaf.gradSlot.isDisposed && g.dtype === leaf.gradSlot.dtype) {
-    // The leaf's gradient lives in an optimizer's gradient arena: write it there.
+    // The leaf's gradient lives in an optimizer's gradient arena: write it there (a buffer copy, no dispatch).
     const slot = leaf.gradSlot;
-    copy('backward.accumulate', slot, g);
+    copyToSlot('backward.accumulate', slot, g);
     g.dispose();
     setGrad(leaf, slot.makeView(slot.shape.slice(), slot.strides.slice(), slot.offset));
   } else if (!g.isContiguous || g.offset !== 0 || g.storage!.refs > 1) {

@@ -1,49 +1,91 @@
-// Gradient clipping by global norm.
-import { ValueError } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
-import { add, clamp, div, mul, sqrt, addScalar } from '../ops/elementwise.js';
-import { sum } from '../ops/reduce.js';
-import { full } from '../ops/creation.js';
-import { noGrad } from '../autograd/index.js';
+// Gradient clipping by global norm (kernels/grad_norm.wgsl): two dispatches for the gradients of one buffer.
+import { DTypeError, ValueError } from '../errors.js';
+import { type Storage, type TensorBase, keep, upload } from '../tensor/base.js';
+import { Tensor } from '../ops/tensor.js';
+import { empty, full } from '../ops/creation.js';
+import { contiguousCopy } from '../launch/elementwise.js';
+import { cast } from '../launch/cast.js';
+import { type GradSegments, gradNormPartialCount, gradNormScale, gradNormSumSquares } from '../launch/optimizer.js';
+import { type Params, paramList } from './optimizer.js';
+
+/** Makes g the gradient of p, as backward does (it outlives the tidy scope it was made in). */
+function replaceGrad(p: Tensor, g: Tensor): void {
+  p.grad?.dispose();
+  g.isGradOfOutside = true;
+  p.grad = keep(g);
+}
 
 /**
- * Scales the gradients of `params` in place so that their joint 2-norm is at most maxNorm
- * (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping as a 0-d tensor, so no
- * readback is forced; `await norm.item()` to read it.
+ * Scales the gradients of `params` in place so that their joint 2-norm is at most maxNorm, as
+ * torch.nn.utils.clip_grad_norm_: every gradient is multiplied by min(maxNorm / (norm + 1e-6), 1), so a NaN or
+ * infinite gradient makes the norm NaN or infinite and shows in every gradient. Returns the total norm before clipping
+ * as a 0-d tensor, so no readback is forced; `await norm.item()` to read it. Parameters without a gradient are left
+ * out. Gradients that share one buffer (an optimizer's gradient arena) take two dispatches in all; otherwise it is two
+ * per buffer. A strided gradient is first replaced by a contiguous copy, and an f16 one is clipped in f32 and
+ * replaced by the result rounded to f16.
  */
-export function clipGradNorm(params: Iterable<Tensor> | { parameters(): Tensor[] }, maxNorm: number): Tensor {
-  if (typeof maxNorm !== 'number' || !(maxNorm >= 0) || Number.isNaN(maxNorm)) throw new ValueError(`clipGradNorm: maxNorm must be >= 0, got ${maxNorm}`);
-  const list = 'parameters' in (params as object) && typeof (params as { parameters: unknown }).parameters === 'function' ? (params as { parameters(): Tensor[] }).parameters() : [...(params as Iterable<Tensor>)];
-  const grads = list.filter((p) => p.grad && !p.grad.isDisposed).map((p) => p);
-  return noGrad(() => {
-    let sq: Tensor = full([], 0);
-    for (const p of grads) {
-      const g = p.grad!;
-      const g2 = mul(g, g);
-      const s = sum(g2);
-      g2.dispose();
-      const next = add(sq, s);
-      s.dispose();
-      sq.dispose();
-      sq = next;
+export function clipGradNorm(params: Params, maxNorm: number): Tensor {
+  const fn = 'clipGradNorm';
+  if (typeof maxNorm !== 'number' || Number.isNaN(maxNorm) || !(maxNorm >= 0)) throw new ValueError(`${fn}: maxNorm must be >= 0, got ${maxNorm}`);
+  const list = paramList(fn, params);
+  const withGrad: Tensor[] = [];
+  const seen = new Set<TensorBase>();
+  for (const [i, p] of list.entries()) {
+    if (!(p instanceof Tensor)) throw new ValueError(`${fn}: parameter ${i} is not a Tensor`);
+    const g = p.grad;
+    if (!g || g.isDisposed || seen.has(g)) continue;
+    g.buf(fn);
+    if (g.dtype !== 'f32' && g.dtype !== 'f16') throw new DTypeError(`${fn}: gradient of parameter ${i} is ${g.dtype}; gradients are f32 or f16`);
+    seen.add(g);
+    withGrad.push(p);
+  }
+  if (!withGrad.length) return full([], 0);
+
+  // Every check is done; from here on GPU work is encoded.
+  const temps: Tensor[] = [];
+  const halves: [Tensor, Tensor][] = [];
+  const groups = new Map<Storage, { grads: Tensor; segs: number[]; count: number }>();
+  for (const p of withGrad) {
+    let g = p.grad!;
+    if (g.dtype === 'f16') {
+      const f = cast(g, 'f32', fn);
+      temps.push(f);
+      halves.push([p, f]);
+      g = f;
+    } else if (!g.isContiguous) {
+      replaceGrad(p, contiguousCopy(fn, g));
+      g = p.grad!;
     }
-    const norm = sqrt(sq);
-    sq.dispose();
-    // coef = min(1, maxNorm / (norm + 1e-6))
-    const denom = addScalar(norm, 1e-6);
-    const mx = full([], maxNorm);
-    const ratio = div(mx, denom);
-    mx.dispose();
-    denom.dispose();
-    const coef = clamp(ratio, -Infinity, 1);
-    ratio.dispose();
-    for (const p of grads) {
-      const scaled = mul(p.grad!, coef);
-      scaled.isGradOfOutside = true;
-      p.grad!.dispose();
-      p.grad = scaled;
-    }
-    coef.dispose();
-    return norm;
+    if (g.size === 0) continue;
+    const s = g.storage!;
+    let grp = groups.get(s);
+    if (!grp) groups.set(s, (grp = { grads: g, segs: [], count: 0 }));
+    grp.segs.push(g.offset, grp.count);
+    grp.count += g.size;
+  }
+  const segments: GradSegments[] = [...groups.values()].map((grp) => {
+    const table = empty([grp.segs.length], 'i32', `${fn}.table`);
+    temps.push(table);
+    upload(table, new Int32Array(grp.segs), fn);
+    return { grads: grp.grads, table, numSegments: grp.segs.length / 2, count: grp.count };
   });
+  if (!segments.length) {
+    // Only empty gradients: the norm is 0 and nothing is scaled.
+    for (const t of temps) t.dispose();
+    return full([], 0);
+  }
+  const counts = segments.map((s) => gradNormPartialCount(s.count));
+  const numPartials = counts.reduce((a, b) => a + b, 0);
+  const norm = empty([], 'f32', fn);
+  const partials = empty([numPartials], 'f32', `${fn}.partials`);
+  temps.push(partials);
+  let base = 0;
+  segments.forEach((seg, k) => {
+    gradNormSumSquares(fn, seg, partials, base);
+    base += counts[k];
+  });
+  for (const seg of segments) gradNormScale(fn, seg, partials, numPartials, maxNorm, norm);
+  for (const [p, f] of halves) replaceGrad(p, cast(f, 'f16', fn));
+  for (const t of temps) t.dispose();
+  return norm;
 }

@@ -1,5 +1,5 @@
 // Learning-rate schedules: pure factor functions and small scheduler classes over an optimizer's lr.
-import { ValueError } from '../errors.js';
+import { ValueError, checkOptions } from '../errors.js';
 import type { Optimizer } from './optimizer.js';
 
 /** 0 -> startFactor ... warmupSteps -> 1, linearly (then 1). */
@@ -50,25 +50,53 @@ export class LambdaLR {
   }
 }
 
+function checkStep(fn: string, name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ValueError(`${fn}: ${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+function checkFactor(fn: string, name: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ValueError(`${fn}: ${name} must be finite and >= 0, got ${String(v)}`);
+  return v;
+}
+
+/** Options a scheduler cannot run without: an object, checked for unknown keys. */
+function requiredOptions<T extends object>(fn: string, options: T | undefined, allowed: readonly string[], needs: string): T {
+  if (options === undefined || options === null) throw new ValueError(`${fn}: options { ${needs} } are required`);
+  return checkOptions(fn, options, allowed);
+}
+
 export class LinearWarmupLR extends LambdaLR {
   constructor(optimizer: Optimizer, options: { warmupSteps: number; startFactor?: number }) {
-    if (!Number.isInteger(options?.warmupSteps) || options.warmupSteps < 0) throw new ValueError(`LinearWarmupLR: warmupSteps must be a non-negative integer, got ${options?.warmupSteps}`);
-    super(optimizer, (s) => linearWarmup(s, options.warmupSteps, options.startFactor ?? 0));
+    const fn = 'LinearWarmupLR';
+    const o = requiredOptions(fn, options, ['warmupSteps', 'startFactor'], 'warmupSteps');
+    const warmupSteps = checkStep(fn, 'warmupSteps', o.warmupSteps, 0);
+    const startFactor = checkFactor(fn, 'startFactor', o.startFactor, 0);
+    super(optimizer, (s) => linearWarmup(s, warmupSteps, startFactor));
   }
 }
 
 /** torch.optim.lr_scheduler.CosineAnnealingLR without restarts: lr = etaMin + (base - etaMin)(1 + cos(pi t / tMax)) / 2. */
 export class CosineAnnealingLR extends LambdaLR {
   constructor(optimizer: Optimizer, options: { tMax: number; etaMin?: number }) {
-    if (!Number.isInteger(options?.tMax) || options.tMax <= 0) throw new ValueError(`CosineAnnealingLR: tMax must be a positive integer, got ${options?.tMax}`);
+    const fn = 'CosineAnnealingLR';
+    const o = requiredOptions(fn, options, ['tMax', 'etaMin'], 'tMax');
+    const tMax = checkStep(fn, 'tMax', o.tMax, 1);
+    const etaMin = checkFactor(fn, 'etaMin', o.etaMin, 0);
     const base = optimizer.lr;
-    const etaMin = options.etaMin ?? 0;
-    super(optimizer, (s) => (base === 0 ? 0 : cosineDecay(s, options.tMax, etaMin / base)));
+    super(optimizer, (s) => (base === 0 ? 0 : cosineDecay(s, tMax, etaMin / base)));
   }
 }
 
+/** Linear warm-up over warmupSteps, then cosine decay to minFactor at totalSteps. */
 export class WarmupCosineLR extends LambdaLR {
   constructor(optimizer: Optimizer, options: { warmupSteps: number; totalSteps: number; minFactor?: number }) {
-    super(optimizer, (s) => warmupCosine(s, options.warmupSteps, options.totalSteps, options.minFactor ?? 0));
+    const fn = 'WarmupCosineLR';
+    const o = requiredOptions(fn, options, ['warmupSteps', 'totalSteps', 'minFactor'], 'warmupSteps, totalSteps');
+    const warmupSteps = checkStep(fn, 'warmupSteps', o.warmupSteps, 0);
+    const totalSteps = checkStep(fn, 'totalSteps', o.totalSteps, 0);
+    const minFactor = checkFactor(fn, 'minFactor', o.minFactor, 0);
+    super(optimizer, (s) => warmupCosine(s, warmupSteps, totalSteps, minFactor));
   }
 }
