@@ -1,5 +1,8 @@
 // Cross-entropy over class logits, fused: log-softmax + negative log-likelihood (+ label smoothing).
-//   Dimensions: N rows of C class logits, logits [N, C] contiguous f32; targets [N] i32.
+//   Dimensions: N rows of C class logits; the rows are the `rank` dims of `shape` (row-major: [N] or [N, d1, ...]).
+//   Every input is a strided view read in place: logit (row, c) at x_off + view_offset(row, x_strides) + c * x_sc,
+//   target `row` (i32) at t_off + view_offset(row, t_strides), dy ('none': [rows]) at dy_off + view_offset(row,
+//   dy_strides) (else dy_off). Outputs (row_loss, lse, total, dx [rows, C]) are contiguous.
 //   forward:  reads logits, targets; writes row_loss [N] (0 for an ignored row, NaN for a target
 //             outside [0, C)) and lse [N] (the row's log-sum-exp, saved for backward).
 //             row loss = (1 - s) * (lse - x[t]) + s * (lse - mean_c x[c]),  s = label smoothing.
@@ -8,7 +11,7 @@
 //   backward: reads logits, targets, lse, dy ([N] for reduction 'none', else [1]) and scale (the
 //             total buffer; only read when mode != 0); writes dx [N, C]:
 //             dx = g * (softmax(x) - (1 - s) * onehot(t) - s / C), 0 on ignored rows.
-//   mode: 0 = 'none', 1 = 'sum', 2 = 'mean'.
+//   mode: MODE_NONE, MODE_SUM, MODE_MEAN (PyTorch's reductions).
 //   Target checks: a target that is neither ignore_index nor in [0, C) is recorded in kiln_errors (the host raises an
 //   IndexError at the next sync, index_check.wgsl); its row loss and gradient are NaN, and no logit is read for it.
 //   NaN: a NaN logit makes its row's loss NaN (and the reduced loss); the row maximum keeps NaN (max_nan,
@@ -17,15 +20,27 @@
 //   through a tree in workgroup memory); reduce is a single workgroup striding over N; backward
 //   has one thread per element, on a 2-D grid past 65535 workgroups.
 
+const MODE_NONE: u32 = 0u;
+const MODE_SUM: u32 = 1u;
+const MODE_MEAN: u32 = 2u;
+
 struct Params {
   N: u32,
   C: u32,
   ignore_index: i32,
   mode: u32,
   smoothing: f32,
-  pad0: u32, // backward: dy's offset (in elements)
   check_id: u32,
-  pad2: u32,
+  rank: u32,
+  x_off: u32,
+  x_sc: u32,
+  t_off: u32,
+  dy_off: u32,
+  pad0: u32,
+  shape: array<vec4<u32>, 2>,
+  x_strides: array<vec4<u32>, 2>,
+  t_strides: array<vec4<u32>, 2>,
+  dy_strides: array<vec4<u32>, 2>,
 }
 
 override WG: u32 = 64u;
@@ -46,6 +61,15 @@ const RWG: u32 = 256u;
 
 //!include numerics.wgsl
 //!include index_check.wgsl
+//!include strides.wgsl
+
+fn logit(row: u32, c: u32) -> f32 {
+  return logits[params.x_off + view_offset(row, params.rank, params.shape, params.x_strides) + c * params.x_sc];
+}
+
+fn target_of(row: u32) -> i32 {
+  return targets[params.t_off + view_offset(row, params.rank, params.shape, params.t_strides)];
+}
 
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, RWG>;
@@ -81,14 +105,15 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   // Uniform control flow: every thread of a workgroup sees the same row, so this exit is uniform.
   if (row >= params.N) { return; }
   let C = params.C;
-  let base = row * C;
+  let base = params.x_off + view_offset(row, params.rank, params.shape, params.x_strides);
+  let xs = params.x_sc;
   var m = neg_inf_f32();
-  for (var c = lid; c < C; c = c + WG) { m = max_nan(m, logits[base + c]); }
+  for (var c = lid; c < C; c = c + WG) { m = max_nan(m, logits[base + c * xs]); }
   m = reduce_max(m, lid);
   var se = 0.0;
   var sx = 0.0;
   for (var c = lid; c < C; c = c + WG) {
-    let v = logits[base + c];
+    let v = logits[base + c * xs];
     se = se + exp(v - m);
     sx = sx + v;
   }
@@ -97,7 +122,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   if (lid == 0u) {
     let l = select(m + log(se), m, is_nan(m));
     lse[row] = l;
-    let t = targets[row];
+    let t = target_of(row);
     if (t == params.ignore_index) {
       row_loss[row] = 0.0;
     } else if (t < 0 || u32(t) >= C) {
@@ -105,7 +130,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
       report_index_error(CHECK_CLASSES, params.check_id, row, t, C);
     } else {
       let s = params.smoothing;
-      var loss = (1.0 - s) * (l - logits[base + u32(t)]);
+      var loss = (1.0 - s) * (l - logits[base + u32(t) * xs]);
       // Without smoothing the term is left out, not multiplied by 0: a -inf logit makes it inf, and 0 * inf is NaN.
       if (s != 0.0) { loss += s * (l - sx / f32(C)); }
       row_loss[row] = loss;
@@ -119,7 +144,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32) {
   var n = 0.0;
   for (var i = lid; i < params.N; i = i + RWG) {
     acc = acc + losses_in[i];
-    if (targets[i] != params.ignore_index) { n = n + 1.0; }
+    if (target_of(i) != params.ignore_index) { n = n + 1.0; }
   }
   red2[lid] = acc;
   cnt[lid] = n;
@@ -132,7 +157,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
   }
   if (lid == 0u) {
-    if (params.mode == 2u) {
+    if (params.mode == MODE_MEAN) {
       // 0 / 0 = NaN when every row is ignored, as PyTorch.
       total[0] = red2[0] / cnt[0];
       total[1] = 1.0 / cnt[0];
@@ -150,7 +175,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   if (e >= params.N * C) { return; }
   let row = e / C;
   let c = e % C;
-  let t = targets[row];
+  let t = target_of(row);
   if (t == params.ignore_index) {
     dx[e] = 0.0;
     return;
@@ -161,9 +186,13 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     return;
   }
   var g: f32;
-  if (params.mode == 0u) { g = dy[params.pad0 + row]; } else { g = dy[params.pad0] * scale[1]; }
+  if (params.mode == MODE_NONE) {
+    g = dy[params.dy_off + view_offset(row, params.rank, params.shape, params.dy_strides)];
+  } else {
+    g = dy[params.dy_off] * scale[1];
+  }
   let s = params.smoothing;
-  let p = exp(logits[e] - lse_in[row]);
+  let p = exp(logit(row, c) - lse_in[row]);
   var onehot = 0.0;
   if (i32(c) == t) { onehot = 1.0; }
   dx[e] = g * (p - (1.0 - s) * onehot - s / f32(C));

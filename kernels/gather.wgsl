@@ -1,7 +1,9 @@
 // Row gather and its adjoint, for embeddings and indexing along dim 0.
-//   Dimensions: R indices into a table of V rows of C elements.
-//   gather reads table [V, C] and idx [R] (i32) and writes out [R, C].
-//   scatter_add reads src [R, C] and idx and adds each row into acc [V, C] with an atomic
+//   Dimensions: R indices (any shape: `i_rank` dims of `i_shape`, row-major) into a table of V rows of C elements.
+//   Every input is a strided view read in place: idx element r at i_off + view_offset(r, i_strides); table element
+//   (v, c) at t_off + v * t_sv + c * t_sc; src element (r, c) at s_off + view_offset(r, s_strides) + c * s_sc.
+//   gather reads table and idx (i32) and writes out [R, C] (contiguous).
+//   scatter_add reads src [R, C] and idx and adds each row into acc [V, C] (contiguous) with an atomic
 //   compare-exchange loop on the f32 bit pattern (WGSL has no float atomics), so repeated
 //   indices accumulate correctly.
 //   Index checks: an index outside [0, V) is never read through; gather writes a NaN row there (so the mistake shows)
@@ -14,6 +16,17 @@ struct Params {
   C: u32,
   V: u32,
   check_id: u32,
+  t_off: u32,
+  t_sv: u32,
+  t_sc: u32,
+  i_off: u32,
+  i_rank: u32,
+  s_off: u32,
+  s_sc: u32,
+  pad0: u32,
+  i_shape: array<vec4<u32>, 2>,
+  i_strides: array<vec4<u32>, 2>,
+  s_strides: array<vec4<u32>, 2>,
 }
 
 override WG: u32 = 256u;
@@ -28,6 +41,11 @@ override WG: u32 = 256u;
 
 //!include numerics.wgsl
 //!include index_check.wgsl
+//!include strides.wgsl
+
+fn index_at(r: u32) -> i32 {
+  return idx[params.i_off + view_offset(r, params.i_rank, params.i_shape, params.i_strides)];
+}
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -35,12 +53,12 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   if (e >= params.R * params.C) { return; }
   let r = e / params.C;
   let c = e % params.C;
-  let v = idx[r];
+  let v = index_at(r);
   if (v < 0 || u32(v) >= params.V) {
     out[e] = nan_f32();
     if (c == 0u) { report_index_error(CHECK_ROWS, params.check_id, r, v, params.V); }
   } else {
-    out[e] = table[u32(v) * params.C + c];
+    out[e] = table[params.t_off + u32(v) * params.t_sv + c * params.t_sc];
   }
 }
 
@@ -50,13 +68,13 @@ fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   if (e >= params.R * params.C) { return; }
   let r = e / params.C;
   let c = e % params.C;
-  let v = idx[r];
+  let v = index_at(r);
   if (v < 0 || u32(v) >= params.V) {
     if (c == 0u) { report_index_error(CHECK_ROWS, params.check_id, r, v, params.V); }
     return;
   }
   let dst = u32(v) * params.C + c;
-  let add = src[e];
+  let add = src[params.s_off + view_offset(r, params.i_rank, params.i_shape, params.s_strides) + c * params.s_sc];
   var old = atomicLoad(&acc[dst]);
   loop {
     let res = atomicCompareExchangeWeak(&acc[dst], old, bitcast<u32>(bitcast<f32>(old) + add));

@@ -6,6 +6,7 @@ import { broadcastShapes, numel } from '../tensor/shape.js';
 import { gpu } from '../gpu/device.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf } from './common.js';
+import kernel from './kernels/matmul.js';
 
 const TILE = 64;
 
@@ -36,7 +37,7 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
     return batch.map((_, i) => (i < off || lead[i - off] === 1 ? 0 : ls[i - off]));
   };
   const pad4 = (v: number[]) => [...Array(4 - v.length).fill(0), ...v];
-  dispatch('matmul.wgsl', 'main', {
+  dispatch(kernel, 'main', {
     bindings: { a: ab, b: bb, out: bufOf(out, fn) },
     params: {
       M, N, K,

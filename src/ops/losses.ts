@@ -8,7 +8,7 @@ import { type CeReduction, crossEntropyBackward, crossEntropyForward } from '../
 import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
-import { contiguous, dense, permute, reshape } from './views.js';
+import { permute, reshape } from './views.js';
 import { abs, add, addScalar, div, eq, exp, log1p, mul, mulScalar, ne, neg, relu, sigmoid, sub, toDType } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './nn_ops.js';
@@ -55,35 +55,34 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options?: CrossEnt
   }
   const impl = o.impl ?? 'fused';
   if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(impl)}`);
-  const ce2d = impl === 'fused' ? crossEntropy2d : crossEntropyReference;
-  if (logits.rank === 2) return ce2d(logits, targets, ignoreIndex, smoothing, reduction);
+  if (impl === 'fused') return crossEntropyFused(logits, targets, { ignoreIndex, smoothing, reduction });
+  if (logits.rank === 2) return crossEntropyReference(logits, targets, ignoreIndex, smoothing, reduction);
   // [N, C, d...] -> [N * d..., C] with the class dim last.
   const C = logits.shape[1];
   return tidy(() => {
     const order = [0, ...logits.shape.slice(2).map((_, i) => i + 2), 1];
-    const flat = reshape(contiguous(permute(logits, order)), [numel(expectT), C]);
-    const out = ce2d(flat, reshape(targets, [numel(expectT)]), ignoreIndex, smoothing, reduction);
+    const flat = reshape(permute(logits, order), [numel(expectT), C]);
+    const out = crossEntropyReference(flat, reshape(targets, [numel(expectT)]), ignoreIndex, smoothing, reduction);
     return reduction === 'none' ? reshape(out, expectT) : out;
   });
 }
 
-function crossEntropy2d(logits: Tensor, targets: Tensor, ignoreIndex: number, smoothing: number, reduction: Reduction): Tensor {
-  const [N, C] = logits.shape;
-  const p = { N, C, ignoreIndex, reduction, smoothing };
-  // The kernel reads logits and targets densely from offset 0.
-  const x = dense(logits, 'crossEntropy');
-  const t = dense(targets, 'crossEntropy');
-  const { rowLoss, lse, total } = crossEntropyForward(x, t, p);
+/** The fused kernels, reading logits [N, C, ...] and targets in place (the class dim stays dim 1). */
+function crossEntropyFused(logits: Tensor, targets: Tensor, p: { ignoreIndex: number; smoothing: number; reduction: Reduction }): Tensor {
+  const { rowLoss, lse, total } = crossEntropyForward(logits, targets, p);
   let out: Tensor;
   if (total) {
     rowLoss.dispose();
     out = total.makeView([], [], 0);
   } else out = rowLoss;
-  const res = record('crossEntropy', out, [logits], (g, [sx, st, slse, stotal]) => [crossEntropyBackward(sx, st, slse, stotal ?? null, dense(g, 'crossEntropy.backward'), p)], [x, t, lse, ...(total ? [total] : [])]);
+  // The kernel's gradient is [N, d..., C] (class dim last): a permuted view gives it the logits' layout.
+  const order = logits.rank > 2 ? [0, logits.rank - 1, ...logits.shape.slice(2).map((_, i) => i + 1)] : null;
+  const res = record('crossEntropy', out, [logits], (g, [sx, st, slse, stotal]) => {
+    const dx = crossEntropyBackward(sx, st, slse, stotal ?? null, g, p);
+    return [order ? permute(dx, order) : dx];
+  }, [logits, targets, lse, ...(total ? [total] : [])]);
   total?.dispose();
   lse.dispose();
-  if (t !== targets) t.dispose();
-  if (x !== logits) x.dispose();
   return res;
 }
 

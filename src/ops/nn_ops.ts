@@ -10,7 +10,7 @@ import { layerNormBackward, layerNormForward } from '../launch/layernorm.js';
 import { gatherRows, scatterAddRows } from '../launch/gather.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
-import { dense, reshape } from './views.js';
+import { reshape } from './views.js';
 
 function softmaxImpl(fn: string, log: boolean, x: Tensor, dim: number): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32']);
@@ -71,14 +71,8 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
   if (weight.rank !== 2) throw new ShapeError(`${fn}: weight must be [num, dim], got ${fmtShape(weight.shape)}`);
   checkDType(fn, 'weight', weight.dtype, ['f32']);
   const [V, C] = weight.shape;
-  // The gather kernel reads both densely from offset 0.
-  const ic = dense(indices, fn);
-  const wc = dense(weight, fn);
-  const out = gatherRows(fn, wc, ic);
-  const res = record(fn, out, [null, weight], (g, [si]) => [null, scatterAddRows(`${fn}.backward`, dense(g, `${fn}.backward`), si, V, C)], [ic]);
-  if (ic !== indices) ic.dispose();
-  if (wc !== weight) wc.dispose();
-  return res;
+  const out = gatherRows(fn, weight, indices);
+  return record(fn, out, [null, weight], (g, [si]) => [null, scatterAddRows(`${fn}.backward`, g, si, V, C)], [indices]);
 }
 
 /** Joins tensors along an existing dim. */

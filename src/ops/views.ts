@@ -21,17 +21,6 @@ export function contiguous(x: Tensor): Tensor {
   return record('contiguous', out, [x], (g) => [g]);
 }
 
-/**
- * x itself when it is contiguous from offset 0, which is what kernels without offset or stride params need; otherwise
- * a dense copy. Not recorded: callers attach their own backward to the original x.
- * @deprecated transitional, until every kernel takes offsets and strides.
- */
-export function dense(x: Tensor, fn: string): Tensor {
-  x.buf(fn);
-  if (x.offset === 0 && isContiguous(x.shape, x.strides)) return x;
-  return x.dtype === 'f16' ? cast(x, 'f16', fn) : contiguousCopy(fn, x);
-}
-
 function inferReshape(fn: string, x: Tensor, shape: unknown): number[] {
   if (!Array.isArray(shape)) throw new ShapeError(`${fn}: shape must be an array of sizes, got ${JSON.stringify(shape) ?? String(shape)}`);
   const n = x.size;
@@ -218,5 +207,5 @@ export function detach(x: Tensor): Tensor {
   return x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
 }
 
-/** @deprecated transitional: gradient sums now live in launch/reduce.ts (sumTo). */
+/** @deprecated transitional (the attention code migrates to launch/reduce.ts's sumTo). */
 export const sumToShape = (g: Tensor, shape: readonly number[]): Tensor => sumTo(g, shape);

@@ -149,3 +149,41 @@ describe('F.binaryCrossEntropyWithLogits', () => {
     expect(Array.from(l).map((v) => Math.round(v * 1e4) / 1e4)).toEqual([1e4, 1e4, Math.round(Math.log(2) * 1e4) / 1e4]);
   });
 });
+
+describe('crossEntropy reads its inputs in place', () => {
+  it('logits and targets as permuted, offset views, every reduction, forward and gradient', async () => {
+    const { checkGradVsRef, rnd } = await import('../helpers');
+    const { permute: refPermute } = await import('../reference/core');
+    // logits [3, 4, 5] as a view of a [5, 4, 6] block: permute to [6, 4, 5] ([N, C, d] = [N, C, 5]) and drop row 0.
+    const base = rnd([5, 4, 6], 41, -3, 3);
+    const view = (x: Tensor) => (x.permute([2, 1, 0]).slice(0, 1, 4) as Tensor);
+    const refView = (r: ReturnType<typeof rnd>) => {
+      const p = refPermute(r, [2, 1, 0]); // [6, 4, 5]
+      return { data: p.data.slice(4 * 5, 4 * 4 * 5), shape: [3, 4, 5] };
+    };
+    // targets [3, 5] taken from a transposed [5, 4] i32 block, offset by one column.
+    const tv = [0, 3, 1, 2, -100, 3, 2, 0, 1, 1, 2, 3, 0, 3, 2, 1, 0, 2, 3, 1];
+    const tBlock = tensor(tv, { dtype: 'i32', shape: [5, 4] });
+    const tView = tBlock.transpose(0, 1).slice(0, 1, 4); // [3, 5]
+    const tHost = (await tView.toArray()) as Int32Array;
+    // Reference: class dim last, flattened rows.
+    const flat = (x: { data: Float64Array; shape: number[] }) => {
+      const m = new Float64Array(3 * 5 * 4);
+      for (let n = 0; n < 3; n++) for (let c = 0; c < 4; c++) for (let d = 0; d < 5; d++) m[(n * 5 + d) * 4 + c] = x.data[(n * 4 + c) * 5 + d];
+      return ref(m, [15, 4]);
+    };
+    for (const reduction of ['mean', 'sum', 'none'] as const) {
+      await checkGradVsRef(
+        (x) => F.crossEntropy(view(x), tView, { reduction }),
+        (x) => {
+          const r = R.crossEntropy(flat(refView(x)), tHost, { reduction });
+          return reduction === 'none' ? { data: r.data, shape: [3, 5] } : r;
+        },
+        [base],
+        { label: `crossEntropy ${reduction}` },
+      );
+    }
+    tView.dispose();
+    tBlock.dispose();
+  });
+});
