@@ -2,13 +2,13 @@
 // slot at the same offset in a second storage (backward writes gradients there), and keeps its state in a third, so
 // a step is one dispatch over three buffers with no copies, whatever the number of parameters.
 //
-// A parameter moves into an arena once, at the optimizer's construction: its values are copied there and the same
-// Tensor object becomes a view of the arena (src/tensor/base.ts `rehome`), and its old buffer is freed. A parameter
-// stays where it is, and the step copies it into its slot and back instead, when moving it would change what another
-// tensor sees: it lives in the arena of another optimizer that is still alive (PyTorch lets two optimizers share a
-// parameter; the first keeps it), other tensors share its storage (a view taken of it, a tensor it was sliced from),
-// or it overlaps another parameter. A gradient that is not in its slot (assigned by hand, or a parameter another
-// optimizer owns) is copied into the slot at step time.
+// A parameter moves into its arena at the optimizer's construction: its values are copied there, the same Tensor
+// object becomes a view of the arena (src/tensor/base.ts `rehome`), and its old buffer is freed. It stays where it is,
+// and each step copies it into its slot and back instead, while moving it would change what another tensor sees: it
+// lives in the arena of another optimizer that is still alive (PyTorch lets two optimizers share a parameter; the
+// first keeps it), other tensors share its storage (a view taken of it, a tensor it was sliced from), or it overlaps
+// another parameter; the first step after that stops moves it in. A gradient that is not in its slot (assigned by
+// hand, or that of a parameter another optimizer owns) is copied into the slot at step time.
 import { type Storage, type TensorBase, keep, rehome, upload } from '../tensor/base.js';
 import { contiguousStrides } from '../tensor/shape.js';
 import { empty } from '../ops/creation.js';
@@ -34,7 +34,7 @@ export const arenaLimits = { maxElements: Infinity };
  * referenced only by parameters (of this list, or residents of a former arena), that overlap no other parameter,
  * and that do not live in a live optimizer's arena.
  */
-export function movableParams(params: readonly TensorBase[]): boolean[] {
+function movableParams(params: readonly TensorBase[]): boolean[] {
   const out = params.map(() => false);
   const byStorage = new Map<Storage, number[]>();
   params.forEach((p, i) => {
@@ -68,10 +68,14 @@ export class Arena {
   /** Each member's gradient slot: a view of `grads` shaped as the parameter. */
   readonly slots: Tensor[];
   private readonly rows: Uint32Array;
+  private readonly record: ArenaRecord;
   private uploaded = false;
   private disposed = false;
+  /** Some member lives elsewhere (its values are copied in and out at each step until it can move in). */
+  private away = true;
 
   private constructor(
+    owner: object,
     readonly members: readonly number[],
     readonly offsets: readonly number[],
     readonly total: number,
@@ -82,6 +86,8 @@ export class Arena {
     this.state = parts.state;
     this.table = parts.table;
     this.slots = parts.slots;
+    this.record = { owner, residents: new Set() };
+    records.set(this.weights.storage!, this.record);
     this.rows = new Uint32Array(3 * members.length);
     members.forEach((_, j) => {
       this.rows[3 * j] = offsets[j];
@@ -91,10 +97,10 @@ export class Arena {
   }
 
   /**
-   * Lays `params` out in arenas of at most arenaCapacity(stateWords) elements each, moves in those `movable` marks
-   * (copying their values), gives them gradient slots, and zeroes the state. `owner` is the optimizer.
+   * Lays `params` out in arenas of at most arenaCapacity(stateWords) elements each, zeroes the state, and moves in
+   * the parameters that can move (moveIn). `owner` is the optimizer.
    */
-  static build(owner: object, label: string, params: readonly Tensor[], movable: readonly boolean[], stateWords: number): Arena[] {
+  static build(owner: object, label: string, params: readonly Tensor[], stateWords: number): Arena[] {
     const cap = Math.min(arenaCapacity(stateWords), arenaLimits.maxElements);
     const plans: { members: number[]; offsets: number[]; total: number }[] = [];
     for (const [i, p] of params.entries()) {
@@ -124,7 +130,7 @@ export class Arena {
           made.push(v);
           return v;
         });
-        arenas.push(new Arena(plan.members, plan.offsets, plan.total, { weights, grads, state, table, slots }));
+        arenas.push(new Arena(owner, plan.members, plan.offsets, plan.total, { weights, grads, state, table, slots }));
       }
     } catch (e) {
       for (const t of made) t.dispose();
@@ -133,19 +139,31 @@ export class Arena {
     // Allocation is done: nothing below can fail on a valid parameter, so no parameter is left half moved.
     for (const a of arenas) {
       if (a.state) fill(`${label}.init`, a.state, 0);
-      const rec: ArenaRecord = { owner, residents: new Set() };
-      records.set(a.weights.storage!, rec);
-      a.members.forEach((i, j) => {
-        const p = params[i];
-        if (!movable[i]) return;
-        copyElements(p, a.weights, a.offsets[j], p.size);
-        records.get(p.storage!)?.residents.delete(p);
-        rehome(p, a.weights.storage!, a.offsets[j]);
-        rec.residents.add(p);
-        p.gradSlot = a.slots[j];
-      });
+      a.moveIn(params);
     }
     return arenas;
+  }
+
+  /**
+   * Moves into this arena the members that do not live here and can move (movableParams): their values are copied
+   * to their offsets, the same Tensor objects become views there, and backward writes their gradients to their slots.
+   * Runs at construction and again at a step while some member lives elsewhere (its other optimizer was disposed, the
+   * view that shared its storage is gone).
+   */
+  moveIn(params: readonly Tensor[]): void {
+    const away = this.members.map((i, j) => j).filter((j) => !this.holds(j, params[this.members[j]]));
+    if (!away.length) return;
+    const movable = movableParams(away.map((j) => params[this.members[j]]));
+    away.forEach((j, k) => {
+      const p = params[this.members[j]];
+      if (!movable[k]) return;
+      copyElements(p, this.weights, this.offsets[j], p.size);
+      records.get(p.storage!)?.residents.delete(p);
+      rehome(p, this.weights.storage!, this.offsets[j]);
+      this.record.residents.add(p);
+      p.gradSlot = this.slots[j];
+    });
+    this.away = this.members.some((i, j) => !this.holds(j, params[i]));
   }
 
   /** Member j's parameter lives in this arena (it moved in and nothing moved it since). */
@@ -160,7 +178,8 @@ export class Arena {
 
   /**
    * Encodes one step of the members with a gradient (`active`; `steps` holds their counts after this update, and the
-   * others are skipped): copies in what does not live here, ONE dispatch, copies back the parameters that do not.
+   * others are skipped): moves in members that now can, copies in what still does not live here, ONE dispatch, and
+   * copies back the parameters that live elsewhere.
    */
   step(fn: string, params: readonly Tensor[], active: readonly boolean[], steps: readonly number[], stepCount: number, hyper: OptimizerHyper): void {
     let changed = !this.uploaded;
@@ -172,6 +191,7 @@ export class Arena {
       any ||= active[i];
     });
     if (!any) return;
+    if (this.away) this.moveIn(params);
     if (changed) {
       upload(this.table, new Int32Array(this.rows.buffer), fn);
       this.uploaded = true;
@@ -205,8 +225,7 @@ export class Arena {
   dispose(params: readonly Tensor[]): void {
     if (this.disposed) return;
     this.disposed = true;
-    const rec = this.weights.storage ? records.get(this.weights.storage) : undefined;
-    if (rec) rec.owner = null;
+    this.record.owner = null;
     this.members.forEach((i, j) => {
       const p = params[i];
       if (p.gradSlot === this.slots[j]) p.gradSlot = null;

@@ -7,7 +7,7 @@ import { add, addScalar, clone, div, mul, mulScalar, neg, sqrt, sub } from '../o
 import { noGrad } from '../autograd/mode.js';
 import { copyInto } from '../nn/module.js';
 import { OPTIMIZER_MODE, type OptimizerHyper } from '../launch/optimizer.js';
-import { Arena, movableParams } from './arena.js';
+import { Arena } from './arena.js';
 
 function checkNumber(fn: string, name: string, v: unknown, ok: (x: number) => boolean, rule: string): number {
   if (typeof v !== 'number' || !ok(v)) throw new ValueError(`${fn}: ${name} must be ${rule}, got ${v}`);
@@ -83,7 +83,7 @@ export abstract class Optimizer {
     this.steps = this.params.map(() => 0);
     this.hyper = hyper;
     if (hyper.impl === 'fused') {
-      this.arenas = Arena.build(this, name, this.params, movableParams(this.params), this.stateWords);
+      this.arenas = Arena.build(this, name, this.params, this.stateWords);
       for (const arena of this.arenas) arena.members.forEach((i, j) => (this.where[i] = { arena, j }));
     }
   }

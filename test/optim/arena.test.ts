@@ -141,8 +141,22 @@ describe('parameter arena', () => {
     o2.step(); // p = [-0.5, 0.5], q = 3 - 0.5 * 2 (q is broadcast over p's two elements)
     expect(Array.from(await p.toArray())).toEqual([-0.5, 0.5]);
     expect(Array.from(await q.toArray())).toEqual([2]);
-    // Once the first is disposed, a new optimizer moves the parameter into its own arena.
+    // Once the first is disposed, the second moves the parameter into its arena at its next step.
     o1.dispose();
+    const o2Arena = q.storage;
+    o2.zeroGrad();
+    tidy(() => p.add(q).sum().backward());
+    o2.step(); // p = [-1, 0], q = 1
+    expect(p.storage).toBe(o2Arena);
+    expect(Array.from(await p.toArray())).toEqual([-1, 0]);
+    o2.zeroGrad();
+    tidy(() => p.add(q).sum().backward());
+    resetStats();
+    o2.step(); // p = [-1.5, -0.5], q = 0
+    expect(stats.copies, 'no copies once the parameter moved in').toBe(0);
+    expect(Array.from(await p.toArray())).toEqual([-1.5, -0.5]);
+    expect(Array.from(await q.toArray())).toEqual([0]);
+    // A new optimizer after both are disposed moves both parameters into its own arena.
     o2.dispose();
     const o3 = new optim.SGD([p, q], { lr: 1 });
     expect(p.storage).toBe(q.storage);
@@ -151,8 +165,8 @@ describe('parameter arena', () => {
     resetStats();
     o3.step();
     expect(stats.copies).toBe(stats.uploads); // only the step table's staged upload
-    expect(Array.from(await p.toArray())).toEqual([-1.5, -0.5]);
-    expect(Array.from(await q.toArray())).toEqual([0]);
+    expect(Array.from(await p.toArray())).toEqual([-2.5, -1.5]);
+    expect(Array.from(await q.toArray())).toEqual([-2]);
     o3.dispose();
     p.dispose();
     q.dispose();
@@ -160,13 +174,22 @@ describe('parameter arena', () => {
 
   it('a parameter whose storage another tensor shares stays there, and the other tensor sees the updates', async () => {
     const w = tensor([1, 2, 3, 4], { requiresGrad: true });
-    const view = w.detach().reshape([2, 2]);
+    const detached = w.detach();
+    const view = detached.reshape([2, 2]);
     const opt = new optim.SGD([w], { lr: 1 });
     expect(w.storage).toBe(view.storage);
     tidy(() => w.sum().backward());
     opt.step();
     expect(Array.from(await view.toArray())).toEqual([0, 1, 2, 3]);
+    // Once the view is gone, the next step moves the parameter in.
+    const shared = view.storage;
     view.dispose();
+    detached.dispose();
+    opt.zeroGrad();
+    tidy(() => w.sum().backward());
+    opt.step();
+    expect(w.storage).not.toBe(shared);
+    expect(Array.from(await w.toArray())).toEqual([-1, 0, 1, 2]);
     opt.dispose();
     w.dispose();
   });
