@@ -10,7 +10,7 @@ import {
   F, Tensor, accuracy, concat, contiguous, fit, load, matmul, nn, noGrad, optim, relu, reshape, save, slice, tensor, tidy,
   type Batch, type Dataset,
 } from 'kiln';
-import { type ExampleArgs, argmaxRows, flag, outDir, report, reportLoss, setup } from '../common';
+import { type ExampleArgs, argmaxRows, flag, outDir, reportLoss, setup } from '../common';
 import { loadDigits } from '../data';
 
 const NAME = 'interactive';

@@ -151,7 +151,7 @@ export class Arena {
    * view that shared its storage is gone).
    */
   moveIn(params: readonly Tensor[]): void {
-    const away = this.members.map((i, j) => j).filter((j) => !this.holds(j, params[this.members[j]]));
+    const away = this.members.map((_member, j) => j).filter((j) => !this.holds(j, params[this.members[j]]));
     if (!away.length) return;
     const movable = movableParams(away.map((j) => params[this.members[j]]));
     away.forEach((j, k) => {
