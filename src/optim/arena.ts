@@ -25,6 +25,17 @@ interface ArenaRecord {
   residents: Set<TensorBase>;
 }
 const records = new WeakMap<Storage, ArenaRecord>();
+/** The live arena whose gradient storage each is (for clipGradNorm's segment table). */
+const gradArenas = new WeakMap<Storage, Arena>();
+
+/**
+ * A segment table for gradients in `storage` (rows of (start, elements before), as grad_norm.wgsl reads them) that
+ * lives as long as the arena whose gradient storage it is, uploaded only when the segments change; null when
+ * `storage` is not a live arena's gradient storage. The caller must not dispose it.
+ */
+export function arenaSegmentTable(storage: Storage, segs: readonly number[], fn: string): Tensor | null {
+  return gradArenas.get(storage)?.segmentTable(segs, fn) ?? null;
+}
 
 /** For tests: caps an arena's length (elements) below what the adapter's binding limit allows. */
 export const arenaLimits = { maxElements: Infinity };
@@ -71,6 +82,9 @@ export class Arena {
   private readonly record: ArenaRecord;
   private uploaded = false;
   private disposed = false;
+  /** clipGradNorm's segment table for this arena's gradients, and the segments it holds. */
+  private clipTable: Tensor | null = null;
+  private clipKey = '';
   /** Some member lives elsewhere (its values are copied in and out at each step until it can move in). */
   private away = true;
 
@@ -88,6 +102,7 @@ export class Arena {
     this.slots = parts.slots;
     this.record = { owner, residents: new Set() };
     records.set(this.weights.storage!, this.record);
+    gradArenas.set(this.grads.storage!, this);
     this.rows = new Uint32Array(3 * members.length);
     members.forEach((_, j) => {
       this.rows[3 * j] = offsets[j];
@@ -214,6 +229,20 @@ export class Arena {
     }
   }
 
+  /** See arenaSegmentTable: null when the segments are more than the members' (views other than the slots). */
+  segmentTable(segs: readonly number[], fn: string): Tensor | null {
+    if (this.disposed || segs.length > 2 * this.members.length) return null;
+    const key = segs.join(',');
+    if (!this.clipTable) this.clipTable = keep(empty([2 * this.members.length], 'i32', `${fn}.table`));
+    if (key !== this.clipKey) {
+      const rows = new Int32Array(2 * this.members.length);
+      rows.set(segs);
+      upload(this.clipTable, rows, fn);
+      this.clipKey = key;
+    }
+    return this.clipTable;
+  }
+
   /** Views of member j's state (m, and v for Adam), shaped as the parameter. */
   stateViews(j: number, shape: readonly number[], stateWords: number): { m: Tensor | null; v: Tensor | null } {
     const s = this.state;
@@ -231,6 +260,6 @@ export class Arena {
       if (p.gradSlot === this.slots[j]) p.gradSlot = null;
       this.slots[j].dispose();
     });
-    for (const t of [this.weights, this.grads, this.state, this.table]) t?.dispose();
+    for (const t of [this.weights, this.grads, this.state, this.table, this.clipTable]) t?.dispose();
   }
 }

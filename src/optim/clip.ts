@@ -7,6 +7,7 @@ import { contiguousCopy } from '../launch/elementwise.js';
 import { cast } from '../launch/cast.js';
 import { type GradSegments, gradNormPartialCount, gradNormScale, gradNormSumSquares } from '../launch/optimizer.js';
 import { type Params, paramList } from './optimizer.js';
+import { arenaSegmentTable } from './arena.js';
 
 /** Makes g the gradient of p, as backward does (it outlives the tidy scope it was made in). */
 function replaceGrad(p: Tensor, g: Tensor): void {
@@ -63,10 +64,14 @@ export function clipGradNorm(params: Params, maxNorm: number): Tensor {
     grp.segs.push(g.offset, grp.count);
     grp.count += g.size;
   }
-  const segments: GradSegments[] = [...groups.values()].map((grp) => {
-    const table = empty([grp.segs.length], 'i32', `${fn}.table`);
-    temps.push(table);
-    upload(table, new Int32Array(grp.segs), fn);
+  const segments: GradSegments[] = [...groups.entries()].map(([storage, grp]) => {
+    // An optimizer's gradient arena keeps its table, so a training loop uploads it once.
+    let table = arenaSegmentTable(storage, grp.segs, fn);
+    if (!table) {
+      table = empty([grp.segs.length], 'i32', `${fn}.table`);
+      temps.push(table);
+      upload(table, new Int32Array(grp.segs), fn);
+    }
     return { grads: grp.grads, table, numSegments: grp.segs.length / 2, count: grp.count };
   });
   if (!segments.length) {

@@ -340,6 +340,11 @@ describe('clipGradNorm', () => {
     const coef = Math.min(1 / (want + 1e-6), 1);
     const got = await Promise.all(params.map(async (p) => Array.from(await p.grad!.toArray())));
     expectClose(got, host.map((g) => g.map((v) => v * coef)), 1e-5);
+    // The arena keeps the segment table: clipping the same gradients again uploads and copies nothing.
+    backwardThrough(params, 6);
+    resetStats();
+    optim.clipGradNorm(params, 1).dispose();
+    expect({ dispatches: stats.dispatches, uploads: stats.uploads, copies: stats.copies }).toEqual({ dispatches: 2, uploads: 0, copies: 0 });
     norm.dispose();
     opt.dispose();
     for (const p of params) p.dispose();
