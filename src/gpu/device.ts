@@ -1,5 +1,5 @@
 // Device acquisition and the one live device kiln computes on.
-import { DeviceError } from '../errors.js';
+import { DeviceError, checkOptions } from '../errors.js';
 import { platform } from './platform.js';
 
 export interface InitOptions {
@@ -121,9 +121,10 @@ function lossReported(kd: KilnDevice, ms: number): Promise<void> {
  * live device and no options that ask for another, returns it. After a loss (`device.destroy()` included, which kiln
  * sees at once) it waits for the loss to be reported and acquires a new device; tensors of the old one then throw.
  */
-export async function init(options: InitOptions = {}): Promise<DeviceInfo> {
+export async function init(options?: InitOptions): Promise<DeviceInfo> {
+  const o = checkOptions('init', options, ['forceSoftware', 'powerPreference', 'dawnToggles', 'disableFeatures', 'device']);
   if (initInFlight) return initInFlight;
-  initInFlight = initDevice(options);
+  initInFlight = initDevice(o);
   try {
     return await initInFlight;
   } finally {
