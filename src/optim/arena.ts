@@ -7,8 +7,8 @@
 // and each step copies it into its slot and back instead, while moving it would change what another tensor sees: it
 // lives in the arena of another optimizer that is still alive (PyTorch lets two optimizers share a parameter; the
 // first keeps it), other tensors share its storage (a view taken of it, a tensor it was sliced from), or it overlaps
-// another parameter; the first step after that stops moves it in. A gradient that is not in its slot (assigned by
-// hand, or that of a parameter another optimizer owns) is copied into the slot at step time.
+// another parameter; once none of that holds, the next step moves it in. A gradient that is not in its slot
+// (assigned by hand, or that of a parameter another optimizer owns) is copied into the slot at step time.
 import { type Storage, type TensorBase, keep, rehome, upload } from '../tensor/base.js';
 import { contiguousStrides } from '../tensor/shape.js';
 import { empty } from '../ops/creation.js';
