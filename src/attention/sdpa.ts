@@ -228,7 +228,7 @@ function kernelView(t: Tensor, p: Plan, owned: Tensor[]): KernelView {
 
 /** One stride that walks the flattened batch dims, or null when the layout has none. */
 function mergeBatchStride(batch: number[], strides: number[]): number | null {
-  const dims = batch.map((d, i) => i).filter((i) => batch[i] !== 1);
+  const dims = batch.map((_d, i) => i).filter((i) => batch[i] !== 1);
   if (dims.length === 0) return 0;
   if (dims.every((i) => strides[i] === 0)) return 0;
   for (let k = 0; k + 1 < dims.length; k++) {
