@@ -1,28 +1,12 @@
 // What the GPU-machine scripts share: a float64 attention for checks, the error measure, and a timing loop that
 // amortises many calls over one sync (so the numbers are kernel time, not round trips).
 import * as k from '../../dist/kiln.node.js';
+import { sdpa } from '../lib/attention_reference.mjs';
 
-/** softmax(q k^T / sqrt(D)) v in float64, [B*H, Nq, D] flat; causal is top-left aligned. */
+/** softmax(q k^T / sqrt(D)) v in float64, [B*H, Nq, D] flat; causal is top-left aligned (the shared reference). */
 export function cpuAttention(q, kk, v, [B, H, Nq, Nk, D], causal) {
-  const o = new Float64Array(B * H * Nq * D);
-  const scale = 1 / Math.sqrt(D);
-  for (let bh = 0; bh < B * H; bh++) {
-    for (let i = 0; i < Nq; i++) {
-      const s = new Float64Array(Nk);
-      let m = -Infinity;
-      for (let j = 0; j < Nk; j++) {
-        if (causal && j > i) { s[j] = -Infinity; continue; }
-        let acc = 0;
-        for (let d = 0; d < D; d++) acc += q[(bh * Nq + i) * D + d] * kk[(bh * Nk + j) * D + d];
-        s[j] = acc * scale;
-        m = Math.max(m, s[j]);
-      }
-      let l = 0;
-      for (let j = 0; j < Nk; j++) { s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - m); l += s[j]; }
-      for (let j = 0; j < Nk; j++) for (let d = 0; d < D; d++) o[(bh * Nq + i) * D + d] += (s[j] / l) * v[(bh * Nk + j) * D + d];
-    }
-  }
-  return o;
+  const ref = (data, N) => ({ data, shape: [B, H, N, D] });
+  return sdpa(ref(q, Nq), ref(kk, Nk), ref(v, Nk), { isCausal: causal }).out.data;
 }
 
 /** Largest |a - b| / max(1, |b|). */

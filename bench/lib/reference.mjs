@@ -42,35 +42,8 @@ export function layerNormRowsF64(x, rows, cols, weight, bias, eps = 1e-5) {
   return out;
 }
 
-/**
- * Attention rows: q, k, v [BH, N, D] (heads flattened), output rows `rows` (flat indices bh * N + i) of
- * softmax(q k^T * scale, masked causally when isCausal) v, as a Float64Array [rows.length, D].
- */
-export function attentionRowsF64(q, k, v, BH, N, D, { isCausal = false, scale = 1 / Math.sqrt(D), rows } = {}) {
-  const rowList = rows ?? Array.from({ length: BH * N }, (_, i) => i);
-  const out = new Float64Array(rowList.length * D);
-  const s = new Float64Array(N);
-  rowList.forEach((flat, o) => {
-    const bh = Math.floor(flat / N);
-    const i = flat % N;
-    const base = bh * N * D;
-    const last = isCausal ? i : N - 1;
-    let m = -Infinity;
-    for (let j = 0; j <= last; j++) {
-      let dot = 0;
-      for (let d = 0; d < D; d++) dot += q[base + i * D + d] * k[base + j * D + d];
-      s[j] = dot * scale;
-      m = Math.max(m, s[j]);
-    }
-    let sum = 0;
-    for (let j = 0; j <= last; j++) sum += (s[j] = Math.exp(s[j] - m));
-    for (let j = 0; j <= last; j++) {
-      const p = s[j] / sum;
-      for (let d = 0; d < D; d++) out[o * D + d] += p * v[base + j * D + d];
-    }
-  });
-  return out;
-}
+// Attention rows: the float64 attention reference shared with the tests.
+export { attentionRowsF64 } from './attention_reference.mjs';
 
 /** Max |got[at[i]] - want[i]| (got indexed by `at` when given, else elementwise), and max |want|. */
 export function maxAbsErr(got, want, at) {
