@@ -4,21 +4,25 @@
 // Dimensions: B batch, Hq query heads, Hk kv heads (g = Hq / Hk; query head h reads kv head h / g), Nq queries,
 //   Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX).
 // Inputs (same meaning and params as attention_forward.wgsl): q, k, v (offset + strides from params), mask,
-//   o and dout [B, Hq, Nq, Dv] contiguous, lse [B, Hq, Nq] contiguous (from the forward; -inf = fully masked row).
-// Scores are recomputed exactly as in the forward: s_ij = scale * dot(q_i, k_j) (+ float mask),
-//   p_ij = exp(s_ij - lse_i) (0 for an excluded key or a row with lse = -inf), z_ij = keep_ij / (1 - dropout_p)
-//   (1 without dropout), dP_ij = z_ij * dot(dO_i, v_j), dS_ij = p_ij * (dP_ij - delta_i).
+//   o and dout [B, Hq, Nq, Dv] contiguous, lse [B, Hq, Nq] contiguous (from the forward; -inf = fully masked row,
+//   NaN = a NaN row).
+// Scores are recomputed exactly as in the forward (score_block and admit, attention_common.wgsl):
+//   s_ij = scale * dot(q_i, k_j) (+ float mask), p_ij = exp(s_ij - lse_i) (0 for an inadmissible key or a -inf score),
+//   z_ij = keep_ij / (1 - dropout_p) (1 without dropout), dP_ij = z_ij * dot(dO_i, v_j), dS_ij = p_ij * (dP_ij -
+//   delta_i) for admissible entries and exactly 0 for the others. In a NaN row (lse NaN) p and dS are NaN at every
+//   admissible entry, so dq of the row, and dk, dv (and dmask) of the keys it may see, are NaN.
 //
 // Register blocking (dkdv and dq_main): a workgroup owns BLOCK_N keys (dkdv) or BLOCK_M query rows (dq_main) and
 //   streams tiles of the other side; all four tiles (q, dO, k, v) are row-major in workgroup memory with row
 //   stride HEAD_DIM_MAX / 4 + 1 vec4 (odd: neighbouring rows hit different banks), zero-filled past D / Dv / N.
-//   Owned rows come in OG = owned / 4 groups, streamed rows in SG = streamed / 4 groups; group a holds the tile
-//   rows a, a + OG, a + 2 OG, a + 3 OG (interleaved, so neighbouring threads read neighbouring rows).
-//   1. scores: thread tid < OG * SG, (a, c) = (tid / SG, tid % SG) in dq_main, (tid % OG, tid / OG) in dkdv,
-//      computes the 4 x 4 blocks of s and dP with vec4 dot products over HEAD_DIM_MAX (16 vec4 reads per 32
-//      dot4), then p and dS, written to workgroup memory as vec4 over the 4 owned rows of the group.
-//   2. accumulate: thread (a, e) = (tid / TD, tid % TD), TD = THREADS / OG, owns the 4 rows of owned group a and
-//      the vec4 columns e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (no arrays).
+//   Query rows come in RG = BLOCK_M / 4 groups, keys in CG = BLOCK_N / 4 groups; group a holds the tile rows a,
+//   a + G, a + 2 G, a + 3 G (interleaved, so neighbouring threads read neighbouring rows).
+//   1. scores: thread tid < RG * CG * PARTS, block (a, c) = ((tid / PARTS) / CG, (tid / PARTS) % CG), computes the
+//      4 x 4 blocks of s and dP with score_block (operand pairs 0: q . k and 1: dO . v), then p and dS (grad_block),
+//      written to workgroup memory as vec4 over the 4 rows (dq_main) or the 4 keys (dkdv) of the group.
+//   2. accumulate (acc_step): thread (a, e) = (tid / TD, tid % TD), TD = THREADS / owned groups, owns the 4 rows of
+//      owned group a and the vec4 columns e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named
+//      registers (Acc, no arrays).
 //   3 barriers per streamed tile.
 //   Split head dim (PARTS > 1, the 'subgroups' variant only): score block (a, c) is computed by the PARTS consecutive
 //   invocations PARTS * block + part; lane `part` sums the head-dim vec4s d4 = part, part + PARTS, ... and
@@ -30,43 +34,47 @@
 // delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
 //        per workgroup; dispatch x = ceil(B * Hq * Nq / DELTA_WG) (a 2-D grid (x, y) with x * y * DELTA_WG >= rows
 //        is also accepted). Uses: params, o, dout, delta.
-// dkdv   a workgroup owns BLOCK_N keys of one (b, hk): dispatch (ceil(Nk / BLOCK_N), Hk, B), THREADS threads.
-//        K and V tiles stay in workgroup memory; it loops over the g query heads of the group and over query
-//        tiles of BLOCK_M rows (under causal, starting at the first tile that can see the keys):
+// dkdv   a workgroup owns BLOCK_N keys of one (b, hk): ceil(Nk / BLOCK_N) * B * Hk workgroups over a folded grid,
+//        THREADS threads. K and V tiles stay in workgroup memory; it loops over the g query heads of the group and
+//        over query tiles of BLOCK_M rows (under causal, starting at the first tile that can see the keys):
 //          1. score threads compute p z and dS for their 4 keys x 4 rows -> pz_tile, dsk_tile [row][key group]
 //          2. dV_c += (p z)_rc dO_r and dK_c += dS_rc q_r over the tile's rows, in registers.
 //        Writes dk [B, Hk, Nk, D] = scale * dK and dv [B, Hk, Nk, Dv] (contiguous; per batch even when k/v
 //        broadcast over the batch: the caller reduces). No atomics.
 //        Uses: params, q, k, v, mask, dout, lse, delta, dk, dv.
-// dq_main  a workgroup owns BLOCK_M queries of one (b, h): dispatch (ceil(Nq / BLOCK_M), Hq, B), THREADS threads;
-//        streams key tiles of BLOCK_N (causal: only up to the tile's last row, unless dmask is written):
+// dq_main  a workgroup owns BLOCK_M queries of one (b, h): ceil(Nq / BLOCK_M) * B * Hq workgroups over a folded grid,
+//        THREADS threads; streams key tiles of BLOCK_N (causal: only up to the tile's last visible key, unless dmask
+//        is written):
 //          1. score threads compute dS for their 4 rows x 4 keys -> dsq_tile [key][row group] (and dmask)
 //          2. dQ_r += dS_rc k_c over the tile's keys, in registers.
 //        Writes dq [B, Hq, Nq, D] = scale * dQ; when write_dmask == 1 also dmask [B, Hq, Nq, Nk] = dS (the
 //        gradient of the additive float mask; every element is written, 0 where excluded).
 //        Uses: params, q, k, v, mask, dout, lse, delta, dq, dmask.
 // Workgroup memory (bytes), RS = HEAD_DIM_MAX / 4 + 1, T = E * RS * (2 * BLOCK_M + 2 * BLOCK_N), E = 16 (f32 tiles) or 8
-// (the f16 variant, tile_t = f16: on 48 KiB, HEAD_DIM_MAX 128 then gets dkdv 32 x 32 and dq 32 x 32 instead of 16 x 16):
-//   dkdv: T + 32 * BLOCK_M * (BLOCK_N / 4 + 1) + 8 * BLOCK_M;   dq: T + 16 * BLOCK_N * (BLOCK_M / 4 + 1) + 8 * BLOCK_M
-//   chooseTiles (src/attention/sdpa.ts) takes the first (owned, streamed) of 64x64, 64x32, 32x64, 32x32, 64x16,
+// (the f16 variant, tile_t = f16: on 48 KiB, HEAD_DIM_MAX 128 then gets dkdv 32 x 32 and dq 32 x 32 instead of 16 x 16);
+// src/attention/tiles.ts (tileBytes) computes the same:
+//   dkdv: T + 36 * BLOCK_M * (BLOCK_N / 4 + 1) + 8 * BLOCK_M + 16;   dq: T + 20 * BLOCK_N * (BLOCK_M / 4 + 1) + 8 * BLOCK_M + 16
+//   (pz_tile, dsk_tile and adm_k, or dsq_tile and adm_q; lse_tile, delta_tile; the last 16: nonfinite_seen)
+//   src/attention/tiles.ts (chooseTiles) takes the first (owned, streamed) of 64x64, 64x32, 32x64, 32x32, 64x16,
 //   32x16, 16x32, 16x16, 16x8, 8x8, 8x4, 4x4 that fits; THREADS = OG * SG, doubled while DVN > 4, or while
 //   THREADS < 128 and DVN > 1 on a hardware adapter (on an H100, D 64: 128 threads with DVN 1 made the backward
 //   ~1.5x faster than 64 with DVN 2; lavapipe, a CPU, only adds threads while DVN > 4):
-//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32:  dkdv 64 keys x 32 rows, 45 312 B; dq 64 rows x 32 keys, 36 864 B
-//                           HEAD_DIM_MAX 64:  dkdv 32 x 32, 44 288 B;  dq 32 x 32, 39 680 B
-//                           HEAD_DIM_MAX 128: dkdv 16 x 16, 36 480 B;  dq 16 x 16, 35 200 B
-//                           HEAD_DIM_MAX 256: dkdv 8 x 8, 34 112 B;    dq 8 x 8, 33 728 B      (all 128 threads)
-//   32 KiB (lavapipe):      HEAD_DIM_MAX 32:  dkdv 32 x 32, 64 thr, 27 904 B; dq 32 x 32, 64 thr, 23 296 B
-//                           HEAD_DIM_MAX 64:  dkdv 32 keys x 16 rows, 30 848 B; dq 32 rows x 16 keys, 28 672 B
-//                           HEAD_DIM_MAX 128: dkdv 16 x 8, 26 688 B; dq 16 x 8, 26 112 B
-//                           HEAD_DIM_MAX 256: dkdv 8 x 4, 25 376 B;  dq 8 x 4, 25 216 B
+//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32:  dkdv 64 keys x 32 rows, 45 328 B; dq 64 rows x 32 keys, 36 880 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 x 32, 44 304 B;  dq 32 x 32, 39 696 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 16, 36 496 B;  dq 16 x 16, 35 216 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 8, 34 128 B;    dq 8 x 8, 33 744 B      (all 128 threads)
+//   32 KiB (lavapipe):      HEAD_DIM_MAX 32:  dkdv 32 x 32, 64 thr, 27 920 B; dq 32 x 32, 64 thr, 23 312 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 keys x 16 rows, 30 864 B; dq 32 rows x 16 keys, 28 688 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 8, 26 704 B; dq 16 x 8, 26 128 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 4, 25 392 B;  dq 8 x 4, 25 232 B
 //                           (HEAD_DIM_MAX 64 / 128 / 256: 32 threads, DVN 4)
 // Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
-//   THREADS >= OG * SG and a multiple of OG, DVN <= 4, memory <= maxComputeWorkgroupStorageSize, THREADS <=
-//   maxComputeInvocationsPerWorkgroup. Each pipeline (entry point) takes its own constants, so dkdv and dq may
-//   use different BLOCK_M / BLOCK_N / THREADS.
+//   THREADS >= RG * CG * PARTS and a multiple of the owned groups (dkdv: CG, dq_main: RG), DVN <= 4, memory <=
+//   maxComputeWorkgroupStorageSize, THREADS <= maxComputeInvocationsPerWorkgroup (src/attention/tiles.ts checks them
+//   all before a launch). Each pipeline (entry point) takes its own constants, so dkdv and dq may use different
+//   BLOCK_M / BLOCK_N / THREADS.
 
-//!include random.wgsl
+//!include attention_common.wgsl
 //!include attention_parts.wgsl
 
 // Storage element of q, k, v, o, dout, dq, dk and dv; f16 in the 'f16' variant (see attention_forward.wgsl):
@@ -76,45 +84,6 @@ alias io_t = f32;
 // in half the bytes (so larger tiles fit); every read widens to f32 before any arithmetic.
 alias tile_t = f32;
 
-struct Params {
-  B: u32,
-  Hq: u32,
-  Hk: u32,
-  Nq: u32,
-  Nk: u32,
-  D: u32,
-  Dv: u32,
-  scale: f32,
-  causal: u32,
-  mask_kind: u32,
-  q_off: u32,
-  q_sb: u32,
-  q_sh: u32,
-  q_sn: u32,
-  k_off: u32,
-  k_sb: u32,
-  k_sh: u32,
-  k_sn: u32,
-  v_off: u32,
-  v_sb: u32,
-  v_sh: u32,
-  v_sn: u32,
-  m_off: u32,
-  m_sb: u32,
-  m_sh: u32,
-  m_sq: u32,
-  m_sk: u32,
-  dropout_p: f32,
-  seed0: u32,
-  seed1: u32,
-  write_dmask: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<io_t>;
-@group(0) @binding(2) var<storage, read> k: array<io_t>;
-@group(0) @binding(3) var<storage, read> v: array<io_t>;
-@group(0) @binding(4) var<storage, read> mask: array<u32>;
 @group(0) @binding(5) var<storage, read> o: array<io_t>;
 @group(0) @binding(6) var<storage, read> dout: array<io_t>;
 @group(0) @binding(7) var<storage, read> lse: array<f32>;
@@ -124,24 +93,12 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> dv: array<io_t>;
 @group(0) @binding(12) var<storage, read_write> dmask: array<f32>;
 
-override BLOCK_M: u32 = 16u;        // query rows per tile (dq: per workgroup); multiple of 4
-override BLOCK_N: u32 = 16u;        // keys per tile (dkdv: per workgroup); multiple of 4
-override THREADS: u32 = 16u;        // workgroup size of dkdv / dq_main
-override HEAD_DIM_MAX: u32 = 64u;   // tile capacity: >= max(D, Dv), multiple of 4
 override DELTA_WG: u32 = 64u;       // workgroup size of the delta entry
-override PARTS: u32 = 1u;           // score lanes per 4 x 4 block, splitting the head dim (> 1: 'subgroups' variant only)
 // Derived; leave them unset.
-override HD4: u32 = HEAD_DIM_MAX / 4u;
-override RS: u32 = HEAD_DIM_MAX / 4u + 1u;   // row stride (vec4) of the q / dO / k / v tiles
-override RG: u32 = BLOCK_M / 4u;             // query-row groups
-override CG: u32 = BLOCK_N / 4u;             // key groups
 override TDK: u32 = THREADS / (BLOCK_N / 4u);                                      // dkdv: threads per key group
 override DVNK: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_N / 4u) - 1u) / (THREADS / (BLOCK_N / 4u));
 override TDQ: u32 = THREADS / (BLOCK_M / 4u);                                      // dq: threads per row group
 override DVNQ: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_M / 4u) - 1u) / (THREADS / (BLOCK_M / 4u));
-
-const MASKED: f32 = -0x1.fffffep+127f;
-const VALID_FLOOR: f32 = -3.0e38;
 
 var<workgroup> q_tile: array<vec4<tile_t>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> do_tile: array<vec4<tile_t>, BLOCK_M * (HEAD_DIM_MAX / 4u + 1u)>;
@@ -150,56 +107,46 @@ var<workgroup> v_tile: array<vec4<tile_t>, BLOCK_N * (HEAD_DIM_MAX / 4u + 1u)>;
 var<workgroup> pz_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;    // dkdv: [row][key group]
 var<workgroup> dsk_tile: array<vec4<f32>, BLOCK_M * (BLOCK_N / 4u + 1u)>;   // dkdv: [row][key group]
 var<workgroup> dsq_tile: array<vec4<f32>, BLOCK_N * (BLOCK_M / 4u + 1u)>;   // dq: [key][row group]
-var<workgroup> lse_tile: array<f32, BLOCK_M>;
+var<workgroup> adm_k: array<u32, BLOCK_M * (BLOCK_N / 4u + 1u)>;   // dkdv: [row][key group], adm_bits of the 4 keys
+var<workgroup> adm_q: array<u32, BLOCK_N * (BLOCK_M / 4u + 1u)>;   // dq: [key][row group], adm_bits of the 4 rows
+var<workgroup> lse_tile: array<f32, BLOCK_M>;     // encoded: MASKED (no admissible key), POISON (NaN row) or lse
 var<workgroup> delta_tile: array<f32, BLOCK_M>;
 
-fn load4_q(base: u32, n_left: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (n_left >= 4u) {
-    r = vec4<f32>(vec4<io_t>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]));
-  } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = f32(q[base + c]); }
+const TILE_Q: u32 = 0u;
+const TILE_DO: u32 = 1u;
+const TILE_K: u32 = 2u;
+
+// Operand pairs of score_block: 0 = q rows . k rows (scores), 1 = dO rows . v rows (dP).
+fn row_vec(pair: u32, idx: u32) -> vec4<f32> {
+  if (pair == 0u) {
+    return vec4<f32>(q_tile[idx]);
   }
-  return r;
+  return vec4<f32>(do_tile[idx]);
 }
 
-fn load4_k(base: u32, n_left: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (n_left >= 4u) {
-    r = vec4<f32>(vec4<io_t>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]));
-  } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = f32(k[base + c]); }
+fn col_vec(pair: u32, idx: u32) -> vec4<f32> {
+  if (pair == 0u) {
+    return vec4<f32>(k_tile[idx]);
   }
-  return r;
+  return vec4<f32>(v_tile[idx]);
 }
 
-fn load4_v(base: u32, n_left: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (n_left >= 4u) {
-    r = vec4<f32>(vec4<io_t>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]));
-  } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = f32(v[base + c]); }
-  }
-  return r;
+fn extra_input_at(i: u32) -> f32 {
+  return f32(dout[i]);
 }
 
-fn load4_dout(base: u32, n_left: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (n_left >= 4u) {
-    r = vec4<f32>(vec4<io_t>(dout[base], dout[base + 1u], dout[base + 2u], dout[base + 3u]));
-  } else {
-    for (var c = 0u; c < n_left; c++) { r[c] = f32(dout[base + c]); }
+// The tiles acc_step multiplies in: dK += dS q, dV += p dO (dkdv), dQ += dS k (dq_main).
+fn acc_vec(tile: u32, idx: u32) -> vec4<f32> {
+  switch tile {
+    case TILE_Q: { return vec4<f32>(q_tile[idx]); }
+    case TILE_DO: { return vec4<f32>(do_tile[idx]); }
+    default: { return vec4<f32>(k_tile[idx]); }
   }
-  return r;
-}
-
-// lse as stored by the forward, with -inf (fully masked row) mapped to MASKED so no inf is ever computed with.
-fn lse_or_masked(x: f32) -> f32 {
-  return select(x, MASKED, bitcast<u32>(x) == 0xff800000u);
 }
 
 // Loads query rows [row0, row0 + BLOCK_M) of head (b, h): q_tile, do_tile (zero-filled), lse_tile, delta_tile.
-fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
+// `streamed`: dkdv multiplies these tiles in, so a non-finite value is noted.
+fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32, streamed: bool) {
   let Nq = params.Nq;
   let D4 = (params.D + 3u) / 4u;
   let DV4 = (params.Dv + 3u) / 4u;
@@ -212,10 +159,14 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
     var dv = vec4<f32>(0.0);
     if (row0 + rr < Nq) {
       if (d4 < D4) {
-        qv = load4_q(q_base + (row0 + rr) * params.q_sn + 4u * d4, params.D - 4u * d4);
+        qv = load4(SRC_Q, q_base + (row0 + rr) * params.q_sn + 4u * d4, params.D - 4u * d4);
       }
       if (d4 < DV4) {
-        dv = load4_dout((bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
+        dv = load4(SRC_EXTRA, (bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
+      }
+      if (streamed) {
+        note_tile(qv);
+        note_tile(dv);
       }
     }
     q_tile[rr * RS + d4] = vec4<tile_t>(qv);
@@ -225,7 +176,8 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
     var l = MASKED;
     var dl = 0.0;
     if (row0 + rr < Nq) {
-      l = lse_or_masked(lse[bh * Nq + row0 + rr]);
+      let x = lse[bh * Nq + row0 + rr];
+      l = select(select(x, MASKED, is_neg_inf(x)), POISON, is_nan(x));
       dl = delta[bh * Nq + row0 + rr];
     }
     lse_tile[rr] = l;
@@ -233,8 +185,8 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32) {
   }
 }
 
-// Loads keys [c0, c0 + BLOCK_N) of kv head (b, hk): k_tile, v_tile (zero-filled).
-fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32) {
+// Loads keys [c0, c0 + BLOCK_N) of kv head (b, hk): k_tile, v_tile (zero-filled). `streamed`: dq_main multiplies k in.
+fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32, streamed: bool) {
   let Nk = params.Nk;
   let D4 = (params.D + 3u) / 4u;
   let DV4 = (params.Dv + 3u) / 4u;
@@ -247,10 +199,13 @@ fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32) {
     var vv = vec4<f32>(0.0);
     if (c0 + cc < Nk) {
       if (d4 < D4) {
-        kv = load4_k(k_base + (c0 + cc) * params.k_sn + 4u * d4, params.D - 4u * d4);
+        kv = load4(SRC_K, k_base + (c0 + cc) * params.k_sn + 4u * d4, params.D - 4u * d4);
       }
       if (d4 < DV4) {
-        vv = load4_v(v_base + (c0 + cc) * params.v_sn + 4u * d4, params.Dv - 4u * d4);
+        vv = load4(SRC_V, v_base + (c0 + cc) * params.v_sn + 4u * d4, params.Dv - 4u * d4);
+      }
+      if (streamed) {
+        note_tile(kv);
       }
     }
     k_tile[cc * RS + d4] = vec4<tile_t>(kv);
@@ -258,60 +213,50 @@ fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32) {
   }
 }
 
-// Admissible scores of query row i at keys jv (sv already scaled): float mask added, clamped to >= VALID_FLOOR;
-// excluded / out-of-range entries -> MASKED.
-fn admit(sv: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
-  var ok = (jv < vec4<u32>(params.Nk)) & vec4<bool>(i < params.Nq);
-  if (params.causal != 0u) {
-    ok = ok & (jv <= vec4<u32>(i));
-  }
-  var s = sv;
-  let mask_kind = params.mask_kind;
-  if (mask_kind != 0u && i < params.Nq) {
-    let m_row = params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq;
-    for (var j = 0u; j < 4u; j++) {
-      if (ok[j]) {
-        let bits = mask[m_row + jv[j] * params.m_sk];
-        if (mask_kind == 1u) {
-          ok[j] = bits != 0u;
-        } else if (bits == 0xff800000u) {
-          ok[j] = false;
-        } else {
-          s[j] += bitcast<f32>(bits);
-        }
-      }
-    }
-  }
-  return select(vec4<f32>(MASKED), max(s, vec4<f32>(VALID_FLOOR)), ok);
-}
-
 // Dropout multipliers z (0 or 1 / (1 - p)) of query row i at keys jv.
 fn z4(bh: u32, i: u32, jv: vec4<u32>) -> vec4<f32> {
-  let p = params.dropout_p;
-  let inv = 1.0 / (1.0 - p);
-  return vec4<f32>(
-    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.x, p)),
-    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.y, p)),
-    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.z, p)),
-    select(0.0, inv, attn_dropout_keep(params.seed0, params.seed1, bh, i, jv.w, p)));
+  let inv = 1.0 / (1.0 - params.dropout_p);
+  return inv * vec4<f32>(dropout_keep(bh, i, jv.x), dropout_keep(bh, i, jv.y), dropout_keep(bh, i, jv.z), dropout_keep(bh, i, jv.w));
 }
 
 struct Grad4 {
   pz: vec4<f32>,   // p * z: the weight dV uses
   ds: vec4<f32>,   // dS
+  adm: u32,        // adm_bits of the 4 entries
 }
 
-// p z and dS of query row i (tile-local rr) at keys jv, from the raw dot products s (q.k) and dp (dO.v).
+// p z and dS of query row i (tile-local rr) at keys jv, from encoded scores s and the raw dO . v products dp.
 fn grad4(s: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
   let lse_i = lse_tile[rr];
-  let sa = admit(s * params.scale, i, jv, b, h);
-  let ok = (sa > vec4<f32>(MASKED)) & vec4<bool>(lse_i > MASKED);
-  let p = select(vec4<f32>(0.0), exp(sa - lse_i), ok);
+  let adm = s > vec4<f32>(MASKED);
+  let p = select(vec4<f32>(0.0), exp(s - lse_i), s > vec4<f32>(NEG_INF_SCORE));
   var z = vec4<f32>(1.0);
   if (params.dropout_p > 0.0) {
     z = z4(b * params.Hq + h, i, jv);
   }
-  return Grad4(p * z, p * (z * dp - delta_tile[rr]));
+  // A score mod's derivative would multiply dS here.
+  let ds = select(vec4<f32>(0.0), p * (z * dp - delta_tile[rr]), adm);
+  let nan_at = adm & vec4<bool>((lse_i >= POISON));
+  let nan4 = vec4<f32>(nan_f32());
+  return Grad4(select(p * z, nan4, nan_at), select(ds, nan4, nan_at), adm_bits(s));
+}
+
+struct GradBlock {
+  pz: Block4,   // row r: query row row0 + a + RG * r, vec4 over the keys c0 + c + CG * j
+  ds: Block4,
+  s: Block4,    // the encoded scores (admissible where > MASKED)
+}
+
+// p z and dS of score block (a, c): query rows row0 + a + RG * r, keys c0 + c + CG * j.
+fn grad_block(a: u32, c: u32, part: u32, row0: u32, c0: u32, b: u32, h: u32) -> GradBlock {
+  let jv = vec4<u32>(c0 + c) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
+  let s = admit_block(score_block(0u, a, c, part), row0, a, jv, b, h);
+  let dp = score_block(1u, a, c, part);
+  let g0 = grad4(s.r0, dp.r0, a, row0 + a, jv, b, h);
+  let g1 = grad4(s.r1, dp.r1, a + RG, row0 + a + RG, jv, b, h);
+  let g2 = grad4(s.r2, dp.r2, a + 2u * RG, row0 + a + 2u * RG, jv, b, h);
+  let g3 = grad4(s.r3, dp.r3, a + 3u * RG, row0 + a + 3u * RG, jv, b, h);
+  return GradBlock(Block4(g0.pz, g1.pz, g2.pz, g3.pz), Block4(g0.ds, g1.ds, g2.ds, g3.ds), s);
 }
 
 @compute @workgroup_size(DELTA_WG)
@@ -332,198 +277,80 @@ fn delta_main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 }
 
 @compute @workgroup_size(THREADS)
-fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let b = wg.z;
-  let hk = wg.y;
-  let c0 = wg.x * BLOCK_N;
-  let g = params.Hq / params.Hk;
+fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
   let Nq = params.Nq;
-  let D = params.D;
-  let Dv = params.Dv;
-  let D4 = (D + 3u) / 4u;
-  let DV4 = (Dv + 3u) / 4u;
+  let th = tile_and_head(wg, nwg, (params.Nk + BLOCK_N - 1u) / BLOCK_N);
+  if (th.y >= params.B * params.Hk) {
+    return;
+  }
+  let b = th.y / params.Hk;
+  let hk = th.y % params.Hk;
+  let c0 = th.x * BLOCK_N;
+  let g = params.Hq / params.Hk;
   let KS = CG + 1u;                 // row stride (vec4) of pz_tile / dsk_tile
-  // score role: keys ka + CG * i (i < 4), rows qb + RG * j (j < 4)
+  // score role: rows qb + RG * i (i < 4), keys ka + CG * j (j < 4)
   let s_on = tid < RG * CG * PARTS;
   let part = tid % PARTS;
   let ka = (tid / PARTS) % CG;
   let qb = (tid / PARTS) / CG;
-  let jv = vec4<u32>(c0 + ka) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
   // accumulate role: keys oa + CG * i, vec4 columns oe + TDK * n
   let oa = tid / TDK;
   let oe = tid % TDK;
+  let keys = vec4<u32>(c0 + oa) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
 
-  load_key_tile(tid, b, hk, c0);
+  load_key_tile(tid, b, hk, c0, false);
 
-  var dk00 = vec4<f32>(0.0);
-  var dv00 = vec4<f32>(0.0);
-  var dk10 = vec4<f32>(0.0);
-  var dv10 = vec4<f32>(0.0);
-  var dk20 = vec4<f32>(0.0);
-  var dv20 = vec4<f32>(0.0);
-  var dk30 = vec4<f32>(0.0);
-  var dv30 = vec4<f32>(0.0);
-  var dk01 = vec4<f32>(0.0);
-  var dv01 = vec4<f32>(0.0);
-  var dk11 = vec4<f32>(0.0);
-  var dv11 = vec4<f32>(0.0);
-  var dk21 = vec4<f32>(0.0);
-  var dv21 = vec4<f32>(0.0);
-  var dk31 = vec4<f32>(0.0);
-  var dv31 = vec4<f32>(0.0);
-  var dk02 = vec4<f32>(0.0);
-  var dv02 = vec4<f32>(0.0);
-  var dk12 = vec4<f32>(0.0);
-  var dv12 = vec4<f32>(0.0);
-  var dk22 = vec4<f32>(0.0);
-  var dv22 = vec4<f32>(0.0);
-  var dk32 = vec4<f32>(0.0);
-  var dv32 = vec4<f32>(0.0);
-  var dk03 = vec4<f32>(0.0);
-  var dv03 = vec4<f32>(0.0);
-  var dk13 = vec4<f32>(0.0);
-  var dv13 = vec4<f32>(0.0);
-  var dk23 = vec4<f32>(0.0);
-  var dv23 = vec4<f32>(0.0);
-  var dk33 = vec4<f32>(0.0);
-  var dv33 = vec4<f32>(0.0);
+  var dk_acc = zero_acc();
+  var dv_acc = zero_acc();
 
-  // Under causal, query rows below c0 see none of these keys: start at the tile holding row c0.
-  var row_start = 0u;
-  if (params.causal != 0u) {
-    row_start = (c0 / BLOCK_M) * BLOCK_M;
-  }
+  // Under causal, query rows before causal_row_start(c0) see none of these keys: start at the tile holding it.
+  let row_start = (causal_row_start(c0) / BLOCK_M) * BLOCK_M;
 
   for (var h = hk * g; h < hk * g + g; h++) {
     for (var row0 = row_start; row0 < Nq; row0 += BLOCK_M) {
       workgroupBarrier();   // previous tile's readers are done (also orders the K/V tile load)
-      load_query_tile(tid, b, h, row0);
+      load_query_tile(tid, b, h, row0, true);
       workgroupBarrier();
 
       if (s_on) {
-        // S_j / DP_j: vec4 over the 4 keys, for row j of the block
-        var s0 = vec4<f32>(0.0);
-        var s1 = vec4<f32>(0.0);
-        var s2 = vec4<f32>(0.0);
-        var s3 = vec4<f32>(0.0);
-        var p0 = vec4<f32>(0.0);
-        var p1 = vec4<f32>(0.0);
-        var p2 = vec4<f32>(0.0);
-        var p3 = vec4<f32>(0.0);
-        for (var d4 = part; d4 < HD4; d4 += PARTS) {
-          let k0 = vec4<f32>(k_tile[(ka) * RS + d4]);
-          let k1 = vec4<f32>(k_tile[(ka + CG) * RS + d4]);
-          let k2 = vec4<f32>(k_tile[(ka + 2u * CG) * RS + d4]);
-          let k3 = vec4<f32>(k_tile[(ka + 3u * CG) * RS + d4]);
-          let q0 = vec4<f32>(q_tile[(qb) * RS + d4]);
-          let q1 = vec4<f32>(q_tile[(qb + RG) * RS + d4]);
-          let q2 = vec4<f32>(q_tile[(qb + 2u * RG) * RS + d4]);
-          let q3 = vec4<f32>(q_tile[(qb + 3u * RG) * RS + d4]);
-          s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
-          s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
-          s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
-          s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
-          let v0 = vec4<f32>(v_tile[(ka) * RS + d4]);
-          let v1 = vec4<f32>(v_tile[(ka + CG) * RS + d4]);
-          let v2 = vec4<f32>(v_tile[(ka + 2u * CG) * RS + d4]);
-          let v3 = vec4<f32>(v_tile[(ka + 3u * CG) * RS + d4]);
-          let o0 = vec4<f32>(do_tile[(qb) * RS + d4]);
-          let o1 = vec4<f32>(do_tile[(qb + RG) * RS + d4]);
-          let o2 = vec4<f32>(do_tile[(qb + 2u * RG) * RS + d4]);
-          let o3 = vec4<f32>(do_tile[(qb + 3u * RG) * RS + d4]);
-          p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
-          p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
-          p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
-          p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
-        }
-        s0 = fold_parts(s0);
-        s1 = fold_parts(s1);
-        s2 = fold_parts(s2);
-        s3 = fold_parts(s3);
-        p0 = fold_parts(p0);
-        p1 = fold_parts(p1);
-        p2 = fold_parts(p2);
-        p3 = fold_parts(p3);
-        let g0 = grad4(s0, p0, qb, row0 + qb, jv, b, h);
-        let g1 = grad4(s1, p1, qb + RG, row0 + qb + RG, jv, b, h);
-        let g2 = grad4(s2, p2, qb + 2u * RG, row0 + qb + 2u * RG, jv, b, h);
-        let g3 = grad4(s3, p3, qb + 3u * RG, row0 + qb + 3u * RG, jv, b, h);
+        let gb = grad_block(qb, ka, part, row0, c0, b, h);
         if (part == 0u) {
-        pz_tile[(qb) * KS + ka] = g0.pz;
-        pz_tile[(qb + RG) * KS + ka] = g1.pz;
-        pz_tile[(qb + 2u * RG) * KS + ka] = g2.pz;
-        pz_tile[(qb + 3u * RG) * KS + ka] = g3.pz;
-        dsk_tile[(qb) * KS + ka] = g0.ds;
-        dsk_tile[(qb + RG) * KS + ka] = g1.ds;
-        dsk_tile[(qb + 2u * RG) * KS + ka] = g2.ds;
-        dsk_tile[(qb + 3u * RG) * KS + ka] = g3.ds;
+          pz_tile[(qb) * KS + ka] = gb.pz.r0;
+          pz_tile[(qb + RG) * KS + ka] = gb.pz.r1;
+          pz_tile[(qb + 2u * RG) * KS + ka] = gb.pz.r2;
+          pz_tile[(qb + 3u * RG) * KS + ka] = gb.pz.r3;
+          dsk_tile[(qb) * KS + ka] = gb.ds.r0;
+          dsk_tile[(qb + RG) * KS + ka] = gb.ds.r1;
+          dsk_tile[(qb + 2u * RG) * KS + ka] = gb.ds.r2;
+          dsk_tile[(qb + 3u * RG) * KS + ka] = gb.ds.r3;
+          adm_k[(qb) * KS + ka] = adm_bits(gb.s.r0);
+          adm_k[(qb + RG) * KS + ka] = adm_bits(gb.s.r1);
+          adm_k[(qb + 2u * RG) * KS + ka] = adm_bits(gb.s.r2);
+          adm_k[(qb + 3u * RG) * KS + ka] = adm_bits(gb.s.r3);
         }
       }
       workgroupBarrier();
 
-      for (var rr = 0u; rr < BLOCK_M; rr++) {
-        let w = pz_tile[rr * KS + oa];
-        let gs = dsk_tile[rr * KS + oa];
-        {
-          let col = rr * RS + oe;
-          let dov = vec4<f32>(do_tile[col]);
-          let qv = vec4<f32>(q_tile[col]);
-          dv00 += w.x * dov;
-          dv10 += w.y * dov;
-          dv20 += w.z * dov;
-          dv30 += w.w * dov;
-          dk00 += gs.x * qv;
-          dk10 += gs.y * qv;
-          dk20 += gs.z * qv;
-          dk30 += gs.w * qv;
+      if (atomicLoad(&nonfinite_seen) == 0u) {
+        for (var rr = 0u; rr < BLOCK_M; rr++) {
+          dv_acc = acc_step(dv_acc, pz_tile[rr * KS + oa], TILE_DO, rr, oe, TDK, DVNK, vec4<bool>(true));
+          dk_acc = acc_step(dk_acc, dsk_tile[rr * KS + oa], TILE_Q, rr, oe, TDK, DVNK, vec4<bool>(true));
         }
-        if (DVNK > 1u) {
-          let col = rr * RS + min(oe + 1u * TDK, HD4 - 1u);
-          let dov = vec4<f32>(do_tile[col]);
-          let qv = vec4<f32>(q_tile[col]);
-          dv01 += w.x * dov;
-          dv11 += w.y * dov;
-          dv21 += w.z * dov;
-          dv31 += w.w * dov;
-          dk01 += gs.x * qv;
-          dk11 += gs.y * qv;
-          dk21 += gs.z * qv;
-          dk31 += gs.w * qv;
-        }
-        if (DVNK > 2u) {
-          let col = rr * RS + min(oe + 2u * TDK, HD4 - 1u);
-          let dov = vec4<f32>(do_tile[col]);
-          let qv = vec4<f32>(q_tile[col]);
-          dv02 += w.x * dov;
-          dv12 += w.y * dov;
-          dv22 += w.z * dov;
-          dv32 += w.w * dov;
-          dk02 += gs.x * qv;
-          dk12 += gs.y * qv;
-          dk22 += gs.z * qv;
-          dk32 += gs.w * qv;
-        }
-        if (DVNK > 3u) {
-          let col = rr * RS + min(oe + 3u * TDK, HD4 - 1u);
-          let dov = vec4<f32>(do_tile[col]);
-          let qv = vec4<f32>(q_tile[col]);
-          dv03 += w.x * dov;
-          dv13 += w.y * dov;
-          dv23 += w.z * dov;
-          dv33 += w.w * dov;
-          dk03 += gs.x * qv;
-          dk13 += gs.y * qv;
-          dk23 += gs.z * qv;
-          dk33 += gs.w * qv;
+      } else {
+        for (var rr = 0u; rr < BLOCK_M; rr++) {
+          let keep = unpack_bits(adm_k[rr * KS + oa]);
+          dv_acc = acc_step(dv_acc, pz_tile[rr * KS + oa], TILE_DO, rr, oe, TDK, DVNK, keep);
+          dk_acc = acc_step(dk_acc, dsk_tile[rr * KS + oa], TILE_Q, rr, oe, TDK, DVNK, keep);
         }
       }
     }
   }
 
-  store_kv_row(b, hk, c0 + oa + 0u * CG, oe, dk00, dk01, dk02, dk03, dv00, dv01, dv02, dv03);
-  store_kv_row(b, hk, c0 + oa + 1u * CG, oe, dk10, dk11, dk12, dk13, dv10, dv11, dv12, dv13);
-  store_kv_row(b, hk, c0 + oa + 2u * CG, oe, dk20, dk21, dk22, dk23, dv20, dv21, dv22, dv23);
-  store_kv_row(b, hk, c0 + oa + 3u * CG, oe, dk30, dk31, dk32, dk33, dv30, dv31, dv32, dv33);
+  store_kv_row(b, hk, keys.x, oe, dk_acc.c0.r0, dk_acc.c1.r0, dk_acc.c2.r0, dk_acc.c3.r0, dv_acc.c0.r0, dv_acc.c1.r0, dv_acc.c2.r0, dv_acc.c3.r0);
+  store_kv_row(b, hk, keys.y, oe, dk_acc.c0.r1, dk_acc.c1.r1, dk_acc.c2.r1, dk_acc.c3.r1, dv_acc.c0.r1, dv_acc.c1.r1, dv_acc.c2.r1, dv_acc.c3.r1);
+  store_kv_row(b, hk, keys.z, oe, dk_acc.c0.r2, dk_acc.c1.r2, dk_acc.c2.r2, dk_acc.c3.r2, dv_acc.c0.r2, dv_acc.c1.r2, dv_acc.c2.r2, dv_acc.c3.r2);
+  store_kv_row(b, hk, keys.w, oe, dk_acc.c0.r3, dk_acc.c1.r3, dk_acc.c2.r3, dk_acc.c3.r3, dv_acc.c0.r3, dv_acc.c1.r3, dv_acc.c2.r3, dv_acc.c3.r3);
 }
 
 // Writes key j's dk (times scale) and dv vec4 columns oe + TDK * n (n < DVNK).
@@ -569,16 +396,14 @@ fn store4_dq(base: u32, d4: u32, val: vec4<f32>) {
 }
 
 @compute @workgroup_size(THREADS)
-fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let b = wg.z;
-  let h = wg.y;
-  let row0 = wg.x * BLOCK_M;
-  let hk = h / (params.Hq / params.Hk);
-  let bh = b * params.Hq + h;
+fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+  let qt = query_tile(wg, nwg);
+  if (!qt.valid) {
+    return;
+  }
   let Nq = params.Nq;
   let Nk = params.Nk;
-  let D = params.D;
-  let D4 = (D + 3u) / 4u;
   let PS = RG + 1u;                 // row stride (vec4) of dsq_tile
   let write_dmask = params.write_dmask != 0u;
   // score role: rows sa + RG * i (i < 4), keys sc + CG * j (j < 4)
@@ -589,151 +414,75 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
   // accumulate role: rows oa + RG * i, vec4 columns oe + TDQ * n
   let oa = tid / TDQ;
   let oe = tid % TDQ;
+  let rows = vec4<u32>(qt.row0 + oa) + vec4<u32>(0u, RG, 2u * RG, 3u * RG);
 
-  load_query_tile(tid, b, h, row0);
+  load_query_tile(tid, qt.b, qt.h, qt.row0, false);
 
-  var dq00 = vec4<f32>(0.0);
-  var dq10 = vec4<f32>(0.0);
-  var dq20 = vec4<f32>(0.0);
-  var dq30 = vec4<f32>(0.0);
-  var dq01 = vec4<f32>(0.0);
-  var dq11 = vec4<f32>(0.0);
-  var dq21 = vec4<f32>(0.0);
-  var dq31 = vec4<f32>(0.0);
-  var dq02 = vec4<f32>(0.0);
-  var dq12 = vec4<f32>(0.0);
-  var dq22 = vec4<f32>(0.0);
-  var dq32 = vec4<f32>(0.0);
-  var dq03 = vec4<f32>(0.0);
-  var dq13 = vec4<f32>(0.0);
-  var dq23 = vec4<f32>(0.0);
-  var dq33 = vec4<f32>(0.0);
-
+  var dq_acc = zero_acc();
   var key_end = Nk;
-  if (params.causal != 0u && !write_dmask) {
-    key_end = min(Nk, row0 + BLOCK_M);
+  if (!write_dmask) {
+    key_end = causal_key_end(qt.row0, BLOCK_M);
   }
 
   for (var c0 = 0u; c0 < key_end; c0 += BLOCK_N) {
     workgroupBarrier();
-    load_key_tile(tid, b, hk, c0);
+    load_key_tile(tid, qt.b, qt.hk, c0, true);
     workgroupBarrier();
 
     if (s_on) {
-      var s0 = vec4<f32>(0.0);
-      var s1 = vec4<f32>(0.0);
-      var s2 = vec4<f32>(0.0);
-      var s3 = vec4<f32>(0.0);
-      var p0 = vec4<f32>(0.0);
-      var p1 = vec4<f32>(0.0);
-      var p2 = vec4<f32>(0.0);
-      var p3 = vec4<f32>(0.0);
-      for (var d4 = part; d4 < HD4; d4 += PARTS) {
-        let k0 = vec4<f32>(k_tile[(sc) * RS + d4]);
-        let k1 = vec4<f32>(k_tile[(sc + CG) * RS + d4]);
-        let k2 = vec4<f32>(k_tile[(sc + 2u * CG) * RS + d4]);
-        let k3 = vec4<f32>(k_tile[(sc + 3u * CG) * RS + d4]);
-        let q0 = vec4<f32>(q_tile[(sa) * RS + d4]);
-        let q1 = vec4<f32>(q_tile[(sa + RG) * RS + d4]);
-        let q2 = vec4<f32>(q_tile[(sa + 2u * RG) * RS + d4]);
-        let q3 = vec4<f32>(q_tile[(sa + 3u * RG) * RS + d4]);
-        s0 += vec4<f32>(dot(q0, k0), dot(q0, k1), dot(q0, k2), dot(q0, k3));
-        s1 += vec4<f32>(dot(q1, k0), dot(q1, k1), dot(q1, k2), dot(q1, k3));
-        s2 += vec4<f32>(dot(q2, k0), dot(q2, k1), dot(q2, k2), dot(q2, k3));
-        s3 += vec4<f32>(dot(q3, k0), dot(q3, k1), dot(q3, k2), dot(q3, k3));
-        let v0 = vec4<f32>(v_tile[(sc) * RS + d4]);
-        let v1 = vec4<f32>(v_tile[(sc + CG) * RS + d4]);
-        let v2 = vec4<f32>(v_tile[(sc + 2u * CG) * RS + d4]);
-        let v3 = vec4<f32>(v_tile[(sc + 3u * CG) * RS + d4]);
-        let o0 = vec4<f32>(do_tile[(sa) * RS + d4]);
-        let o1 = vec4<f32>(do_tile[(sa + RG) * RS + d4]);
-        let o2 = vec4<f32>(do_tile[(sa + 2u * RG) * RS + d4]);
-        let o3 = vec4<f32>(do_tile[(sa + 3u * RG) * RS + d4]);
-        p0 += vec4<f32>(dot(o0, v0), dot(o0, v1), dot(o0, v2), dot(o0, v3));
-        p1 += vec4<f32>(dot(o1, v0), dot(o1, v1), dot(o1, v2), dot(o1, v3));
-        p2 += vec4<f32>(dot(o2, v0), dot(o2, v1), dot(o2, v2), dot(o2, v3));
-        p3 += vec4<f32>(dot(o3, v0), dot(o3, v1), dot(o3, v2), dot(o3, v3));
-      }
-      s0 = fold_parts(s0);
-      s1 = fold_parts(s1);
-      s2 = fold_parts(s2);
-      s3 = fold_parts(s3);
-      p0 = fold_parts(p0);
-      p1 = fold_parts(p1);
-      p2 = fold_parts(p2);
-      p3 = fold_parts(p3);
-      let jv = vec4<u32>(c0 + sc) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
-      let g0 = grad4(s0, p0, sa, row0 + sa, jv, b, h).ds;
-      let g1 = grad4(s1, p1, sa + RG, row0 + sa + RG, jv, b, h).ds;
-      let g2 = grad4(s2, p2, sa + 2u * RG, row0 + sa + 2u * RG, jv, b, h).ds;
-      let g3 = grad4(s3, p3, sa + 3u * RG, row0 + sa + 3u * RG, jv, b, h).ds;
+      let gb = grad_block(sa, sc, part, qt.row0, c0, qt.b, qt.h);
+      let ds = gb.ds;
       // column j of the block: key sc + CG * j, vec4 over the 4 rows
       if (part == 0u) {
-      dsq_tile[(sc) * PS + sa] = vec4<f32>(g0.x, g1.x, g2.x, g3.x);
-      dsq_tile[(sc + CG) * PS + sa] = vec4<f32>(g0.y, g1.y, g2.y, g3.y);
-      dsq_tile[(sc + 2u * CG) * PS + sa] = vec4<f32>(g0.z, g1.z, g2.z, g3.z);
-      dsq_tile[(sc + 3u * CG) * PS + sa] = vec4<f32>(g0.w, g1.w, g2.w, g3.w);
-      if (write_dmask) {
-        for (var i = 0u; i < 4u; i++) {
-          let row = row0 + sa + RG * i;
-          if (row >= Nq) {
-            continue;
-          }
-          var gi: vec4<f32>;
-          switch (i) {
-            case 0u: { gi = g0; }
-            case 1u: { gi = g1; }
-            case 2u: { gi = g2; }
-            default: { gi = g3; }
-          }
-          for (var jj = 0u; jj < 4u; jj++) {
-            if (jv[jj] < Nk) {
-              dmask[(bh * Nq + row) * Nk + jv[jj]] = gi[jj];
-            }
-          }
+        for (var j = 0u; j < 4u; j++) {
+          dsq_tile[(sc + j * CG) * PS + sa] = block_column(ds, j);
+          adm_q[(sc + j * CG) * PS + sa] = adm_bits(block_column(gb.s, j));
         }
-      }
+        if (write_dmask) {
+          write_dmask_block(qt.bh, qt.row0 + sa, c0 + sc, ds);
+        }
       }
     }
     workgroupBarrier();
 
-    for (var cc = 0u; cc < BLOCK_N; cc++) {
-      let gs = dsq_tile[cc * PS + oa];
-      {
-        let kv = vec4<f32>(k_tile[cc * RS + oe]);
-        dq00 += gs.x * kv;
-        dq10 += gs.y * kv;
-        dq20 += gs.z * kv;
-        dq30 += gs.w * kv;
+    if (atomicLoad(&nonfinite_seen) == 0u) {
+      for (var cc = 0u; cc < BLOCK_N; cc++) {
+        dq_acc = acc_step(dq_acc, dsq_tile[cc * PS + oa], TILE_K, cc, oe, TDQ, DVNQ, vec4<bool>(true));
       }
-      if (DVNQ > 1u) {
-        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 1u * TDQ, HD4 - 1u)]);
-        dq01 += gs.x * kv;
-        dq11 += gs.y * kv;
-        dq21 += gs.z * kv;
-        dq31 += gs.w * kv;
-      }
-      if (DVNQ > 2u) {
-        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 2u * TDQ, HD4 - 1u)]);
-        dq02 += gs.x * kv;
-        dq12 += gs.y * kv;
-        dq22 += gs.z * kv;
-        dq32 += gs.w * kv;
-      }
-      if (DVNQ > 3u) {
-        let kv = vec4<f32>(k_tile[cc * RS + min(oe + 3u * TDQ, HD4 - 1u)]);
-        dq03 += gs.x * kv;
-        dq13 += gs.y * kv;
-        dq23 += gs.z * kv;
-        dq33 += gs.w * kv;
+    } else {
+      for (var cc = 0u; cc < BLOCK_N; cc++) {
+        dq_acc = acc_step(dq_acc, dsq_tile[cc * PS + oa], TILE_K, cc, oe, TDQ, DVNQ, unpack_bits(adm_q[cc * PS + oa]));
       }
     }
   }
 
-  store_q_row(bh, row0 + oa + 0u * RG, oe, dq00, dq01, dq02, dq03);
-  store_q_row(bh, row0 + oa + 1u * RG, oe, dq10, dq11, dq12, dq13);
-  store_q_row(bh, row0 + oa + 2u * RG, oe, dq20, dq21, dq22, dq23);
-  store_q_row(bh, row0 + oa + 3u * RG, oe, dq30, dq31, dq32, dq33);
+  store_q_row(qt.bh, rows.x, oe, dq_acc.c0.r0, dq_acc.c1.r0, dq_acc.c2.r0, dq_acc.c3.r0);
+  store_q_row(qt.bh, rows.y, oe, dq_acc.c0.r1, dq_acc.c1.r1, dq_acc.c2.r1, dq_acc.c3.r1);
+  store_q_row(qt.bh, rows.z, oe, dq_acc.c0.r2, dq_acc.c1.r2, dq_acc.c2.r2, dq_acc.c3.r2);
+  store_q_row(qt.bh, rows.w, oe, dq_acc.c0.r3, dq_acc.c1.r3, dq_acc.c2.r3, dq_acc.c3.r3);
+}
+
+// dmask[bh, i, j] = dS for rows i0 + RG * r and keys j0 + CG * c of a block (inside [Nq, Nk]); 0 where inadmissible.
+fn write_dmask_block(bh: u32, i0: u32, j0: u32, ds: Block4) {
+  for (var r = 0u; r < 4u; r++) {
+    let row = i0 + RG * r;
+    if (row >= params.Nq) {
+      continue;
+    }
+    var gi: vec4<f32>;
+    switch (r) {
+      case 0u: { gi = ds.r0; }
+      case 1u: { gi = ds.r1; }
+      case 2u: { gi = ds.r2; }
+      default: { gi = ds.r3; }
+    }
+    for (var c = 0u; c < 4u; c++) {
+      let j = j0 + CG * c;
+      if (j < params.Nk) {
+        dmask[(bh * params.Nq + row) * params.Nk + j] = gi[c];
+      }
+    }
+  }
 }
 
 // Writes query row `row`'s dq vec4 columns oe + TDQ * n (n < DVNQ), times scale.

@@ -1,3 +1,3 @@
-export { scaledDotProductAttention, attentionWeights, chooseTiles, type SdpaOptions } from './sdpa.js';
+export { scaledDotProductAttention, attentionWeights, chooseTiles, type SdpaOptions, type CausalOption } from './sdpa.js';
 export { setFlag, getFlag, listFlags, KNOWN_FLAGS } from './flags.js';
 export { KVCache } from './kv_cache.js';

@@ -1,0 +1,175 @@
+// The fused path: launches of kernels/attention_forward.wgsl and kernels/attention_backward.wgsl as planned by
+// plan.ts (files, constants, grids, input layouts). Nothing here decides a variant or reads a flag; the backward
+// launches what the forward's plan planned for it.
+import { ShapeError, fmtShape } from '../errors.js';
+import { dispatch } from '../gpu/kernels.js';
+import { type Tensor, empty } from '../tensor/tensor.js';
+import { broadcastStrides } from '../tensor/shape.js';
+import { dummy } from '../ops/kernel_args.js';
+import { record } from '../ops/record.js';
+import { withTmp } from '../ops/elementwise.js';
+import { contiguous, expand, reshape, sumToShape } from '../ops/views.js';
+import { type AttentionPlan, type InputLayout, mergeBatchStride, splitShape } from './plan.js';
+
+/** A tensor as the kernels index it: [Bt, H, N, D] with an offset and (batch, head, row) strides, last dim contiguous. */
+interface KernelView {
+  t: Tensor;
+  off: number;
+  sb: number;
+  sh: number;
+  sn: number;
+}
+
+/** x made indexable as planned: itself, a contiguous copy, or a copy expanded over the batch (pushed to `owned`). */
+function materialise(x: Tensor, layout: InputLayout, full: number[], owned: Tensor[]): Tensor {
+  if (layout === 'view') return x;
+  const c = layout === 'contiguous' ? contiguous(x) : withTmp(expand(x, full), (e) => contiguous(e));
+  owned.push(c);
+  return c;
+}
+
+function kernelView(x0: Tensor, layout: InputLayout, p: AttentionPlan, owned: Tensor[]): KernelView {
+  const x = materialise(x0, layout, [...p.batch, ...x0.shape.slice(-3)], owned);
+  const s = splitShape(x.shape);
+  const lead = x.rank === 2 ? [] : x.shape.slice(0, -3);
+  const leadStrides = x.rank === 2 ? [] : x.strides.slice(0, -3);
+  const sb = mergeBatchStride(p.batch, broadcastStrides(lead, leadStrides, p.batch));
+  if (sb === null) throw new ShapeError(`${p.fn}: internal: ${fmtShape(x.shape)} has no batch stride after its planned copy`);
+  const sh = x.rank === 2 ? 0 : s.H === 1 ? 0 : x.strides[x.rank - 3];
+  return { t: x, off: x.offset, sb, sh, sn: x.strides[x.rank - 2] };
+}
+
+function maskParams(mask: Tensor | null, layout: InputLayout | null, p: AttentionPlan, owned: Tensor[]): { m: Tensor | null; params: Record<string, number> } {
+  if (!mask) return { m: null, params: { m_off: 0, m_sb: 0, m_sh: 0, m_sq: 0, m_sk: 0 } };
+  const dims = [...Array(Math.max(0, 3 - mask.rank)).fill(1), ...mask.shape.slice(-3)];
+  const m = materialise(mask, layout ?? 'view', [...p.batch, ...dims], owned);
+  const st = broadcastStrides(m.shape, m.strides, [...p.batch, p.Hq, p.Nq, p.Nk]);
+  const nb = p.batch.length;
+  const sb = mergeBatchStride(p.batch, st.slice(0, nb));
+  if (sb === null) throw new ShapeError(`${p.fn}: internal: attnMask ${fmtShape(m.shape)} has no batch stride after its planned copy`);
+  return { m, params: { m_off: m.offset, m_sb: sb, m_sh: st[nb], m_sq: st[nb + 1], m_sk: st[nb + 2] } };
+}
+
+function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: KernelView, maskParams: Record<string, number>): Record<string, number> {
+  return {
+    B: p.Bt, Hq: p.Hq, Hk: p.Hk, Nq: p.Nq, Nk: p.Nk, D: p.D, Dv: p.Dv, scale: p.scale,
+    causal: p.causal ? 1 : 0, causal_diag: p.causalDiag, mask_kind: p.maskKind,
+    q_off: qv.off, q_sb: qv.sb, q_sh: qv.sh, q_sn: qv.sn,
+    k_off: kv.off, k_sb: kv.sb, k_sh: kv.sh, k_sn: kv.sn,
+    v_off: vv.off, v_sb: vv.sb, v_sh: vv.sh, v_sn: vv.sn,
+    ...maskParams,
+    dropout_p: p.dropoutP, seed0: p.seed, seed1: 0, write_dmask: 0,
+  };
+}
+
+interface Saved {
+  q: KernelView;
+  k: KernelView;
+  v: KernelView;
+  mask: Tensor | null;
+  params: Record<string, number>;
+  o: Tensor;
+  lse: Tensor;
+}
+
+function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: boolean): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null } {
+  const plan = p.fused!.backward!;
+  const dt = p.computeDtype;
+  const gc = g.isContiguous && g.offset === 0 ? g : contiguous(g);
+  const delta = empty([p.Bt * p.Hq * p.Nq], 'f32');
+  const dq = empty([p.Bt, p.Hq, p.Nq, p.D], dt);
+  const dk = empty([p.Bt, p.Hk, p.Nk, p.D], dt);
+  const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], dt);
+  const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
+  const params = { ...s.params, write_dmask: dmask ? 1 : 0 };
+  const bindings = {
+    q: s.q.t.buf(p.fn).buffer, k: s.k.t.buf(p.fn).buffer, v: s.v.t.buf(p.fn).buffer,
+    mask: s.mask ? s.mask.buf(p.fn).buffer : dummy(),
+    o: s.o.buf(p.fn).buffer, dout: gc.buf(p.fn).buffer, lse: s.lse.buf(p.fn).buffer,
+    delta: delta.buf(p.fn).buffer, dq: dq.buf(p.fn).buffer, dk: dk.buf(p.fn).buffer, dv: dv.buf(p.fn).buffer,
+    dmask: dmask ? dmask.buf(p.fn).buffer : dummy(),
+  };
+  if (p.Bt * p.Hq * p.Nq > 0) {
+    dispatch(plan.file, 'delta_main', { constants: plan.dkdv.constants, bindings, params, workgroups: plan.deltaGrid, label: `attention.backward.delta${plan.label}` });
+    dispatch(plan.file, 'dkdv', { constants: plan.dkdv.constants, bindings, params, workgroups: plan.dkdv.grid, label: `attention.backward.dkdv${plan.label}` });
+    dispatch(plan.file, 'dq_main', { constants: plan.dq.constants, bindings, params, workgroups: plan.dq.grid, label: `attention.backward.dq${plan.label}` });
+  }
+  delta.dispose();
+  if (gc !== g) gc.dispose();
+  return { dq, dk, dv, dmask };
+}
+
+/** Reduces a [Bt, H, N, X] kernel gradient to the input's own shape (summing broadcast dims). */
+function gradToInput(g: Tensor, p: AttentionPlan, inShape: number[]): Tensor {
+  const s = inShape.length === 2 ? { batch: [] as number[], H: 1 } : { batch: inShape.slice(0, -3), H: inShape[inShape.length - 3] };
+  const full = reshape(g, [...p.batch, g.shape[1], g.shape[2], g.shape[3]]);
+  // A query grouping on k/v heads is already summed by the kernel; broadcast heads (H = 1) were too.
+  const target = inShape.length === 2 ? [...p.batch.map(() => 1), 1, ...inShape] : [...s.batch, s.H, ...inShape.slice(-2)];
+  const r = withTmp(full, (t) => sumToShape(t, target));
+  return withTmp(r, (t) => reshape(t, inShape));
+}
+
+/**
+ * The fused forward (and its backward on the tape), as planned; q, k, v and mask in the plan's compute dtype. A failure
+ * after the first allocation (a lost device) disposes what this call made before it rethrows.
+ */
+export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionPlan): Tensor {
+  const plan = p.fused!;
+  const owned: Tensor[] = [];
+  const made: Tensor[] = [];
+  try {
+    const qv = kernelView(q, plan.layouts.q, p, owned);
+    const kv = kernelView(k, plan.layouts.k, p, owned);
+    const vv = kernelView(v, plan.layouts.v, p, owned);
+    const mp = maskParams(mask, plan.layouts.mask, p, owned);
+    const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], p.computeDtype);
+    made.push(o);
+    const lse = empty([p.Bt, p.Hq, p.Nq], 'f32');
+    made.push(lse);
+    const params = commonParams(p, qv, kv, vv, mp.params);
+    if (p.Bt * p.Hq * p.Nq > 0) {
+      dispatch(plan.forward.file, 'main', {
+        constants: plan.forward.constants,
+        bindings: {
+          q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
+          mask: mp.m ? mp.m.buf(p.fn).buffer : dummy(),
+          o: o.buf(p.fn).buffer, lse: lse.buf(p.fn).buffer,
+        },
+        params,
+        workgroups: plan.forward.grid,
+        label: plan.forward.label,
+      });
+    }
+    const out = reshape(o, p.outShape.slice());
+    made.push(out);
+    const maskNeedsGrad = !!(mask && p.maskKind === 2 && mask.requiresGrad);
+    const qShape = q.shape.slice(), kShape = k.shape.slice(), vShape = v.shape.slice();
+    const res = record('scaledDotProductAttention', out, [q, k, v, maskNeedsGrad ? mask : null], (g, saved, needs) => {
+      const [sq, sk, sv, so, sl, sm] = saved;
+      const grads = fusedBackward(p, g, {
+        q: { ...qv, t: sq }, k: { ...kv, t: sk }, v: { ...vv, t: sv }, mask: mp.m ? sm : null, params, o: so, lse: sl,
+      }, needs[3]);
+      const gq = needs[0] ? gradToInput(grads.dq, p, qShape) : null;
+      const gk = needs[1] ? gradToInput(grads.dk, p, kShape) : null;
+      const gv = needs[2] ? gradToInput(grads.dv, p, vShape) : null;
+      let gm: Tensor | null = null;
+      if (grads.dmask && mask) {
+        const full = reshape(grads.dmask, [...p.batch, p.Hq, p.Nq, p.Nk]);
+        gm = withTmp(full, (t) => sumToShape(t, mask.shape));
+      }
+      grads.dq.dispose();
+      grads.dk.dispose();
+      grads.dv.dispose();
+      grads.dmask?.dispose();
+      return [gq, gk, gv, gm];
+    }, [qv.t, kv.t, vv.t, o, lse, ...(mp.m ? [mp.m] : [])]);
+    o.dispose();
+    lse.dispose();
+    return res;
+  } catch (e) {
+    for (const t of made) t.dispose();
+    throw e;
+  } finally {
+    for (const t of owned) t.dispose();
+  }
+}
