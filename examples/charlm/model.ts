@@ -68,11 +68,9 @@ export class CharLM extends nn.Module {
     return tidy(() => {
       let x = this.embed(tokens, start);
       for (let i = 0; i < this.cfg.layers; i++) {
-        // A cached step of one token attends to all earlier positions: no causal mask (PyTorch's
-        // top-left alignment would let it see key 0 only). A prefill into an empty cache is causal.
-        const cache = caches?.[i];
-        const isCausal = cache ? cache.length === 0 && tokens.shape[1] > 1 : true;
-        x = this.layer(i).forward(x, { cache, isCausal });
+        // Causal either way: through a cache the layer aligns it at the bottom right, so the new tokens see every
+        // cached position before them (one token, a chunk, or a prefill alike).
+        x = this.layer(i).forward(x, { cache: caches?.[i] });
       }
       return this.head.forward(this.normOut.forward(x));
     });

@@ -6,6 +6,14 @@ import { elementwise } from '../ops/kernel_args.js';
 import { slice } from '../ops/views.js';
 import { withGradMode } from '../tensor/graph.js';
 
+/**
+ * Keys and values of the positions decoded so far, for incremental decoding. Each step appends the new positions'
+ * k and v and attends over every cached position. Causal attention through a cache is aligned at the bottom right:
+ * the Nq new queries are the last Nq of the Nk cached positions, so query i sees keys j <= i + Nk - Nq. Call
+ * F.scaledDotProductAttention with isCausal: 'lowerRight' (PyTorch's causal_lower_right) on what append returns;
+ * nn.MultiheadAttention and nn.TransformerEncoderLayer do so whenever a cache is given (isCausal: true or causal: true),
+ * whether the new positions come one at a time, in chunks, or after a prefill.
+ */
 export class KVCache {
   private k: Tensor | null = null;
   private v: Tensor | null = null;
@@ -31,8 +39,8 @@ export class KVCache {
     if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
     if (!this.k) {
       // The cache outlives the tidy() scope of the forward pass that first fills it.
-      this.k = keep(empty([B, H, this.maxLength, D], 'f32'));
-      this.v = keep(empty([B, H, this.maxLength, Dv], 'f32'));
+      this.k = keep(empty([B, H, this.maxLength, D], k.dtype));
+      this.v = keep(empty([B, H, this.maxLength, Dv], v.dtype));
     }
     return withGradMode(false, () => {
       for (const [src, dst] of [[k, this.k!], [v, this.v!]] as const) {

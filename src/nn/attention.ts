@@ -6,7 +6,7 @@ import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/e
 import { linear, matmul } from '../ops/matmul.js';
 import { softmax } from '../ops/nn_ops.js';
 import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
-import { scaledDotProductAttention, type SdpaOptions } from '../attention/sdpa.js';
+import { scaledDotProductAttention, type CausalOption, type SdpaOptions } from '../attention/sdpa.js';
 import { KVCache } from '../attention/kv_cache.js';
 import { tensor } from '../tensor/tensor.js';
 import { Module, checkFeatures } from './module.js';
@@ -27,7 +27,12 @@ export interface AttentionCallOptions {
   attnMask?: Tensor | null;
   /** bool [B, Nk]: true marks the real (non-padding) keys. */
   keyMask?: Tensor | null;
-  isCausal?: boolean;
+  /**
+   * Causal attention. true is top-left aligned (PyTorch's is_causal) without a cache; with a cache it is bottom-right
+   * aligned ('lowerRight'), so a query at absolute position t sees the cached keys 0..t. 'upperLeft' and 'lowerRight'
+   * choose the alignment explicitly.
+   */
+  isCausal?: CausalOption;
   /** Incremental decoding: keys and values are appended to this cache and attention reads all of it. */
   cache?: KVCache | null;
   impl?: SdpaOptions['impl'];
@@ -160,9 +165,11 @@ export class MultiheadAttention extends Module {
     }
     const Nk = kh.shape[2];
     const mask = combineMasks(name, options.attnMask, options.keyMask, B, Nk);
+    // The new queries are the last Nq of the Nk cached positions: causal attention through a cache is bottom-right aligned.
+    const isCausal = options.cache && options.isCausal === true ? 'lowerRight' : options.isCausal;
     const attn = scaledDotProductAttention(qh, kh, vh, {
       attnMask: mask,
-      isCausal: options.isCausal,
+      isCausal,
       dropoutP: this.training ? this.dropoutP : 0,
       seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this.calls) >>> 0 : undefined,
       impl: options.impl,

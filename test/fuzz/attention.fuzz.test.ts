@@ -18,7 +18,7 @@ const caseArb = fc.record({
   B: fc.integer({ min: 1, max: 2 }), Hk: fc.integer({ min: 1, max: 3 }), g: fc.integer({ min: 1, max: 3 }),
   Nq: fc.integer({ min: 1, max: 40 }), Nk: fc.integer({ min: 1, max: 40 }),
   D: fc.integer({ min: 1, max: 40 }).map((d) => d * 2), Dv: fc.integer({ min: 1, max: 36 }).map((d) => d * 2),
-  causal: fc.boolean(),
+  causal: fc.constantFrom(false, true, 'lowerRight' as const),
   mask: fc.constantFrom('none', 'bool-key', 'bool-full', 'float-bias', 'float-key'),
   dropout: fc.constantFrom(0, 0, 0.2),
   seed: fc.integer({ min: 0, max: 2 ** 30 }),
