@@ -2,7 +2,7 @@
 // and makes every variant decision (implementation, f16 handling, kernel files, tiles, subgroup folds, PARTS, grids,
 // how each input reaches the kernels), all before anything is allocated or encoded. The fused and reference paths
 // execute the plan, and the fused backward reuses the plan its forward made: nothing reads a flag after planning.
-import { DTypeError, DeviceError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { DTypeError, DeviceError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { gpu, type KilnDevice } from '../gpu/device.js';
 import { variantName, type KernelVariant } from '../gpu/kernels.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -35,6 +35,7 @@ export interface SdpaOptions {
 }
 
 export const SDPA_OPTION_KEYS = ['attnMask', 'isCausal', 'scale', 'dropoutP', 'seed', 'impl'] as const;
+const WEIGHTS_OPTION_KEYS = ['attnMask', 'isCausal', 'scale'] as const;
 
 /** Where an input's elements are for the kernels: its own strides, a contiguous copy, or a copy expanded over the batch. */
 export type InputLayout = 'view' | 'contiguous' | 'expand';
@@ -232,7 +233,8 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
  * Validates a call of scaledDotProductAttention (v given) or attentionWeights (v null) and plans it. Throws a typed
  * KilnError naming the values at fault; allocates nothing and encodes nothing.
  */
-export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, opts: SdpaOptions, defaultImpl?: 'fused' | 'reference'): AttentionPlan {
+export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, options: SdpaOptions | undefined, defaultImpl?: 'fused' | 'reference'): AttentionPlan {
+  const opts = checkOptions(fn, options, v === null ? WEIGHTS_OPTION_KEYS : SDPA_OPTION_KEYS);
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!t) continue;
     t.buf(fn);

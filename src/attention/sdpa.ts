@@ -39,14 +39,14 @@ function run(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionP
  * is_causal) or 'lowerRight' (bottom-right, as incremental decoding through a KVCache needs). A row with no admissible
  * key gives zeros and zero gradients; a NaN (or +inf) score makes its row NaN, as PyTorch.
  */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SdpaOptions = {}): Tensor {
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts?: SdpaOptions): Tensor {
   const p = planAttention('scaledDotProductAttention', q, k, v, opts);
-  return run(q, k, v, opts.attnMask ?? null, p);
+  return run(q, k, v, p.mask, p);
 }
 
 /** The attention probabilities softmax(q k^T * scale + mask), [..., Hq, Nq, Nk], for looking at them (f32, or f16 for f16 inputs). */
-export function attentionWeights(q: Tensor, k: Tensor, opts: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'> = {}): Tensor {
+export function attentionWeights(q: Tensor, k: Tensor, opts?: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'>): Tensor {
   const p = planAttention('attentionWeights', q, k, null, opts);
-  const w = withCasts([q, k, opts.attnMask ?? null], [true, true, true], (qc, kc, mc) => referenceWeights(qc!, kc!, mc, p));
+  const w = withCasts([q, k, p.mask], [true, true, true], (qc, kc, mc) => referenceWeights(qc!, kc!, mc, p));
   return p.dtype === 'f16' ? withTmp(w, (t) => toDType(t, 'f16')) : w;
 }

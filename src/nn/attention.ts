@@ -1,6 +1,6 @@
 // Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
 // TransformerEncoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { type Tensor, tidy } from '../tensor/tensor.js';
 import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
@@ -37,6 +37,8 @@ export interface AttentionCallOptions {
   cache?: KVCache | null;
   impl?: SdpaOptions['impl'];
 }
+
+const ATTENTION_CALL_KEYS = ['attnMask', 'keyMask', 'isCausal', 'cache', 'impl'] as const;
 
 /** Combines a user mask and a key-padding mask into one mask broadcastable to [B, H, Nq, Nk]. */
 function combineMasks(fn: string, attnMask: Tensor | null | undefined, keyMask: Tensor | null | undefined, B: number, Nk: number): Tensor | null {
@@ -118,8 +120,9 @@ export class MultiheadAttention extends Module {
     return withTmp(reshape(x, [B, N, heads, this.headDim]), (t) => permute(t, [0, 2, 1, 3]));
   }
 
-  override forward(query: Tensor, key: Tensor = query, value: Tensor = key, options: AttentionCallOptions = {}): Tensor {
+  override forward(query: Tensor, key: Tensor = query, value: Tensor = key, callOptions?: AttentionCallOptions): Tensor {
     const name = `MultiheadAttention(${this.embedDim}, ${this.numHeads})`;
+    const options = checkOptions(name, callOptions, ATTENTION_CALL_KEYS);
     for (const [arg, t] of [['query', query], ['key', key], ['value', value]] as const) {
       checkFeatures(name, t, this.embedDim);
       if (t.rank !== 3) throw new ShapeError(`${name}: ${arg} ${fmtShape(t.shape)} must be batch-first [B, N, E]`);

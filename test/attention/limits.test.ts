@@ -2,7 +2,7 @@
 // forward and backward, with the grid folded; every failing call (a head dim over the fused limit, outputs past the
 // binding limit, a layout the kernels cannot index) leaves no live buffer and encodes no GPU work.
 import { afterEach, describe, expect, it } from 'vitest';
-import { F, DeviceError, ShapeError, deviceInfo, memory, randn, tensor } from '../../src/index.node';
+import { F, DeviceError, ShapeError, ValueError, deviceInfo, memory, nn, randn, tensor } from '../../src/index.node';
 import { gpuStats, setFlag } from '../../src/experimental';
 import { allClose } from '../reference/core';
 import { sdpa } from '../reference/attention';
@@ -82,7 +82,11 @@ describe('failing calls leave no buffer and encode nothing', () => {
     setFlag('attention.tiles', undefined);
     const v = tensor(new Float32Array(8), { shape: [1, 1, 1, 8] });
     noWork(() => F.scaledDotProductAttention(q, q, v), ShapeError, /number of keys/);
-    q.dispose();
-    v.dispose();
+    noWork(() => F.scaledDotProductAttention(q, q, q, { causal: true } as never), ValueError, /scaledDotProductAttention: unknown option 'causal' \(did you mean 'isCausal'\?\)/);
+    noWork(() => F.attentionWeights(q, q, { dropoutP: 0.1 } as never), ValueError, /attentionWeights: unknown option 'dropoutP'/);
+    const mha = new nn.MultiheadAttention(8, 2);
+    const x = randn([1, 3, 8], { seed: 2 });
+    noWork(() => mha.forward(x, x, x, { causal: true } as never), ValueError, /MultiheadAttention\(8, 2\): unknown option 'causal'/);
+    for (const t of [q, v, x]) t.dispose();
   });
 });
