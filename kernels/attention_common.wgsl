@@ -189,45 +189,36 @@ fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
   return true;
 }
 
-// Encoded score of query i, key j (batch b, query head h) from s = scale * dot(q_i, k_j): see the header.
-fn admit_one(s: f32, i: u32, j: u32, b: u32, h: u32) -> f32 {
-  if (i >= params.Nq || j >= params.Nk) {
-    return MASKED;
+// Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products.
+fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+  var ok = (jv < vec4<u32>(params.Nk)) & vec4<bool>(i < params.Nq);
+  if (params.causal != 0u) {
+    ok = ok & (vec4<i32>(jv) <= vec4<i32>(i32(i) + params.causal_diag));
   }
-  if (params.causal != 0u && i32(j) > i32(i) + params.causal_diag) {
-    return MASKED;
-  }
-  var x = s;
-  if (params.mask_kind != 0u) {
-    let bits = mask[params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq + j * params.m_sk];
-    if (params.mask_kind == 1u) {
-      if (bits == 0u) {
-        return MASKED;
+  var s = raw * params.scale;
+  if (params.mask_kind != 0u && i < params.Nq) {
+    let m_row = params.m_off + b * params.m_sb + h * params.m_sh + i * params.m_sq;
+    for (var t = 0u; t < 4u; t++) {
+      if (ok[t]) {
+        let bits = mask[m_row + jv[t] * params.m_sk];
+        if (params.mask_kind == 1u) {
+          ok[t] = bits != 0u;
+        } else if (bits == 0xff800000u) {
+          ok[t] = false;
+        } else {
+          s[t] += bitcast<f32>(bits);
+        }
       }
-    } else if (bits == 0xff800000u) {
-      return MASKED;
-    } else {
-      x += bitcast<f32>(bits);
     }
   }
-  if (!mask_mod(b, h, i, j)) {
-    return MASKED;
+  for (var t = 0u; t < 4u; t++) {
+    ok[t] = ok[t] && mask_mod(b, h, i, jv[t]);
+    s[t] = score_mod(s[t], b, h, i, jv[t]);
   }
-  x = score_mod(x, b, h, i, j);
-  if (is_nan(x) || bitcast<u32>(x) == 0x7f800000u) {
-    return POISON;
-  }
-  if (is_neg_inf(x)) {
-    return NEG_INF_SCORE;
-  }
-  return max(x, VALID_FLOOR);
-}
-
-// Encoded scores of query row i at keys jv, from raw dot products.
-fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
-  let s = raw * params.scale;
-  return vec4<f32>(admit_one(s.x, i, jv.x, b, h), admit_one(s.y, i, jv.y, b, h), admit_one(s.z, i, jv.z, b, h),
-                   admit_one(s.w, i, jv.w, b, h));
+  let bits = bitcast<vec4<u32>>(s);
+  let poison = ((bits & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) | (bits == vec4<u32>(0x7f800000u));
+  let encoded = select(select(max(s, vec4<f32>(VALID_FLOOR)), vec4<f32>(NEG_INF_SCORE), bits == vec4<u32>(0xff800000u)), vec4<f32>(POISON), poison);
+  return select(vec4<f32>(MASKED), encoded, ok);
 }
 
 // Dropout keep multiplier (1 kept, 0 dropped) of query i, key j of flattened head bh = b * Hq + h.
