@@ -59,14 +59,14 @@
 //   32x16, 16x32, 16x16, 16x8, 8x8, 8x4, 4x4 that fits; THREADS = OG * SG, doubled while DVN > 4, or while
 //   THREADS < 128 and DVN > 1 on a hardware adapter (on an H100, D 64: 128 threads with DVN 1 made the backward
 //   ~1.5x faster than 64 with DVN 2; lavapipe, a CPU, only adds threads while DVN > 4):
-//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32:  dkdv 64 keys x 32 rows, 45 328 B; dq 64 rows x 32 keys, 36 880 B
-//                           HEAD_DIM_MAX 64:  dkdv 32 x 32, 44 304 B;  dq 32 x 32, 39 696 B
-//                           HEAD_DIM_MAX 128: dkdv 16 x 16, 36 496 B;  dq 16 x 16, 35 216 B
-//                           HEAD_DIM_MAX 256: dkdv 8 x 8, 34 128 B;    dq 8 x 8, 33 744 B      (all 128 threads)
-//   32 KiB (lavapipe):      HEAD_DIM_MAX 32:  dkdv 32 x 32, 64 thr, 27 920 B; dq 32 x 32, 64 thr, 23 312 B
-//                           HEAD_DIM_MAX 64:  dkdv 32 keys x 16 rows, 30 864 B; dq 32 rows x 16 keys, 28 688 B
-//                           HEAD_DIM_MAX 128: dkdv 16 x 8, 26 704 B; dq 16 x 8, 26 128 B
-//                           HEAD_DIM_MAX 256: dkdv 8 x 4, 25 392 B;  dq 8 x 4, 25 232 B
+//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32:  dkdv 64 keys x 32 rows, 47 504 B; dq 64 rows x 32 keys, 39 056 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 x 32, 45 456 B;  dq 32 x 32, 40 848 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 16, 36 816 B;  dq 16 x 16, 35 536 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 8, 34 224 B;    dq 8 x 8, 33 840 B      (all 128 threads)
+//   32 KiB (lavapipe):      HEAD_DIM_MAX 32:  dkdv 32 x 32, 64 thr, 29 072 B; dq 32 x 32, 64 thr, 24 464 B
+//                           HEAD_DIM_MAX 64:  dkdv 32 keys x 16 rows, 31 440 B; dq 32 rows x 16 keys, 29 264 B
+//                           HEAD_DIM_MAX 128: dkdv 16 x 8, 26 864 B; dq 16 x 8, 26 288 B
+//                           HEAD_DIM_MAX 256: dkdv 8 x 4, 25 440 B;  dq 8 x 4, 25 280 B
 //                           (HEAD_DIM_MAX 64 / 128 / 256: 32 threads, DVN 4)
 // Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
 //   THREADS >= RG * CG * PARTS and a multiple of the owned groups (dkdv: CG, dq_main: RG), DVN <= 4, memory <=

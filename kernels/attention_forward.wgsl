@@ -56,11 +56,11 @@
 //   32x16, 16x32, 16x16, 16x8, ... that fits; THREADS = RG * CG, doubled while DVN > 4, or while THREADS < 128 and
 //   DVN > 1 on a hardware adapter (on an H100, 128-thread workgroups beat 64-thread ones: D 128 forward 6.8 vs
 //   4.2 TFLOP/s; on lavapipe, a CPU, idle score-phase threads only cost, so there only DVN > 4 adds threads):
-//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32: 64x64, 256 thr, 40 208 B; 64: 64x32, 128 thr, 37 008 B;
-//                           128: 32x32, 128 thr, 39 568 B; 256: 16x16, 128 thr, 34 896 B
+//   48 KiB (H100 via Dawn): HEAD_DIM_MAX 32: 64x64, 256 thr, 44 560 B; 64: 64x32, 128 thr, 39 184 B;
+//                           128: 32x32, 128 thr, 40 720 B; 256: 16x16, 128 thr, 35 216 B
 //   48 KiB, f16 variant:    HEAD_DIM_MAX 128: 64x32 (f32 tiles: 32x32), the same tiles as f32 at HEAD_DIM_MAX 64
-//   32 KiB (lavapipe):      32: 64x32, 128 thr, 24 720 B; 64: 32x32, 64 thr, 23 184 B;
-//                           128: 32x16, 64 thr, 28 240 B; 256: 16x8, 64 thr, 25 776 B
+//   32 KiB (lavapipe):      32: 64x32, 128 thr, 26 896 B; 64: 32x32, 64 thr, 24 336 B;
+//                           128: 32x16, 64 thr, 28 816 B; 256: 16x8, 64 thr, 25 936 B
 // Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
 //   THREADS >= RG * CG * PARTS, THREADS % RG == 0, DVN <= 4, THREADS <= maxComputeInvocationsPerWorkgroup,
 //   memory above <= maxComputeWorkgroupStorageSize (src/attention/tiles.ts checks them all before a launch).

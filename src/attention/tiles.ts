@@ -67,9 +67,10 @@ export function columnsPerThread(kind: TileKind, c: TileConfig): number {
 }
 
 /**
- * Workgroup memory (bytes) of an entry point: the kernels' header formulas. E = 16 bytes per vec4 tile element, 8 for
- * the f16 variant's f16 tiles (halfTiles); every workgroup variable counts rounded up to 16 bytes (WebGPU's rule), so
- * the scalar nonfinite_seen adds 16.
+ * Workgroup memory (bytes) of an entry point: the kernels' header formulas (test/attention/flags.test.ts holds this
+ * against the kernels' declarations). E = 16 bytes per vec4 tile element, 8 for the f16 variant's f16 tiles
+ * (halfTiles); the u32 admissibility bits add 4 per weight vec4; every workgroup variable counts rounded up to 16 bytes
+ * (WebGPU's rule), so the scalar nonfinite_seen adds 16.
  */
 export function tileBytes(kind: TileKind, c: TileConfig, halfTiles: boolean): number {
   const rs = c.HEAD_DIM_MAX / 4 + 1;
