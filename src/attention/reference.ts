@@ -9,7 +9,7 @@
 import { type Tensor, tensor, tidy } from '../tensor/tensor.js';
 import { numel } from '../tensor/shape.js';
 import { attnDropoutKeep } from '../tensor/random.js';
-import { add, eq, ge, gt, logicalAnd, logicalNot, logicalOr, lt, mul, ne, where } from '../ops/elementwise.js';
+import { add, eq, ge, gt, logicalAnd, mul, ne, where } from '../ops/elementwise.js';
 import { arange } from '../ops/creation.js';
 import { matmul } from '../ops/matmul.js';
 import { softmax } from '../ops/nn_ops.js';
@@ -87,14 +87,12 @@ function probabilities(q: Tensor, k: Tensor, mask: Tensor | null, p: AttentionPl
   let s = mul(groupedMatmul(qz, transpose(kz, -1, -2), p), p.scale);
   if (mask && p.maskKind === 2) s = add(s, mask);
   if (keep) s = where(keep, s, scalar(-Infinity));
-  const probs = softmax(s, -1);
-  // Rows whose admissible scores hold a NaN or +inf, or are all -inf, are NaN, with NaN gradients (s times a NaN row
-  // factor carries them to every admissible score, and nothing to the other rows); softmax states the first two, the
-  // last is stated here.
-  const m = max(s, -1, true);
-  const negInf = eq(m, -Infinity);
-  const bad = logicalOr(logicalNot(lt(m, Infinity)), rowAny ? logicalAnd(negInf, rowAny) : negInf);
-  return { probs: where(bad, mul(s, where(bad, scalar(NaN), scalar(0))), probs), rowAny, keyAny };
+  // softmax makes a row holding a NaN or +inf NaN (values and gradients); a row of -inf scores it gives zeros, which is
+  // right for a row without admissible keys only. Any other row of -inf scores gets a NaN added before the softmax, so
+  // it is NaN as PyTorch's is, and so are its gradients at every admissible entry.
+  const negInf = eq(max(s, -1, true), -Infinity);
+  const bad = rowAny ? logicalAnd(negInf, rowAny) : negInf;
+  return { probs: softmax(add(s, where(bad, scalar(NaN), scalar(0))), -1), rowAny, keyAny };
 }
 
 function dropoutMultiplier(p: AttentionPlan, shape: number[]): Tensor {
