@@ -1,6 +1,6 @@
 // A key/value cache for incremental decoding: keys and values are appended into preallocated
 // storage and read back as views (no copies), so step t attends over positions 0..t.
-import { ShapeError, ValueError, fmtShape } from '../errors.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { type Tensor, empty, keep } from '../tensor/tensor.js';
 import { elementwise } from '../ops/kernel_args.js';
 import { slice } from '../ops/views.js';
@@ -35,6 +35,9 @@ export class KVCache {
     if (v.shape[0] !== B || v.shape[1] !== H || v.shape[2] !== T) throw new ShapeError(`KVCache.append: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree`);
     if (this.k && (this.k.shape[0] !== B || this.k.shape[1] !== H || this.k.shape[3] !== D || this.v!.shape[3] !== Dv)) {
       throw new ShapeError(`KVCache.append: k ${fmtShape(k.shape)} does not match the cache's [${B},${H},*,${D}] layout ${fmtShape(this.k.shape)}`);
+    }
+    if (this.k && (k.dtype !== this.k.dtype || v.dtype !== this.v!.dtype)) {
+      throw new DTypeError(`KVCache.append: k ${k.dtype} and v ${v.dtype} differ from the cache's ${this.k.dtype} and ${this.v!.dtype}`);
     }
     if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
     if (!this.k) {

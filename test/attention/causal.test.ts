@@ -3,7 +3,7 @@
 // and attentionWeights, forward and backward. A causal nn.MultiheadAttention or nn.TransformerEncoderLayer fed through
 // a KVCache (one token at a time, in chunks, after a prefill, with grouped-query heads) matches one full forward pass.
 import { describe, expect, it } from 'vitest';
-import { F, KVCache, type Tensor, ValueError, nn, noGrad, tidy } from '../../src/index.node';
+import { DTypeError, F, KVCache, type Tensor, ValueError, nn, noGrad, tidy } from '../../src/index.node';
 import { allClose } from '../reference/core';
 import { sdpa } from '../reference/attention';
 import { expectMatchesReference } from './check';
@@ -117,6 +117,9 @@ describe('incremental decoding through a KVCache matches one full forward pass',
       return Array.from({ length: (b - a) * 8 }, (_, e) => rows[off + h * (b - a) * 8 + e]);
     }));
     close(byHead, full, 'sdpa through a cache');
+    const [kh, vh] = [k.half(), v.half()];
+    expectThrowsRaw(() => cache.append(kh, vh), DTypeError, /KVCache.append: k f16 and v f16 differ from the cache's f32 and f32/);
+    for (const t of [kh, vh]) t.dispose();
     cache.dispose();
     for (const t of [q, k, v]) t.dispose();
   });
