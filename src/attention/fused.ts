@@ -1,14 +1,14 @@
-// The fused path: launches of kernels/attention_forward.wgsl and kernels/attention_backward.wgsl as planned by
-// plan.ts (files, constants, grids, input layouts). Nothing here decides a variant or reads a flag; the backward
-// launches what the forward's plan planned for it.
+// The fused path: the launches of src/launch/attention.ts as planned by plan.ts (variants, constants, grids, input
+// layouts), with the tensors' offsets and strides as the kernels' params. Nothing here decides a variant or reads a
+// flag; the backward launches what the forward's plan planned for it.
 import { ShapeError, fmtShape } from '../errors.js';
-import { dispatch } from '../gpu/kernels.js';
-import { type Tensor, empty } from '../tensor/tensor.js';
+import { allocLike } from '../tensor/base.js';
 import { broadcastStrides } from '../tensor/shape.js';
-import { dummy } from '../ops/kernel_args.js';
-import { record } from '../ops/record.js';
-import { withTmp } from '../ops/elementwise.js';
-import { contiguous, expand, reshape, sumToShape } from '../ops/views.js';
+import { attentionBackward, attentionForward } from '../launch/attention.js';
+import { sumTo } from '../launch/reduce.js';
+import { record } from '../autograd/node.js';
+import type { Tensor } from '../ops/tensor.js';
+import { contiguous, expand, reshape } from '../ops/views.js';
 import { type AttentionPlan, type InputLayout, mergeBatchStride, splitShape } from './plan.js';
 
 /** A tensor as the kernels index it: [Bt, H, N, D] with an offset and (batch, head, row) strides, last dim contiguous. */
@@ -23,7 +23,13 @@ interface KernelView {
 /** x made indexable as planned: itself, a contiguous copy, or a copy expanded over the batch (pushed to `owned`). */
 function materialise(x: Tensor, layout: InputLayout, full: number[], owned: Tensor[]): Tensor {
   if (layout === 'view') return x;
-  const c = layout === 'contiguous' ? contiguous(x) : withTmp(expand(x, full), (e) => contiguous(e));
+  let c: Tensor;
+  if (layout === 'contiguous') c = contiguous(x);
+  else {
+    const e = expand(x, full);
+    c = contiguous(e);
+    e.dispose();
+  }
   owned.push(c);
   return c;
 }
@@ -75,38 +81,28 @@ interface Saved {
 function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: boolean): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null } {
   const plan = p.fused!.backward!;
   const dt = p.computeDtype;
+  // The kernels read dO contiguous (the rule's scope frees the copy, when one is made).
   const gc = g.isContiguous && g.offset === 0 ? g : contiguous(g);
-  const delta = empty([p.Bt * p.Hq * p.Nq], 'f32');
-  const dq = empty([p.Bt, p.Hq, p.Nq, p.D], dt);
-  const dk = empty([p.Bt, p.Hk, p.Nk, p.D], dt);
-  const dv = empty([p.Bt, p.Hk, p.Nk, p.Dv], dt);
-  const dmask = wantMaskGrad ? empty([p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
-  const params = { ...s.params, write_dmask: dmask ? 1 : 0 };
-  const bindings = {
-    q: s.q.t.buf(p.fn).buffer, k: s.k.t.buf(p.fn).buffer, v: s.v.t.buf(p.fn).buffer,
-    mask: s.mask ? s.mask.buf(p.fn).buffer : dummy(),
-    o: s.o.buf(p.fn).buffer, dout: gc.buf(p.fn).buffer, lse: s.lse.buf(p.fn).buffer,
-    delta: delta.buf(p.fn).buffer, dq: dq.buf(p.fn).buffer, dk: dk.buf(p.fn).buffer, dv: dv.buf(p.fn).buffer,
-    dmask: dmask ? dmask.buf(p.fn).buffer : dummy(),
-  };
+  const delta = allocLike(g, [p.Bt * p.Hq * p.Nq], 'f32');
+  const dq = allocLike(g, [p.Bt, p.Hq, p.Nq, p.D], dt);
+  const dk = allocLike(g, [p.Bt, p.Hk, p.Nk, p.D], dt);
+  const dv = allocLike(g, [p.Bt, p.Hk, p.Nk, p.Dv], dt);
+  const dmask = wantMaskGrad ? allocLike(g, [p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
   if (p.Bt * p.Hq * p.Nq > 0) {
-    dispatch(plan.file, 'delta_main', { constants: plan.dkdv.constants, bindings, params, workgroups: plan.deltaGrid, label: `attention.backward.delta${plan.label}` });
-    dispatch(plan.file, 'dkdv', { constants: plan.dkdv.constants, bindings, params, workgroups: plan.dkdv.grid, label: `attention.backward.dkdv${plan.label}` });
-    dispatch(plan.file, 'dq_main', { constants: plan.dq.constants, bindings, params, workgroups: plan.dq.grid, label: `attention.backward.dq${plan.label}` });
+    attentionBackward(p.fn, plan.variant, plan.label, plan, { ...s.params, write_dmask: dmask ? 1 : 0 }, {
+      q: s.q.t, k: s.k.t, v: s.v.t, mask: s.mask, o: s.o, dout: gc, lse: s.lse, delta, dq, dk, dv, dmask,
+    });
   }
   delta.dispose();
-  if (gc !== g) gc.dispose();
   return { dq, dk, dv, dmask };
 }
 
 /** Reduces a [Bt, H, N, X] kernel gradient to the input's own shape (summing broadcast dims). */
 function gradToInput(g: Tensor, p: AttentionPlan, inShape: number[]): Tensor {
   const s = inShape.length === 2 ? { batch: [] as number[], H: 1 } : { batch: inShape.slice(0, -3), H: inShape[inShape.length - 3] };
-  const full = reshape(g, [...p.batch, g.shape[1], g.shape[2], g.shape[3]]);
   // A query grouping on k/v heads is already summed by the kernel; broadcast heads (H = 1) were too.
   const target = inShape.length === 2 ? [...p.batch.map(() => 1), 1, ...inShape] : [...s.batch, s.H, ...inShape.slice(-2)];
-  const r = withTmp(full, (t) => sumToShape(t, target));
-  return withTmp(r, (t) => reshape(t, inShape));
+  return reshape(sumTo(reshape(g, [...p.batch, g.shape[1], g.shape[2], g.shape[3]]), target, p.fn), inShape);
 }
 
 /**
@@ -122,46 +118,31 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | n
     const kv = kernelView(k, plan.layouts.k, p, owned);
     const vv = kernelView(v, plan.layouts.v, p, owned);
     const mp = maskParams(mask, plan.layouts.mask, p, owned);
-    const o = empty([p.Bt, p.Hq, p.Nq, p.Dv], p.computeDtype);
+    const o = allocLike(q, [p.Bt, p.Hq, p.Nq, p.Dv], p.computeDtype);
     made.push(o);
-    const lse = empty([p.Bt, p.Hq, p.Nq], 'f32');
+    const lse = allocLike(q, [p.Bt, p.Hq, p.Nq], 'f32');
     made.push(lse);
     const params = commonParams(p, qv, kv, vv, mp.params);
     if (p.Bt * p.Hq * p.Nq > 0) {
-      dispatch(plan.forward.file, 'main', {
-        constants: plan.forward.constants,
-        bindings: {
-          q: qv.t.buf(p.fn).buffer, k: kv.t.buf(p.fn).buffer, v: vv.t.buf(p.fn).buffer,
-          mask: mp.m ? mp.m.buf(p.fn).buffer : dummy(),
-          o: o.buf(p.fn).buffer, lse: lse.buf(p.fn).buffer,
-        },
-        params,
-        workgroups: plan.forward.grid,
-        label: plan.forward.label,
-      });
+      attentionForward(p.fn, plan.forward.variant, plan.forward.label, plan.forward, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse });
     }
     const out = reshape(o, p.outShape.slice());
     made.push(out);
     const maskNeedsGrad = !!(mask && p.maskKind === 2 && mask.requiresGrad);
     const qShape = q.shape.slice(), kShape = k.shape.slice(), vShape = v.shape.slice();
+    const maskShape = mask ? mask.shape.slice() : [];
+    // The rule runs in its own scope (autograd): the kernel gradients and their reshapes are freed with it.
     const res = record('scaledDotProductAttention', out, [q, k, v, maskNeedsGrad ? mask : null], (g, saved, needs) => {
       const [sq, sk, sv, so, sl, sm] = saved;
       const grads = fusedBackward(p, g, {
         q: { ...qv, t: sq }, k: { ...kv, t: sk }, v: { ...vv, t: sv }, mask: mp.m ? sm : null, params, o: so, lse: sl,
       }, needs[3]);
-      const gq = needs[0] ? gradToInput(grads.dq, p, qShape) : null;
-      const gk = needs[1] ? gradToInput(grads.dk, p, kShape) : null;
-      const gv = needs[2] ? gradToInput(grads.dv, p, vShape) : null;
-      let gm: Tensor | null = null;
-      if (grads.dmask && mask) {
-        const full = reshape(grads.dmask, [...p.batch, p.Hq, p.Nq, p.Nk]);
-        gm = withTmp(full, (t) => sumToShape(t, mask.shape));
-      }
-      grads.dq.dispose();
-      grads.dk.dispose();
-      grads.dv.dispose();
-      grads.dmask?.dispose();
-      return [gq, gk, gv, gm];
+      return [
+        needs[0] ? gradToInput(grads.dq, p, qShape) : null,
+        needs[1] ? gradToInput(grads.dk, p, kShape) : null,
+        needs[2] ? gradToInput(grads.dv, p, vShape) : null,
+        grads.dmask ? sumTo(reshape(grads.dmask, [...p.batch, p.Hq, p.Nq, p.Nk]), maskShape, p.fn) : null,
+      ];
     }, [qv.t, kv.t, vv.t, o, lse, ...(mp.m ? [mp.m] : [])]);
     o.dispose();
     lse.dispose();

@@ -1,10 +1,12 @@
 // A key/value cache for incremental decoding: keys and values are appended into preallocated
 // storage and read back as views (no copies), so step t attends over positions 0..t.
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { type Tensor, empty, keep } from '../tensor/tensor.js';
-import { elementwise } from '../ops/kernel_args.js';
+import { allocLike, keep } from '../tensor/base.js';
+import { f16Unsupported } from '../tensor/dtype.js';
+import { copy } from '../launch/elementwise.js';
+import { withGradMode } from '../autograd/mode.js';
+import type { Tensor } from '../ops/tensor.js';
 import { slice } from '../ops/views.js';
-import { withGradMode } from '../tensor/graph.js';
 
 /**
  * Keys and values of the positions decoded so far, for incremental decoding. Each step appends the new positions'
@@ -40,15 +42,19 @@ export class KVCache {
       throw new DTypeError(`KVCache.append: k ${k.dtype} and v ${v.dtype} differ from the cache's ${this.k.dtype} and ${this.v!.dtype}`);
     }
     if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
+    // The append is a strided copy kernel, which reads 32-bit words: f16 keys and values are refused before any work.
+    if (k.dtype === 'f16' || v.dtype === 'f16') throw f16Unsupported('KVCache.append');
+    k.buf('KVCache.append');
+    v.buf('KVCache.append');
     if (!this.k) {
       // The cache outlives the tidy() scope of the forward pass that first fills it.
-      this.k = keep(empty([B, H, this.maxLength, D], k.dtype));
-      this.v = keep(empty([B, H, this.maxLength, Dv], v.dtype));
+      this.k = keep(allocLike(k, [B, H, this.maxLength, D], k.dtype));
+      this.v = keep(allocLike(v, [B, H, this.maxLength, Dv], v.dtype));
     }
     return withGradMode(false, () => {
       for (const [src, dst] of [[k, this.k!], [v, this.v!]] as const) {
         const target = slice(dst, 2, this.length, this.length + T);
-        elementwise('unary', 'KVCache.append', target, { a: src }, 0);
+        copy('KVCache.append', target, src);
         target.dispose();
       }
       this.length += T;

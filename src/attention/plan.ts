@@ -4,10 +4,10 @@
 // execute the plan, and the fused backward reuses the plan its forward made: nothing reads a flag after planning.
 import { DTypeError, DeviceError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { gpu, type KilnDevice } from '../gpu/device.js';
-import { variantName, type KernelVariant } from '../gpu/kernels.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { KernelVariant } from '../gpu/kernels.js';
+import type { Tensor } from '../ops/tensor.js';
 import { bytesPerElement } from '../tensor/dtype.js';
-import { isGradEnabled } from '../tensor/graph.js';
+import { isGradEnabled } from '../autograd/mode.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides, numel } from '../tensor/shape.js';
 import { nextSeed } from '../tensor/random.js';
 import { f16Flag, implFlag, subgroupsFlag, tilesFlag } from './flags.js';
@@ -47,10 +47,10 @@ export interface KernelLaunch {
 }
 
 export interface FusedPlan {
-  readonly forward: KernelLaunch & { readonly file: string; readonly label: string };
+  readonly forward: KernelLaunch & { readonly variant: readonly KernelVariant[]; readonly label: string };
   /** Planned with the forward when a backward can follow (an input requires grad, grad mode on); else null. */
   readonly backward: {
-    readonly file: string;
+    readonly variant: readonly KernelVariant[];
     readonly label: string;
     readonly dkdv: KernelLaunch;
     readonly dq: KernelLaunch;
@@ -208,7 +208,7 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
     const partsKv = backwardParts(dkdvCfg, caps, forcedSubgroups), partsQ = backwardParts(dqCfg, caps, forcedSubgroups);
     const split = partsKv > 1 || partsQ > 1;
     backward = {
-      file: variantName('attention_backward.wgsl', tags(split)),
+      variant: tags(split),
       label: sfx(split),
       dkdv: launch({ cfg: dkdvCfg, parts: partsKv }, foldGrid(fn, 'the dK/dV pass', Math.ceil(Nk / dkdvCfg.BLOCK_N) * Bt * Hk, maxWg)),
       dq: launch({ cfg: dqCfg, parts: partsQ }, foldGrid(fn, 'the dQ pass', Math.ceil(Nq / dqCfg.BLOCK_M) * Bt * Hq, maxWg)),
@@ -221,7 +221,7 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
   return {
     forward: {
       ...launch({ cfg: fwdCfg, parts: sg.parts }, foldGrid(fn, 'the forward', Math.ceil(Nq / fwdCfg.BLOCK_M) * Bt * Hq, maxWg)),
-      file: variantName('attention_forward.wgsl', tags(sg.use)),
+      variant: tags(sg.use),
       label: `attention.forward${sfx(sg.use)}`,
     },
     backward,

@@ -6,7 +6,9 @@
 // math backend against its fused ones: here any other inadmissible entry (one of a row that has admissible keys, at a
 // key some row may see) is a zero weight in the matrix products, so a non-finite q, k or v value it meets gives NaN
 // (0 * NaN), where the fused kernels skip the entry.
-import { type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { tidy } from '../tensor/base.js';
+import type { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
 import { numel } from '../tensor/shape.js';
 import { attnDropoutKeep } from '../tensor/random.js';
 import { add, eq, ge, gt, logicalAnd, mul, ne, where } from '../ops/elementwise.js';

@@ -1,8 +1,8 @@
 // F.scaledDotProductAttention and F.attentionWeights: plan the call once (plan.ts), then run the fused kernels
 // (fused.ts) or the reference composition (reference.ts). f16 inputs the plan widens, and f16 float masks, are cast to
 // f32 on the tape, so gradients come back in each input's own dtype.
-import { type Tensor } from '../tensor/tensor.js';
-import { toDType, withTmp } from '../ops/elementwise.js';
+import type { Tensor } from '../ops/tensor.js';
+import { toDType } from '../ops/elementwise.js';
 import { type AttentionPlan, type SdpaOptions, planAttention } from './plan.js';
 import { fusedAttention } from './fused.js';
 import { referenceAttention, referenceWeights } from './reference.js';
@@ -26,10 +26,17 @@ function withCasts(ts: (Tensor | null)[], cast: boolean[], fn: (...xs: (Tensor |
   }
 }
 
+/** t cast to dtype (on the tape), t itself released. */
+function toDTypeOwned(t: Tensor, dtype: 'f16'): Tensor {
+  const c = toDType(t, dtype);
+  t.dispose();
+  return c;
+}
+
 function run(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionPlan): Tensor {
   const out = withCasts([q, k, v, mask], [p.widenInputs, p.widenInputs, p.widenInputs, p.widenMask], (qc, kc, vc, mc) =>
     p.impl === 'reference' ? referenceAttention(qc!, kc!, vc!, mc, p) : fusedAttention(qc!, kc!, vc!, mc, p));
-  return p.widenInputs ? withTmp(out, (t) => toDType(t, 'f16')) : out;
+  return p.widenInputs ? toDTypeOwned(out, 'f16') : out;
 }
 
 /**
@@ -48,5 +55,5 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts?
 export function attentionWeights(q: Tensor, k: Tensor, opts?: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'>): Tensor {
   const p = planAttention('attentionWeights', q, k, null, opts);
   const w = withCasts([q, k, p.mask], [true, true, true], (qc, kc, mc) => referenceWeights(qc!, kc!, mc, p));
-  return p.dtype === 'f16' ? withTmp(w, (t) => toDType(t, 'f16')) : w;
+  return p.dtype === 'f16' ? toDTypeOwned(w, 'f16') : w;
 }

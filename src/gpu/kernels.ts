@@ -7,10 +7,6 @@ import { DeviceError, KilnError } from '../errors.js';
 import { gpu, type KilnDevice } from './device.js';
 import { checkBuffer, type PooledBuffer } from './memory.js';
 import { ERROR_BINDING, allocUniform, encodeDispatch, indexCheckBinding, recordAsyncError, uniformRingBuffer } from './queue.js';
-// TRANSITIONAL (issue 12): the string form dispatch('file.wgsl', ...) finds its module here, which puts every kernel
-// in every bundle. Remove this import, kernelByName's use in `toModule` and the string overloads once every launcher
-// imports its kernel's module.
-import { KERNELS } from '../launch/kernels/index.js';
 
 export type ParamValue = number | boolean | readonly number[];
 
@@ -98,23 +94,12 @@ export function kernelVariant<E extends string, C extends string>(kernel: Kernel
   return v as KernelModule<E, C>;
 }
 
-/** `file` with variant tags, in a canonical order (the name kernelVariant gives that variant). */
-export function variantName(file: string, tags: readonly KernelVariant[]): string {
-  const t = KERNEL_VARIANTS.filter((v) => tags.includes(v));
-  return t.length ? `${file}#${t.join(',')}` : file;
-}
-
 /** A kernel by name ('softmax.wgsl', or with variant tags: 'attention_forward.wgsl#f16,subgroups') from `registry`. */
 export function kernelByName(name: string, registry: Readonly<Record<string, KernelModule>>): KernelModule {
   const [file, tagList] = name.split('#');
   const kernel = registry[file];
   if (!kernel) throw new KilnError(`kiln: no kernel file '${file}' (known: ${Object.keys(registry).join(', ')})`);
   return tagList ? kernelVariant(kernel, tagList.split(',') as KernelVariant[]) : kernel;
-}
-
-/** TRANSITIONAL (issue 12): string names resolve through every kernel; see the import of KERNELS above. */
-function toModule(kernel: KernelModule | string): KernelModule {
-  return typeof kernel === 'string' ? kernelByName(kernel, KERNELS) : kernel;
 }
 
 const INCLUDE = /^[ \t]*\/\/!include[ \t]+([\w.-]+)[ \t]*$/gm;
@@ -176,8 +161,8 @@ function resolve(kernel: KernelModule): Resolved {
 }
 
 /** The WGSL text a kernel compiles from: its includes appended, so its own lines keep their numbers. */
-export function kernelCode(kernel: KernelModule | string): string {
-  return resolve(toModule(kernel)).code;
+export function kernelCode(kernel: KernelModule): string {
+  return resolve(kernel).code;
 }
 
 function entryOf(kernel: KernelModule, entry: string): KernelEntry {
@@ -297,8 +282,7 @@ export interface KernelPipeline {
 }
 
 /** The compute pipeline of one entry point with these override constants, built once per device. */
-export function pipeline<E extends string>(kernel: KernelModule<E, string> | string, entry: NoInfer<E>, constants?: Record<string, number>): KernelPipeline {
-  const k = toModule(kernel);
+export function pipeline<E extends string>(k: KernelModule<E, string>, entry: NoInfer<E>, constants?: Record<string, number>): KernelPipeline {
   const kd = device();
   const info = entryOf(k, entry);
   const layout = bindGroupLayout(k, entry, info, kd);
@@ -362,10 +346,9 @@ export interface DispatchSpec {
 
 /**
  * Encodes one kernel dispatch into the current batch: `dispatch(softmax, 'forward', spec)` with the kernel's module
- * imported from src/launch/kernels/. (A file name in place of the module is TRANSITIONAL; see the KERNELS import.)
+ * imported from src/launch/kernels/.
  */
-export function dispatch<E extends string>(kernel: KernelModule<E, string> | string, entry: NoInfer<E>, spec: DispatchSpec): void {
-  const k = toModule(kernel);
+export function dispatch<E extends string>(k: KernelModule<E, string>, entry: NoInfer<E>, spec: DispatchSpec): void {
   const { pipeline: p, layout, info, key } = pipeline(k, entry, spec.constants);
   const kd = gpu();
   const maxWg = kd.device.limits.maxComputeWorkgroupsPerDimension;

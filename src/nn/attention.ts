@@ -1,14 +1,15 @@
 // Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
 // TransformerEncoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
-import { type Tensor, tidy } from '../tensor/tensor.js';
-import { add, gelu, logicalAnd, mul, relu, tanh, where, withTmp } from '../ops/elementwise.js';
+import { tidy } from '../tensor/base.js';
+import type { Tensor } from '../ops/tensor.js';
+import { tensor } from '../ops/creation.js';
+import { add, gelu, logicalAnd, mul, relu, tanh, where } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
 import { softmax } from '../ops/nn_ops.js';
 import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
 import { scaledDotProductAttention, type CausalOption, type SdpaOptions } from '../attention/sdpa.js';
 import { KVCache } from '../attention/kv_cache.js';
-import { tensor } from '../tensor/tensor.js';
 import { Module, checkFeatures } from './module.js';
 import { Dropout, LayerNorm, Linear } from './layers.js';
 
@@ -83,8 +84,9 @@ export class MultiheadAttention extends Module {
   private seed: number;
   private calls = 0;
 
-  constructor(embedDim: number, numHeads: number, options: MultiheadAttentionOptions = {}) {
+  constructor(embedDim: number, numHeads: number, opts?: MultiheadAttentionOptions) {
     super();
+    const options = checkOptions('MultiheadAttention', opts, ['kvHeads', 'bias', 'dropout', 'seed']);
     checkPositiveInt('MultiheadAttention', 'embedDim', embedDim);
     checkPositiveInt('MultiheadAttention', 'numHeads', numHeads);
     if (embedDim % numHeads !== 0) throw new ValueError(`MultiheadAttention: embedDim ${embedDim} must be divisible by numHeads ${numHeads}`);
@@ -117,7 +119,7 @@ export class MultiheadAttention extends Module {
   /** [B, N, heads * Dh] -> [B, heads, N, Dh] as a strided view. */
   private heads(x: Tensor, heads: number): Tensor {
     const [B, N] = x.shape;
-    return withTmp(reshape(x, [B, N, heads, this.headDim]), (t) => permute(t, [0, 2, 1, 3]));
+    return permute(reshape(x, [B, N, heads, this.headDim]), [0, 2, 1, 3]);
   }
 
   override forward(query: Tensor, key: Tensor = query, value: Tensor = key, callOptions?: AttentionCallOptions): Tensor {
@@ -133,58 +135,38 @@ export class MultiheadAttention extends Module {
     const E = this.embedDim;
     const kvDim = this.kvHeads * this.headDim;
     const W = this.inProjWeight, bW = this.inProjBias;
-    const rowsOf = (t: Tensor | null, a: number, b: number) => (t ? slice(t, 0, a, b) : null);
-    const owned: Tensor[] = [];
-    let q: Tensor, k: Tensor, v: Tensor;
-    if (query === key && key === value) {
-      // One matmul for Q, K and V; split by views.
-      const qkv = linear(query, W, bW);
-      owned.push(qkv);
-      q = slice(qkv, 2, 0, E);
-      k = slice(qkv, 2, E, E + kvDim);
-      v = slice(qkv, 2, E + kvDim, E + 2 * kvDim);
-    } else {
-      const parts = [[0, E], [E, E + kvDim], [E + kvDim, E + 2 * kvDim]].map(([a, b]) => [rowsOf(W, a, b)!, rowsOf(bW, a, b)] as const);
-      q = linear(query, parts[0][0], parts[0][1]);
-      k = linear(key, parts[1][0], parts[1][1]);
-      v = linear(value, parts[2][0], parts[2][1]);
-      for (const [w, b] of parts) {
-        w.dispose();
-        b?.dispose();
+    // One scope: every intermediate (projections, head views, cache views, the mask) is freed when it closes.
+    return tidy(() => {
+      let q: Tensor, k: Tensor, v: Tensor;
+      if (query === key && key === value) {
+        // One matmul for Q, K and V; split by views.
+        const qkv = linear(query, W, bW);
+        q = slice(qkv, 2, 0, E);
+        k = slice(qkv, 2, E, E + kvDim);
+        v = slice(qkv, 2, E + kvDim, E + 2 * kvDim);
+      } else {
+        const rows = (t: Tensor | null, a: number, b: number) => (t ? slice(t, 0, a, b) : null);
+        q = linear(query, rows(W, 0, E)!, rows(bW, 0, E));
+        k = linear(key, rows(W, E, E + kvDim)!, rows(bW, E, E + kvDim));
+        v = linear(value, rows(W, E + kvDim, E + 2 * kvDim)!, rows(bW, E + kvDim, E + 2 * kvDim));
       }
-    }
-    let qh = this.heads(q, this.numHeads);
-    let kh = this.heads(k, this.kvHeads);
-    let vh = this.heads(v, this.kvHeads);
-    q.dispose();
-    k.dispose();
-    v.dispose();
-    if (options.cache) {
-      const all = options.cache.append(kh, vh);
-      kh.dispose();
-      vh.dispose();
-      kh = all.k;
-      vh = all.v;
-    }
-    const Nk = kh.shape[2];
-    const mask = combineMasks(name, options.attnMask, options.keyMask, B, Nk);
-    // The new queries are the last Nq of the Nk cached positions: causal attention through a cache is bottom-right aligned.
-    const isCausal = options.cache && options.isCausal === true ? 'lowerRight' : options.isCausal;
-    const attn = scaledDotProductAttention(qh, kh, vh, {
-      attnMask: mask,
-      isCausal,
-      dropoutP: this.training ? this.dropoutP : 0,
-      seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this.calls) >>> 0 : undefined,
-      impl: options.impl,
+      const qh = this.heads(q, this.numHeads);
+      let kh = this.heads(k, this.kvHeads);
+      let vh = this.heads(v, this.kvHeads);
+      if (options.cache) ({ k: kh, v: vh } = options.cache.append(kh, vh));
+      const mask = combineMasks(name, options.attnMask, options.keyMask, B, kh.shape[2]);
+      // The new queries are the last Nq of the Nk cached positions: causal attention through a cache is bottom-right aligned.
+      const isCausal = options.cache && options.isCausal === true ? 'lowerRight' : options.isCausal;
+      const attn = scaledDotProductAttention(qh, kh, vh, {
+        attnMask: mask,
+        isCausal,
+        dropoutP: this.training ? this.dropoutP : 0,
+        seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this.calls) >>> 0 : undefined,
+        impl: options.impl,
+      });
+      // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.
+      return this.outProj.forward(reshape(permute(attn, [0, 2, 1, 3]), [B, Nq, E]));
     });
-    mask?.dispose();
-    qh.dispose();
-    kh.dispose();
-    vh.dispose();
-    for (const t of owned) t.dispose();
-    // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.
-    const merged = withTmp(withTmp(attn, (t) => permute(t, [0, 2, 1, 3])), (t) => reshape(t, [B, Nq, E]));
-    return withTmp(merged, (t) => this.outProj.forward(t));
   }
 }
 
@@ -213,8 +195,9 @@ export class TransformerEncoderLayer extends Module {
   readonly causal: boolean;
   readonly activation: 'relu' | 'gelu';
 
-  constructor(dModel: number, nHead: number, options: TransformerEncoderLayerOptions = {}) {
+  constructor(dModel: number, nHead: number, opts?: TransformerEncoderLayerOptions) {
     super();
+    const options = checkOptions('TransformerEncoderLayer', opts, ['dimFeedforward', 'dropout', 'activation', 'normFirst', 'causal', 'layerNormEps', 'kvHeads', 'seed']);
     const seed = checkSeed('TransformerEncoderLayer', options.seed);
     const ff = options.dimFeedforward ?? 2048;
     const p = options.dropout ?? 0.1;
@@ -240,7 +223,8 @@ export class TransformerEncoderLayer extends Module {
     });
   }
 
-  override forward(x: Tensor, options: AttentionCallOptions = {}): Tensor {
+  override forward(x: Tensor, opts?: AttentionCallOptions): Tensor {
+    const options = checkOptions('TransformerEncoderLayer', opts, ATTENTION_CALL_KEYS);
     return tidy(() => {
       if (this.normFirst) {
         const h = add(x, this.block(this.norm1.forward(x), options));
@@ -256,13 +240,15 @@ export class TransformerEncoderLayer extends Module {
 export class AttentionPooling extends Module {
   query: Tensor;
   readonly dim: number;
-  constructor(dim: number, options: { seed?: number } = {}) {
+  constructor(dim: number, opts?: { seed?: number }) {
     super();
+    const options = checkOptions('AttentionPooling', opts, ['seed']);
     checkPositiveInt('AttentionPooling', 'dim', dim);
     this.dim = dim;
     this.query = this.registerParameter('query', uniformParam([dim], 1 / Math.sqrt(dim), checkSeed('AttentionPooling', options.seed), 0));
   }
-  override forward(x: Tensor, options: { keyMask?: Tensor | null; impl?: SdpaOptions['impl'] } = {}): Tensor {
+  override forward(x: Tensor, opts?: { keyMask?: Tensor | null; impl?: SdpaOptions['impl'] }): Tensor {
+    const options = checkOptions(`AttentionPooling(${this.dim})`, opts, ['keyMask', 'impl']);
     checkFeatures(`AttentionPooling(${this.dim})`, x, this.dim);
     if (x.rank !== 3) throw new ShapeError(`AttentionPooling(${this.dim}): input ${fmtShape(x.shape)} must be [B, N, dim]`);
     const [B, N] = x.shape;
@@ -289,8 +275,9 @@ export class AdditiveAttention extends Module {
   wQuery: Linear;
   wKey: Linear;
   v: Tensor;
-  constructor(queryDim: number, keyDim: number, hiddenDim: number, options: { seed?: number } = {}) {
+  constructor(queryDim: number, keyDim: number, hiddenDim: number, opts?: { seed?: number }) {
     super();
+    const options = checkOptions('AdditiveAttention', opts, ['seed']);
     const seed = checkSeed('AdditiveAttention', options.seed);
     this.wQuery = this.registerModule('w_query', new Linear(queryDim, hiddenDim, { bias: false, seed }));
     this.wKey = this.registerModule('w_key', new Linear(keyDim, hiddenDim, { bias: true, seed: seed + 1 }));
@@ -311,7 +298,8 @@ export class AdditiveAttention extends Module {
       return softmax(scores, -1);
     });
   }
-  override forward(query: Tensor, keys: Tensor, values: Tensor = keys, options: { keyMask?: Tensor | null } = {}): Tensor {
+  override forward(query: Tensor, keys: Tensor, values: Tensor = keys, opts?: { keyMask?: Tensor | null }): Tensor {
+    const options = checkOptions('AdditiveAttention', opts, ['keyMask']);
     return tidy(() => matmul(this.weights(query, keys, options.keyMask), values));
   }
 }

@@ -235,17 +235,3 @@ export function clone(x: Tensor): Tensor {
   const out = x.dtype === 'f16' ? cast(x, 'f16', 'clone') : unary('clone', x, U.COPY);
   return record('clone', out, [x], (g) => [g]);
 }
-
-// ---- transitional: the names the attention and nn code used before the launch layer; removed once they migrate.
-/** @deprecated transitional */
-export function withTmp(t: Tensor, fn: (t: Tensor) => Tensor): Tensor {
-  try {
-    return fn(t);
-  } finally {
-    t.dispose();
-  }
-}
-/** @deprecated transitional */
-export const unaryRaw = (fn: string, x: Tensor, op: number, scalar = 0, scalar2 = 0, outDType: DType = x.dtype): Tensor => unary(fn, x, op, scalar, scalar2, outDType);
-/** @deprecated transitional */
-export const binaryRaw = (fn: string, a: Tensor, b: Tensor, op: number, outDType: DType): Tensor => binary(fn, a, b, op, outDType);

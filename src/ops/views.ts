@@ -206,6 +206,3 @@ export function detach(x: Tensor): Tensor {
   x.buf('detach');
   return x.makeView(x.shape.slice(), x.strides.slice(), x.offset);
 }
-
-/** @deprecated transitional (the attention code migrates to launch/reduce.ts's sumTo). */
-export const sumToShape = (g: Tensor, shape: readonly number[]): Tensor => sumTo(g, shape);

@@ -116,7 +116,7 @@ describe('kernel modules', () => {
     expect(f16.startsWith('enable f16; ')).toBe(true);
     expect(f16).toMatch(/^alias io_t = f16;/m);
     expect(f16.split('\n').length).toBe(base.split('\n').length);
-    const sg = kernelCode('attention_forward.wgsl#subgroups');
+    const sg = kernelCode(kernelModule('attention_forward.wgsl#subgroups'));
     expect(sg.startsWith('enable subgroups; ')).toBe(true);
     expect(sg).toContain('included from attention_rows_subgroups.wgsl');
     expect(base).not.toContain('attention_rows_subgroups.wgsl');
@@ -124,9 +124,9 @@ describe('kernel modules', () => {
     expect(() => kernelCode(kernelVariant(softmax, ['f16']))).toThrow(/alias io_t/);
   });
 
-  it('the string form (transitional) finds the same module, so both forms share one pipeline', () => {
+  it('kernelModule (kiln/experimental) finds the module launchers import, and a pipeline is built once', () => {
     expect(kernelModule('softmax.wgsl')).toBe(softmax);
-    expect(pipeline('softmax.wgsl', 'forward').pipeline).toBe(pipeline(softmax, 'forward').pipeline);
+    expect(pipeline(kernelModule('softmax.wgsl'), 'forward').pipeline).toBe(pipeline(softmax, 'forward').pipeline);
     expect(() => pipeline(softmax, 'nope' as 'forward')).toThrow(/softmax\.wgsl has no compute entry point 'nope' \(has: forward, backward\)/);
     expect(() => pipeline(softmax, 'forward', { NOPE: 1 })).toThrow(/no override constant 'NOPE'/);
   });

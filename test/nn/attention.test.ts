@@ -184,3 +184,24 @@ describe('nn.AttentionPooling and nn.AdditiveAttention', () => {
     await close(att.weights(fromRef(qr), fromRef(kr)), want.weights, 1e-6, 1e-4);
   });
 });
+
+describe('attention layers check their options', () => {
+  it('unknown constructor and call keys are ValueErrors naming them; an f16 cache append is refused before any work', async () => {
+    const K = await import('../../src/index.node');
+    const { expectThrowsRaw } = await import('../helpers');
+    expect(() => new K.nn.MultiheadAttention(8, 2, { kvHead: 1 } as never)).toThrow(/'kvHead'.*kvHeads/);
+    expect(() => new K.nn.TransformerEncoderLayer(8, 2, { casual: true } as never)).toThrow(K.ValueError);
+    expect(() => new K.nn.AttentionPooling(8, { sed: 1 } as never)).toThrow(/'sed'/);
+    expect(() => new K.nn.AdditiveAttention(4, 4, 4, { seeds: 1 } as never)).toThrow(K.ValueError);
+    const layer = new K.nn.TransformerEncoderLayer(8, 2, { dimFeedforward: 16, dropout: 0, seed: 1 });
+    const x = K.randn([1, 3, 8], { seed: 2 });
+    expectThrowsRaw(() => layer.forward(x, { causl: true } as never), K.ValueError, "'causl'");
+    const cache = new K.KVCache(4);
+    const kh = K.randn([1, 2, 1, 4], { seed: 3, dtype: 'f16' });
+    expectThrowsRaw(() => cache.append(kh, kh), K.DTypeError, 'KVCache.append', 'f16');
+    expect(cache.length).toBe(0);
+    for (const t of [x, kh]) t.dispose();
+    layer.dispose();
+    cache.dispose();
+  });
+});

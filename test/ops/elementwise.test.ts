@@ -269,7 +269,7 @@ describe('poisoning helper', () => {
     // The output is fully written, so no NaN survives; but an empty() right now is NaN-filled.
     expect(Array.from(await e.toArray()).every((v) => v === 1)).toBe(true);
     poison([[37]]);
-    const { empty } = await import('../../src/tensor/tensor');
+    const { empty } = await import('../../src/ops/creation');
     const raw = empty([37]);
     expect(Array.from(await raw.toArray()).every(Number.isNaN)).toBe(true);
     raw.dispose();

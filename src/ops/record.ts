@@ -1,2 +1,0 @@
-// Transitional re-export (removed when the last importer migrates): the tape lives in ../autograd/node.ts.
-export { record } from '../autograd/node.js';
