@@ -4,7 +4,8 @@
 //   Writes: out, at o_off + sum(coord[d] * o_strides[d]) (contiguous for most ops; a slice for concat).
 //   Buffers are raw 32-bit words: A_DT / OUT_DT (DT_F32, DT_I32, DT_BOOL as u32: dtypes.wgsl) say how to read them.
 //   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
-// Entry points: unary (OP: UNARY_*), binary (OP: BINARY_*), select (where: c ? a : b), copy, fill, and the backward
+// Entry points: unary (OP: UNARY_*; OP = UNARY_COPY copies), binary (OP: BINARY_*), select_where (c ? a : b), fill,
+// accumulate (out += a, a gradient in place), and the backward
 // of the differentiable ops in one dispatch each: unary_backward (OP: the forward's UNARY_* code; a = the forward's
 // input x, b = its output y, c = the gradient g; out = dx) and binary_backward (OP: the forward's BINARY_* code; a = x,
 // b = y operands broadcast to the output, c = g; out = dx and out2 = dy, both over the output's shape; scalar says
@@ -131,20 +132,11 @@ const UNARY_ADD_SCALAR: u32 = 11u; // x + scalar
 const UNARY_MUL_SCALAR: u32 = 12u; // x * scalar
 const UNARY_NOT: u32 = 13u;
 const UNARY_RSQRT: u32 = 14u;
-const UNARY_GELU_GRAD: u32 = 15u;  // d gelu / dx
-const UNARY_SIN: u32 = 16u;
-const UNARY_COS: u32 = 17u;
-const UNARY_CLAMP: u32 = 18u;      // clamp(x, scalar, scalar2)
-const UNARY_SIGN: u32 = 19u;
-const UNARY_RECIPROCAL: u32 = 20u;
-const UNARY_SCALAR_SUB: u32 = 21u; // scalar - x
-const UNARY_SCALAR_DIV: u32 = 22u; // scalar / x
-const UNARY_SQUARE: u32 = 23u;
-const UNARY_FLOOR: u32 = 24u;
-const UNARY_LOG1P: u32 = 25u;
-const UNARY_SOFTPLUS: u32 = 26u;
-const UNARY_SCALAR_POW: u32 = 27u; // scalar ^ x
-const UNARY_RELU_GRAD: u32 = 28u;  // d relu / dx as PyTorch: 1 where x > 0 or x is NaN (threshold_backward), else 0
+const UNARY_SIN: u32 = 15u;
+const UNARY_COS: u32 = 16u;
+const UNARY_CLAMP: u32 = 17u;      // clamp(x, scalar, scalar2)
+const UNARY_LOG1P: u32 = 18u;
+const UNARY_SOFTPLUS: u32 = 19u;
 
 fn unary_f(x: f32) -> f32 {
   switch OP {
@@ -177,20 +169,9 @@ fn unary_f(x: f32) -> f32 {
     case UNARY_MUL_SCALAR: { return x * params.scalar; }
     case UNARY_NOT: { return select(1.0, 0.0, truthy(x)); }
     case UNARY_RSQRT: { return inverseSqrt(x); }
-    case UNARY_GELU_GRAD: {
-      let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
-      let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
-      return cdf + x * pdf;
-    }
     case UNARY_SIN: { return sin(x); }
     case UNARY_COS: { return cos(x); }
     case UNARY_CLAMP: { return clamp_nan(x, params.scalar, params.scalar2); }
-    case UNARY_SIGN: { return select(sign(x), 0.0, is_nan(x)); }
-    case UNARY_RECIPROCAL: { return 1.0 / x; }
-    case UNARY_SCALAR_SUB: { return params.scalar - x; }
-    case UNARY_SCALAR_DIV: { return params.scalar / x; }
-    case UNARY_SQUARE: { return x * x; }
-    case UNARY_FLOOR: { return floor(x); }
     case UNARY_LOG1P: {
       // log(1 + x) without losing small x.
       // +inf: log(u) * x / (u - 1) would be inf * inf / inf = NaN.
@@ -198,8 +179,6 @@ fn unary_f(x: f32) -> f32 {
       return select(select(log(u) * x / (u - 1.0), x, u == 1.0), x, bitcast<u32>(x) == 0x7f800000u || is_nan(x));
     }
     case UNARY_SOFTPLUS: { return select(max(x, 0.0) + log(1.0 + exp(-abs(x))), x, is_nan(x)); }
-    case UNARY_SCALAR_POW: { return pow_real(params.scalar, x); }
-    case UNARY_RELU_GRAD: { return select(0.0, 1.0, is_nan(x) || x > 0.0); }
     default: { return x; }
   }
 }
@@ -210,8 +189,6 @@ fn unary_i(x: i32) -> i32 {
     case UNARY_ABS: { return abs(x); }
     case UNARY_ADD_SCALAR: { return x + i32(params.scalar); }
     case UNARY_MUL_SCALAR: { return x * i32(params.scalar); }
-    case UNARY_SIGN: { return sign(x); }
-    case UNARY_SQUARE: { return x * x; }
     default: { return x; }
   }
 }
@@ -294,14 +271,8 @@ const BINARY_GT: u32 = 11u;
 const BINARY_GE: u32 = 12u;
 const BINARY_AND: u32 = 13u;
 const BINARY_OR: u32 = 14u;
-const BINARY_ATAN2: u32 = 15u;
-// The share of the gradient of maximum(x, y) (PICK_MAX) or minimum(x, y) (PICK_MIN) that goes to x, as PyTorch:
-// 1 where x wins, 0 where y wins, 0.5 on a tie, and 1 where either is NaN (both operands then get the gradient).
-// Swap the operands for y's share.
-const BINARY_PICK_MAX: u32 = 16u;
-const BINARY_PICK_MIN: u32 = 17u;
 // 1 where x == y or both are NaN (the elements a full max()/min() reduction picked), else 0.
-const BINARY_SAME: u32 = 18u;
+const BINARY_SAME: u32 = 15u;
 
 fn binary_f(x: f32, y: f32) -> f32 {
   switch OP {
@@ -320,9 +291,6 @@ fn binary_f(x: f32, y: f32) -> f32 {
     case BINARY_GE: { return select(0.0, 1.0, f_le(y, x)); }
     case BINARY_AND: { return select(0.0, 1.0, truthy(x) && truthy(y)); }
     case BINARY_OR: { return select(0.0, 1.0, truthy(x) || truthy(y)); }
-    case BINARY_ATAN2: { return atan2(x, y); }
-    case BINARY_PICK_MAX: { return select(select(1.0, 0.0, f_lt(x, y)), 0.5, f_eq(x, y)); }
-    case BINARY_PICK_MIN: { return select(select(1.0, 0.0, f_lt(y, x)), 0.5, f_eq(x, y)); }
     case BINARY_SAME: { return select(0.0, 1.0, f_eq(x, y) || (is_nan(x) && is_nan(y))); }
     default: { return x; }
   }

@@ -1,6 +1,6 @@
 // The buffer pool and live-memory accounting. Buffers are pooled by size class; a tensor's storage
 // owns one buffer until its last view is disposed, then the buffer returns to the pool.
-import { DeviceError, fmtShape } from '../errors.js';
+import { DeviceError } from '../errors.js';
 import { checkGeneration, gpu, onDeviceInit, onDeviceLost } from './device.js';
 import { afterSubmit } from './queue.js';
 
@@ -160,8 +160,4 @@ export function emptyCache(): void {
   for (const list of free.values()) for (const pb of list) afterSubmit(() => pb.buffer.destroy());
   free.clear();
   pooledBytes = 0;
-}
-
-export function describeBytes(shape: number[], bytesPerElement: number): string {
-  return `${fmtShape(shape)} (${shape.reduce((a, b) => a * b, 1) * bytesPerElement} bytes)`;
 }

@@ -32,15 +32,13 @@ export const UNARY_GRAD: { readonly [K in UnaryOp]: 'x' | 'y' | 'xy' | 'g' | nul
   COPY: 'g', NEG: 'g', ADD_SCALAR: 'g', MUL_SCALAR: 'g',
   EXP: 'y', SQRT: 'y', TANH: 'y', SIGMOID: 'y', RSQRT: 'xy',
   LOG: 'x', RELU: 'x', GELU: 'x', POW: 'x', ABS: 'x', SIN: 'x', COS: 'x', CLAMP: 'x', SOFTPLUS: 'x', LOG1P: 'x',
-  NOT: null, GELU_GRAD: null, SIGN: null, RECIPROCAL: null, SCALAR_SUB: null, SCALAR_DIV: null, SQUARE: null, FLOOR: null,
-  SCALAR_POW: null, RELU_GRAD: null,
+  NOT: null,
 };
 
 /** Whether each binary op has a backward in binary_grad_f (typed over every BINARY_* code). */
 export const BINARY_GRAD: { readonly [K in BinaryOp]: boolean } = {
   ADD: true, SUB: true, MUL: true, DIV: true, POW: true, MAX: true, MIN: true,
-  EQ: false, NE: false, LT: false, LE: false, GT: false, GE: false, AND: false, OR: false, ATAN2: false, PICK_MAX: false,
-  PICK_MIN: false, SAME: false,
+  EQ: false, NE: false, LT: false, LE: false, GT: false, GE: false, AND: false, OR: false, SAME: false,
 };
 
 const WG = 256;
@@ -94,11 +92,6 @@ export function unary<T extends TensorBase>(fn: string, x: T, op: number, scalar
   const out = allocLike(x, x.shape.slice(), outDType);
   launch('unary', fn, out, { a: x }, op, scalar, scalar2);
   return out;
-}
-
-/** dst <- op(src) into an existing view (dst's shape; src broadcast to it). */
-export function unaryInto(fn: string, dst: TensorBase, src: TensorBase, op: number, scalar = 0, scalar2 = 0): void {
-  launch('unary', fn, dst, { a: src }, op, scalar, scalar2);
 }
 
 /** op(a, b) with broadcasting into a new contiguous tensor of dtype `outDType`. */

@@ -42,11 +42,6 @@ export function halfBitsToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** x rounded to the nearest binary16 value, as a number. */
-export function roundToHalf(x: number): number {
-  return halfBitsToFloat(floatToHalfBits(x));
-}
-
 export function toHalfBits(values: ArrayLike<number>, n: number): Uint16Array {
   const out = new Uint16Array(n);
   for (let i = 0; i < n; i++) out[i] = floatToHalfBits(values[i]);
