@@ -166,6 +166,9 @@ export function kernelCode(kernel: KernelModule): string {
 }
 
 function entryOf(kernel: KernelModule, entry: string): KernelEntry {
+  if (!kernel || typeof kernel !== 'object' || !kernel.entries) {
+    throw new KilnError(`kiln: a kernel launch takes the kernel's module (import kernel from './kernels/<file>.js'), got ${typeof kernel === 'string' ? JSON.stringify(kernel) : String(kernel)}`);
+  }
   if (kernel.error) throw new DeviceError(`kiln: ${kernel.error}`);
   const info = Object.hasOwn(kernel.entries, entry) ? kernel.entries[entry] : undefined;
   if (!info) throw new KilnError(`kiln: ${kernel.file} has no compute entry point '${entry}' (has: ${Object.keys(kernel.entries).join(', ') || 'none'})`);

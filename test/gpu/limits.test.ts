@@ -7,6 +7,7 @@ import * as K from '../../src/index.node';
 import { DeviceError, F, KilnError, memory, tensor } from '../../src/index.node';
 import { gpuDevice } from '../../src/experimental';
 import { dispatch } from '../../src/gpu/kernels';
+import matmulKernel from '../../src/launch/kernels/matmul';
 import { matmul as matmulRef } from '../reference/ops';
 import { ref } from '../reference/core';
 
@@ -45,7 +46,7 @@ describe('grids past 65,535 workgroups', () => {
     const b = tensor(Float32Array.from(br.data), { shape: [33, 130] });
     for (const grid of [[18, 1, 1], [1, 18, 1], [4, 5, 1], [2, 3, 3], [5, 2, 2], [7, 7, 1]]) {
       const out = K.zeros([3, 70, 130]);
-      dispatch('matmul.wgsl', 'main', {
+      dispatch(matmulKernel, 'main', {
         bindings: { a: a.buf().buffer, b: b.buf().buffer, out: out.buf().buffer },
         params: {
           M: 70, N: 130, K: 33, batch_rank: 4, a_off: 0, b_off: 0, a_sm: 33, a_sk: 1, b_sk: 130, b_sn: 1, alpha: 1, pad0: 0,
