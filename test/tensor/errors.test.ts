@@ -205,3 +205,25 @@ describe('disposed tensors', () => {
     b.dispose();
   });
 });
+
+describe('a disposed weight fails cleanly', () => {
+  it('layerNorm and embedding with a disposed weight or bias: DisposedError, no buffer left, no GPU work', () => {
+    const x = f([2, 4]);
+    const w = K.ones([4]);
+    const b = K.zeros([4]);
+    const table = K.zeros([10, 4]);
+    const ids = K.tensor([1, 2, 3], { dtype: 'i32' });
+    w.dispose();
+    table.dispose();
+    expectThrows(() => K.layerNorm(x, [4], w, b), K.DisposedError, 'layerNorm', '[4]');
+    expectThrows(() => K.layerNorm(x, [4], null, w), K.DisposedError, 'layerNorm');
+    expectThrows(() => K.embedding(ids, table), K.DisposedError, 'embedding', '[10,4]');
+    for (const t of [x, b, ids]) t.dispose();
+  });
+
+  it('a tensor over the binding limit fails before any buffer exists, every time', () => {
+    const limit = K.deviceInfo().limits.maxStorageBufferBindingSize;
+    const n = Math.floor(limit / 4) + 1;
+    for (let i = 0; i < 3; i++) expectThrows(() => K.zeros([n]), K.KilnError, 'bytes');
+  });
+});
