@@ -137,6 +137,14 @@ const UNARY_COS: u32 = 16u;
 const UNARY_CLAMP: u32 = 17u;      // clamp(x, scalar, scalar2)
 const UNARY_LOG1P: u32 = 18u;
 const UNARY_SOFTPLUS: u32 = 19u;
+const UNARY_SILU: u32 = 20u;       // x * sigmoid(x); silu(-inf) = -0 and silu(+inf) = +inf (the limits)
+const UNARY_ERF: u32 = 21u;
+
+// sigmoid without overflow: exp of a non-positive argument only.
+fn sigmoid_f(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
 
 fn unary_f(x: f32) -> f32 {
   switch OP {
@@ -179,6 +187,11 @@ fn unary_f(x: f32) -> f32 {
       return select(select(log(u) * x / (u - 1.0), x, u == 1.0), x, bitcast<u32>(x) == 0x7f800000u || is_nan(x));
     }
     case UNARY_SOFTPLUS: { return select(max(x, 0.0) + log(1.0 + exp(-abs(x))), x, is_nan(x)); }
+    case UNARY_SILU: {
+      // -inf * sigmoid(-inf) would be -inf * 0 = NaN.
+      return select(x * sigmoid_f(x), bitcast<f32>(0x80000000u), is_neg_inf(x));
+    }
+    case UNARY_ERF: { return erf_approx(x); }
     default: { return x; }
   }
 }
@@ -244,6 +257,13 @@ fn unary_grad_f(x: f32, y: f32, g: f32) -> f32 {
       return g * select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
     }
     case UNARY_LOG1P: { return g / (1.0 + x); }
+    case UNARY_SILU: {
+      // s (1 + x (1 - s)); at +-inf the x (1 - s) term is inf * 0, its limit is 0 (so 1 at +inf and 0 at -inf).
+      let s = sigmoid_f(x);
+      let d = select(s * (1.0 + x * (1.0 - s)), s, is_inf(x));
+      return g * d;
+    }
+    case UNARY_ERF: { return g * (1.1283791670955126 * exp(-x * x)); }
     default: { return nan_f32(); }
   }
 }

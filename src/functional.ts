@@ -1,7 +1,7 @@
 // F: the functional API, as PyTorch's torch.nn.functional.
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';
 export { linear, matmul } from './ops/matmul.js';
-export { relu, gelu, tanh, sigmoid, softplus, exp, log } from './ops/elementwise.js';
+export { relu, gelu, tanh, sigmoid, softplus, exp, log, silu } from './ops/elementwise.js';
 export { dropout } from './nn/dropout.js';
 export { scaledDotProductAttention, attentionWeights } from './attention/sdpa.js';
 export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, type CrossEntropyOptions, type BceWithLogitsOptions, type Reduction } from './ops/losses.js';

@@ -17,10 +17,12 @@ export { enableLeakDetector } from './tensor/leaks.js';
 export { zeros, ones, full, zerosLike, onesLike, fullLike, arange, rand, randn, type CreateOptions, type RandomOptions } from './ops/creation.js';
 export {
   add, sub, mul, div, pow, neg, exp, log, sqrt, rsqrt, abs, relu, gelu, tanh, sigmoid, sin, cos, softplus, log1p, clamp,
-  maximum, minimum, eq, ne, lt, le, gt, ge, logicalAnd, logicalOr, logicalNot, where, clone,
+  maximum, minimum, eq, ne, lt, le, gt, ge, logicalAnd, logicalOr, logicalNot, where, clone, silu, erf,
 } from './ops/elementwise.js';
-export { sum, mean, max, min, argmax, argmin } from './ops/reduce.js';
-export { matmul, linear } from './ops/matmul.js';
+export { sum, mean, max, min, argmax, argmin, var, std, logsumexp, all, any, type VarOptions } from './ops/reduce.js';
+export { matmul, linear, bmm } from './ops/matmul.js';
+export { split, chunk, flip, repeat } from './ops/shape_ops.js';
+export { triu, tril, maskedFill } from './ops/masking.js';
 export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice, select, contiguous, detach } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';
 export { noGrad, enableGrad, isGradEnabled } from './autograd/mode.js';

@@ -31,7 +31,7 @@ export type BinaryOp = keyof typeof B;
 export const UNARY_GRAD: { readonly [K in UnaryOp]: 'x' | 'y' | 'xy' | 'g' | null } = {
   COPY: 'g', NEG: 'g', ADD_SCALAR: 'g', MUL_SCALAR: 'g',
   EXP: 'y', SQRT: 'y', TANH: 'y', SIGMOID: 'y', RSQRT: 'xy',
-  LOG: 'x', RELU: 'x', GELU: 'x', POW: 'x', ABS: 'x', SIN: 'x', COS: 'x', CLAMP: 'x', SOFTPLUS: 'x', LOG1P: 'x',
+  LOG: 'x', RELU: 'x', GELU: 'x', POW: 'x', ABS: 'x', SIN: 'x', COS: 'x', CLAMP: 'x', SOFTPLUS: 'x', LOG1P: 'x', SILU: 'x', ERF: 'x',
   NOT: null,
 };
 

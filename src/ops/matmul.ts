@@ -71,3 +71,12 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   y.dispose();
   return out;
 }
+
+/** Batched matrix product of a [B, n, m] and b [B, m, p] (no broadcasting, as PyTorch's bmm). */
+export function bmm(a: Tensor, b: Tensor): Tensor {
+  a.buf('bmm');
+  b.buf('bmm');
+  if (a.rank !== 3 || b.rank !== 3) throw new ShapeError(`bmm: operands must be 3-D, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  if (a.shape[0] !== b.shape[0]) throw new ShapeError(`bmm: batch sizes differ: ${fmtShape(a.shape)} and ${fmtShape(b.shape)} (${a.shape[0]} vs ${b.shape[0]})`);
+  return matmul(a, b);
+}

@@ -1,11 +1,14 @@
 // Reductions over any dims, with keepdim, and their backward rules.
-import { ShapeError, fmtShape } from '../errors.js';
+import { ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
+import { tidy } from '../tensor/base.js';
 import { normDim } from '../tensor/shape.js';
-import { B, binary, unary, U } from '../launch/elementwise.js';
+import { B, binary, select, unary, U } from '../launch/elementwise.js';
 import { reduce } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
+import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
+import { scalarLike } from './elementwise.js';
 import { expand, reshape } from './views.js';
 
 function normDims(fn: string, x: Tensor, dim: number | number[] | undefined | null): number[] {
@@ -72,3 +75,120 @@ function argExtremum(fn: 'argmax' | 'argmin', x: Tensor, dim?: number | null, ke
 }
 export const argmax = (x: Tensor, dim?: number | null, keepdim = false): Tensor => argExtremum('argmax', x, dim, keepdim);
 export const argmin = (x: Tensor, dim?: number | null, keepdim = false): Tensor => argExtremum('argmin', x, dim, keepdim);
+
+// ---------------------------------------------------------------- statistics and logic over dims
+
+export interface VarOptions {
+  /** Subtracted from the count in the divisor: 1 (default) is Bessel's correction, 0 the population variance. */
+  correction?: number;
+  keepdim?: boolean;
+}
+
+type DimArg = number | number[] | null | undefined;
+
+/** var(x, dim?, opts?) also takes var(x, opts) (dim omitted), as PyTorch's keyword form. */
+function splitVarArgs(fn: string, dim: DimArg | VarOptions, options?: VarOptions): [DimArg, { correction: number; keepdim: boolean }] {
+  let d: DimArg;
+  let o: VarOptions | undefined = options;
+  if (dim !== null && typeof dim === 'object' && !Array.isArray(dim)) {
+    if (options !== undefined) throw new ValueError(`${fn}: options given twice`);
+    o = dim;
+  } else d = dim as DimArg;
+  const opts = checkOptions(fn, o, ['correction', 'keepdim']);
+  const correction = opts.correction ?? 1;
+  if (typeof correction !== 'number' || !Number.isFinite(correction) || correction < 0) throw new ValueError(`${fn}: correction must be a finite number >= 0, got ${String(correction)}`);
+  if (opts.keepdim !== undefined && typeof opts.keepdim !== 'boolean') throw new ValueError(`${fn}: keepdim must be true or false, got ${String(opts.keepdim)}`);
+  return [d, { correction, keepdim: opts.keepdim ?? false }];
+}
+
+/** sum((x - mean)^2) / (N - correction), its mean (keepdim) and 1 / (N - correction), without recording. */
+function varianceParts(fn: string, x: Tensor, dims: number[], keepdim: boolean, correction: number): { v: Tensor; scale: number } {
+  const count = dims.reduce((a, d) => a * x.shape[d], 1);
+  // N - correction <= 0 divides by zero: NaN for a zero sum, inf otherwise (as PyTorch's).
+  const scale = 1 / Math.max(0, count - correction);
+  const v = withGradMode(false, () => tidy(() => {
+    const mu = reduce(fn, x, dims, true, 'sum', count === 0 ? NaN : 1 / count);
+    const d = binary(fn, x, mu, B.SUB, 'f32');
+    return reduce(fn, binary(fn, d, d, B.MUL, 'f32'), dims, keepdim, 'sum', scale);
+  }));
+  return { v, scale };
+}
+
+/** d var / dx times g: g * 2 / (N - correction) * (x - mean). */
+function varBackward(fn: string, g: Tensor, x: Tensor, dims: number[], keepdim: boolean, scale: number): Tensor {
+  const count = dims.reduce((a, d) => a * x.shape[d], 1);
+  const mu = reduce(fn, x, dims, true, 'sum', 1 / count);
+  const centred = binary(fn, x, mu, B.SUB, 'f32');
+  const ge = expandBack(g, x.shape, dims, keepdim);
+  return unary(fn, binary(fn, ge, centred, B.MUL, 'f32'), U.MUL_SCALAR, 2 * scale);
+}
+
+/** The variance over `dims` (all by default) with `correction` (default 1, Bessel's), as PyTorch's torch.var. */
+function variance(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
+  const fn = 'var';
+  checkDType(fn, 'input', x.dtype, ['f32']);
+  const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
+  const dims = normDims(fn, x, d);
+  const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
+  return record(fn, v, [x], (g, [sx]) => [varBackward(`${fn}.backward`, g, sx, dims, keepdim, scale)], [x]);
+}
+export { variance as var };
+
+/** The standard deviation, sqrt(var); its gradient is 0 where it is 0 (as PyTorch's). */
+export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
+  const fn = 'std';
+  checkDType(fn, 'input', x.dtype, ['f32']);
+  const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
+  const dims = normDims(fn, x, d);
+  const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
+  const s = unary(fn, v, U.SQRT);
+  v.dispose();
+  return record(fn, s, [x], (g, [sx, ss]) => {
+    // g / (2 std), zero where std is 0.
+    const half = binary(`${fn}.backward`, g, unary(`${fn}.backward`, ss, U.MUL_SCALAR, 2), B.DIV, 'f32');
+    const zero = binary(`${fn}.backward`, ss, scalarLike(ss, 0, 'f32'), B.EQ, 'bool');
+    const gv = select(`${fn}.backward`, zero, scalarLike(ss, 0, 'f32'), half);
+    return [varBackward(`${fn}.backward`, gv, sx, dims, keepdim, scale)];
+  }, [x, s]);
+}
+
+/**
+ * log(sum(exp(x))) over `dim`, stably: the maximum is subtracted first (an infinite maximum is not, so all -inf gives
+ * -inf and any +inf gives +inf); NaN propagates. Gradient: softmax(x) times g.
+ */
+export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): Tensor {
+  const fn = 'logsumexp';
+  checkDType(fn, 'input', x.dtype, ['f32']);
+  if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
+  const dims = normDims(fn, x, dim);
+  if (dims.some((d) => x.shape[d] === 0)) throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
+  const out = withGradMode(false, () => tidy(() => {
+    const m = reduce(fn, x, dims, true, 'max');
+    const inf = binary(fn, unary(fn, m, U.ABS), scalarLike(m, Infinity, 'f32'), B.EQ, 'bool');
+    const shift = select(fn, inf, scalarLike(m, 0, 'f32'), m);
+    const s = reduce(fn, unary(fn, binary(fn, x, shift, B.SUB, 'f32'), U.EXP), dims, true, 'sum');
+    const r = binary(fn, unary(fn, s, U.LOG), shift, B.ADD, 'f32');
+    return keepdim ? r : reshape(r, r.shape.filter((_, i) => !dims.includes(i)));
+  }));
+  const inShape = x.shape.slice();
+  return record(fn, out, [x], (g, [sx, so]) => {
+    const p = unary(`${fn}.backward`, binary(`${fn}.backward`, sx, expandBack(so, inShape, dims, keepdim), B.SUB, 'f32'), U.EXP);
+    return [binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), p, B.MUL, 'f32')];
+  }, [x, out]);
+}
+
+function allAny(fn: 'all' | 'any', x: Tensor, dim: DimArg, keepdim: boolean): Tensor {
+  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  const dims = normDims(fn, x, dim);
+  const count = dims.reduce((a, d) => a * x.shape[d], 1);
+  return tidy(() => {
+    // Truth as PyTorch's: nonzero, NaN included.
+    const b = x.dtype === 'bool' ? x : binary(fn, x, scalarLike(x, 0, x.dtype), B.NE, 'bool');
+    const n = reduce(fn, b, dims, keepdim, 'sum');
+    return fn === 'all' ? binary(fn, n, scalarLike(n, count, 'i32'), B.EQ, 'bool') : binary(fn, n, scalarLike(n, 0, 'i32'), B.GT, 'bool');
+  });
+}
+/** Whether every element (over `dim`, or all) is true / nonzero; bool. An empty reduction is true. */
+export const all = (x: Tensor, dim?: DimArg, keepdim = false): Tensor => allAny('all', x, dim, keepdim);
+/** Whether any element (over `dim`, or all) is true / nonzero; bool. An empty reduction is false. */
+export const any = (x: Tensor, dim?: DimArg, keepdim = false): Tensor => allAny('any', x, dim, keepdim);

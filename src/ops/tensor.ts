@@ -6,8 +6,10 @@ import { type BackwardOptions, backward } from '../autograd/backward.js';
 import * as E from './elementwise.js';
 import * as R from './reduce.js';
 import * as V from './views.js';
-import { matmul } from './matmul.js';
+import { bmm, matmul } from './matmul.js';
 import { logSoftmax, softmax } from './nn_ops.js';
+import * as S from './shape_ops.js';
+import { maskedFill, tril, triu } from './masking.js';
 
 export class Tensor extends TensorBase {
   add(y: Tensor | number): Tensor { return E.add(this, y); }
@@ -35,6 +37,25 @@ export class Tensor extends TensorBase {
   gt(y: Tensor | number): Tensor { return E.gt(this, y); }
   ge(y: Tensor | number): Tensor { return E.ge(this, y); }
   logicalNot(): Tensor { return E.logicalNot(this); }
+  logicalAnd(y: Tensor): Tensor { return E.logicalAnd(this, y); }
+  logicalOr(y: Tensor): Tensor { return E.logicalOr(this, y); }
+  sin(): Tensor { return E.sin(this); }
+  cos(): Tensor { return E.cos(this); }
+  log1p(): Tensor { return E.log1p(this); }
+  erf(): Tensor { return E.erf(this); }
+  all(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.all(this, dim, keepdim); }
+  any(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.any(this, dim, keepdim); }
+  var(dim?: number | number[] | null | R.VarOptions, options?: R.VarOptions): Tensor { return R.var(this, dim, options); }
+  std(dim?: number | number[] | null | R.VarOptions, options?: R.VarOptions): Tensor { return R.std(this, dim, options); }
+  logsumexp(dim: number | number[], keepdim?: boolean): Tensor { return R.logsumexp(this, dim, keepdim); }
+  triu(diagonal?: number): Tensor { return triu(this, diagonal); }
+  tril(diagonal?: number): Tensor { return tril(this, diagonal); }
+  maskedFill(mask: Tensor, value: number | boolean | Tensor): Tensor { return maskedFill(this, mask, value); }
+  split(sizeOrSizes: number | number[], dim?: number): Tensor[] { return S.split(this, sizeOrSizes, dim); }
+  chunk(chunks: number, dim?: number): Tensor[] { return S.chunk(this, chunks, dim); }
+  flip(dims: number | number[]): Tensor { return S.flip(this, dims); }
+  repeat(...times: (number | number[])[]): Tensor { return S.repeat(this, ...times); }
+  bmm(y: Tensor): Tensor { return bmm(this, y); }
   /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
   where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
   matmul(y: Tensor): Tensor { return matmul(this, y); }
