@@ -1,0 +1,248 @@
+// Launchers of kernels/conv.wgsl (2-D convolution as implicit GEMMs: forward, input gradient, weight gradient),
+// kernels/pool.wgsl (max, average and adaptive average pooling) and kernels/batchnorm.wgsl (per-channel batch norm).
+// Every input is a 4-D NCHW view read in place through its offset and strides; outputs are contiguous.
+import { DeviceError } from '../errors.js';
+import { type TensorBase, allocLike } from '../tensor/base.js';
+import { numel } from '../tensor/shape.js';
+import { gpu } from '../gpu/device.js';
+import { dispatch, grid1d } from '../gpu/kernels.js';
+import { bufOf, dummy } from './common.js';
+import convKernel from './kernels/conv.js';
+import poolKernel from './kernels/pool.js';
+import bnKernel from './kernels/batchnorm.js';
+
+const TILE = convKernel.constants.TM;
+const { FORWARD, GRAD_INPUT, GRAD_WEIGHT } = convKernel.constants;
+
+/** The geometry of one 2-D convolution (validated by the op). */
+export interface ConvGeometry {
+  N: number; C: number; H: number; W: number;
+  O: number; Ho: number; Wo: number; KH: number; KW: number;
+  groups: number;
+  stride: [number, number];
+  /** Top and left padding (PyTorch's 'same' may pad one more at the bottom or right; that needs no parameter). */
+  padding: [number, number];
+  dilation: [number, number];
+}
+
+type ConvMode = typeof FORWARD | typeof GRAD_INPUT | typeof GRAD_WEIGHT;
+
+function gemmDims(g: ConvGeometry, mode: ConvMode): [number, number, number] {
+  const Cg = g.C / g.groups, Og = g.O / g.groups, KK = g.KH * g.KW;
+  if (mode === FORWARD) return [Og, g.N * g.Ho * g.Wo, Cg * KK];
+  if (mode === GRAD_INPUT) return [Cg, g.N * g.H * g.W, Og * KK];
+  return [Og, Cg * KK, g.N * g.Ho * g.Wo];
+}
+
+function convWorkgroups(g: ConvGeometry, mode: ConvMode): number {
+  const [M, cols] = gemmDims(g, mode);
+  return Math.ceil(M / TILE) * Math.ceil(cols / TILE) * g.groups;
+}
+
+/** Throws DeviceError (before any allocation) where a convolution would need more workgroups than the adapter runs. */
+export function checkConv(fn: string, g: ConvGeometry): void {
+  const lim = gpu().device.limits.maxComputeWorkgroupsPerDimension;
+  for (const mode of [FORWARD, GRAD_INPUT, GRAD_WEIGHT] as ConvMode[]) {
+    const n = convWorkgroups(g, mode);
+    if (n > lim * lim) throw new DeviceError(`${fn}: input [${g.N},${g.C},${g.H},${g.W}] needs ${n} workgroups, over this adapter's ${lim} x ${lim}`);
+  }
+  // Indices are u32 in the kernel.
+  if (g.N * g.O * g.Ho * g.Wo >= 2 ** 32 || g.N * g.C * g.H * g.W >= 2 ** 32) throw new DeviceError(`${fn}: tensors over 2^32 elements are not supported`);
+}
+
+function strides4(t: TensorBase | null): number[] {
+  return t ? t.strides.slice(0, 4) : [0, 0, 0, 0];
+}
+
+function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeometry, like: T, outShape: number[],
+  x: TensorBase | null, w: TensorBase | null, dy: TensorBase | null, bias: TensorBase | null): T {
+  const out = allocLike(like, outShape, 'f32');
+  if (numel(outShape) === 0) return out;
+  // K = 0 (no input channels, or an empty batch in the weight gradient) needs no special case: the kernel's
+  // reduction is empty and it writes zeros (plus the bias).
+  dispatch(convKernel, 'main', {
+    constants: { MODE: mode, HAS_BIAS: bias ? 1 : 0 },
+    bindings: {
+      x: x ? bufOf(x, fn) : dummy(), w: w ? bufOf(w, fn) : dummy(), dy: dy ? bufOf(dy, fn) : dummy(),
+      bias: bias ? bufOf(bias, fn) : dummy(), out: bufOf(out, fn),
+    },
+    params: {
+      N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, Ho: g.Ho, Wo: g.Wo, KH: g.KH, KW: g.KW, groups: g.groups,
+      sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1], dh: g.dilation[0], dw: g.dilation[1],
+      x_off: x?.offset ?? 0, w_off: w?.offset ?? 0, dy_off: dy?.offset ?? 0, pad0: 0,
+      x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy),
+    },
+    workgroups: grid1d(convWorkgroups(g, mode)),
+    label: fn,
+  });
+  return out;
+}
+
+/** y [N, O, Ho, Wo] = conv2d(x [N, C, H, W], w [O, C / groups, KH, KW]) + bias [O]. */
+export function conv2dForward<T extends TensorBase>(fn: string, x: T, w: TensorBase, bias: TensorBase | null, g: ConvGeometry): T {
+  return convLaunch(fn, FORWARD, g, x, [g.N, g.O, g.Ho, g.Wo], x, w, null, bias);
+}
+
+/** dx [N, C, H, W] from dy [N, O, Ho, Wo] and w. */
+export function conv2dGradInput<T extends TensorBase>(fn: string, dy: T, w: TensorBase, g: ConvGeometry): T {
+  return convLaunch(fn, GRAD_INPUT, g, dy, [g.N, g.C, g.H, g.W], null, w, dy, null);
+}
+
+/** dw [O, C / groups, KH, KW] from dy [N, O, Ho, Wo] and x. */
+export function conv2dGradWeight<T extends TensorBase>(fn: string, dy: T, x: TensorBase, g: ConvGeometry): T {
+  return convLaunch(fn, GRAD_WEIGHT, g, dy, [g.O, g.C / g.groups, g.KH, g.KW], x, null, dy, null);
+}
+
+/** The geometry of one 2-D pooling (validated by the op). */
+export interface PoolGeometry {
+  N: number; C: number; H: number; W: number; Ho: number; Wo: number;
+  kernel: [number, number]; stride: [number, number]; padding: [number, number]; dilation: [number, number];
+}
+
+const POOL_WG = 256;
+
+function poolParams(g: PoolGeometry, x: TensorBase | null, dy: TensorBase | null) {
+  return {
+    P: g.N * g.C, C: g.C, H: g.H, W: g.W, Ho: g.Ho, Wo: g.Wo, KH: g.kernel[0], KW: g.kernel[1],
+    sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1], dh: g.dilation[0], dw: g.dilation[1],
+    x_off: x?.offset ?? 0, dy_off: dy?.offset ?? 0, x_strides: strides4(x), dy_strides: strides4(dy),
+  };
+}
+
+/** Max pooling: values [N, C, Ho, Wo] and the plane-flat i32 index (ih W + iw) of each maximum. */
+export function maxPoolForward<T extends TensorBase>(fn: string, x: T, g: PoolGeometry): { values: T; indices: T } {
+  const shape = [g.N, g.C, g.Ho, g.Wo];
+  const values = allocLike(x, shape, 'f32');
+  const indices = allocLike(x, shape, 'i32');
+  if (numel(shape) === 0) return { values, indices };
+  dispatch(poolKernel, 'max_forward', {
+    bindings: { x: bufOf(x, fn), out: bufOf(values, fn), idx: indices.buf(fn).buffer },
+    params: poolParams(g, x, null),
+    workgroups: grid1d(Math.ceil(numel(shape) / POOL_WG)),
+    label: fn,
+  });
+  return { values, indices };
+}
+
+/** dx [N, C, H, W]: each dy routed to the input position its max came from. */
+export function maxPoolBackward<T extends TensorBase>(fn: string, dy: T, indices: TensorBase, g: PoolGeometry): T {
+  const shape = [g.N, g.C, g.H, g.W];
+  const dx = allocLike(dy, shape, 'f32');
+  if (numel(shape) === 0) return dx;
+  dispatch(poolKernel, 'max_backward', {
+    bindings: { dy: bufOf(dy, fn), idx_in: indices.buf(fn).buffer, out: bufOf(dx, fn) },
+    params: poolParams(g, null, dy),
+    workgroups: grid1d(Math.ceil(numel(shape) / POOL_WG)),
+    label: fn,
+  });
+  return dx;
+}
+
+export interface AvgMode { adaptive: boolean; countIncludePad: boolean }
+
+function avgConstants(m: AvgMode): Record<string, number> {
+  return { ADAPTIVE: m.adaptive ? 1 : 0, COUNT_INCLUDE_PAD: m.countIncludePad ? 1 : 0 };
+}
+
+/** Average pooling (fixed windows or adaptive): [N, C, Ho, Wo]. */
+export function avgPoolForward<T extends TensorBase>(fn: string, x: T, g: PoolGeometry, mode: AvgMode): T {
+  const shape = [g.N, g.C, g.Ho, g.Wo];
+  const out = allocLike(x, shape, 'f32');
+  if (numel(shape) === 0) return out;
+  dispatch(poolKernel, 'avg_forward', {
+    constants: avgConstants(mode),
+    bindings: { x: bufOf(x, fn), out: bufOf(out, fn) },
+    params: poolParams(g, x, null),
+    workgroups: grid1d(Math.ceil(numel(shape) / POOL_WG)),
+    label: fn,
+  });
+  return out;
+}
+
+/** dx [N, C, H, W] of average pooling: each input gathers dy / divisor of every window that covers it. */
+export function avgPoolBackward<T extends TensorBase>(fn: string, dy: T, g: PoolGeometry, mode: AvgMode): T {
+  const shape = [g.N, g.C, g.H, g.W];
+  const dx = allocLike(dy, shape, 'f32');
+  if (numel(shape) === 0) return dx;
+  dispatch(poolKernel, 'avg_backward', {
+    constants: avgConstants(mode),
+    bindings: { dy: bufOf(dy, fn), out: bufOf(dx, fn) },
+    params: poolParams(g, null, dy),
+    workgroups: grid1d(Math.ceil(numel(shape) / POOL_WG)),
+    label: fn,
+  });
+  return dx;
+}
+
+export interface BatchNormSpec {
+  training: boolean;
+  /** Update the running statistics in place (training with running stats). */
+  updateRunning: boolean;
+  eps: number;
+  momentum: number;
+}
+
+function bnParams(x: TensorBase, dy: TensorBase | null, spec: BatchNormSpec) {
+  const [N, C, H, W] = x.shape;
+  return {
+    N, C, H, W, eps: spec.eps, momentum: spec.momentum, x_off: x.offset, dy_off: dy?.offset ?? 0,
+    x_strides: strides4(x), dy_strides: strides4(dy),
+  };
+}
+
+function bnConstants(spec: BatchNormSpec, weight: TensorBase | null): Record<string, number> {
+  return { TRAINING: spec.training ? 1 : 0, UPDATE_RUNNING: spec.updateRunning ? 1 : 0, HAS_WEIGHT: weight ? 1 : 0 };
+}
+
+/**
+ * y = (x - mean) * invstd * weight + bias over channel dim 1 of a 4-D x; returns y and the (mean, invstd) it used.
+ * runningMean / runningVar are updated in place when spec.updateRunning (their buffers are written).
+ */
+export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight: TensorBase | null, bias: TensorBase | null,
+  runningMean: TensorBase | null, runningVar: TensorBase | null, spec: BatchNormSpec): { y: T; mean: T; invstd: T } {
+  const C = x.shape[1];
+  const y = allocLike(x, x.shape.slice(), 'f32');
+  const mean = allocLike(x, [C], 'f32');
+  const invstd = allocLike(x, [C], 'f32');
+  if (C === 0) return { y, mean, invstd };
+  dispatch(bnKernel, 'forward', {
+    constants: bnConstants(spec, weight),
+    bindings: {
+      x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), bias: bias ? bufOf(bias, fn) : dummy(), y: bufOf(y, fn),
+      save_mean: bufOf(mean, fn), save_invstd: bufOf(invstd, fn),
+      running_mean: runningMean ? bufOf(runningMean, fn) : dummy(true), running_var: runningVar ? bufOf(runningVar, fn) : dummy(true),
+    },
+    params: bnParams(x, null, spec),
+    workgroups: grid1d(C),
+    label: fn,
+  });
+  return { y, mean, invstd };
+}
+
+/** dx [N, C, H, W] contiguous, dweight and dbias [C] of batch norm. */
+export function batchNormBackward<T extends TensorBase>(fn: string, dy: T, x: TensorBase, weight: TensorBase | null,
+  mean: TensorBase, invstd: TensorBase, spec: BatchNormSpec): { dx: T; dweight: T; dbias: T } {
+  const C = x.shape[1];
+  const dx = allocLike(dy, x.shape.slice(), 'f32');
+  const dweight = allocLike(dy, [C], 'f32');
+  const dbias = allocLike(dy, [C], 'f32');
+  if (C === 0) return { dx, dweight, dbias };
+  dispatch(bnKernel, 'backward', {
+    constants: bnConstants(spec, weight),
+    bindings: {
+      x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), dy: bufOf(dy, fn),
+      saved_mean: bufOf(mean, fn), saved_invstd: bufOf(invstd, fn), dx: bufOf(dx, fn), dweight: bufOf(dweight, fn), dbias: bufOf(dbias, fn),
+    },
+    params: bnParams(x, dy, spec),
+    workgroups: grid1d(C),
+    label: fn,
+  });
+  return { dx, dweight, dbias };
+}
+
+/** counter (an i32 scalar tensor) += 1, in place. */
+export function incrementCounter(fn: string, counter: TensorBase): void {
+  dispatch(bnKernel, 'count', { bindings: { counter: counter.buf(fn).buffer }, workgroups: [1], label: fn });
+}
+
+

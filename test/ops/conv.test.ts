@@ -1,0 +1,131 @@
+// F.conv2d and F.conv1d: forward against float64 loops over strides, paddings ('same' included), dilations, groups,
+// non-square kernels and odd sizes; gradients of input, weight and bias by finite differences; strided views read in
+// place; bad input as typed errors before any GPU work; memory back to its baseline.
+import { describe, expect, it } from 'vitest';
+import { F, ShapeError, ValueError, DTypeError, memory, transpose, zeros } from '../../src/index.node';
+import * as RC from '../reference/conv';
+import { permute as refPermute } from '../reference/core';
+import { checkGradVsRef, expectThrows, expectTensorClose, fromRef, poison, rnd } from '../helpers';
+
+interface Case {
+  x: number[];
+  w: number[];
+  bias: boolean;
+  opts: F.ConvOptions;
+  ref: RC.ConvRefOptions;
+}
+
+const pairOf = (v: number | [number, number] | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : v);
+
+function caseOf(x: number[], w: number[], opts: F.ConvOptions = {}, bias = true): Case {
+  const stride = pairOf(opts.stride, 1), dilation = pairOf(opts.dilation, 1);
+  let padding: [number, number], padEnd: [number, number] | undefined;
+  if (opts.padding === 'same') {
+    const total = [dilation[0] * (w[2] - 1), dilation[1] * (w[3] - 1)];
+    padding = [Math.floor(total[0] / 2), Math.floor(total[1] / 2)];
+    padEnd = [total[0] - padding[0], total[1] - padding[1]];
+  } else padding = opts.padding === 'valid' ? [0, 0] : pairOf(opts.padding as number | [number, number] | undefined, 0);
+  return { x, w, bias, opts, ref: { stride, padding, padEnd, dilation, groups: opts.groups } };
+}
+
+const CASES: Case[] = [
+  caseOf([1, 1, 5, 5], [1, 1, 3, 3]),
+  caseOf([2, 3, 7, 9], [4, 3, 3, 3], { padding: 1 }),
+  caseOf([2, 3, 8, 7], [5, 3, 2, 3], { stride: [2, 1], padding: [1, 0] }),
+  caseOf([1, 2, 9, 11], [3, 2, 3, 2], { dilation: [2, 3], padding: [2, 1] }),
+  caseOf([2, 4, 6, 5], [6, 2, 3, 3], { groups: 2, padding: 1, stride: 2 }, false),
+  caseOf([1, 6, 5, 7], [6, 1, 3, 3], { groups: 6, padding: 'same' }),
+  caseOf([2, 3, 6, 7], [4, 3, 2, 4], { padding: 'same', dilation: [1, 2] }),
+  caseOf([3, 5, 13, 3], [7, 5, 1, 1], { stride: 3 }),
+  caseOf([1, 3, 6, 6], [2, 3, 6, 6], { padding: 'valid' }),
+  caseOf([2, 70, 9, 9], [67, 70, 3, 3], { padding: 1 }),
+];
+
+const label = (c: Case) => `x ${JSON.stringify(c.x)} w ${JSON.stringify(c.w)} ${JSON.stringify(c.opts)}${c.bias ? '' : ' no bias'}`;
+
+describe('F.conv2d', () => {
+  for (const c of CASES) {
+    it(`forward ${label(c)}`, async () => {
+      const before = memory().buffers;
+      const x = rnd(c.x, 1), w = rnd(c.w, 2), b = c.bias ? rnd([c.w[0]], 3) : null;
+      const want = RC.conv2d(x, w, b, c.ref);
+      poison([want.shape]);
+      const xt = fromRef(x), wt = fromRef(w), bt = b ? fromRef(b) : null;
+      const y = F.conv2d(xt, wt, bt, c.opts);
+      await expectTensorClose(y, want, 1e-4, 1e-4, label(c));
+      for (const t of [y, xt, wt, bt]) t?.dispose();
+      expect(memory().buffers).toBe(before);
+    });
+  }
+
+  for (const c of CASES.filter((k) => k.x[1] < 10)) {
+    it(`gradients ${label(c)}`, async () => {
+      const inputs = [rnd(c.x, 4), rnd(c.w, 5), ...(c.bias ? [rnd([c.w[0]], 6)] : [])];
+      await checkGradVsRef(
+        (x, w, b) => F.conv2d(x, w, b ?? null, c.opts),
+        (x, w, b) => RC.conv2d(x, w, b ?? null, c.ref),
+        inputs,
+        { label: label(c) },
+      );
+    });
+  }
+
+  it('reads strided views in place (a permuted input and a transposed weight)', async () => {
+    const x = rnd([2, 6, 5, 3], 7); // stored [N, H, W, C]-like, viewed as NCHW
+    const w = rnd([4, 3, 3, 3], 8);
+    const xt = fromRef(x).permute([0, 3, 1, 2]); // [2, 3, 6, 5]
+    const wt = transpose(fromRef(w), 2, 3); // [4, 3, 3, 3] transposed taps
+    const want = RC.conv2d(refPermute(x, [0, 3, 1, 2]), refPermute(w, [0, 1, 3, 2]), null, { padding: [1, 1] });
+    await expectTensorClose(F.conv2d(xt, wt, null, { padding: 1 }), want, 1e-4, 1e-4);
+  });
+
+  it('takes unbatched [C, H, W] input', async () => {
+    const x = rnd([3, 5, 6], 9), w = rnd([2, 3, 3, 3], 10);
+    const want = RC.conv2d({ data: x.data, shape: [1, 3, 5, 6] }, w, null, {});
+    const y = F.conv2d(fromRef(x), fromRef(w));
+    await expectTensorClose(y, { data: want.data, shape: [2, 3, 4] }, 1e-4, 1e-4);
+  });
+
+  it('bad input: typed errors naming the shapes, before any GPU work', () => {
+    const x = zeros([2, 3, 8, 8]), w = zeros([4, 3, 3, 3]), w2 = zeros([4, 2, 3, 3]), wg = zeros([5, 1, 3, 3]);
+    const b5 = zeros([5]), xi = zeros([2, 3, 8, 8], { dtype: 'i32' }), x2 = zeros([8, 8]), big = zeros([4, 3, 9, 9]);
+    expectThrows(() => F.conv2d(x, w2), ShapeError, 'input [2,3,8,8] has 3 channels', 'weight [4,2,3,3]');
+    expectThrows(() => F.conv2d(x, wg, null, { groups: 3 }), ShapeError, 'groups=3 does not divide the 5 output channels');
+    expectThrows(() => F.conv2d(x, w2, null, { groups: 2 }), ShapeError, '[2,3,8,8]');
+    expectThrows(() => F.conv2d(x, big), ShapeError, 'larger than the padded input', '[4,3,9,9]');
+    expectThrows(() => F.conv2d(x, w, b5), ShapeError, 'bias [5]');
+    expectThrows(() => F.conv2d(xi, w), DTypeError);
+    expectThrows(() => F.conv2d(x2, w), ShapeError, '[8,8]');
+    expectThrows(() => F.conv2d(x, w, null, { stride: 0 }), ValueError, 'stride');
+    expectThrows(() => F.conv2d(x, w, null, { padding: -1 }), ValueError, 'padding');
+    expectThrows(() => F.conv2d(x, w, null, { padding: 'full' as 'same' }), ValueError, 'padding');
+    expectThrows(() => F.conv2d(x, w, null, { padding: 'same', stride: 2 }), ValueError, "'same' needs stride 1");
+    expectThrows(() => F.conv2d(x, w, null, { groups: 1.5 }), ValueError, 'groups');
+    expectThrows(() => F.conv2d(x, w, null, { strides: 2 } as F.ConvOptions), ValueError, "unknown option 'strides'");
+    for (const t of [x, w, w2, wg, b5, xi, x2, big]) t.dispose();
+  });
+});
+
+describe('F.conv1d', () => {
+  const cases: { x: number[]; w: number[]; opts: F.Conv1dOptions; ref: Parameters<typeof RC.conv1d>[3] }[] = [
+    { x: [2, 3, 11], w: [4, 3, 3], opts: { padding: 1 }, ref: { padding: 1 } },
+    { x: [1, 4, 17], w: [6, 2, 4], opts: { stride: 3, dilation: 2, groups: 2 }, ref: { stride: 3, dilation: 2, groups: 2 } },
+    { x: [2, 2, 9], w: [3, 2, 4], opts: { padding: 'same' }, ref: { padding: 1, padEnd: 2 } },
+  ];
+  for (const c of cases) {
+    it(`forward and gradients x ${JSON.stringify(c.x)} w ${JSON.stringify(c.w)} ${JSON.stringify(c.opts)}`, async () => {
+      const x = rnd(c.x, 11), w = rnd(c.w, 12), b = rnd([c.w[0]], 13);
+      const y = F.conv1d(fromRef(x), fromRef(w), fromRef(b), c.opts);
+      await expectTensorClose(y, RC.conv1d(x, w, b, c.ref), 1e-4, 1e-4);
+      await checkGradVsRef((xx, ww, bb) => F.conv1d(xx, ww, bb, c.opts), (xx, ww, bb) => RC.conv1d(xx, ww, bb, c.ref), [x, w, b]);
+    });
+  }
+
+  it('bad input names the 1-D shapes', () => {
+    const x = zeros([2, 3, 5]), w = zeros([4, 2, 3]), wl = zeros([4, 3, 7]), w4 = zeros([4, 3, 3, 3]);
+    expectThrows(() => F.conv1d(x, w), ShapeError, 'input [2,3,5] has 3 channels', 'weight [4,2,3]');
+    expectThrows(() => F.conv1d(x, wl), ShapeError, 'larger than the padded input', '[4,3,7]');
+    expectThrows(() => F.conv1d(x, w4), ShapeError, 'weight must be');
+    for (const t of [x, w, wl, w4]) t.dispose();
+  });
+});
