@@ -5,4 +5,7 @@ export { relu, gelu, tanh, sigmoid, softplus, exp, log, silu } from './ops/eleme
 export { dropout } from './nn/dropout.js';
 export { scaledDotProductAttention, attentionWeights } from './attention/sdpa.js';
 export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, type CrossEntropyOptions, type BceWithLogitsOptions, type Reduction } from './ops/losses.js';
-export { conv2d, conv1d, type ConvOptions, type Conv1dOptions, type Pair } from './ops/conv.js';
+export {
+  conv2d, conv1d, maxPool2d, avgPool2d, adaptiveAvgPool2d, batchNorm,
+  type ConvOptions, type Conv1dOptions, type MaxPoolOptions, type AvgPoolOptions, type BatchNormOptions, type Pair,
+} from './ops/conv.js';

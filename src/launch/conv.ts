@@ -205,17 +205,21 @@ export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight:
   const mean = allocLike(x, [C], 'f32');
   const invstd = allocLike(x, [C], 'f32');
   if (C === 0) return { y, mean, invstd };
+  // Writable bindings may not alias (the dummy buffer included): without running statistics, scratch ones.
+  const scratch = runningMean ? [] : [allocLike(x, [C], 'f32'), allocLike(x, [C], 'f32')];
+  const rm = runningMean ?? scratch[0], rv = runningVar ?? scratch[1];
   dispatch(bnKernel, 'forward', {
     constants: bnConstants(spec, weight),
     bindings: {
       x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), bias: bias ? bufOf(bias, fn) : dummy(), y: bufOf(y, fn),
       save_mean: bufOf(mean, fn), save_invstd: bufOf(invstd, fn),
-      running_mean: runningMean ? bufOf(runningMean, fn) : dummy(true), running_var: runningVar ? bufOf(runningVar, fn) : dummy(true),
+      running_mean: bufOf(rm, fn), running_var: bufOf(rv!, fn),
     },
     params: bnParams(x, null, spec),
     workgroups: grid1d(C),
     label: fn,
   });
+  for (const t of scratch) t.dispose();
   return { y, mean, invstd };
 }
 
