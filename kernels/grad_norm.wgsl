@@ -11,6 +11,8 @@
 //     find the same norm; coef = min(max_norm / (norm + 1e-6), 1), except that a NaN stays NaN (a NaN or infinite
 //     gradient then shows in every gradient, as PyTorch); it multiplies its share of the numbers by coef
 //     (grid-stride), and workgroup 0 writes the norm to norm_out[params.norm_offset].
+//   clamp_value (clip_grad_value_): every number g becomes clamp(g, -max_norm, max_norm), a NaN staying NaN
+//     (grid-stride, one dispatch; binds table and grads only).
 //   NaN: the sums are plain additions, which keep NaN and infinities; only the clamp needs care, and it tests NaN by
 //   its bits (numerics.wgsl), since WGSL compilers may fold min(NaN, 1) to 1.
 //   Tiling: 256 threads a workgroup, a tree reduction in workgroup memory; numbers are found from the table by binary
@@ -84,5 +86,15 @@ fn scale(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wid: ve
   for (var k = wid.x * 256u + l; k < params.count; k = k + stride) {
     let e = element(k);
     grads[e] = grads[e] * coef;
+  }
+}
+
+@compute @workgroup_size(256)
+fn clamp_value(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let v = params.max_norm;
+  let stride = nwg.x * 256u;
+  for (var k = wid.x * 256u + l; k < params.count; k = k + stride) {
+    let e = element(k);
+    grads[e] = clamp_nan(grads[e], -v, v);
   }
 }

@@ -12,7 +12,7 @@ export { tensor, type TensorOptions } from './ops/creation.js';
 export { tidy, keep } from './tensor/base.js';
 export type { NestedArray } from './tensor/host.js';
 export type { DType } from './tensor/dtype.js';
-export { manualSeed } from './tensor/random.js';
+export { manualSeed, getRngState, setRngState, type RngState } from './tensor/random.js';
 export { enableLeakDetector } from './tensor/leaks.js';
 export { zeros, ones, full, zerosLike, onesLike, fullLike, arange, rand, randn, type CreateOptions, type RandomOptions } from './ops/creation.js';
 export {
@@ -33,8 +33,8 @@ export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export { save, load, readHeader, type SaveOptions, type LoadResult } from './io/index.js';
 export {
-  batches, permutation, TensorDataset, fit, accuracy, confusionMatrix, precisionRecallF1, classificationReport,
-  type BatchOptions, type Batch, type Dataset, type FitOptions, type FitResult, type EpochLogs, type ClassScores, type PrecisionRecallF1,
+  batches, permutation, TensorDataset, fit, saveCheckpoint, loadCheckpoint, accuracy, confusionMatrix, precisionRecallF1, classificationReport,
+  type BatchOptions, type Batch, type Dataset, type FitOptions, type FitResult, type EpochLogs, type FitCheckpointOptions, type SaveCheckpointOptions, type LoadedCheckpoint, type CheckpointParts, type ClassScores, type PrecisionRecallF1,
 } from './train/index.js';
 export { scaledDotProductAttention, attentionWeights, KVCache, type SdpaOptions } from './attention/index.js';
 export * as viz from './viz/index.js';

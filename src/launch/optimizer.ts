@@ -126,3 +126,13 @@ export function gradNormScale(fn: string, seg: GradSegments, partials: TensorBas
     label: `${fn}.scale`,
   });
 }
+
+/** Clamps the segments to [-clipValue, clipValue] in place (NaN kept): one dispatch. */
+export function gradClampValue(fn: string, seg: GradSegments, clipValue: number): void {
+  dispatch(gradNormKernel, 'clamp_value', {
+    bindings: { table: bufOf(seg.table, fn), grads: bufOf(seg.grads, fn) },
+    params: { count: seg.count, num_segments: seg.numSegments, partial_base: 0, num_partials: 0, max_norm: clipValue, norm_offset: 0, pad0: 0, pad1: 0 },
+    workgroups: [Math.min(MAX_SCALE_WORKGROUPS, Math.max(1, Math.ceil(seg.count / 256))), 1, 1],
+    label: `${fn}.clamp`,
+  });
+}

@@ -10,7 +10,7 @@ import { softmax } from '../ops/nn_ops.js';
 import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
 import { scaledDotProductAttention, type CausalOption, type SdpaOptions } from '../attention/sdpa.js';
 import { KVCache } from '../attention/kv_cache.js';
-import { Module, checkFeatures } from './module.js';
+import { Module, RANDOM_CALLS, checkFeatures } from './module.js';
 import { Dropout, LayerNorm, Linear } from './layers.js';
 
 import { checkPositiveInt, checkSeed, constParam, uniformParam } from './init.js';
@@ -82,7 +82,7 @@ export class MultiheadAttention extends Module {
   inProjBias: Tensor | null;
   outProj: Linear;
   private seed: number;
-  private calls = 0;
+  [RANDOM_CALLS] = 0;
 
   constructor(embedDim: number, numHeads: number, opts?: MultiheadAttentionOptions) {
     super();
@@ -161,7 +161,7 @@ export class MultiheadAttention extends Module {
         attnMask: mask,
         isCausal,
         dropoutP: this.training ? this.dropoutP : 0,
-        seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this.calls) >>> 0 : undefined,
+        seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
         impl: options.impl,
       });
       // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.

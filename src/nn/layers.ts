@@ -5,7 +5,7 @@ import { philox4x32 } from '../tensor/random.js';
 import { linear } from '../ops/matmul.js';
 import { embedding, layerNorm } from '../ops/nn_ops.js';
 import { gelu, relu, sigmoid, tanh } from '../ops/elementwise.js';
-import { Module, checkFeatures } from './module.js';
+import { Module, RANDOM_CALLS, checkFeatures } from './module.js';
 import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init.js';
 import { dropout } from './dropout.js';
 
@@ -113,7 +113,7 @@ export class LayerNorm extends Module {
 export class Dropout extends Module {
   readonly p: number;
   private readonly _seed: number | undefined;
-  private _calls = 0;
+  [RANDOM_CALLS] = 0;
   constructor(p = 0.5, options?: { seed?: number }) {
     super();
     options = checkOptions('Dropout', options, ['seed']);
@@ -126,7 +126,7 @@ export class Dropout extends Module {
     let seed: number | undefined;
     if (this._seed !== undefined) {
       const w = new Uint32Array(4);
-      philox4x32(this._calls++, 0, 0, 0xd0d0, this._seed, 0x51, w);
+      philox4x32(this[RANDOM_CALLS]++, 0, 0, 0xd0d0, this._seed, 0x51, w);
       seed = w[0];
     }
     return dropout(x, this.p, { seed });

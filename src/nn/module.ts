@@ -221,6 +221,34 @@ export class Module {
   }
 }
 
+/**
+ * Modules whose random draws are counted per call (Dropout and MultiheadAttention with a seed draw the i-th call's
+ * mask from (seed, i)) keep the count under this key, so that a checkpoint (fit's) resumes them where they were. It is
+ * not part of the state dict, which stays PyTorch's.
+ */
+export const RANDOM_CALLS: unique symbol = Symbol('kiln.randomCalls');
+
+/** The per-call random counters of `model` and its descendants, by module path. */
+export function moduleRandomState(model: Module): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, m] of model.namedModules()) {
+    const n = (m as Partial<Record<typeof RANDOM_CALLS, number>>)[RANDOM_CALLS];
+    if (typeof n === 'number') Object.defineProperty(out, name, { value: n, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** Restores what moduleRandomState returned; every path must name a module with a counter, and all of them appear. */
+export function loadModuleRandomState(fn: string, model: Module, state: Record<string, number>): void {
+  const mine = moduleRandomState(model);
+  const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+  const bad = Object.keys(state).filter((k) => !has(mine, k) || !Number.isInteger(state[k]) || state[k] < 0);
+  const missing = Object.keys(mine).filter((k) => !has(state, k));
+  if (bad.length || missing.length) throw new ValueError(`${fn}: the random counters do not fit this model (${[...bad.map((k) => `unexpected or invalid '${k}'`), ...missing.map((k) => `missing '${k}'`)].join(', ')})`);
+  const byName = new Map(model.namedModules());
+  for (const k of Object.keys(state)) (byName.get(k) as unknown as Record<typeof RANDOM_CALLS, number>)[RANDOM_CALLS] = state[k];
+}
+
 /** dst <- src elementwise (same shape and dtype), off the tape; dst keeps its own storage and offset. */
 export function copyInto(dst: Tensor, src: Tensor): void {
   dst.buf('loadStateDict');

@@ -7,6 +7,7 @@ import { add, addScalar, clone, div, mul, mulScalar, neg, sqrt, sub } from '../o
 import { noGrad } from '../autograd/mode.js';
 import { copyInto } from '../nn/module.js';
 import { OPTIMIZER_MODE, type OptimizerHyper } from '../launch/optimizer.js';
+import { fill } from '../launch/elementwise.js';
 import { Arena } from './arena.js';
 
 function checkNumber(fn: string, name: string, v: unknown, ok: (x: number) => boolean, rule: string): number {
@@ -196,6 +197,141 @@ export abstract class Optimizer {
     return { step: this.steps[i], ...arena.stateViews(j, this.params[i].shape, this.stateWords) };
   }
 
+  /** PyTorch's names of the hyperparameters in this optimizer's param group. */
+  private groupOf(): OptimizerParamGroup {
+    const h = this.hyper;
+    const params = this.params.map((_p, i) => i);
+    if (h.mode === OPTIMIZER_MODE.sgd) return { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weight_decay: h.weightDecay, nesterov: h.nesterov, maximize: h.maximize, params };
+    return { lr: h.lr, betas: [h.beta1, h.beta2], eps: h.eps, weight_decay: h.weightDecay, amsgrad: false, maximize: h.maximize, params };
+  }
+
+  /** The names of parameter i's state tensors, as PyTorch's: momentum_buffer (SGD), exp_avg and exp_avg_sq (Adam). */
+  private stateNames(): string[] {
+    if (this.hyper.mode !== OPTIMIZER_MODE.sgd) return ['exp_avg', 'exp_avg_sq'];
+    return this.hyper.momentum !== 0 ? ['momentum_buffer'] : [];
+  }
+
+  /**
+   * The optimizer's state as PyTorch's optimizer.state_dict(): `state[i]` holds parameter i's step count and its state
+   * tensors (momentum_buffer, or exp_avg and exp_avg_sq) for each parameter that has taken a step, and `param_groups`
+   * the hyperparameters with the parameter indices. The tensors are snapshots (copies) that the caller owns: dispose
+   * them, or call this inside tidy(). Loading it into an optimizer of the same kind over parameters of the same shapes
+   * continues the run bit for bit.
+   */
+  stateDict(): OptimizerStateDict {
+    const fn = `${this.name}.stateDict`;
+    if (this.disposed) throw new DisposedError(`${fn}: the optimizer was disposed`);
+    const names = this.stateNames();
+    const state: Record<number, OptimizerParamState> = {};
+    noGrad(() => {
+      for (let i = 0; i < this.params.length; i++) {
+        if (!this.steps[i]) continue;
+        const entry: OptimizerParamState = { step: this.steps[i] };
+        const st = this.state(i);
+        [st.m, st.v].forEach((view, k) => {
+          if (k < names.length && view) entry[names[k]] = keep(clone(view));
+          view?.dispose();
+        });
+        state[i] = entry;
+      }
+    });
+    return { state, param_groups: [this.groupOf()] };
+  }
+
+  /**
+   * Restores what stateDict() returned (or PyTorch's layout of it, with the same names): step counts, state tensors and
+   * the group's hyperparameters. Everything is checked before anything changes: the number of groups and parameters,
+   * each state tensor's shape and dtype, each hyperparameter's range. The tensors are copied; the caller keeps them.
+   */
+  loadStateDict(sd: OptimizerStateDict): void {
+    const fn = `${this.name}.loadStateDict`;
+    if (this.disposed) throw new DisposedError(`${fn}: the optimizer was disposed`);
+    if (!sd || typeof sd !== 'object' || !sd.state || typeof sd.state !== 'object' || !Array.isArray(sd.param_groups)) {
+      throw new ValueError(`${fn}: expects { state, param_groups } as stateDict() returns, got ${String(sd)}`);
+    }
+    if (sd.param_groups.length !== 1) throw new ValueError(`${fn}: kiln optimizers have one param group; the state dict has ${sd.param_groups.length}`);
+    const group = sd.param_groups[0];
+    const mine = this.groupOf();
+    // PyTorch's groups also carry implementation switches and the schedulers' initial_lr, which kiln has no use for.
+    checkOptions(fn, group, [...Object.keys(mine), 'initial_lr', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay']);
+    if (!Array.isArray(group.params) || group.params.length !== this.params.length) {
+      throw new ValueError(`${fn}: the state dict's group has ${Array.isArray(group.params) ? group.params.length : 'no'} parameters, this optimizer ${this.params.length}`);
+    }
+    const hyper = { ...this.hyper };
+    const num = (k: string, ok: (x: number) => boolean, rule: string): number => checkNumber(fn, `param_groups[0].${k}`, (group as Record<string, unknown>)[k] ?? (mine as Record<string, unknown>)[k], ok, rule);
+    const flag = (k: string): boolean => checkFlag(fn, `param_groups[0].${k}`, (group as Record<string, unknown>)[k] ?? (mine as Record<string, unknown>)[k]);
+    const nonNeg = (x: number) => Number.isFinite(x) && x >= 0;
+    hyper.lr = num('lr', nonNeg, 'finite and >= 0');
+    hyper.weightDecay = num('weight_decay', nonNeg, 'finite and >= 0');
+    hyper.maximize = flag('maximize');
+    if (hyper.mode === OPTIMIZER_MODE.sgd) {
+      const momentum = num('momentum', nonNeg, 'finite and >= 0');
+      if ((momentum !== 0) !== (hyper.momentum !== 0)) throw new ValueError(`${fn}: momentum ${momentum} and this optimizer's ${hyper.momentum} differ in whether there is a momentum buffer`);
+      hyper.momentum = momentum;
+      hyper.dampening = num('dampening', Number.isFinite, 'finite');
+      hyper.nesterov = flag('nesterov');
+    } else {
+      const betas = (group as { betas?: unknown }).betas ?? [hyper.beta1, hyper.beta2];
+      if (!Array.isArray(betas) || betas.length !== 2) throw new ValueError(`${fn}: param_groups[0].betas must be a pair, got ${JSON.stringify(betas)}`);
+      const inRange = (x: number) => x >= 0 && x < 1;
+      hyper.beta1 = checkNumber(fn, 'param_groups[0].betas[0]', betas[0], inRange, 'in [0, 1)');
+      hyper.beta2 = checkNumber(fn, 'param_groups[0].betas[1]', betas[1], inRange, 'in [0, 1)');
+      hyper.eps = num('eps', (x) => Number.isFinite(x) && x > 0, 'finite and > 0');
+      if ((group as { amsgrad?: unknown }).amsgrad) throw new ValueError(`${fn}: amsgrad is not supported`);
+    }
+    const names = this.stateNames();
+    const steps = this.params.map(() => 0);
+    const sources: (Tensor | null)[][] = this.params.map(() => names.map(() => null));
+    for (const key of Object.keys(sd.state)) {
+      const i = Number(key);
+      if (!Number.isInteger(i) || i < 0 || i >= this.params.length) throw new ValueError(`${fn}: state key '${key}' is not a parameter index in [0, ${this.params.length})`);
+      const entry = (sd.state as Record<string, OptimizerParamState>)[key];
+      if (!entry || typeof entry !== 'object') throw new ValueError(`${fn}: state[${i}] must be an object, got ${String(entry)}`);
+      const step = typeof entry.step === 'number' ? entry.step : NaN;
+      if (!Number.isInteger(step) || step < 0) throw new ValueError(`${fn}: state[${i}].step must be a non-negative integer, got ${String(entry.step)}`);
+      steps[i] = step;
+      for (const k of Object.keys(entry)) if (k !== 'step' && !names.includes(k)) throw new ValueError(`${fn}: state[${i}] has '${k}'; ${this.name} keeps ${['step', ...names].join(', ')}`);
+      const p = this.params[i];
+      names.forEach((n, k) => {
+        const t = entry[n];
+        if (t === undefined || t === null) {
+          if (step > 0) throw new ValueError(`${fn}: state[${i}] took ${step} steps but has no '${n}'`);
+          return;
+        }
+        if (!(t instanceof Tensor)) throw new ValueError(`${fn}: state[${i}].${n} is not a Tensor`);
+        t.buf(fn);
+        if (!sameShape(t.shape, p.shape)) throw new ShapeError(`${fn}: state[${i}].${n} ${fmtShape(t.shape)} does not match parameter ${i} ${fmtShape(p.shape)}`);
+        if (t.dtype !== 'f32') throw new DTypeError(`${fn}: state[${i}].${n} is ${t.dtype}; optimizer state is f32`);
+        sources[i][k] = t;
+      });
+    }
+    // Every check is done: from here on state changes and GPU work is encoded.
+    Object.assign(this.hyper, hyper);
+    steps.forEach((s, i) => (this.steps[i] = s));
+    this.stepCount = Math.max(this.stepCount, ...steps);
+    noGrad(() => {
+      if (this.hyper.impl === 'reference') {
+        const load = (list: (Tensor | null)[], k: number) =>
+          this.params.forEach((_p, i) => {
+            list[i]?.dispose();
+            list[i] = sources[i][k] ? keep(clone(sources[i][k]!)) : null;
+          });
+        load(this.refM, 0);
+        load(this.refV, 1);
+        return;
+      }
+      for (const arena of this.arenas) if (arena.state) fill(fn, arena.state, 0);
+      this.params.forEach((p, i) => {
+        const { arena, j } = this.where[i];
+        const views = arena.stateViews(j, p.shape, this.stateWords);
+        [views.m, views.v].forEach((view, k) => {
+          if (view && sources[i][k]) copyInto(view, sources[i][k]!);
+          view?.dispose();
+        });
+      });
+    });
+  }
+
   /** Frees the optimizer's own buffers (gradient slots, state); the parameters keep their values and storage. */
   dispose(): void {
     if (this.disposed) return;
@@ -205,6 +341,25 @@ export abstract class Optimizer {
     this.refM = [];
     this.refV = [];
   }
+}
+
+/** One parameter's entry in an optimizer state dict: its step count and its state tensors under PyTorch's names. */
+export interface OptimizerParamState {
+  step: number;
+  [name: string]: Tensor | number;
+}
+
+/** A param group as PyTorch's: the hyperparameters under PyTorch's names and the parameter indices. */
+export interface OptimizerParamGroup {
+  lr: number;
+  params: number[];
+  [name: string]: unknown;
+}
+
+/** What Optimizer.stateDict() returns and loadStateDict() takes (PyTorch's optimizer.state_dict() layout). */
+export interface OptimizerStateDict {
+  state: Record<number, OptimizerParamState>;
+  param_groups: OptimizerParamGroup[];
 }
 
 export interface SGDOptions {

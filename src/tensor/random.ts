@@ -1,5 +1,6 @@
 // Counter-based random numbers (Philox4x32-10): the same seed gives the same numbers on every
 // adapter because they are generated here, bit-exactly, and the GPU kernels use the same function.
+import { ValueError } from '../errors.js';
 
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
@@ -52,6 +53,23 @@ let globalCounter = 0;
 export function manualSeed(seed: number): void {
   globalSeed = seed >>> 0;
   globalCounter = 0;
+}
+/** The global generator's state (its seed and how many seeds it has drawn), as torch.get_rng_state. */
+export interface RngState {
+  seed: number;
+  counter: number;
+}
+export function getRngState(): RngState {
+  return { seed: globalSeed, counter: globalCounter };
+}
+/** Restores what getRngState() returned, so the draws that follow repeat those that followed it. */
+export function setRngState(state: RngState): void {
+  const ok = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+  if (!state || typeof state !== 'object' || !ok(state.seed, 0xffffffff) || !ok(state.counter, Number.MAX_SAFE_INTEGER)) {
+    throw new ValueError(`setRngState: expects { seed, counter } as getRngState() returns (non-negative integers), got ${JSON.stringify(state)}`);
+  }
+  globalSeed = state.seed >>> 0;
+  globalCounter = state.counter;
 }
 /** A fresh seed for calls that were not given one, drawn reproducibly from the global seed. */
 export function nextSeed(): number {

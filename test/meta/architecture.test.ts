@@ -16,11 +16,12 @@ const LAYERS: [string, RegExp][] = [
   ['launch', /^launch\//],
   ['autograd', /^autograd\//],
   ['ops', /^ops\//],
+  // Checkpoint files need only tensors; training (fit's checkpoints) builds on them.
+  ['io', /^io\//],
   ['attention', /^attention\//],
   ['nn', /^nn\//],
   ['optim', /^optim\//],
   ['train', /^train\//],
-  ['io', /^io\//],
   ['viz', /^viz\//],
   ['entry', /^(index|index\.node|index\.browser|experimental|experimental\.node|experimental\.browser|functional)\.ts$/],
 ];
