@@ -10,6 +10,7 @@ import { bmm, matmul } from './matmul.js';
 import { logSoftmax, softmax } from './nn_ops.js';
 import * as S from './shape_ops.js';
 import { maskedFill, tril, triu } from './masking.js';
+import * as So from './sorting.js';
 
 export class Tensor extends TensorBase {
   add(y: Tensor | number): Tensor { return E.add(this, y); }
@@ -56,6 +57,10 @@ export class Tensor extends TensorBase {
   flip(dims: number | number[]): Tensor { return S.flip(this, dims); }
   repeat(...times: (number | number[])[]): Tensor { return S.repeat(this, ...times); }
   bmm(y: Tensor): Tensor { return bmm(this, y); }
+  sort(dim?: number, options?: So.SortOptions): So.SortResult { return So.sort(this, dim, options); }
+  argsort(dim?: number, options?: So.SortOptions): Tensor { return So.argsort(this, dim, options); }
+  topk(k: number, dim?: number, options?: So.TopkOptions): So.SortResult { return So.topk(this, k, dim, options); }
+  multinomial(n: number, options?: So.MultinomialOptions): Tensor { return So.multinomial(this, n, options); }
   /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
   where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
   matmul(y: Tensor): Tensor { return matmul(this, y); }
