@@ -4,3 +4,7 @@ export { Linear, Embedding, LayerNorm, Dropout, Sequential, ModuleList, ReLU, GE
 export type { DropoutOptions } from './dropout.js';
 export { normalParam } from './init.js';
 export { MultiheadAttention, TransformerEncoderLayer, AttentionPooling, AdditiveAttention, type MultiheadAttentionOptions, type TransformerEncoderLayerOptions, type AttentionCallOptions } from './attention.js';
+export {
+  Conv2d, Conv1d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm2d, BatchNorm1d,
+  type Conv2dOptions, type Conv1dModuleOptions, type MaxPool2dOptions, type AvgPool2dOptions, type BatchNormModuleOptions,
+} from './conv.js';
