@@ -38,13 +38,13 @@ function expectFailsCleanly(fn: () => unknown, cls: new (...a: never[]) => Error
 
 describe('grids past 65,535 workgroups', () => {
   it('matmul finds its tiles from the linear workgroup id, in any grid the host folds the count into', async () => {
-    // a [3, 70, 33] @ b [33, 130]: 3 column tiles x 2 row tiles x 3 batch entries = 18 workgroups.
+    // a [3, 70, 33] @ b [33, 130]: 3 column tiles (of 64) x 5 row tiles (of 16) x 3 batch entries = 45 workgroups.
     const ar = ref(Array.from({ length: 3 * 70 * 33 }, (_, i) => Math.fround(Math.sin(i * 0.37))), [3, 70, 33]);
     const br = ref(Array.from({ length: 33 * 130 }, (_, i) => Math.fround(Math.cos(i * 0.11))), [33, 130]);
     const want = matmulRef(ar, br).data;
     const a = tensor(Float32Array.from(ar.data), { shape: [3, 70, 33] });
     const b = tensor(Float32Array.from(br.data), { shape: [33, 130] });
-    for (const grid of [[18, 1, 1], [1, 18, 1], [4, 5, 1], [2, 3, 3], [5, 2, 2], [7, 7, 1]]) {
+    for (const grid of [[45, 1, 1], [1, 45, 1], [9, 5, 1], [3, 5, 3], [4, 4, 3], [7, 7, 1]]) {
       const out = K.zeros([3, 70, 130]);
       dispatch(matmulKernel, 'main', {
         bindings: { a: a.buf().buffer, b: b.buf().buffer, out: out.buf().buffer },
@@ -92,7 +92,7 @@ describe('grids past 65,535 workgroups', () => {
       expect(yv[i]).toBe(2 * row[i]);
       expect(yv[N + i]).toBe(-row[i]);
     }
-    // The transpose: N rows, 65,537 row tiles.
+    // The transpose: N rows, 262,146 row tiles of 16.
     const yt = K.matmul(K.transpose(b, 0, 1), K.transpose(a, 0, 1));
     expect(yt.shape).toEqual([N, 2]);
     const ytv = await values(yt);

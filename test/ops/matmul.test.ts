@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as K from '../../src/index.node';
 import * as R from '../reference/ops';
-import { transpose as refTranspose } from '../reference/core';
+import { allClose, transpose as refTranspose, type Ref } from '../reference/core';
 import { checkGradVsRef, expectTensorClose, fromRef, poison, rnd } from '../helpers';
 
 const cases: [number[], number[]][] = [
@@ -93,6 +93,103 @@ describe('matmul forward', () => {
       ),
       { numRuns: 20, seed: 1234 },
     );
+  });
+});
+
+// The kernel: 16 x 64 output tiles of 8 x 4 threads, 4 x 8 outputs a thread; B read as vec4 (`main_vec`) when N, B's
+// offset and its strides are multiples of 4 and its rows contiguous, else with scalar strided reads (`main`).
+describe('matmul kernel edges', () => {
+  async function check(at: K.Tensor, bt: K.Tensor, a: Ref, b: Ref, label: string): Promise<void> {
+    const want = R.matmul(a, b);
+    poison([want.shape]);
+    const y = K.matmul(at, bt);
+    await expectTensorClose(y, want, 2e-6 * Math.max(1, a.shape[a.shape.length - 1]), 1e-5, label);
+    y.dispose();
+  }
+
+  it('odd M, N, K around the 16 x 64 tile and the 4 x 8 thread tile, both read paths', async () => {
+    const dims: [number, number, number][] = [
+      [1, 1, 1], [1, 64, 1], [16, 64, 1], [17, 65, 3], [15, 63, 2], [4, 8, 5], [5, 9, 7], [3, 4, 1], [33, 4, 129],
+      [16, 68, 16], [31, 128, 17], [1, 260, 33], [70, 1, 19], [2, 12, 64],
+    ];
+    for (const [M, N, Kd] of dims) {
+      const a = rnd([M, Kd], M * 7 + Kd), b = rnd([Kd, N], N * 11 + Kd);
+      const at = fromRef(a), bt = fromRef(b);
+      await check(at, bt, a, b, `[${M},${Kd}] @ [${Kd},${N}]`);
+      at.dispose();
+      bt.dispose();
+    }
+  });
+
+  it('K = 1 (outer products) and K = 0', async () => {
+    const a = rnd([19, 1], 1), b = rnd([1, 72], 2);
+    await check(fromRef(a), fromRef(b), a, b, 'outer');
+    const z = K.matmul(K.zeros([5, 0]), K.zeros([0, 8]));
+    expect(Array.from(await z.toArray())).toEqual(new Array(40).fill(0));
+  });
+
+  it('views of B: aligned and unaligned offsets, row strides that are and are not multiples of 4, column strides', async () => {
+    const big = rnd([40, 72], 3);
+    const bigT = fromRef(big);
+    const a = rnd([9, 6], 4);
+    const aT = fromRef(a);
+    const sub = (r0: number, c0: number, rows: number, cols: number, step = 1): Ref => {
+      const data: number[] = [];
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data.push(big.data[(r0 + r) * 72 + c0 + c * step]);
+      return { data: Float64Array.from(data), shape: [rows, cols] };
+    };
+    // Rows 4..10, columns 8..24 (offset and row stride multiples of 4: vec4 reads).
+    await check(aT, K.slice(K.slice(bigT, 0, 4, 10), 1, 8, 24), a, sub(4, 8, 6, 16), 'aligned view');
+    // Columns 1..17: offset 1 (scalar reads).
+    await check(aT, K.slice(K.slice(bigT, 0, 4, 10), 1, 1, 17), a, sub(4, 1, 6, 16), 'unaligned offset');
+    // Every other column: column stride 2.
+    await check(aT, K.slice(K.slice(bigT, 0, 4, 10), 1, 0, 32, 2), a, sub(4, 0, 6, 16, 2), 'column stride 2');
+    // A row stride of 6 (not a multiple of 4) with N = 4.
+    const b6 = rnd([7, 6], 5);
+    const b6T = K.slice(fromRef(b6), 1, 0, 4);
+    const want6: Ref = { data: Float64Array.from(Array.from({ length: 28 }, (_, i) => b6.data[Math.floor(i / 4) * 6 + (i % 4)])), shape: [7, 4] };
+    const a7 = rnd([5, 7], 6);
+    await check(fromRef(a7), b6T, a7, want6, 'row stride 6');
+    // B transposed (column-major): scalar reads.
+    const bt = rnd([24, 6], 7);
+    await check(aT, K.transpose(fromRef(bt), 0, 1), a, refTranspose(bt, 0, 1), 'B transposed');
+  });
+
+  it('batch broadcast on either side, with vec4 and scalar reads of B', async () => {
+    const shapes: [number[], number[]][] = [
+      [[3, 1, 17, 5], [1, 2, 5, 68]],
+      [[1, 17, 5], [4, 5, 68]],
+      [[2, 3, 18, 6], [3, 6, 7]],
+      [[5, 2, 3], [3, 8]],
+      [[2, 1, 1, 2, 9, 3], [3, 1, 3, 4]],
+    ];
+    for (const [sa, sb] of shapes) {
+      const a = rnd(sa, sa.length + sa[0]), b = rnd(sb, 3 * sb.length + sb[0]);
+      await check(fromRef(a), fromRef(b), a, b, `${JSON.stringify(sa)} @ ${JSON.stringify(sb)}`);
+    }
+    // An expanded (stride 0) batch dim of B.
+    const b = rnd([1, 4, 8], 9);
+    const a = rnd([3, 5, 4], 10);
+    const be = K.expand(fromRef(b), [3, 4, 8]);
+    const want = R.matmul(a, { data: Float64Array.from([...b.data, ...b.data, ...b.data]), shape: [3, 4, 8] });
+    const y = K.matmul(fromRef(a), be);
+    await expectTensorClose(y, want, 1e-5, 1e-5, 'expanded batch');
+  });
+
+  it('NaN and inf propagate as IEEE sums of the products, and only into their own rows and columns', async () => {
+    for (const [M, N, Kd] of [[17, 68, 9], [5, 7, 3]] as [number, number, number][]) {
+      const a = rnd([M, Kd], 11), b = rnd([Kd, N], 12);
+      a.data[2 * Kd + 1] = NaN; // row 2
+      a.data[4 * Kd] = Infinity; // row 4: +inf * b[0, j]
+      b.data[2 * N + 3] = -Infinity; // column 3: -inf * a[i, 2]; meets +inf in row 4 only if a[4, 2] > 0 ... as IEEE
+      b.data[1 * N + (N - 1)] = NaN; // last column
+      const want = R.matmul(a, b);
+      const y = K.matmul(fromRef(a), fromRef(b));
+      const got = await y.toArray();
+      const r = allClose(Array.from(got), want.data, { atol: 1e-4, rtol: 1e-4, equalNan: true });
+      expect(r.ok, `${M}x${N}x${Kd}: ${r.message}`).toBe(true);
+      expect(Number.isNaN(got[0])).toBe(false);
+    }
   });
 });
 
