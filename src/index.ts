@@ -23,6 +23,7 @@ export { sum, mean, max, min, argmax, argmin, var, std, logsumexp, all, any, typ
 export { matmul, linear, bmm } from './ops/matmul.js';
 export { split, chunk, flip, repeat } from './ops/shape_ops.js';
 export { triu, tril, maskedFill } from './ops/masking.js';
+export { gather, indexSelect, scatterAdd, cumsum } from './ops/indexing.js';
 export { sort, argsort, topk, multinomial, type SortOptions, type TopkOptions, type SortResult, type MultinomialOptions } from './ops/sorting.js';
 export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice, select, contiguous, detach } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';

@@ -11,6 +11,7 @@ import { logSoftmax, softmax } from './nn_ops.js';
 import * as S from './shape_ops.js';
 import { maskedFill, tril, triu } from './masking.js';
 import * as So from './sorting.js';
+import * as Ix from './indexing.js';
 
 export class Tensor extends TensorBase {
   add(y: Tensor | number): Tensor { return E.add(this, y); }
@@ -61,6 +62,10 @@ export class Tensor extends TensorBase {
   argsort(dim?: number, options?: So.SortOptions): Tensor { return So.argsort(this, dim, options); }
   topk(k: number, dim?: number, options?: So.TopkOptions): So.SortResult { return So.topk(this, k, dim, options); }
   multinomial(n: number, options?: So.MultinomialOptions): Tensor { return So.multinomial(this, n, options); }
+  gather(dim: number, index: Tensor): Tensor { return Ix.gather(this, dim, index); }
+  indexSelect(dim: number, index: Tensor): Tensor { return Ix.indexSelect(this, dim, index); }
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return Ix.scatterAdd(this, dim, index, src); }
+  cumsum(dim: number): Tensor { return Ix.cumsum(this, dim); }
   /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
   where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
   matmul(y: Tensor): Tensor { return matmul(this, y); }
