@@ -177,7 +177,7 @@ function trainStepCase(k, N, impl) {
     bytes: 0,
     setup() {
       const emb = new k.nn.Embedding(V, E, { seed: 1 });
-      const layer = new k.nn.TransformerEncoderLayer(E, H, { dimFeedforward: FF, dropout: 0, causal: true, seed: 2 });
+      const layer = new k.nn.TransformerEncoderLayer(E, H, { dimFeedforward: FF, dropout: 0, isCausal: true, seed: 2 });
       const head = new k.nn.Linear(E, V, { seed: 3 });
       const params = [...emb.parameters(), ...layer.parameters(), ...head.parameters()];
       const opt = new k.optim.AdamW(params, { lr: 1e-3 });

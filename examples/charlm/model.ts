@@ -35,7 +35,7 @@ export class CharLM extends nn.Module {
           dimFeedforward: cfg.ff ?? 4 * cfg.dModel,
           dropout: 0,
           normFirst: true,
-          causal: true,
+          isCausal: true,
           activation: 'gelu',
           seed: seed + 100 * (i + 1),
         }),

@@ -22,7 +22,7 @@ class CausalForecaster extends nn.Module {
     super();
     this.inputProj = new nn.Linear(FEATURES, DIM, { seed });
     this.position = this.registerParameter('position', nn.normalParam([L, DIM], 0.1, seed + 1, 0));
-    this.encoder = new nn.TransformerEncoderLayer(DIM, 4, { dimFeedforward: 64, dropout: 0, causal: true, normFirst: true, seed: seed + 2 });
+    this.encoder = new nn.TransformerEncoderLayer(DIM, 4, { dimFeedforward: 64, dropout: 0, isCausal: true, normFirst: true, seed: seed + 2 });
     this.head = new nn.Linear(DIM, 1, { seed: seed + 3 });
   }
   /** x [B, L, FEATURES] -> predicted next change at every position [B, L]. */

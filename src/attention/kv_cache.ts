@@ -13,7 +13,7 @@ import { slice } from '../ops/views.js';
  * k and v and attends over every cached position. Causal attention through a cache is aligned at the bottom right:
  * the Nq new queries are the last Nq of the Nk cached positions, so query i sees keys j <= i + Nk - Nq. Call
  * F.scaledDotProductAttention with isCausal: 'lowerRight' (PyTorch's causal_lower_right) on what append returns;
- * nn.MultiheadAttention and nn.TransformerEncoderLayer do so whenever a cache is given (isCausal: true or causal: true),
+ * nn.MultiheadAttention, nn.TransformerEncoderLayer and nn.TransformerDecoderLayer do so whenever a cache is given (isCausal: true),
  * whether the new positions come one at a time, in chunks, or after a prefill.
  */
 export class KVCache {

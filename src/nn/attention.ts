@@ -1,5 +1,5 @@
 // Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
-// TransformerEncoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
+// TransformerEncoderLayer, TransformerDecoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { tidy } from '../tensor/base.js';
 import type { Tensor } from '../ops/tensor.js';
@@ -176,8 +176,8 @@ export interface TransformerEncoderLayerOptions {
   activation?: 'relu' | 'gelu';
   /** Pre-norm (normFirst: true) or post-norm (PyTorch's default). */
   normFirst?: boolean;
-  /** Causal self-attention. */
-  causal?: boolean;
+  /** Causal self-attention by default (a call's isCausal overrides it). */
+  isCausal?: boolean;
   layerNormEps?: number;
   kvHeads?: number;
   seed?: number;
@@ -192,12 +192,12 @@ export class TransformerEncoderLayer extends Module {
   norm2: LayerNorm;
   dropout: Dropout;
   readonly normFirst: boolean;
-  readonly causal: boolean;
+  readonly isCausal: boolean;
   readonly activation: 'relu' | 'gelu';
 
   constructor(dModel: number, nHead: number, opts?: TransformerEncoderLayerOptions) {
     super();
-    const options = checkOptions('TransformerEncoderLayer', opts, ['dimFeedforward', 'dropout', 'activation', 'normFirst', 'causal', 'layerNormEps', 'kvHeads', 'seed']);
+    const options = checkOptions('TransformerEncoderLayer', opts, ['dimFeedforward', 'dropout', 'activation', 'normFirst', 'isCausal', 'layerNormEps', 'kvHeads', 'seed']);
     const seed = checkSeed('TransformerEncoderLayer', options.seed);
     const ff = options.dimFeedforward ?? 2048;
     const p = options.dropout ?? 0.1;
@@ -208,12 +208,12 @@ export class TransformerEncoderLayer extends Module {
     this.norm2 = this.registerModule('norm2', new LayerNorm(dModel, { eps: options.layerNormEps ?? 1e-5 }));
     this.dropout = this.registerModule('dropout', new Dropout(p, { seed: seed + 17 }));
     this.normFirst = !!options.normFirst;
-    this.causal = !!options.causal;
+    this.isCausal = !!options.isCausal;
     this.activation = options.activation ?? 'relu';
   }
 
   private block(x: Tensor, o: AttentionCallOptions): Tensor {
-    return tidy(() => this.dropout.forward(this.selfAttn.forward(x, x, x, { ...o, isCausal: o.isCausal ?? this.causal })));
+    return tidy(() => this.dropout.forward(this.selfAttn.forward(x, x, x, { ...o, isCausal: o.isCausal ?? this.isCausal })));
   }
   private ff(x: Tensor): Tensor {
     return tidy(() => {
@@ -305,3 +305,109 @@ export class AdditiveAttention extends Module {
 }
 
 
+
+/** As the encoder layer's (isCausal is the self-attention's default, which a call's tgtIsCausal overrides), plus bias. */
+export interface TransformerDecoderLayerOptions extends TransformerEncoderLayerOptions {
+  bias?: boolean;
+}
+
+export interface DecoderCallOptions {
+  /** The self-attention's mask over [Ntgt, Ntgt] (bool: true = may attend, or f32 added), as PyTorch's tgt_mask. */
+  tgtMask?: Tensor | null;
+  /** The cross-attention's mask over [Ntgt, Nmem], as PyTorch's memory_mask. */
+  memoryMask?: Tensor | null;
+  /** bool [B, Ntgt]: true marks real target positions (PyTorch's tgt_key_padding_mask, inverted as everywhere in kiln). */
+  tgtKeyMask?: Tensor | null;
+  /** bool [B, Nmem]: true marks real memory positions. */
+  memoryKeyMask?: Tensor | null;
+  /** Causal self-attention (PyTorch's tgt_is_causal); bottom-right aligned through a cache. */
+  tgtIsCausal?: CausalOption;
+  /** Causal cross-attention (PyTorch's memory_is_causal). */
+  memoryIsCausal?: CausalOption;
+  /** Incremental decoding: the self-attention's keys and values are appended here and attention reads all of it. */
+  cache?: KVCache | null;
+  impl?: SdpaOptions['impl'];
+}
+
+const DECODER_CALL_KEYS = ['tgtMask', 'memoryMask', 'tgtKeyMask', 'memoryKeyMask', 'tgtIsCausal', 'memoryIsCausal', 'cache', 'impl'] as const;
+
+/**
+ * PyTorch's TransformerDecoderLayer (batch-first): self-attention over the target, cross-attention over a memory,
+ * feed-forward; modules self_attn, multihead_attn, linear1, linear2, norm1, norm2, norm3, dropout, dropout1..3, so
+ * PyTorch state dicts load as they are. forward(tgt [B, Nt, E], memory [B, Nm, E], options) -> [B, Nt, E].
+ */
+export class TransformerDecoderLayer extends Module {
+  selfAttn: MultiheadAttention;
+  multiheadAttn: MultiheadAttention;
+  linear1: Linear;
+  linear2: Linear;
+  norm1: LayerNorm;
+  norm2: LayerNorm;
+  norm3: LayerNorm;
+  dropout: Dropout;
+  dropout1: Dropout;
+  dropout2: Dropout;
+  dropout3: Dropout;
+  readonly normFirst: boolean;
+  readonly isCausal: boolean;
+  readonly activation: 'relu' | 'gelu';
+
+  constructor(dModel: number, nHead: number, opts?: TransformerDecoderLayerOptions) {
+    super();
+    const fn = 'TransformerDecoderLayer';
+    const options = checkOptions(fn, opts, ['dimFeedforward', 'dropout', 'activation', 'normFirst', 'isCausal', 'layerNormEps', 'bias', 'kvHeads', 'seed']);
+    const seed = checkSeed(fn, options.seed);
+    const ff = options.dimFeedforward ?? 2048;
+    checkPositiveInt(fn, 'dimFeedforward', ff);
+    const p = options.dropout ?? 0.1;
+    const activation = options.activation ?? 'relu';
+    if (activation !== 'relu' && activation !== 'gelu') throw new ValueError(`${fn}: activation must be 'relu' or 'gelu', got ${JSON.stringify(activation)}`);
+    const bias = options.bias ?? true;
+    const eps = options.layerNormEps ?? 1e-5;
+    this.selfAttn = this.registerModule('self_attn', new MultiheadAttention(dModel, nHead, { dropout: p, kvHeads: options.kvHeads, bias, seed }));
+    this.multiheadAttn = this.registerModule('multihead_attn', new MultiheadAttention(dModel, nHead, { dropout: p, kvHeads: options.kvHeads, bias, seed: seed + 5 }));
+    this.linear1 = this.registerModule('linear1', new Linear(dModel, ff, { bias, seed: seed + 11 }));
+    this.linear2 = this.registerModule('linear2', new Linear(ff, dModel, { bias, seed: seed + 13 }));
+    this.norm1 = this.registerModule('norm1', new LayerNorm(dModel, { eps, bias }));
+    this.norm2 = this.registerModule('norm2', new LayerNorm(dModel, { eps, bias }));
+    this.norm3 = this.registerModule('norm3', new LayerNorm(dModel, { eps, bias }));
+    this.dropout = this.registerModule('dropout', new Dropout(p, { seed: seed + 17 }));
+    this.dropout1 = this.registerModule('dropout1', new Dropout(p, { seed: seed + 19 }));
+    this.dropout2 = this.registerModule('dropout2', new Dropout(p, { seed: seed + 23 }));
+    this.dropout3 = this.registerModule('dropout3', new Dropout(p, { seed: seed + 29 }));
+    this.normFirst = !!options.normFirst;
+    this.isCausal = !!options.isCausal;
+    this.activation = activation;
+  }
+
+  override forward(tgt: Tensor, memory: Tensor, opts?: DecoderCallOptions): Tensor {
+    const name = `TransformerDecoderLayer(${this.selfAttn.embedDim}, ${this.selfAttn.numHeads})`;
+    const options = checkOptions(name, opts, DECODER_CALL_KEYS);
+    // Both inputs are checked here, before the self-attention encodes any work.
+    for (const [arg, t] of [['tgt', tgt], ['memory', memory]] as const) {
+      checkFeatures(`${name}: ${arg}`, t, this.selfAttn.embedDim);
+      if (t.rank !== 3) throw new ShapeError(`${name}: ${arg} ${fmtShape(t.shape)} must be batch-first [B, N, E]`);
+    }
+    if (tgt.shape[0] !== memory.shape[0]) throw new ShapeError(`${name}: tgt ${fmtShape(tgt.shape)} and memory ${fmtShape(memory.shape)} have different batch sizes`);
+    const sa = (x: Tensor) =>
+      this.dropout1.forward(this.selfAttn.forward(x, x, x, { attnMask: options.tgtMask, keyMask: options.tgtKeyMask, isCausal: options.tgtIsCausal ?? this.isCausal, cache: options.cache, impl: options.impl }));
+    const ca = (x: Tensor) =>
+      this.dropout2.forward(this.multiheadAttn.forward(x, memory, memory, { attnMask: options.memoryMask, keyMask: options.memoryKeyMask, isCausal: options.memoryIsCausal, impl: options.impl }));
+    const ff = (x: Tensor) => {
+      const h = this.linear1.forward(x);
+      const a = this.activation === 'gelu' ? gelu(h) : relu(h);
+      return this.dropout3.forward(this.linear2.forward(this.dropout.forward(a)));
+    };
+    return tidy(() => {
+      let x = tgt;
+      if (this.normFirst) {
+        x = add(x, sa(this.norm1.forward(x)));
+        x = add(x, ca(this.norm2.forward(x)));
+        return add(x, ff(this.norm3.forward(x)));
+      }
+      x = this.norm1.forward(add(x, sa(x)));
+      x = this.norm2.forward(add(x, ca(x)));
+      return this.norm3.forward(add(x, ff(x)));
+    });
+  }
+}

@@ -1,10 +1,12 @@
-// Linear, Embedding, LayerNorm, Dropout, Sequential and activation modules.
+// Linear, Embedding, LayerNorm, RMSNorm, Dropout, Sequential, ModuleList, ModuleDict and activation modules.
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import type { Tensor } from '../ops/tensor.js';
 import { philox4x32 } from '../tensor/random.js';
 import { linear } from '../ops/matmul.js';
 import { embedding, layerNorm } from '../ops/nn_ops.js';
-import { gelu, relu, sigmoid, tanh } from '../ops/elementwise.js';
+import { add, addScalar, gelu, mul, mulScalar, relu, rsqrt, sigmoid, silu, tanh } from '../ops/elementwise.js';
+import { mean } from '../ops/reduce.js';
+import { tidy } from '../tensor/base.js';
 import { Module, RANDOM_CALLS, checkFeatures } from './module.js';
 import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init.js';
 import { dropout } from './dropout.js';
@@ -170,9 +172,85 @@ export class ReLU extends Module {
     return relu(x);
   }
 }
+/**
+ * GELU(x) = x Phi(x) ('none', the exact erf form, as PyTorch's default) or its tanh approximation
+ * 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) ('tanh').
+ */
 export class GELU extends Module {
+  readonly approximate: 'none' | 'tanh';
+  constructor(options?: { approximate?: 'none' | 'tanh' }) {
+    super();
+    const o = checkOptions('GELU', options, ['approximate']);
+    const a = o.approximate ?? 'none';
+    if (a !== 'none' && a !== 'tanh') throw new ValueError(`GELU: approximate must be 'none' or 'tanh', got ${JSON.stringify(o.approximate)}`);
+    this.approximate = a;
+  }
   override forward(x: Tensor): Tensor {
-    return gelu(x);
+    if (this.approximate === 'none') return gelu(x);
+    return tidy(() => {
+      const inner = mulScalar(add(x, mulScalar(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+      return mul(mulScalar(x, 0.5), addScalar(tanh(inner), 1));
+    });
+  }
+  override extraRepr(): string {
+    return this.approximate === 'none' ? '' : `approximate='tanh'`;
+  }
+}
+/** SiLU(x) = x sigmoid(x) (swish). */
+export class SiLU extends Module {
+  override forward(x: Tensor): Tensor {
+    return silu(x);
+  }
+}
+/** Returns its input unchanged (a placeholder, as torch.nn.Identity). */
+export class Identity extends Module {
+  override forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+export interface RMSNormOptions {
+  /** Added to the mean square; default the f32 machine epsilon (PyTorch's eps=None). */
+  eps?: number;
+  elementwiseAffine?: boolean;
+}
+
+/**
+ * torch.nn.RMSNorm: y = x / sqrt(mean(x^2 over the trailing normalizedShape dims) + eps) * weight, with `weight`
+ * (ones) when elementwiseAffine (the default).
+ */
+export class RMSNorm extends Module {
+  readonly normalizedShape: number[];
+  readonly eps: number;
+  weight: Tensor | null;
+  constructor(normalizedShape: number | number[], options?: RMSNormOptions) {
+    super();
+    options = checkOptions('RMSNorm', options, ['eps', 'elementwiseAffine']);
+    const ns = typeof normalizedShape === 'number' ? [normalizedShape] : Array.isArray(normalizedShape) ? normalizedShape.slice() : [];
+    if (!ns.length) throw new ValueError(`RMSNorm: normalizedShape must be a positive integer or a non-empty array, got ${JSON.stringify(normalizedShape)}`);
+    for (const d of ns) checkPositiveInt('RMSNorm', 'normalizedShape entries', d);
+    this.normalizedShape = ns;
+    this.eps = options.eps ?? 2 ** -23;
+    if (typeof this.eps !== 'number' || !(this.eps >= 0) || !Number.isFinite(this.eps)) throw new ValueError(`RMSNorm: eps must be finite and >= 0, got ${options.eps}`);
+    const affine = options.elementwiseAffine ?? true;
+    if (typeof affine !== 'boolean') throw new ValueError(`RMSNorm: elementwiseAffine must be true or false, got ${String(affine)}`);
+    this.weight = this.registerParameter('weight', affine ? constParam(ns, 1) : null);
+  }
+  override forward(x: Tensor): Tensor {
+    const ns = this.normalizedShape;
+    const tail = x.shape.slice(x.rank - ns.length);
+    if (x.rank < ns.length || tail.some((d, i) => d !== ns[i])) {
+      throw new ShapeError(`RMSNorm(${fmtShape(ns)}): input ${fmtShape(x.shape)} does not end in the normalized shape ${fmtShape(ns)}`);
+    }
+    if (x.dtype !== 'f32') throw new DTypeError(`RMSNorm(${fmtShape(ns)}): input must be f32, got ${x.dtype}`);
+    const dims = ns.map((_d, i) => x.rank - ns.length + i);
+    return tidy(() => {
+      const y = mul(x, rsqrt(addScalar(mean(mul(x, x), dims, true), this.eps)));
+      return this.weight ? mul(y, this.weight) : y;
+    });
+  }
+  override extraRepr(): string {
+    return `${fmtShape(this.normalizedShape)}, eps=${this.eps}, elementwiseAffine=${this.weight !== null}`;
   }
 }
 export class Tanh extends Module {
@@ -183,6 +261,53 @@ export class Tanh extends Module {
 export class Sigmoid extends Module {
   override forward(x: Tensor): Tensor {
     return sigmoid(x);
+  }
+}
+
+/**
+ * Holds submodules by name (torch.nn.ModuleDict), in insertion order; the names are their state-dict prefixes. A
+ * Map-like API: get, set, has, delete, keys, values, entries, size, and iteration over [name, module] pairs.
+ */
+export class ModuleDict<M extends Module = Module> extends Module {
+  private readonly _items = new Map<string, M>();
+  constructor(modules: Record<string, M> | Iterable<[string, M]> = {}) {
+    super();
+    const pairs = Symbol.iterator in Object(modules) ? [...(modules as Iterable<[string, M]>)] : Object.entries(modules as Record<string, M>);
+    for (const [k, m] of pairs) this.set(k, m);
+  }
+  set(name: string, m: M): this {
+    if (!(m instanceof Module)) throw new ValueError(`ModuleDict: '${name}' is not a Module`);
+    this.registerModule(name, m);
+    this._items.set(name, m);
+    return this;
+  }
+  get(name: string): M | undefined {
+    return this._items.get(name);
+  }
+  has(name: string): boolean {
+    return this._items.has(name);
+  }
+  /** Removes `name` (its module is not disposed); returns whether it was there. */
+  delete(name: string): boolean {
+    if (!this._items.has(name)) return false;
+    this._items.delete(name);
+    this.unregister(name);
+    return true;
+  }
+  get size(): number {
+    return this._items.size;
+  }
+  keys(): IterableIterator<string> {
+    return this._items.keys();
+  }
+  values(): IterableIterator<M> {
+    return this._items.values();
+  }
+  entries(): IterableIterator<[string, M]> {
+    return this._items.entries();
+  }
+  [Symbol.iterator](): IterableIterator<[string, M]> {
+    return this._items.entries();
   }
 }
 

@@ -56,12 +56,47 @@ export class Module {
     this._slots.set(name, { kind: 'module', value: m });
     return m;
   }
+  /** Removes a registration (ModuleDict.delete); a field holding the value still declares it. */
+  protected unregister(name: string): void {
+    this._slots.delete(name);
+  }
   private _checkName(name: string): void {
     if (typeof name !== 'string' || name === '' || name.includes('.')) throw new ValueError(`Module: name ${JSON.stringify(name)} must be a non-empty string without '.'`);
   }
 
+  // Registered tensors that a field assignment replaced (weight tying): no longer the module's, but freed with it.
+  private readonly _replaced = new Set<Tensor>();
+
+  /**
+   * Weight tying by assignment (`head.weight = emb.weight`): a field named as a registration (as it is, or in
+   * snake_case) that now holds another value, while no field holds the registered one, replaces the registration, as
+   * PyTorch's __setattr__ does. The replaced tensor stays usable and is disposed with this module.
+   */
+  private _syncFields(): void {
+    const fields = Object.entries(this).filter(([f]) => !f.startsWith('_'));
+    const held = new Set(fields.map(([, v]) => v));
+    for (const [field, value] of fields) {
+      const name = this._slots.has(field) ? field : this._slots.has(snake(field)) ? snake(field) : null;
+      if (name === null) continue;
+      const slot = this._slots.get(name)!;
+      if (slot.value === value || (slot.value && held.has(slot.value))) continue;
+      if (slot.kind === 'module') {
+        if (value !== null && !(value instanceof Module)) continue;
+      } else {
+        if (value !== null && !(value instanceof Tensor)) continue;
+        if (slot.kind === 'param' && value && !(value.requiresGrad && value.isLeaf)) {
+          throw new ValueError(`${this.constructor.name}: cannot assign a tensor ${fmtShape(value.shape)} that is not a leaf requiring grad as parameter '${name}' (assign another module's parameter to tie weights)`);
+        }
+        if (slot.value instanceof Tensor) this._replaced.add(slot.value);
+        if (value) this._replaced.delete(value);
+      }
+      this._slots.set(name, { kind: slot.kind, value: value as Slot['value'] });
+    }
+  }
+
   /** Own entries in order: declared fields first (registered names win), then registrations not held by a field. */
   private _entries(): [string, Slot][] {
+    this._syncFields();
     const out: [string, Slot][] = [];
     const seen = new Set<unknown>();
     const byValue = new Map<unknown, [string, Slot]>();
@@ -101,11 +136,12 @@ export class Module {
     return this.namedModules().map(([, m]) => m);
   }
 
-  private _named(kinds: Slot['kind'][], prefix: string, seen: Set<Tensor>, out: [string, Tensor][]): void {
+  /** Tensors of `kinds` with dotted names; each once when `seen` is given, else under every name (the state dict). */
+  private _named(kinds: Slot['kind'][], prefix: string, seen: Set<Tensor> | null, out: [string, Tensor][]): void {
     const entries = this._entries();
     for (const [n, s] of entries) {
-      if (kinds.includes(s.kind) && s.value instanceof Tensor && !seen.has(s.value)) {
-        seen.add(s.value);
+      if (kinds.includes(s.kind) && s.value instanceof Tensor && !seen?.has(s.value)) {
+        seen?.add(s.value);
         out.push([prefix + n, s.value]);
       }
     }
@@ -129,12 +165,13 @@ export class Module {
 
   /**
    * Parameters and buffers by dotted name. The values are the module's own tensors (as PyTorch's
-   * state_dict shares storage): do not dispose them; clone them to keep a snapshot.
+   * state_dict shares storage): do not dispose them; clone them to keep a snapshot. A tensor shared by two modules
+   * (tied weights) appears under each name, as in PyTorch.
    */
   stateDict(): Record<string, Tensor> {
     const sd: Record<string, Tensor> = {};
     const out: [string, Tensor][] = [];
-    this._named(['param', 'buffer'], '', new Set(), out);
+    this._named(['param', 'buffer'], '', null, out);
     // Own data properties, so that every name ('__proto__', 'toString', ...) is kept.
     for (const [n, t] of out) Object.defineProperty(sd, n, { value: t, enumerable: true, writable: true, configurable: true });
     return sd;
@@ -199,6 +236,10 @@ export class Module {
     const out: [string, Tensor][] = [];
     this._named(['param', 'buffer'], '', new Set(), out);
     for (const [, t] of out) t.dispose();
+    for (const m of this.modules()) {
+      for (const t of m._replaced) t.dispose();
+      m._replaced.clear();
+    }
   }
   [Symbol.dispose](): void {
     this.dispose();

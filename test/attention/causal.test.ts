@@ -89,7 +89,7 @@ describe('incremental decoding through a KVCache matches one full forward pass',
   for (const normFirst of [true, false]) {
     for (const [name, chunks] of schedules) {
       it(`TransformerEncoderLayer (causal, ${normFirst ? 'pre' : 'post'}-norm, 2 kv heads), ${name}`, async () => {
-        const layer = new nn.TransformerEncoderLayer(E, 4, { dimFeedforward: 32, dropout: 0, causal: true, normFirst, kvHeads: 2, seed: 3 });
+        const layer = new nn.TransformerEncoderLayer(E, 4, { dimFeedforward: 32, dropout: 0, isCausal: true, normFirst, kvHeads: 2, seed: 3 });
         layer.eval();
         const x = fromRef(rnd([1, N, E], 8));
         const full = await noGrad(() => layer.forward(x)).toArray();

@@ -3,33 +3,11 @@
 // TransformerEncoderLayer, AttentionPooling and AdditiveAttention.
 import { describe, expect, it } from 'vitest';
 import { nn, tensor, memory, tidy, type Tensor, ShapeError, KVCache } from '../../src/index.node';
-import { type Ref, allClose, permute as permuteRef, reshape as reshapeRef, ref } from '../reference/core';
-import { linear as linearRef, softmax as softmaxRef } from '../reference/ops';
+import { type Ref, allClose, reshape as reshapeRef, ref } from '../reference/core';
+import { softmax as softmaxRef } from '../reference/ops';
+import { mhaRef } from '../reference/nn';
 import { sdpa, additiveAttention } from '../reference/attention';
 import { rnd, fromRef } from '../helpers';
-
-function slabRows(w: Ref, a: number, b: number): Ref {
-  const cols = w.shape[1];
-  return ref(w.data.slice(a * cols, b * cols), [b - a, cols]);
-}
-function slab(v: Ref, a: number, b: number): Ref {
-  return ref(v.data.slice(a, b), [b - a]);
-}
-
-/** torch.nn.MultiheadAttention's forward, composed in float64. */
-function mhaRef(x: Ref, kvx: Ref, W: Ref, bW: Ref, Wo: Ref, bo: Ref, H: number, Hk: number, opts: { isCausal?: boolean; boolMask?: Ref } = {}): Ref {
-  const [B, Nq, E] = x.shape;
-  const Nk = kvx.shape[1];
-  const Dh = E / H;
-  const kvDim = Hk * Dh;
-  const q = linearRef(x, slabRows(W, 0, E), slab(bW, 0, E));
-  const k = linearRef(kvx, slabRows(W, E, E + kvDim), slab(bW, E, E + kvDim));
-  const v = linearRef(kvx, slabRows(W, E + kvDim, E + 2 * kvDim), slab(bW, E + kvDim, E + 2 * kvDim));
-  const heads = (t: Ref, n: number, h: number) => permuteRef(reshapeRef(t, [B, n, h, Dh]), [0, 2, 1, 3]);
-  const o = sdpa(heads(q, Nq, H), heads(k, Nk, Hk), heads(v, Nk, Hk), opts).out;
-  const merged = reshapeRef(permuteRef(o, [0, 2, 1, 3]), [B, Nq, E]);
-  return linearRef(merged, Wo, bo);
-}
 
 async function close(t: Tensor, want: Ref, atol = 3e-5, rtol = 1e-4, label = ''): Promise<void> {
   expect(t.shape).toEqual(want.shape);
@@ -138,7 +116,7 @@ describe('nn.MultiheadAttention', () => {
 describe('nn.TransformerEncoderLayer', () => {
   for (const normFirst of [false, true]) {
     it(`${normFirst ? 'pre' : 'post'}-norm: shapes, PyTorch names, gradients reach every parameter, no leaks`, async () => {
-      const layer = new nn.TransformerEncoderLayer(16, 4, { dimFeedforward: 32, dropout: 0, normFirst, causal: true, seed: 2 });
+      const layer = new nn.TransformerEncoderLayer(16, 4, { dimFeedforward: 32, dropout: 0, normFirst, isCausal: true, seed: 2 });
       const names = layer.namedParameters().map(([n]) => n);
       expect(names).toEqual(expect.arrayContaining(['self_attn.in_proj_weight', 'self_attn.out_proj.weight', 'linear1.weight', 'linear2.bias', 'norm1.weight', 'norm2.bias']));
       const x = fromRef(rnd([2, 5, 16], 3));
