@@ -1,6 +1,7 @@
 // Device acquisition and the one live device kiln computes on.
 import { DeviceError, checkOptions } from '../errors.js';
 import { platform } from './platform.js';
+import { SUBGROUP_MATRIX_FEATURE, type SubgroupMatrixConfig, type SubgroupMatrixInfo, type SubgroupMatrixSpelling, matmulCandidates, probeSubgroupMatrix, readSubgroupMatrixConfigs } from './subgroup_matrix.js';
 
 export interface InitOptions {
   /** Use a software adapter even where a hardware one exists (Node: lavapipe or SwiftShader). */
@@ -27,6 +28,12 @@ export interface DeviceInfo {
   limits: Record<string, number>;
   /** With the subgroups feature: the sizes, and whether invocations fill subgroups in index order (probed). */
   subgroups?: { minSize: number; maxSize: number; inOrder: boolean };
+  /**
+   * With the feature chromium-experimental-subgroup-matrix (Node asks Dawn for it; browsers where they offer it): the
+   * adapter's matrix configs, and the one kiln's matmul uses after its probe checked a tile product on the device.
+   * Undefined where the device has no such feature (lavapipe, SwiftShader, most browsers today).
+   */
+  subgroupMatrix?: SubgroupMatrixInfo;
 }
 
 export interface KilnDevice {
@@ -43,6 +50,8 @@ export interface KilnDevice {
    * does not promise it; kernels whose subgroup variant relies on it fall back to workgroup memory without it.
    */
   subgroupsInOrder: boolean;
+  /** The subgroup-matrix config, builtin spelling and workgroup width kiln's matrix kernels use; null without one. */
+  subgroupMatrix: { config: SubgroupMatrixConfig; spelling: SubgroupMatrixSpelling; lanes: number } | null;
   /**
    * Set when the device was lost (a driver loss, `device.destroy()`, or replaced by `init()`); every later call fails
    * fast with this.
@@ -54,7 +63,7 @@ export interface KilnDevice {
   keepAlive: unknown[];
 }
 
-const WANTED_FEATURES = ['timestamp-query', 'shader-f16', 'subgroups'];
+const WANTED_FEATURES = ['timestamp-query', 'shader-f16', 'subgroups', SUBGROUP_MATRIX_FEATURE];
 const WANTED_LIMITS = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
@@ -195,6 +204,7 @@ async function initDevice(options: InitOptions): Promise<DeviceInfo> {
     subgroupMinSize: Number((adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0),
     subgroupMaxSize: Number((adapterInfo as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0),
     subgroupsInOrder: false,
+    subgroupMatrix: null,
     lost: null,
     generation: ++generation,
     keepAlive,
@@ -232,8 +242,37 @@ async function initDevice(options: InitOptions): Promise<DeviceInfo> {
     }
     info.subgroups = { minSize: kd.subgroupMinSize, maxSize: kd.subgroupMaxSize, inOrder: kd.subgroupsInOrder };
   }
+  if (device.features.has(SUBGROUP_MATRIX_FEATURE)) await setUpSubgroupMatrix(kd, adapterInfo);
   for (const fn of initListeners) fn(kd);
   return info;
+}
+
+/**
+ * Records the adapter's subgroup-matrix configs and picks the first matmul candidate whose probe multiplies one tile
+ * right on this device (with shader-f16, which the f16 configs need). A failed probe leaves the scalar kernels in use.
+ */
+async function setUpSubgroupMatrix(kd: KilnDevice, adapterInfo: GPUAdapterInfo): Promise<void> {
+  const configs = readSubgroupMatrixConfigs(adapterInfo);
+  const sm: SubgroupMatrixInfo = { configs, matmul: null, spelling: null };
+  kd.info.subgroupMatrix = sm;
+  const candidates = matmulCandidates(configs);
+  if (!kd.hasF16) sm.reason = 'the device lacks shader-f16, which the f16 matrix configs need';
+  else if (!candidates.length) sm.reason = 'no f16 x f16 -> f32 config with sides of 8, 16 or 32';
+  if (sm.reason) return;
+  // A subgroup-matrix kernel's workgroup x size must be a multiple of the largest subgroup size.
+  const lanes = Math.max(32, kd.subgroupMaxSize || 0);
+  const errors: string[] = [];
+  for (const config of candidates) {
+    const r = await probeSubgroupMatrix(kd.device, config, lanes).catch((e: Error) => ({ spelling: null, errors: [e.message] }));
+    if (r.spelling) {
+      kd.subgroupMatrix = { config, spelling: r.spelling, lanes };
+      sm.matmul = config;
+      sm.spelling = r.spelling;
+      return;
+    }
+    errors.push(`${config.M}x${config.N}x${config.K}: ${r.errors.join('; ')}`);
+  }
+  sm.reason = `no config passed the probe (${errors.join(' | ')})`;
 }
 
 /**

@@ -36,6 +36,25 @@ export function chooseIcd(forceSoftware: boolean): string | undefined {
   return undefined;
 }
 
+/**
+ * Dawn's flags: timestamp quantization off; the adapter toggles that expose subgroup matrices (`allow_unsafe_apis`:
+ * the feature is experimental) and, on NVIDIA's Vulkan driver, shader-f16 and the f16 matrix shapes
+ * (`vulkan_enable_f16_on_nvidia`). A caller's own `enable-dawn-features=` / `disable-dawn-features=` lists are merged
+ * into kiln's (Dawn reads one list of each), and a toggle the caller disables is not enabled.
+ */
+export function nodeFlags(extra: readonly string[]): string[] {
+  const lists = { enable: ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'], disable: ['timestamp_quantization'] };
+  const rest: string[] = [];
+  for (const flag of extra) {
+    const m = /^(enable|disable)-dawn-features=(.*)$/.exec(flag);
+    if (!m) rest.push(flag);
+    else for (const t of m[2].split(',').filter(Boolean)) lists[m[1] as 'enable' | 'disable'].push(t);
+  }
+  const disable = [...new Set(lists.disable)];
+  const enable = [...new Set(lists.enable)].filter((t) => !disable.includes(t));
+  return [...(enable.length ? [`enable-dawn-features=${enable.join(',')}`] : []), `disable-dawn-features=${disable.join(',')}`, ...rest];
+}
+
 let dawnModule: { create: (flags: string[]) => GPU; globals: Record<string, unknown> } | null = null;
 
 export const nodePlatform: Platform = {
@@ -53,7 +72,7 @@ export const nodePlatform: Platform = {
         if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
       }
     }
-    const flags = ['disable-dawn-features=timestamp_quantization', ...(dawnToggles ?? [])];
+    const flags = nodeFlags(dawnToggles ?? []);
     const gpu = dawnModule!.create(flags);
     const info: PlatformInfo = { name: 'node', icd };
     return { gpu, info };
