@@ -19,7 +19,7 @@ export {
   add, sub, mul, div, pow, neg, exp, log, sqrt, rsqrt, abs, relu, gelu, tanh, sigmoid, sin, cos, softplus, log1p, clamp,
   maximum, minimum, eq, ne, lt, le, gt, ge, logicalAnd, logicalOr, logicalNot, where, clone, silu, erf,
 } from './ops/elementwise.js';
-export { sum, mean, max, min, argmax, argmin, var, std, logsumexp, all, any, type VarOptions } from './ops/reduce.js';
+export { sum, mean, max, min, amax, amin, argmax, argmin, var, std, logsumexp, all, any, type VarOptions, type MaxResult } from './ops/reduce.js';
 export { matmul, linear, bmm } from './ops/matmul.js';
 export { split, chunk, flip, repeat } from './ops/shape_ops.js';
 export { triu, tril, maskedFill } from './ops/masking.js';

@@ -15,7 +15,7 @@ import { add, eq, ge, gt, logicalAnd, mul, ne, where } from '../ops/elementwise.
 import { arange } from '../ops/creation.js';
 import { matmul } from '../ops/matmul.js';
 import { softmax } from '../ops/nn_ops.js';
-import { max } from '../ops/reduce.js';
+import { amax } from '../ops/reduce.js';
 import { reshape, transpose, unsqueeze } from '../ops/views.js';
 import { type AttentionPlan, splitShape } from './plan.js';
 
@@ -64,7 +64,7 @@ interface Probabilities {
 }
 
 /** keep reduced over `dim` to "any admissible" (bool, keepdim). */
-const anyOf = (keep: Tensor, dim: number): Tensor => gt(max(where(keep, scalar(1), scalar(0)), dim, true), 0);
+const anyOf = (keep: Tensor, dim: number): Tensor => gt(amax(where(keep, scalar(1), scalar(0)), dim, true), 0);
 
 /** [..., H, 1, Nk] as [..., Hk, Nk, 1]: whether any query head of each key/value head's group may see the key. */
 function keysSeen(colAny: Tensor, p: AttentionPlan): Tensor {
@@ -92,7 +92,7 @@ function probabilities(q: Tensor, k: Tensor, mask: Tensor | null, p: AttentionPl
   // softmax makes a row holding a NaN or +inf NaN (values and gradients); a row of -inf scores it gives zeros, which is
   // right for a row without admissible keys only. Any other row of -inf scores gets a NaN added before the softmax, so
   // it is NaN as PyTorch's is, and so are its gradients at every admissible entry.
-  const negInf = eq(max(s, -1, true), -Infinity);
+  const negInf = eq(amax(s, -1, true), -Infinity);
   const bad = rowAny ? logicalAnd(negInf, rowAny) : negInf;
   return { probs: softmax(add(s, where(bad, scalar(NaN), scalar(0))), -1), rowAny, keyAny };
 }

@@ -84,7 +84,8 @@ export function full(shape: number[], value: number | boolean, options?: CreateO
   const fn = 'full';
   const o = checkOptions(fn, options, CREATE_KEYS);
   const s = checkShape(fn, shape);
-  const dtype = parseDType(fn, o.dtype);
+  // A boolean value makes a bool tensor, as PyTorch's full infers it (a JS number cannot say int or float: f32).
+  const dtype = o.dtype === undefined && typeof value === 'boolean' ? 'bool' : parseDType(fn, o.dtype);
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new ValueError(`${fn}: value must be a number or a boolean, got ${JSON.stringify(value) ?? String(value)}`);
   const v = Number(value);
   if (dtype === 'i32' && !isI32(v)) throw new ValueError(`${fn}: value ${v} is not an integer in the i32 range`);

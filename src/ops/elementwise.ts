@@ -27,7 +27,10 @@ function checkOperand(fn: string, y: unknown): void {
 /** The no-promotion rule for two tensors: same dtype, one of `allowed`. */
 function sameDType(fn: string, a: Tensor, b: Tensor, allowed: readonly DType[]): void {
   if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported(fn);
-  if (a.dtype !== b.dtype) throw new DTypeError(`${fn}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion; convert one with .to())`);
+  if (a.dtype !== b.dtype) {
+    const conv = a.dtype === 'f32' || b.dtype === 'f32' ? `call .float() on the ${a.dtype === 'f32' ? 'second' : 'first'} operand (${a.dtype === 'f32' ? b.dtype : a.dtype})` : 'convert one with .to()';
+    throw new DTypeError(`${fn}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion: ${conv})`);
+  }
   checkDType(fn, 'input', a.dtype, allowed);
 }
 

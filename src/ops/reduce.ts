@@ -2,9 +2,10 @@
 import { ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
 import { tidy } from '../tensor/base.js';
-import { normDim } from '../tensor/shape.js';
+import { contiguousStrides, normDim } from '../tensor/shape.js';
 import { B, binary, select, unary, U } from '../launch/elementwise.js';
 import { reduce } from '../launch/reduce.js';
+import { gatherDim, scatterAddDim } from '../launch/indexing.js';
 import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
@@ -41,22 +42,79 @@ export function mean(x: Tensor, dim?: number | number[] | null, keepdim = false)
   return record('mean', out, [x], (g) => [unary('mean.backward', expandBack(g, inShape, dims, keepdim), U.MUL_SCALAR, 1 / count)]);
 }
 
-function maxMin(fn: 'max' | 'min', x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
+function maxMin(fn: 'max' | 'min' | 'amax' | 'amin', x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
   const dims = normDims(fn, x, dim);
   const inShape = x.shape.slice();
-  const out = reduce(fn, x, dims, keepdim, fn);
+  const op = fn === 'max' || fn === 'amax' ? 'max' : 'min';
+  const out = reduce(fn, x, dims, keepdim, op);
   // The gradient flows to every element equal to the extremum, split evenly among ties.
   return record(fn, out, [x], (g, [sx, y]) => {
     // max() over everything shares the gradient among the elements it picked, NaNs included (torch.max); over given
     // dims (amax) a NaN result gives its group NaN gradients, as PyTorch.
-    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), dim === undefined || dim === null ? B.SAME : B.EQ, 'f32');
+    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), fn === 'max' || fn === 'min' ? B.SAME : B.EQ, 'f32');
     const count = reduce(`${fn}.backward`, hit, dims, true, 'sum');
     return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.MUL, 'f32'), count, B.DIV, 'f32')];
   }, [x, out]);
 }
-export const max = (x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor => maxMin('max', x, dim, keepdim);
-export const min = (x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor => maxMin('min', x, dim, keepdim);
+/** The maximum over `dims` (all by default), as PyTorch's torch.amax: the gradient is shared evenly among ties. */
+export const amax = (x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor => maxMin('amax', x, dim, keepdim);
+export const amin = (x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor => maxMin('amin', x, dim, keepdim);
+
+export interface MaxResult {
+  values: Tensor;
+  /** i32: the first index of the extremum along the dim (the first NaN, where there is one). */
+  indices: Tensor;
+}
+
+/**
+ * Over one dim, PyTorch's (values, indices): the values are gathered at argmax / argmin (NaN wins, ties go to the first
+ * index), and the gradient flows to that index alone.
+ */
+function maxMinDim(fn: 'max' | 'min', x: Tensor, dim: number, keepdim: boolean): MaxResult {
+  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  if (typeof dim !== 'number') throw new ValueError(`${fn}: dim must be a single dim (as PyTorch's ${fn}), got ${JSON.stringify(dim)}; use a${fn}(x, dims) to reduce several`);
+  if (typeof keepdim !== 'boolean') throw new ValueError(`${fn}: keepdim must be true or false, got ${String(keepdim)}`);
+  if (x.rank === 0) {
+    normDim(fn, dim, 1);
+    const flat = reshape(x, [1]);
+    const r = maxMinDim(fn, flat, 0, false);
+    flat.dispose();
+    return r;
+  }
+  const d = normDim(fn, dim, x.rank, x.shape);
+  if (x.shape[d] === 0) throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
+  const idx = reduce(fn, x, [d], true, fn === 'max' ? 'argmax' : 'argmin');
+  const pos = contiguousStrides(idx.shape);
+  const inShape = x.shape.slice();
+  const keptShape = idx.shape.slice();
+  const vals = record(fn, gatherDim(fn, x, d, idx, pos, idx.shape), [x], (g, [si]) => [scatterAddDim(`${fn}.backward`, null, inShape, d, si, g, pos, keptShape)], [idx]);
+  if (keepdim) return { values: vals, indices: idx };
+  const squeezed = keptShape.filter((_, i) => i !== d);
+  const values = reshape(vals, squeezed);
+  const indices = idx.makeView(squeezed, contiguousStrides(squeezed), idx.offset);
+  vals.dispose();
+  idx.dispose();
+  return { values, indices };
+}
+
+/**
+ * max(x): the maximum of every element (a 0-d tensor; the gradient is shared among the elements that hold it, as
+ * torch.max). max(x, dim, keepdim?): { values, indices } along one dim, as PyTorch's.
+ */
+export function max(x: Tensor): Tensor;
+export function max(x: Tensor, dim: number, keepdim?: boolean): MaxResult;
+export function max(x: Tensor, dim?: number | null, keepdim?: boolean): Tensor | MaxResult;
+export function max(x: Tensor, dim?: number | null, keepdim = false): Tensor | MaxResult {
+  return dim === undefined || dim === null ? maxMin('max', x) : maxMinDim('max', x, dim, keepdim);
+}
+/** min(x), or min(x, dim, keepdim?) → { values, indices }, as max. */
+export function min(x: Tensor): Tensor;
+export function min(x: Tensor, dim: number, keepdim?: boolean): MaxResult;
+export function min(x: Tensor, dim?: number | null, keepdim?: boolean): Tensor | MaxResult;
+export function min(x: Tensor, dim?: number | null, keepdim = false): Tensor | MaxResult {
+  return dim === undefined || dim === null ? maxMin('min', x) : maxMinDim('min', x, dim, keepdim);
+}
 
 function argExtremum(fn: 'argmax' | 'argmin', x: Tensor, dim?: number | null, keepdim = false): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32', 'i32']);

@@ -71,8 +71,15 @@ export class Tensor extends TensorBase {
   matmul(y: Tensor): Tensor { return matmul(this, y); }
   sum(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.sum(this, dim, keepdim); }
   mean(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.mean(this, dim, keepdim); }
-  max(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.max(this, dim, keepdim); }
-  min(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.min(this, dim, keepdim); }
+  /** max() of every element, or max(dim, keepdim?) → { values, indices } as PyTorch's. */
+  max(): Tensor;
+  max(dim: number, keepdim?: boolean): R.MaxResult;
+  max(dim?: number | null, keepdim?: boolean): Tensor | R.MaxResult { return R.max(this, dim, keepdim); }
+  min(): Tensor;
+  min(dim: number, keepdim?: boolean): R.MaxResult;
+  min(dim?: number | null, keepdim?: boolean): Tensor | R.MaxResult { return R.min(this, dim, keepdim); }
+  amax(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.amax(this, dim, keepdim); }
+  amin(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.amin(this, dim, keepdim); }
   argmax(dim?: number | null, keepdim?: boolean): Tensor { return R.argmax(this, dim, keepdim); }
   argmin(dim?: number | null, keepdim?: boolean): Tensor { return R.argmin(this, dim, keepdim); }
   softmax(dim: number): Tensor { return softmax(this, dim); }

@@ -320,3 +320,25 @@ describe('methods', () => {
     expect(K.memory().buffers).toBe(before);
   });
 });
+
+describe('dtype inference and mismatch errors', () => {
+  it('arange infers i32 from integer arguments and f32 from any fractional one; an explicit dtype wins', async () => {
+    expect(K.arange(5).dtype).toBe('i32');
+    expect(K.arange(1, 7, 2).dtype).toBe('i32');
+    expect(K.arange(0, 1, 0.25).dtype).toBe('f32');
+    expect(K.arange(0.5, 3).dtype).toBe('f32');
+    expect(Array.from(await K.arange(0.5, 3).toArray())).toEqual([0.5, 1.5, 2.5]);
+    expect(K.arange(4, undefined, 1, { dtype: 'f32' }).dtype).toBe('f32');
+    expect(K.full([2], true).dtype).toBe('bool');
+    expect(K.full([2], 3).dtype).toBe('f32');
+  });
+
+  it('f32 meeting i32 says to call .float()', () => {
+    const a = K.ones([3]);
+    const i = K.arange(3);
+    expectThrows(() => a.mul(i), K.DTypeError, 'f32 and i32', 'call .float() on the second operand (i32)');
+    expectThrows(() => i.add(a), K.DTypeError, 'call .float() on the first operand (i32)');
+    a.dispose();
+    i.dispose();
+  });
+});

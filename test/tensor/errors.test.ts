@@ -56,7 +56,7 @@ describe('shape errors', () => {
   it('dims out of range', () => {
     failsCleanly(() => [f([2, 3])], (a) => K.sum(a, 2), K.ShapeError, 'dim 2', '[2,3]');
     failsCleanly(() => [f([2, 3])], (a) => K.mean(a, -3), K.ShapeError, 'dim -3', '[2,3]');
-    failsCleanly(() => [f([2, 3])], (a) => K.max(a, [0, 0]), K.ShapeError, '[0,0]');
+    failsCleanly(() => [f([2, 3])], (a) => K.amax(a, [0, 0]), K.ShapeError, '[0,0]');
     failsCleanly(() => [f([2, 3])], (a) => K.argmax(a, 5), K.ShapeError, 'dim 5');
     failsCleanly(() => [f([2, 3])], (a) => K.softmax(a, 2), K.ShapeError, 'dim 2', '[2,3]');
     failsCleanly(() => [f([2, 3])], (a) => K.logSoftmax(a, -3), K.ShapeError, 'dim -3');
