@@ -24,6 +24,7 @@ export { matmul, linear, bmm } from './ops/matmul.js';
 export { split, chunk, flip, repeat } from './ops/shape_ops.js';
 export { triu, tril, maskedFill } from './ops/masking.js';
 export { gather, indexSelect, scatterAdd, cumsum } from './ops/indexing.js';
+export { einsum } from './ops/einsum.js';
 export { sort, argsort, topk, multinomial, type SortOptions, type TopkOptions, type SortResult, type MultinomialOptions } from './ops/sorting.js';
 export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice, select, contiguous, detach } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';
