@@ -31,6 +31,8 @@ export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/
 export { noGrad, enableGrad, isGradEnabled } from './autograd/mode.js';
 export { backward } from './autograd/backward.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckInputResult } from './ops/gradcheck.js';
+export { defineOp, type OpDefinition, type OpContext, type CustomOp } from './ops/custom.js';
+export type { CustomLaunchSpec, CustomOutput } from './launch/custom.js';
 export * as F from './functional.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
