@@ -180,8 +180,8 @@ export function launchCustom<T extends TensorBase>(fn: string, label: string, ke
   const outputs = spec.outputs ?? {};
   const storage = info.bindings.filter((b) => b.kind !== 'uniform');
   for (const b of storage) {
-    const inIn = Object.prototype.hasOwnProperty.call(inputs, b.name);
-    const inOut = Object.prototype.hasOwnProperty.call(outputs, b.name);
+    const inIn = Object.hasOwn(inputs, b.name);
+    const inOut = Object.hasOwn(outputs, b.name);
     if (inIn === inOut) throw new ValueError(`${fn}: binding '${b.name}' must be given ${inIn ? 'once (it is both an input and an output)' : 'as an input or an output'}`);
     if (inOut && b.kind !== 'storage') throw new ValueError(`${fn}: output '${b.name}' is var<storage, read>; an output needs read_write`);
   }
