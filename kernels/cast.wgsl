@@ -18,7 +18,7 @@
 // adapter; the attention kernels' native f16 variant is what needs the feature.
 // Tiling: one thread per output word; a 2-D grid when the count passes 65535 workgroups.
 // NaN is found from its bits (numerics.wgsl): the compiler may fold `x != x` to false.
-//!include numerics.wgsl
+//!include dtypes.wgsl
 
 struct Params {
   n: u32,
@@ -63,17 +63,6 @@ fn src_bits(e: u32) -> u32 {
 
 fn half_to_f32(h: u32) -> f32 {
   return unpack2x16float(h).x;
-}
-
-fn f32_to_half(x: f32) -> u32 {
-  let sign = (bitcast<u32>(x) >> 16u) & 0x8000u;
-  if (is_nan(x)) {
-    return sign | 0x7e00u;
-  }
-  if (abs(x) >= 65520.0) {
-    return sign | 0x7c00u;
-  }
-  return pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu;
 }
 
 // Output element i as 16 bits.

@@ -2,7 +2,11 @@
 //   Dimensions: n elements of the output, laid out by `shape` (rank dims, row-major).
 //   Reads: a, b, c (any strides: broadcast dims have stride 0; views need no copy).
 //   Writes: out, at o_off + sum(coord[d] * o_strides[d]) (contiguous for most ops; a slice for concat).
-//   Buffers are raw 32-bit words: A_DT / OUT_DT (DT_F32, DT_I32, DT_BOOL as u32: dtypes.wgsl) say how to read them.
+//   Buffers are raw 32-bit words: A_DT (a and b), C_DT (c) and OUT_DT (out, out2) say how to read them (DT_F32,
+//   DT_I32, DT_BOOL, DT_F16: dtypes.wgsl). f16 is read from its packed words and computed in f32; an f16 result is
+//   rounded once and written through out_h / out2_h (the same buffers as atomic words, bound instead of out / out2):
+//   two threads may own the two halves of one word, so each clears and sets only its own half (atomicAnd, atomicOr),
+//   which works for any output strides. f32, i32 and bool outputs are plain stores.
 //   Tiling: one thread per output element; a 2-D grid when n needs more than 65535 workgroups.
 // Entry points: unary (OP: UNARY_*; OP = UNARY_COPY copies), binary (OP: BINARY_*), select_where (c ? a : b), fill,
 // accumulate (out += a, a gradient in place), and the backward
@@ -35,6 +39,7 @@ struct Params {
 
 override OP: u32 = 0u;
 override A_DT: u32 = 0u;
+override C_DT: u32 = 0u;
 override OUT_DT: u32 = 0u;
 override WG: u32 = 256u;
 
@@ -44,6 +49,8 @@ override WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> c: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<u32>;
+@group(0) @binding(6) var<storage, read_write> out_h: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> out2_h: array<atomic<u32>>;
 
 // Offsets of a, b, c and out for the output element with row-major index i.
 fn offsets(i: u32) -> vec4<u32> {
@@ -67,11 +74,31 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return gid.x + gid.y * nwg.x * WG;
 }
 
-// Values are carried as f32 for float math; integer ops use the i32 path below.
-fn load_f(word: u32, dt: u32) -> f32 {
-  if (dt == DT_F32) { return bitcast<f32>(word); }
-  if (dt == DT_I32) { return f32(bitcast<i32>(word)); }
-  return select(0.0, 1.0, word != 0u);
+// Element e of a, b or c as f32 (float math is f32 for every float dtype; integer ops use the i32 paths below).
+fn ld_a(e: u32) -> f32 { return dt_load_f(a[dt_word(e, A_DT)], e, A_DT); }
+fn ld_b(e: u32) -> f32 { return dt_load_f(b[dt_word(e, A_DT)], e, A_DT); }
+fn ld_c(e: u32) -> f32 { return dt_load_f(c[dt_word(e, C_DT)], e, C_DT); }
+
+// The 16 bits h into half e of out_h / out2_h, leaving the other half of the word to its owner.
+fn put_half(e: u32, h: u32) {
+  let shift = 16u * (e & 1u);
+  atomicAnd(&out_h[e >> 1u], ~(0xffffu << shift));
+  atomicOr(&out_h[e >> 1u], h << shift);
+}
+fn put_half2(e: u32, h: u32) {
+  let shift = 16u * (e & 1u);
+  atomicAnd(&out2_h[e >> 1u], ~(0xffffu << shift));
+  atomicOr(&out2_h[e >> 1u], h << shift);
+}
+
+// Output element e <- v, stored as OUT_DT (rounded once for f16).
+fn put(e: u32, v: f32) {
+  if (OUT_DT == DT_F16) { put_half(e, f32_to_half(v)); }
+  else { out[e] = store_f(v); }
+}
+fn put2(e: u32, v: f32) {
+  if (OUT_DT == DT_F16) { put_half2(e, f32_to_half(v)); }
+  else { out2[e] = store_f(v); }
 }
 
 fn store_f(v: f32) -> u32 {
@@ -211,15 +238,17 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  let w = a[o.x];
-  if (OP == UNARY_COPY && A_DT == OUT_DT) {
+  let w = a[dt_word(o.x, A_DT)];
+  if (OP == UNARY_COPY && A_DT == DT_F16 && OUT_DT == DT_F16) {
+    put_half(o.w, half_bits(w, o.x));
+  } else if (OP == UNARY_COPY && A_DT == OUT_DT) {
     out[o.w] = w;
   } else if (A_DT == DT_I32 && OUT_DT == DT_I32) {
     out[o.w] = bitcast<u32>(unary_i(bitcast<i32>(w)));
   } else if (OP == UNARY_NOT) {
     out[o.w] = select(1u, 0u, w != 0u);
   } else {
-    out[o.w] = store_f(unary_f(load_f(w, A_DT)));
+    put(o.w, unary_f(dt_load_f(w, o.x, A_DT)));
   }
 }
 
@@ -273,7 +302,7 @@ fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  out[o.w] = bitcast<u32>(unary_grad_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y]), bitcast<f32>(c[o.z])));
+  put(o.w, unary_grad_f(ld_a(o.x), ld_b(o.y), ld_c(o.z)));
 }
 
 const BINARY_ADD: u32 = 0u;
@@ -362,10 +391,10 @@ fn binary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  let d = binary_grad_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y]), bitcast<f32>(c[o.z]));
+  let d = binary_grad_f(ld_a(o.x), ld_b(o.y), ld_c(o.z));
   let which = u32(params.scalar);
-  if ((which & 1u) != 0u) { out[o.w] = bitcast<u32>(d.x); }
-  if ((which & 2u) != 0u) { out2[o.w] = bitcast<u32>(d.y); }
+  if ((which & 1u) != 0u) { put(o.w, d.x); }
+  if ((which & 2u) != 0u) { put2(o.w, d.y); }
 }
 
 @compute @workgroup_size(WG)
@@ -380,17 +409,22 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     else if (OUT_DT == DT_BOOL) { out[o.w] = select(0u, 1u, r != 0); }
     else { out[o.w] = bitcast<u32>(r); }
   } else {
-    out[o.w] = store_f(binary_f(bitcast<f32>(a[o.x]), bitcast<f32>(b[o.y])));
+    put(o.w, binary_f(ld_a(o.x), ld_b(o.y)));
   }
 }
 
-// out = c ? a : b, c is bool; a and b share A_DT.
+// out = c ? a : b, c is bool; a, b and out share A_DT (f16 halves are moved as bits).
 @compute @workgroup_size(WG)
 fn select_where(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  out[o.w] = select(b[o.y], a[o.x], c[o.z] != 0u);
+  let pick_a = c[o.z] != 0u;
+  if (A_DT == DT_F16) {
+    put_half(o.w, select(half_bits(b[o.y >> 1u], o.y), half_bits(a[o.x >> 1u], o.x), pick_a));
+  } else {
+    out[o.w] = select(b[o.y], a[o.x], pick_a);
+  }
 }
 
 // out = scalar (as OUT_DT), for every element of the (strided) output view.
@@ -399,14 +433,19 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  out[o.w] = store_f(params.scalar);
+  put(o.w, params.scalar);
 }
 
-// out += a (accumulate a gradient in place; both f32, out strided as given).
+// out += a (accumulate a gradient in place; out strided as given; f16 summed in f32 and rounded once).
 @compute @workgroup_size(WG)
 fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
   if (i >= params.n) { return; }
   let o = offsets(i);
-  out[o.w] = bitcast<u32>(bitcast<f32>(out[o.w]) + bitcast<f32>(a[o.x]));
+  if (OUT_DT == DT_F16) {
+    let have = unpack2x16float(half_bits(atomicLoad(&out_h[o.w >> 1u]), o.w)).x;
+    put_half(o.w, f32_to_half(have + ld_a(o.x)));
+  } else {
+    out[o.w] = bitcast<u32>(bitcast<f32>(out[o.w]) + ld_a(o.x));
+  }
 }

@@ -2,11 +2,13 @@
 //   Dimensions: n_out outputs (the kept dims, out_rank of them, row-major), each reducing R inputs
 //   (the reduced dims, red_rank of them).
 //   Reads: x at off + sum(kept coord * out_strides) + sum(reduced coord * red_strides).
-//   Writes: out, contiguous [n_out] (f32, or i32 for integer sums and for argmax/argmin).
+//   Writes: out, contiguous [n_out] (f32, or i32 for integer sums and for argmax/argmin; f16 inputs reduce into f32,
+//   which the launcher rounds to f16 once).
 //   Tiling: `per_group`: one workgroup of WG threads per output, each thread striding over R, then
 //   a tree in workgroup memory (long rows); `per_thread`: one thread per output (short rows).
 //   OP: RED_SUM (times `scale`, so mean = sum * 1/R), RED_MAX, RED_MIN, RED_ARGMAX, RED_ARGMIN (below).
-//   A_DT: DT_F32, DT_I32 (compared as integers), DT_BOOL (dtypes.wgsl). Ties in argmax/argmin give the first index. NaN wins
+//   A_DT: DT_F32, DT_F16 (packed halves, read as f32: sums accumulate in f32), DT_I32 (compared as integers), DT_BOOL
+//   (dtypes.wgsl). Ties in argmax/argmin give the first index. NaN wins
 //   max/min/argmax/argmin, as PyTorch: the result is NaN, and its index is the first NaN's (tested by its bits: see
 //   numerics.wgsl; a float comparison may be folded as if NaN did not exist).
 //!include numerics.wgsl
@@ -71,14 +73,11 @@ fn red_off(r: u32) -> u32 {
 }
 
 fn load(i: u32) -> f32 {
-  let w = x[i];
-  if (A_DT == DT_F32) { return bitcast<f32>(w); }
-  if (A_DT == DT_I32) { return f32(bitcast<i32>(w)); }
-  return select(0.0, 1.0, w != 0u);
+  return dt_load_f(x[dt_word(i, A_DT)], i, A_DT);
 }
 
 fn is_int_sum() -> bool {
-  return OP == RED_SUM && A_DT != DT_F32;
+  return OP == RED_SUM && (A_DT == DT_I32 || A_DT == DT_BOOL);
 }
 
 // Whether candidate (v, i) beats the current (bv, bi) for max-like ops.
@@ -101,7 +100,7 @@ fn better_i(v: i32, i: u32, bv: i32, bi: u32) -> bool {
 // s carries the integer sum, or for i32 max/min the integer extremum.
 fn store_result(o: u32, v: f32, idx: u32, s: i32) {
   if (OP == RED_SUM) {
-    if (A_DT != DT_F32) { out[o] = bitcast<u32>(s); }
+    if (is_int_sum()) { out[o] = bitcast<u32>(s); }
     else { out[o] = bitcast<u32>(v * params.scale); }
   } else if (OP == RED_MAX || OP == RED_MIN) {
     // The output has the input's dtype: an i32 extremum is stored as i32, not as its f32 bits.

@@ -385,7 +385,7 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
     if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${k.file}:${entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
-    if (buffer !== dummies.get('r')?.buf && buffer !== dummies.get('w')?.buf) boundBytes += buffer.size;
+    if (!dummySet.has(buffer)) boundBytes += buffer.size;
     ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
   }
   const bgKey = `${key}|${ids.join(',')}`;
@@ -401,17 +401,20 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
 }
 
 const dummies = new Map<string, { gen: number; buf: GPUBuffer }>();
+const dummySet = new WeakSet<GPUBuffer>();
 /**
  * Small buffers for bindings a kernel variant does not use. A writable binding gets its own, since
  * WebGPU forbids one buffer bound both writable and read-only in one dispatch.
  */
-export function dummyBuffer(writable: boolean): GPUBuffer {
+export function dummyBuffer(writable: boolean, slot = 0): GPUBuffer {
   const kd = gpu();
-  const key = writable ? 'w' : 'r';
+  // Writable bindings of one dispatch may not alias, so each unused writable binding of a kernel takes its own slot.
+  const key = writable ? `w${slot || ''}` : 'r';
   let d = dummies.get(key);
   if (!d || d.gen !== kd.generation) {
     d = { gen: kd.generation, buf: kd.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `kiln dummy ${key}` }) };
     dummies.set(key, d);
+    dummySet.add(d.buf);
   }
   return d.buf;
 }

@@ -6,7 +6,7 @@ import type { PooledBuffer } from '../gpu/memory.js';
 import dtypes from './kernels/dtypes.js';
 
 /** The dtype codes of kernels/dtypes.wgsl (DT_*), read from the kernel at build time. */
-const DTYPE_CODE = { f32: dtypes.constants.DT_F32, i32: dtypes.constants.DT_I32, bool: dtypes.constants.DT_BOOL } as const;
+const DTYPE_CODE = { f32: dtypes.constants.DT_F32, i32: dtypes.constants.DT_I32, bool: dtypes.constants.DT_BOOL, f16: dtypes.constants.DT_F16 } as const;
 
 /** Up to 8 dims padded with zeros, as the kernels' `array<vec4<u32>, 2>` shape and stride params. */
 export function pad8(v: readonly number[]): number[] {
@@ -15,15 +15,18 @@ export function pad8(v: readonly number[]): number[] {
   return out;
 }
 
-/** The dtype code a 32-bit-word kernel reads (0 f32, 1 i32, 2 bool); f16 is refused before any GPU work. */
-export function dtCode(t: TensorBase, fn = 'kiln'): number {
-  if (t.dtype === 'f16') throw f16Unsupported(fn);
+/**
+ * The dtype code a kernel reads (DT_F32, DT_I32, DT_BOOL; DT_F16 only where `f16` says the kernel reads packed halves
+ * through dtypes.wgsl); otherwise f16 is refused before any GPU work.
+ */
+export function dtCode(t: TensorBase, fn = 'kiln', f16 = false): number {
+  if (t.dtype === 'f16' && !f16) throw f16Unsupported(fn);
   return DTYPE_CODE[t.dtype];
 }
 
 /** A small buffer bound where the chosen variant does not use a binding (see gpu/kernels.ts). */
-export function dummy(writable = false): GPUBuffer {
-  return dummyBuffer(writable);
+export function dummy(writable = false, slot = 0): GPUBuffer {
+  return dummyBuffer(writable, slot);
 }
 
 /** The buffer a 32-bit-word kernel reads; f16 tensors (packed halves) are refused before any GPU work. */

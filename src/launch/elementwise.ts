@@ -4,7 +4,7 @@ import type { DType } from '../tensor/dtype.js';
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
-import { bufOf, dtCode, dummy, pad8 } from './common.js';
+import { dtCode, dummy, pad8, rawBuf } from './common.js';
 import kernel from './kernels/elementwise.js';
 
 type Codes = typeof kernel.constants;
@@ -55,16 +55,23 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
   const n = out.size;
   const { a, b, c } = inputs;
   const strides = (t?: TensorBase) => (t ? pad8(broadcastStrides(t.shape, t.strides, shape)) : pad8([]));
+  const buf = (t: TensorBase) => rawBuf(t, fn);
+  // f16 outputs are written through the atomic views of the same buffers (out_h, out2_h); see elementwise.wgsl.
+  const half = out.dtype === 'f16';
+  const outBuf = inputs.outUnused ? dummy(true, 0) : buf(out);
+  const out2Buf = inputs.out2 ? buf(inputs.out2) : dummy(true, 1);
   const bindings = {
-    a: a ? bufOf(a, fn) : dummy(),
-    b: b ? bufOf(b, fn) : dummy(),
-    c: c ? bufOf(c, fn) : dummy(),
-    out: inputs.outUnused ? dummy(true) : bufOf(out, fn),
-    out2: inputs.out2 ? bufOf(inputs.out2, fn) : dummy(true),
+    a: a ? buf(a) : dummy(),
+    b: b ? buf(b) : dummy(),
+    c: c ? buf(c) : dummy(),
+    out: half ? dummy(true, 2) : outBuf,
+    out2: half ? dummy(true, 3) : out2Buf,
+    out_h: half ? outBuf : dummy(true, 2),
+    out2_h: half ? out2Buf : dummy(true, 3),
   };
   if (n === 0) return;
   dispatch(kernel, entry, {
-    constants: { OP: op, A_DT: a ? dtCode(a, fn) : 0, OUT_DT: dtCode(out, fn) },
+    constants: { OP: op, A_DT: a ? dtCode(a, fn, true) : 0, C_DT: c ? dtCode(c, fn, true) : 0, OUT_DT: dtCode(out, fn, true) },
     bindings,
     params: {
       n,
@@ -88,7 +95,7 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
 
 /** op(x) elementwise into a new contiguous tensor of dtype `outDType` (default x's). */
 export function unary<T extends TensorBase>(fn: string, x: T, op: number, scalar = 0, scalar2 = 0, outDType: DType = x.dtype): T {
-  bufOf(x, fn); // dtype, disposed and lost-device checks before the output exists
+  rawBuf(x, fn); // dtype, disposed and lost-device checks before the output exists
   const out = allocLike(x, x.shape.slice(), outDType);
   launch('unary', fn, out, { a: x }, op, scalar, scalar2);
   return out;
@@ -96,8 +103,8 @@ export function unary<T extends TensorBase>(fn: string, x: T, op: number, scalar
 
 /** op(a, b) with broadcasting into a new contiguous tensor of dtype `outDType`. */
 export function binary<T extends TensorBase>(fn: string, a: T, b: TensorBase, op: number, outDType: DType): T {
-  bufOf(a, fn); // dtype, disposed and lost-device checks before the output exists
-  bufOf(b, fn);
+  rawBuf(a, fn); // disposed and lost-device checks before the output exists
+  rawBuf(b, fn);
   const out = allocLike(a, broadcastShapes(fn, a.shape, b.shape), outDType);
   launch('binary', fn, out, { a, b }, op);
   return out;
@@ -105,9 +112,9 @@ export function binary<T extends TensorBase>(fn: string, a: T, b: TensorBase, op
 
 /** cond ? a : b, broadcasting all three, into a new tensor of a's dtype. */
 export function select<T extends TensorBase>(fn: string, cond: TensorBase, a: T, b: TensorBase): T {
-  bufOf(cond, fn); // dtype, disposed and lost-device checks before the output exists
-  bufOf(a, fn);
-  bufOf(b, fn);
+  rawBuf(cond, fn); // disposed and lost-device checks before the output exists
+  rawBuf(a, fn);
+  rawBuf(b, fn);
   const out = allocLike(a, broadcastShapes(fn, cond.shape, a.shape, b.shape), a.dtype);
   launch('select_where', fn, out, { a, b, c: cond });
   return out;
@@ -136,8 +143,8 @@ export function contiguousCopy<T extends TensorBase>(fn: string, x: T): T {
  */
 export function unaryBackward<T extends TensorBase>(fn: string, op: UnaryOp, g: T, x: TensorBase | null, y: TensorBase | null, scalar = 0, scalar2 = 0): T {
   const ref = x ?? y ?? g;
-  bufOf(g, fn);
-  const dx = allocLike(g, g.shape.slice(), 'f32');
+  rawBuf(g, fn);
+  const dx = allocLike(g, g.shape.slice(), ref.dtype);
   launch('unary_backward', fn, dx, { a: x ?? ref, b: y ?? ref, c: g }, U[op], scalar, scalar2);
   return dx;
 }
@@ -147,11 +154,11 @@ export function unaryBackward<T extends TensorBase>(fn: string, op: UnaryOp, g: 
  * operands): [dx, dy], each computed only where `needs` says so (null otherwise).
  */
 export function binaryBackward<T extends TensorBase>(fn: string, op: BinaryOp, g: T, x: TensorBase, y: TensorBase, needs: readonly boolean[]): [T | null, T | null] {
-  bufOf(g, fn);
-  bufOf(x, fn);
-  bufOf(y, fn);
-  const dx = needs[0] ? allocLike(g, g.shape.slice(), 'f32') : null;
-  const dy = needs[1] ? allocLike(g, g.shape.slice(), 'f32') : null;
+  rawBuf(g, fn);
+  rawBuf(x, fn);
+  rawBuf(y, fn);
+  const dx = needs[0] ? allocLike(g, g.shape.slice(), x.dtype) : null;
+  const dy = needs[1] ? allocLike(g, g.shape.slice(), y.dtype) : null;
   const out = dx ?? dy;
   if (!out) return [null, null];
   // out and out2 share one geometry (the output's, contiguous); with dy alone, out is a placeholder laid out as dy.
@@ -159,7 +166,7 @@ export function binaryBackward<T extends TensorBase>(fn: string, op: BinaryOp, g
   return [dx, dy];
 }
 
-/** dst += src in place (f32, dst strided as given, src broadcast to it). */
+/** dst += src in place (dst strided as given, src broadcast to it; f32 or f16 on either side, summed in f32). */
 export function accumulate(fn: string, dst: TensorBase, src: TensorBase): void {
   launch('accumulate', fn, dst, { a: src });
 }

@@ -4,7 +4,7 @@ import { ShapeError, fmtShape } from '../errors.js';
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { contiguousStrides } from '../tensor/shape.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
-import { bufOf, dtCode, pad8 } from './common.js';
+import { bufOf, dtCode, pad8, rawBuf } from './common.js';
 import { cast } from './cast.js';
 import kernel from './kernels/reduce.js';
 
@@ -15,18 +15,29 @@ const R: { readonly [K in ReduceOp]: number } = { sum: C.RED_SUM, max: C.RED_MAX
 
 /**
  * x reduced over `dims` (sorted, distinct) with `op`; sums are multiplied by `scale` (mean = sum * 1/R). Output: the
- * kept dims (or all dims with the reduced ones as 1 when keepdim), contiguous; f32 for float sums and extrema, i32
- * for integer and boolean sums and for argmax / argmin.
+ * kept dims (or all dims with the reduced ones as 1 when keepdim), contiguous; x's dtype for float sums and extrema
+ * (f16 accumulated in f32 and rounded once), i32 for integer and boolean sums and for argmax / argmin.
  */
 export function reduce<T extends TensorBase>(fn: string, x: T, dims: readonly number[], keepdim: boolean, op: ReduceOp, scale = 1): T {
-  const code = dtCode(x, fn);
-  const xb = bufOf(x, fn);
+  const wide = reduceWide(fn, x, dims, keepdim, op, scale);
+  if (x.dtype !== 'f16' || wide.dtype !== 'f32') return wide;
+  try {
+    return cast(wide, 'f16', fn);
+  } finally {
+    wide.dispose();
+  }
+}
+
+/** reduce(), with f16 inputs' float results left in f32 (so a two-stage reduction rounds only at the end). */
+function reduceWide<T extends TensorBase>(fn: string, x: T, dims: readonly number[], keepdim: boolean, op: ReduceOp, scale = 1): T {
+  const code = dtCode(x, fn, true);
+  const xb = rawBuf(x, fn);
   const kept = x.shape.map((_, i) => i).filter((i) => !dims.includes(i));
   const outShape = keepdim ? x.shape.map((d, i) => (dims.includes(i) ? 1 : d)) : kept.map((i) => x.shape[i]);
   const count = dims.reduce((a, d) => a * x.shape[d], 1);
   const nOut = kept.reduce((a, d) => a * x.shape[d], 1);
   if (count === 0 && op !== 'sum') throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
-  const outDType = op === 'argmax' || op === 'argmin' ? 'i32' : op === 'sum' && x.dtype !== 'f32' ? 'i32' : x.dtype === 'bool' ? 'f32' : x.dtype;
+  const outDType = op === 'argmax' || op === 'argmin' ? 'i32' : op === 'sum' && (x.dtype === 'i32' || x.dtype === 'bool') ? 'i32' : x.dtype === 'i32' ? 'i32' : 'f32';
   // A long reduction into few outputs would leave most of the GPU idle (one workgroup per output): reduce chunks of a
   // contiguous trailing block first, then the partial results.
   const trailing = dims.length > 0 && dims.every((d, i) => d === x.rank - dims.length + i);
@@ -36,9 +47,9 @@ export function reduce<T extends TensorBase>(fn: string, x: T, dims: readonly nu
     if (count % C === 0 && C > 16) {
       const v = x.makeView([nOut, C, count / C], [count, count / C, 1], x.offset);
       try {
-        const partial = reduce(fn, v, [2], false, op, 1);
+        const partial = reduceWide(fn, v, [2], false, op, 1);
         try {
-          const total = reduce(fn, partial, [1], false, op, scale);
+          const total = reduceWide(fn, partial, [1], false, op, scale);
           const shaped = total.makeView(outShape, contiguousStrides(outShape), 0);
           total.dispose();
           return shaped;

@@ -1,7 +1,7 @@
 // Elementwise ops with PyTorch broadcasting, and their backward rules. Rules run in their own scope (autograd), so
 // they compose ops freely without disposing temporaries.
 import { DTypeError, ValueError } from '../errors.js';
-import { type DType, checkDType, f16Unsupported, parseDType } from '../tensor/dtype.js';
+import { type DType, checkDType, parseDType } from '../tensor/dtype.js';
 import { allocLike, upload } from '../tensor/base.js';
 import { isI32 } from '../tensor/host.js';
 import { U, B, UNARY_GRAD, BINARY_GRAD, type UnaryOp, type BinaryOp, unary, binary, select, unaryBackward, binaryBackward } from '../launch/elementwise.js';
@@ -24,14 +24,33 @@ function checkOperand(fn: string, y: unknown): void {
   if (!y || typeof y !== 'object' || !('shape' in y) || !('dtype' in y)) throw new ValueError(`${fn}: second operand must be a Tensor or a number, got ${typeof y === 'string' ? JSON.stringify(y) : String(y)}`);
 }
 
-/** The no-promotion rule for two tensors: same dtype, one of `allowed`. */
+const FLOATS: readonly DType[] = ['f32', 'f16'];
+const isFloat = (d: DType) => d === 'f32' || d === 'f16';
+
+/** The no-promotion rule for two tensors: same dtype, one of `allowed` (f16 and f32 meet through `promoteFloats`). */
 function sameDType(fn: string, a: Tensor, b: Tensor, allowed: readonly DType[]): void {
-  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported(fn);
   if (a.dtype !== b.dtype) {
     const conv = a.dtype === 'f32' || b.dtype === 'f32' ? `call .float() on the ${a.dtype === 'f32' ? 'second' : 'first'} operand (${a.dtype === 'f32' ? b.dtype : a.dtype})` : 'convert one with .to()';
-    throw new DTypeError(`${fn}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion: ${conv})`);
+    throw new DTypeError(`${fn}: dtypes ${a.dtype} and ${b.dtype} do not mix (kiln has no implicit promotion between floats and integers: ${conv})`);
   }
   checkDType(fn, 'input', a.dtype, allowed);
+}
+
+/**
+ * f16 meeting f32: the result is f32, as PyTorch's type promotion, except that a 0-d tensor does not widen a tensor
+ * with dims (f16 [N] + f32 [] is f16, as PyTorch's). The narrower operand is cast on the tape (its gradient comes
+ * back in its own dtype). Anything else is returned as it is (sameDType then judges it).
+ */
+function promoteFloats(a: Tensor, b: Tensor): [Tensor, Tensor] {
+  if (a.dtype === b.dtype || !isFloat(a.dtype) || !isFloat(b.dtype)) return [a, b];
+  const aDims = a.rank > 0, bDims = b.rank > 0;
+  const to: DType = aDims !== bDims ? (aDims ? a.dtype : b.dtype) : 'f32';
+  return [a.dtype === to ? a : toDType(a, to), b.dtype === to ? b : toDType(b, to)];
+}
+
+/** The operands as sameDType should judge them: two floats count as one dtype (promoteFloats widens one). */
+function promotable(a: Tensor, b: Tensor): [Tensor, Tensor] {
+  return isFloat(a.dtype) && isFloat(b.dtype) ? [a, a] : [a, b];
 }
 
 /** A scalar meeting a tensor: an i32 tensor takes only i32 integers (never a silent truncation). */
@@ -49,7 +68,7 @@ function checkScalar(fn: string, x: Tensor, s: number): void {
  * here (x, y or both).
  */
 function floatUnary(fn: string, x: Tensor, op: UnaryOp, scalar = 0, scalar2 = 0): Tensor {
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, FLOATS);
   const y = unary(fn, x, U[op], scalar, scalar2);
   const reads = UNARY_GRAD[op];
   if (reads === null) return y;
@@ -94,21 +113,21 @@ export function pow(x: Tensor, p: number | Tensor): Tensor {
 }
 
 export function neg(x: Tensor): Tensor {
-  checkDType('neg', 'input', x.dtype, ['f32', 'i32']);
+  checkDType('neg', 'input', x.dtype, ['f32', 'f16', 'i32']);
   return record('neg', unary('neg', x, U.NEG), [x], (g) => [unaryBackward('neg.backward', 'NEG', g, null, null)]);
 }
 
 // ---------------------------------------------------------------- scalars
 
 export function mulScalar(x: Tensor, s: number): Tensor {
-  checkDType('mul', 'input', x.dtype, ['f32', 'i32']);
+  checkDType('mul', 'input', x.dtype, ['f32', 'f16', 'i32']);
   checkScalar('mul', x, s);
   const y = x.dtype === 'i32' ? binary('mul', x, scalarLike(x, s, 'i32'), B.MUL, 'i32') : unary('mul', x, U.MUL_SCALAR, s);
   return record('mul', y, [x], (g) => [unaryBackward('mul.backward', 'MUL_SCALAR', g, null, null, s)]);
 }
 
 export function addScalar(x: Tensor, s: number): Tensor {
-  checkDType('add', 'input', x.dtype, ['f32', 'i32']);
+  checkDType('add', 'input', x.dtype, ['f32', 'f16', 'i32']);
   checkScalar('add', x, s);
   const y = x.dtype === 'i32' ? binary('add', x, scalarLike(x, s, 'i32'), B.ADD, 'i32') : unary('add', x, U.ADD_SCALAR, s);
   return record('add', y, [x], (g) => [g]);
@@ -120,10 +139,11 @@ export function addScalar(x: Tensor, s: number): Tensor {
  * A binary op with broadcasting. Float ops with a gradient (BINARY_GRAD) get one backward dispatch for both operands
  * (binary_backward), each then summed back to its operand's shape where it was broadcast; add passes g on as it is.
  */
-function binaryOp(fn: string, a: Tensor, b: Tensor, op: BinaryOp): Tensor {
-  sameDType(fn, a, b, op === 'DIV' || op === 'POW' ? ['f32'] : ['f32', 'i32']);
+function binaryOp(fn: string, a0: Tensor, b0: Tensor, op: BinaryOp): Tensor {
+  sameDType(fn, ...promotable(a0, b0), op === 'DIV' || op === 'POW' ? FLOATS : ['f32', 'f16', 'i32']);
+  const [a, b] = promoteFloats(a0, b0);
   const out = binary(fn, a, b, B[op], a.dtype);
-  if (a.dtype !== 'f32' || !BINARY_GRAD[op]) return out;
+  if (!isFloat(a.dtype) || !BINARY_GRAD[op]) return out;
   const aShape = a.shape.slice(), bShape = b.shape.slice();
   if (op === 'ADD') return record(fn, out, [a, b], (g, _s, needs) => [needs[0] ? sumTo(g, aShape, fn) : null, needs[1] ? sumTo(g, bShape, fn) : null]);
   return record(fn, out, [a, b], (g, [sa, sb], needs) => {
@@ -139,7 +159,7 @@ export function add(a: Tensor, b: Tensor | number): Tensor {
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('sub', b);
   if (typeof b !== 'number') return binaryOp('sub', a, b, 'SUB');
-  checkDType('sub', 'input', a.dtype, ['f32', 'i32']);
+  checkDType('sub', 'input', a.dtype, ['f32', 'f16', 'i32']);
   checkScalar('sub', a, b);
   return addScalar(a, -b);
 }
@@ -150,7 +170,7 @@ export function mul(a: Tensor, b: Tensor | number): Tensor {
 export function div(a: Tensor, b: Tensor | number): Tensor {
   checkOperand('div', b);
   if (typeof b !== 'number') return binaryOp('div', a, b, 'DIV');
-  checkDType('div', 'input', a.dtype, ['f32']);
+  checkDType('div', 'input', a.dtype, FLOATS);
   return mulScalar(a, 1 / b);
 }
 export function maximum(a: Tensor, b: Tensor): Tensor {
@@ -167,13 +187,15 @@ export function minimum(a: Tensor, b: Tensor): Tensor {
 function compare(fn: string, a: Tensor, b: Tensor | number, op: number): Tensor {
   checkOperand(fn, b);
   if (typeof b !== 'number') {
-    sameDType(fn, a, b, ['f32', 'i32', 'bool']);
-    return binary(fn, a, b, op, 'bool');
+    sameDType(fn, ...promotable(a, b), ['f32', 'f16', 'i32', 'bool']);
+    return binary(fn, ...promoteFloats(a, b), op, 'bool');
   }
-  checkDType(fn, 'input', a.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', a.dtype, ['f32', 'f16', 'i32', 'bool']);
   // A comparison with a number is exact: integer tensors against a fractional number (x.lt(2.5)) compare as f32,
   // as PyTorch promotes the scalar; booleans compare as 0 / 1.
-  const asF32 = a.dtype === 'f32' || !isI32(b);
+  // f16 compares as f32 against the exact number (PyTorch compares f16 against the scalar rounded to f16, which
+  // differs only for numbers between two f16 values).
+  const asF32 = isFloat(a.dtype) || !isI32(b);
   const x = a.dtype === 'bool' || (asF32 && a.dtype !== 'f32') ? unary(fn, a, U.COPY, 0, 0, asF32 ? 'f32' : 'i32') : a;
   return binary(fn, x, scalarLike(a, b, x.dtype), op, 'bool');
 }
@@ -198,9 +220,10 @@ export function logicalNot(a: Tensor): Tensor {
 }
 
 /** cond ? a : b, broadcasting all three. */
-export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+export function where(cond: Tensor, a0: Tensor, b0: Tensor): Tensor {
   checkDType('where', 'cond', cond.dtype, ['bool']);
-  sameDType('where', a, b, ['f32', 'i32', 'bool']);
+  sameDType('where', ...promotable(a0, b0), ['f32', 'f16', 'i32', 'bool']);
+  const [a, b] = promoteFloats(a0, b0);
   const out = select('where', cond, a, b);
   const aShape = a.shape.slice(), bShape = b.shape.slice();
   return record('where', out, [a, b], (g, [c], needs) => {
@@ -224,9 +247,8 @@ export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int
     const from = x.dtype as 'f32' | 'f16';
     return record('to', cast(x, dtype as 'f32' | 'f16', 'to'), [x], (g) => [cast(g, from, 'to.backward')]);
   }
-  // Integers and booleans meet f16 through f32.
-  if (x.dtype === 'f16') return toDType(cast(x, 'f32', 'to'), dtype);
-  if (dtype === 'f16') return cast(unary('to', x, U.COPY, 0, 0, 'f32'), 'f16', 'to');
+  // Integers and booleans to and from f16: through f32 values in the kernel (bool is x != 0, NaN true).
+  if (x.dtype === 'f16' || dtype === 'f16') return unary('to', x, U.COPY, 0, 0, dtype);
   if (dtype === 'bool') return binary('to', x, scalarLike(x, 0, x.dtype), B.NE, 'bool');
   if (x.dtype === 'f32' && dtype === 'i32') {
     // Truncation toward zero of a value outside the i32 range (or NaN) is undefined in WGSL: PyTorch's is too, so
@@ -239,6 +261,6 @@ export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int
 /** A copy with its own storage, on the tape. */
 export function clone(x: Tensor): Tensor {
   x.buf('clone');
-  const out = x.dtype === 'f16' ? cast(x, 'f16', 'clone') : unary('clone', x, U.COPY);
+  const out = unary('clone', x, U.COPY);
   return record('clone', out, [x], (g) => [g]);
 }

@@ -9,8 +9,17 @@ import { gatherDim, scatterAddDim } from '../launch/indexing.js';
 import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
-import { scalarLike } from './elementwise.js';
+import { scalarLike, toDType } from './elementwise.js';
 import { expand, reshape } from './views.js';
+
+/**
+ * f(x) for an f16 x computed in f32 and rounded once (the casts are on the tape, so the gradient comes back in f16):
+ * for compositions whose intermediate values (a variance's centred squares, logsumexp's exponentials) must not be
+ * rounded to f16 on the way.
+ */
+export function viaF32(x: Tensor, f: (wide: Tensor) => Tensor): Tensor {
+  return tidy(() => toDType(f(toDType(x, 'f32')), 'f16'));
+}
 
 function normDims(fn: string, x: Tensor, dim: number | number[] | undefined | null): number[] {
   if (dim === undefined || dim === null) return x.shape.map((_, i) => i);
@@ -27,14 +36,14 @@ function expandBack(g: Tensor, inShape: number[], dims: number[], keepdim: boole
 }
 
 export function sum(x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
-  checkDType('sum', 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType('sum', 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const dims = normDims('sum', x, dim);
   const inShape = x.shape.slice();
   return record('sum', reduce('sum', x, dims, keepdim, 'sum'), [x], (g) => [expandBack(g, inShape, dims, keepdim)]);
 }
 
 export function mean(x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
-  checkDType('mean', 'input', x.dtype, ['f32']);
+  checkDType('mean', 'input', x.dtype, ['f32', 'f16']);
   const dims = normDims('mean', x, dim);
   const count = dims.reduce((a, d) => a * x.shape[d], 1);
   const inShape = x.shape.slice();
@@ -43,18 +52,19 @@ export function mean(x: Tensor, dim?: number | number[] | null, keepdim = false)
 }
 
 function maxMin(fn: 'max' | 'min' | 'amax' | 'amin', x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32']);
   const dims = normDims(fn, x, dim);
   const inShape = x.shape.slice();
   const op = fn === 'max' || fn === 'amax' ? 'max' : 'min';
   const out = reduce(fn, x, dims, keepdim, op);
+  const fd = x.dtype === 'f16' ? 'f16' : 'f32';
   // The gradient flows to every element equal to the extremum, split evenly among ties.
   return record(fn, out, [x], (g, [sx, y]) => {
     // max() over everything shares the gradient among the elements it picked, NaNs included (torch.max); over given
     // dims (amax) a NaN result gives its group NaN gradients, as PyTorch.
-    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), fn === 'max' || fn === 'min' ? B.SAME : B.EQ, 'f32');
+    const hit = binary(`${fn}.backward`, sx, expandBack(y, inShape, dims, keepdim), fn === 'max' || fn === 'min' ? B.SAME : B.EQ, fd);
     const count = reduce(`${fn}.backward`, hit, dims, true, 'sum');
-    return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.MUL, 'f32'), count, B.DIV, 'f32')];
+    return [binary(`${fn}.backward`, binary(`${fn}.backward`, expandBack(g, inShape, dims, keepdim), hit, B.MUL, fd), count, B.DIV, fd)];
   }, [x, out]);
 }
 /** The maximum over `dims` (all by default), as PyTorch's torch.amax: the gradient is shared evenly among ties. */
@@ -72,7 +82,14 @@ export interface MaxResult {
  * index), and the gradient flows to that index alone.
  */
 function maxMinDim(fn: 'max' | 'min', x: Tensor, dim: number, keepdim: boolean): MaxResult {
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32']);
+  if (x.dtype === 'f16') {
+    // Picked through f32 (exact both ways: every f16 is an f32), so the values and their gradient come back in f16.
+    return tidy(() => {
+      const r = maxMinDim(fn, toDType(x, 'f32'), dim, keepdim);
+      return { values: toDType(r.values, 'f16'), indices: r.indices };
+    });
+  }
   if (typeof dim !== 'number') throw new ValueError(`${fn}: dim must be a single dim (as PyTorch's ${fn}), got ${JSON.stringify(dim)}; use a${fn}(x, dims) to reduce several`);
   if (typeof keepdim !== 'boolean') throw new ValueError(`${fn}: keepdim must be true or false, got ${String(keepdim)}`);
   if (x.rank === 0) {
@@ -117,7 +134,7 @@ export function min(x: Tensor, dim?: number | null, keepdim = false): Tensor | M
 }
 
 function argExtremum(fn: 'argmax' | 'argmin', x: Tensor, dim?: number | null, keepdim = false): Tensor {
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32']);
   if (dim === undefined || dim === null) {
     if (x.size === 0) throw new ShapeError(`${fn}: cannot reduce over an empty dim of [0] (${fmtShape(x.shape)}, flattened)`);
     const flat = reshape(x, [-1]);
@@ -184,7 +201,8 @@ function varBackward(fn: string, g: Tensor, x: Tensor, dims: number[], keepdim: 
 /** The variance over `dims` (all by default) with `correction` (default 1, Bessel's), as PyTorch's torch.var. */
 function variance(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'var';
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  if (x.dtype === 'f16') return viaF32(x, (w) => variance(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
   const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
@@ -195,7 +213,8 @@ export { variance as var };
 /** The standard deviation, sqrt(var); its gradient is 0 where it is 0 (as PyTorch's). */
 export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'std';
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  if (x.dtype === 'f16') return viaF32(x, (w) => std(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
   const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
@@ -216,7 +235,8 @@ export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions):
  */
 export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): Tensor {
   const fn = 'logsumexp';
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  if (x.dtype === 'f16') return viaF32(x, (w) => logsumexp(w, dim, keepdim));
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const dims = normDims(fn, x, dim);
   if (dims.some((d) => x.shape[d] === 0)) throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
@@ -236,7 +256,7 @@ export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): T
 }
 
 function allAny(fn: 'all' | 'any', x: Tensor, dim: DimArg, keepdim: boolean): Tensor {
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const dims = normDims(fn, x, dim);
   const count = dims.reduce((a, d) => a * x.shape[d], 1);
   return tidy(() => {
