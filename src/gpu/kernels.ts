@@ -6,7 +6,7 @@
 import { DeviceError, KilnError } from '../errors.js';
 import { gpu, type KilnDevice } from './device.js';
 import { checkBuffer, type PooledBuffer } from './memory.js';
-import { ERROR_BINDING, allocUniform, encodeDispatch, indexCheckBinding, recordAsyncError, uniformRingBuffer } from './queue.js';
+import { ERROR_BINDING, allocUniform, encodeDispatch, indexCheckBinding, markWritten, recordAsyncError, uniformRingBuffer } from './queue.js';
 
 export type ParamValue = number | boolean | readonly number[];
 
@@ -385,6 +385,7 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
     if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${k.file}:${entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
+    if (b.kind === 'storage') markWritten(buffer);
     if (!dummySet.has(buffer)) boundBytes += buffer.size;
     ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
   }

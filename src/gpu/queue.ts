@@ -158,10 +158,23 @@ export function encodeDispatch(
   if (b.dispatches >= MAX_PENDING_DISPATCHES) flush();
 }
 
+// Writes per buffer (dispatches binding it read_write, copies into it, clears, uploads): a tensor's host copy of its
+// values (Tensor.toString) is current while its buffer's count has not moved since the copy was taken.
+const writeCounts = new WeakMap<GPUBuffer, number>();
+/** Counts a write into `buffer`. */
+export function markWritten(buffer: GPUBuffer): void {
+  writeCounts.set(buffer, (writeCounts.get(buffer) ?? 0) + 1);
+}
+/** How many writes `buffer` has had (see markWritten). */
+export function writesOf(buffer: GPUBuffer): number {
+  return writeCounts.get(buffer) ?? 0;
+}
+
 /** Encodes a clear (to zero) of a buffer range, in order with the dispatches. */
 export function encodeClear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
   const b = currentBatch();
   endPass(b);
+  markWritten(buffer);
   b.encoder.clearBuffer(buffer, offset, bytes);
 }
 
@@ -170,6 +183,7 @@ export function encodeCopy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, ds
   const b = currentBatch();
   endPass(b);
   b.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  markWritten(dst);
   stats.copies++;
 }
 
@@ -177,6 +191,7 @@ export function encodeCopy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, ds
 export function uploadToBuffer(target: GPUBuffer, offset: number, data: ArrayBufferView): void {
   const kd = gpu();
   stats.uploads++;
+  markWritten(target);
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const padded = Math.ceil(bytes.byteLength / 4) * 4;
   if (padded === 0) return;

@@ -5,7 +5,8 @@
 import { DisposedError, ShapeError, fmtShape } from '../errors.js';
 import { checkGeneration, gpu } from '../gpu/device.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
-import { readBuffer, uploadToBuffer } from '../gpu/queue.js';
+import { readBuffer, uploadToBuffer, writesOf } from '../gpu/queue.js';
+import { formatTensor } from './format.js';
 import { type DType, bytesPerElement } from './dtype.js';
 import { halfBitsToFloat } from './half.js';
 import { type NestedArray, emptyTyped, hostBytes, wordsToTyped } from './host.js';
@@ -152,19 +153,27 @@ export class TensorBase {
       if (span < 0) lo += span;
       else hi += span;
     }
+    const writes = writesOf(s.buffer.buffer);
     if (this.dtype === 'f16') {
       const wordLo = Math.floor(lo / 2);
       const wordHi = Math.floor(hi / 2);
       const raw = await readBuffer(s.buffer, wordLo * 4, (wordHi - wordLo + 1) * 4);
       const bits = new Uint16Array(n);
       gatherView(this, new Uint16Array(raw), bits, this.offset - 2 * wordLo);
-      return Float32Array.from(bits, halfBitsToFloat);
+      const halves = Float32Array.from(bits, halfBitsToFloat);
+      if (n <= HOST_COPY_LIMIT) this.rememberHost(halves.slice(), writes);
+      return halves;
     }
     const raw = await readBuffer(s.buffer, lo * 4, (hi - lo + 1) * 4);
-    if (this.isContiguous && this.offset === lo) return wordsToTyped(this.dtype, raw, n);
-    const out = new Uint32Array(n);
-    gatherView(this, new Uint32Array(raw), out, this.offset - lo);
-    return wordsToTyped(this.dtype, out.buffer, n);
+    let values: Float32Array | Int32Array | Uint8Array;
+    if (this.isContiguous && this.offset === lo) values = wordsToTyped(this.dtype, raw, n);
+    else {
+      const out = new Uint32Array(n);
+      gatherView(this, new Uint32Array(raw), out, this.offset - lo);
+      values = wordsToTyped(this.dtype, out.buffer, n);
+    }
+    if (n <= HOST_COPY_LIMIT) this.rememberHost(values.slice(), writes);
+    return values;
   }
 
   /** Nested arrays, as tensor() takes them (bool as booleans). */
@@ -183,8 +192,50 @@ export class TensorBase {
     return (await this.toArray())[0];
   }
 
+  /** The values as last read back or uploaded, while the buffer has had no write since (see hostValues). */
+  private _host: { values: ArrayLike<number>; buffer: GPUBuffer; writes: number } | null = null;
+
+  /** Remembers the values the host knows (small tensors only: they are what printing needs). */
+  rememberHost(values: ArrayLike<number>, writes: number): void {
+    const s = this.storage;
+    this._host = s && values.length === this.size && values.length <= HOST_COPY_LIMIT ? { values, buffer: s.buffer.buffer, writes } : null;
+  }
+
+  /** The values if the host knows them (uploaded or read back, and nothing wrote the buffer since), else null. */
+  hostValues(): ArrayLike<number> | null {
+    const h = this._host;
+    const s = this.storage;
+    if (!h || !s || s.buffer.buffer !== h.buffer || writesOf(h.buffer) !== h.writes) return null;
+    return h.values;
+  }
+
+  /**
+   * `tensor([[1.0000, 2.0000], ...], shape=[2, 2], dtype=f32, requiresGrad=true)`, as PyTorch prints (summarised past
+   * 1000 elements to the first and last 3 of each dim). Values live on the GPU: they are shown when the host knows them
+   * (the tensor was made from host data or read back, and nothing wrote it since); otherwise the text says how to get
+   * them (`await t.print()`).
+   */
   toString(): string {
-    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''}${this.storage ? '' : ', disposed'})`;
+    const extras: string[] = [];
+    if (this.requiresGrad) extras.push('requiresGrad=true');
+    const gradFn = (this.gradFn as { name?: string } | null)?.name;
+    if (gradFn) extras.push(`gradFn=${gradFn}`);
+    if (!this.storage) return formatTensor(null, '<disposed>', this.shape, this.dtype, extras);
+    const values = this.size === 0 ? [] : this.hostValues();
+    return formatTensor(values, '<on the GPU: await t.print() or t.toArray() to see the values>', this.shape, this.dtype, extras);
+  }
+
+  /** Node's console.log and util.inspect print toString(). */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+
+  /** Reads the values back and prints the tensor (console.log); returns the text. */
+  async print(): Promise<string> {
+    if (this.storage && this.size > 0) await this.toArray();
+    const text = this.toString();
+    console.log(text);
+    return text;
   }
 }
 
@@ -225,8 +276,16 @@ export function allocLike<T extends TensorBase>(like: T, shape: number[], dtype:
 export function upload(t: TensorBase, values: ArrayLike<number>, fn = 'upload'): void {
   if (t.dtype === 'f16' && t.offset % 2 !== 0) throw new ShapeError(`${fn}: an f16 tensor must start on a 4-byte boundary (offset ${t.offset})`);
   const bytes = hostBytes(fn, t.dtype, values, t.size);
-  uploadToBuffer(t.buf(fn).buffer.buffer, t.offset * bytesPerElement(t.dtype), bytes);
+  const buffer = t.buf(fn).buffer.buffer;
+  uploadToBuffer(buffer, t.offset * bytesPerElement(t.dtype), bytes);
+  // The host knows what it just wrote (f16 values are rounded on the GPU side of hostBytes: not kept).
+  if (t.dtype !== 'f16' && t.isContiguous && values.length === t.size && t.size <= HOST_COPY_LIMIT) {
+    t.rememberHost(t.dtype === 'f32' ? Float32Array.from(values) : t.dtype === 'i32' ? Int32Array.from(values) : Uint8Array.from(values, (v) => (v ? 1 : 0)), writesOf(buffer));
+  }
 }
+
+/** Tensors up to this many elements keep the host copy of their values that printing shows. */
+const HOST_COPY_LIMIT = 1 << 16;
 
 /** Moves a tensor onto another storage at `offset` (the optimizer's parameter arena); its old storage is released. */
 export function rehome(t: TensorBase, storage: Storage, offset: number): void {
