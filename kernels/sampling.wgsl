@@ -3,7 +3,9 @@
 //   non-negative weights (not necessarily normalised); n samples per row.
 //   race_keys (without replacement): keys [rows, C] (contiguous) = -log(1 - u) / w with u uniform from
 //   philox((c, row, 0, 0x6D75), seed): the n smallest keys are a sample without replacement (the exponential race,
-//   equivalent to drawing one at a time); w = 0 gives +inf. The launcher sorts the keys (sort.wgsl).
+//   equivalent to drawing one at a time); w = 0 gives +inf. The launcher sorts the keys (sort.wgsl), then
+//   mark_invalid (one workgroup per row) sets to -1 every sample of a row with a negative, NaN or infinite weight and
+//   every sample past the row's count of positive weights (where PyTorch raises: not enough categories to draw).
 //   with_replacement: one workgroup per row: a two-level scan of the weights into cum [rows, C] (each thread a chunk,
 //   then the chunk totals in workgroup memory), then each sample s draws u from philox((s, row, 1, 0x6D75), seed) and
 //   binary-searches the first category whose cumulative weight exceeds u * total. A row with a negative, NaN or
@@ -34,6 +36,7 @@ const TAG: u32 = 0x6D75u;
 
 var<workgroup> part: array<f32, WG>;
 var<workgroup> bad: atomic<u32>;
+var<workgroup> positive: atomic<u32>;
 
 fn weight(row: u32, c: u32) -> f32 {
   return probs[params.p_off + row * params.p_sr + c * params.p_sc];
@@ -101,5 +104,28 @@ fn with_replacement(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
       pick = i32(lo);
     }
     out[row * params.n + smp] = pick;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn mark_invalid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (lid == 0u) {
+    atomicStore(&bad, 0u);
+    atomicStore(&positive, 0u);
+  }
+  workgroupBarrier();
+  var count = 0u;
+  for (var c = lid; c < params.C; c += WG) {
+    let w = weight(row, c);
+    if (is_nan(w) || is_inf(w) || w < 0.0) { atomicStore(&bad, 1u); }
+    if (w > 0.0) { count += 1u; }
+  }
+  atomicAdd(&positive, count);
+  workgroupBarrier();
+  let invalid = atomicLoad(&bad) != 0u;
+  let limit = atomicLoad(&positive);
+  for (var smp = lid; smp < params.n; smp += WG) {
+    if (invalid || smp >= limit) { out[row * params.n + smp] = -1; }
   }
 }

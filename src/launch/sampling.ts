@@ -27,6 +27,7 @@ export function multinomialRows<T extends TensorBase>(fn: string, probs: T, n: n
     if (rows * C > 0) dispatch(kernel, 'race_keys', { bindings: { probs: pb, keys: bufOf(keys, fn) }, params, workgroups: grid1d(Math.ceil((rows * C) / WG)), label: fn });
     const { values, indices } = sortAlong(fn, keys, 1, n, false);
     values.dispose();
+    if (rows * n > 0) dispatch(kernel, 'mark_invalid', { bindings: { probs: pb, out: bufOf(indices, fn) }, params, workgroups: grid1d(rows), label: fn });
     return indices;
   } finally {
     keys.dispose();

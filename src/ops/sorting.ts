@@ -95,8 +95,9 @@ export interface MultinomialOptions {
 /**
  * `n` category ids (i32) drawn from each row of `probs` ([C] or [B, C], non-negative weights, not necessarily
  * normalised), with or without replacement, as PyTorch's torch.multinomial. Runs on the GPU. Without replacement,
- * n <= C; zero-weight categories are drawn only after every positive one. A row with a negative, NaN or infinite
- * weight, or no positive weight, gives -1 with replacement (PyTorch raises; a kernel cannot).
+ * n <= C. Where PyTorch raises from the device (a row with a negative, NaN or infinite weight, or no positive weight;
+ * without replacement, more samples than positive weights), the samples concerned are -1: a kernel cannot throw, and a
+ * later lookup of -1 (embedding, gather) raises IndexError.
  */
 export function multinomial(probs: Tensor, n: number, options?: MultinomialOptions): Tensor {
   const fn = 'multinomial';

@@ -11,8 +11,8 @@ describe('long reductions (two-pass)', () => {
     for (const [name, fn, want] of [
       ['sum', () => x.sum([1, 2]), (r: Float32Array) => r.reduce((a, b) => a + b, 0)],
       ['mean', () => x.mean([1, 2], true), (r: Float32Array) => r.reduce((a, b) => a + b, 0) / n],
-      ['max', () => x.max([1, 2]), (r: Float32Array) => r.reduce((a, b) => Math.max(a, b), -Infinity)],
-      ['min', () => x.min([1, 2]), (r: Float32Array) => r.reduce((a, b) => Math.min(a, b), Infinity)],
+      ['max', () => x.amax([1, 2]), (r: Float32Array) => r.reduce((a, b) => Math.max(a, b), -Infinity)],
+      ['min', () => x.amin([1, 2]), (r: Float32Array) => r.reduce((a, b) => Math.min(a, b), Infinity)],
     ] as const) {
       resetGpuStats();
       const y = fn();

@@ -167,10 +167,14 @@ describe('multinomial', () => {
       const pc = weights[c] / total;
       expect(Math.abs(first[c] - rows * pc), `category ${c}`).toBeLessThanOrEqual(5 * Math.sqrt(rows * pc * (1 - pc)) + 1e-9);
     }
-    // All 7 from one row: the five positive ones first, then the zero-weight ones.
+    // All 7 from one row: the five positive ones, then -1 where PyTorch raises (not enough positive weights).
     const all = Array.from(await K.multinomial(K.tensor(weights), 7, { seed: 3 }).toArray());
     expect(new Set(all.slice(0, 5))).toEqual(new Set([0, 2, 3, 4, 6]));
-    expect(all.slice(5)).toEqual([1, 5]);
+    expect(all.slice(5)).toEqual([-1, -1]);
+    const badRows = K.tensor([[1, -1, 1], [0, 0, 0], [NaN, 1, 1], [1, 2, 3]]);
+    const nr = Array.from(await K.multinomial(badRows, 2, { seed: 8 }).toArray());
+    expect(nr.slice(0, 6)).toEqual([-1, -1, -1, -1, -1, -1]);
+    expect(new Set(nr.slice(6)).size).toBe(2);
   });
 
   it('a long row (vocab-sized) and a strided view, with and without replacement', async () => {
