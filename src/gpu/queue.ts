@@ -30,8 +30,11 @@ export function resetStats(): void {
 
 /** Profiling hook: when set, each dispatch runs in its own pass with timestamp writes. */
 export interface DispatchProfiler {
-  /** `bytes`: the sizes of the storage buffers the dispatch binds (an upper bound on the bytes it moves). */
-  timestampWrites(label: string, bytes: number): GPUComputePassTimestampWrites | undefined;
+  /**
+   * `bytes`: the sizes of the storage buffers the dispatch binds (an upper bound on the bytes it moves); `scope`: the
+   * module path (or recordFunction names) the dispatch was encoded in, '' outside any.
+   */
+  timestampWrites(label: string, bytes: number, scope: string): GPUComputePassTimestampWrites | undefined;
   beforeSubmit(encoder: GPUCommandEncoder): void;
   afterSubmit(): void;
 }
@@ -39,6 +42,23 @@ let profiler: DispatchProfiler | null = null;
 export function setProfiler(p: DispatchProfiler | null): void {
   flush();
   profiler = p;
+}
+/** Whether a profiler is recording (modules only track their scopes then). */
+export function isProfiling(): boolean {
+  return profiler !== null;
+}
+
+// Profiler scopes, as PyTorch's record_function: Module.forward pushes its path ('layers.0.self_attn'), recordFunction
+// its name; each dispatch is reported with the innermost.
+const scopes: string[] = [];
+export function pushScope(path: string): void {
+  scopes.push(path);
+}
+export function popScope(): void {
+  scopes.pop();
+}
+export function currentScope(): string {
+  return scopes.length ? scopes[scopes.length - 1] : '';
 }
 
 onDeviceInit(() => {
@@ -137,7 +157,7 @@ export function encodeDispatch(
   boundBytes = 0,
 ): void {
   const b = currentBatch();
-  const tw = profiler?.timestampWrites(label, boundBytes);
+  const tw = profiler?.timestampWrites(label, boundBytes, currentScope());
   if (tw) {
     endPass(b);
     const pass = b.encoder.beginComputePass({ timestampWrites: tw, label });

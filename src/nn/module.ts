@@ -2,6 +2,7 @@
 import { KilnError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { keep } from '../tensor/base.js';
 import { copy } from '../launch/elementwise.js';
+import { currentScope, isProfiling, popScope, pushScope } from '../gpu/queue.js';
 import { Tensor } from '../ops/tensor.js';
 
 /** loadStateDict found keys that are missing, unexpected or of the wrong shape. */
@@ -29,8 +30,47 @@ type Slot = { kind: 'param' | 'buffer' | 'module'; value: Tensor | Module | null
  * snake_case) or explicitly with registerParameter / registerBuffer / registerModule, which also fix
  * the name. Parameters come before submodules in namedParameters(), as in PyTorch.
  */
+// The modules whose forward is running, with their paths, while a profiler records (see moduleScope).
+const frames: { module: Module; path: string }[] = [];
+
+/**
+ * Runs fn as `module`'s forward inside a profiler scope named by the module's path from the outermost running module
+ * ('layers.0.self_attn', as named_modules names it; '' for the outermost; nested in a recordFunction scope the parent
+ * opened), so profiler rows say where each dispatch ran. Nothing is tracked while no profiler records.
+ */
+function moduleScope<T>(module: Module, fn: () => T): T {
+  if (!isProfiling()) return fn();
+  const parent = frames[frames.length - 1];
+  // Nested in the innermost scope: the parent's path, or a recordFunction inside the parent's forward.
+  const base = currentScope();
+  let path = base;
+  if (parent && parent.module !== module) {
+    const name = parent.module.namedModules().find(([n, m]) => m === module && n !== '')?.[0] ?? module.constructor.name;
+    path = base ? `${base}.${name}` : name;
+  }
+  frames.push({ module, path });
+  pushScope(path);
+  try {
+    return fn();
+  } finally {
+    frames.pop();
+    popScope();
+  }
+}
+
 export class Module {
   training = true;
+
+  constructor() {
+    // forward runs in the module's profiler scope: an own, non-enumerable wrapper of the class's forward.
+    const forward = this.forward;
+    Object.defineProperty(this, 'forward', {
+      value: (...args: unknown[]) => moduleScope(this, () => forward.apply(this, args)),
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
   // Explicit registrations, by name, in registration order.
   private readonly _slots = new Map<string, Slot>();
 
