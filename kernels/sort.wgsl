@@ -9,9 +9,13 @@
 //   Entries: local_sort (one workgroup per block of B pairs, loaded from x, every bitonic stage k <= min(P, B) in
 //   workgroup memory); global_step (one thread per pair, stage k, distance j >= B, in the scratch); local_merge (stage
 //   k > B, the distances below B in workgroup memory); finish (one thread per output: index and value, read from x);
-//   scatter_back (the gradient: gx[row, index] = g[row, out], indices distinct per row, so no accumulation).
-//   Direction: a pair at position pos of its row sorts ascending when k >= P or (pos & k) == 0 (the bitonic rule,
-//   with the last stage ascending in every row, also when one block holds several rows).
+//   scatter_back (the gradient: gx[row, index] = g[row, out], indices distinct per row, so no accumulation); compact
+//   (top-k of long rows: every block sorted on its own (seg = B), the first kk of each kept, repeated until a row fits
+//   one block, so k << L costs about one local sort of the row instead of a full multi-pass sort). local_sort loads
+//   from x (FROM_X) or sorts the scratch in place.
+//   Direction: a pair at position pos of its segment (seg: the row, or one block when sorting blocks on their own) sorts
+//   ascending when k >= seg or (pos & k) == 0 (the bitonic rule, with the last stage ascending in every segment, also
+//   when one block holds several rows).
 //!include numerics.wgsl
 //!include dtypes.wgsl
 //!include strides.wgsl
@@ -29,6 +33,10 @@ struct Params {
   outer_rank: u32,
   g_off: u32,
   g_sl: u32,
+  seg: u32,
+  p_in: u32,
+  kk: u32,
+  pad0: u32,
   outer_shape: array<vec4<u32>, 2>,
   x_outer: array<vec4<u32>, 2>,
   o_outer: array<vec4<u32>, 2>,
@@ -37,6 +45,7 @@ struct Params {
 
 override X_DT: u32 = 0u;
 override DESC: bool = false;
+override FROM_X: bool = true;
 const WG: u32 = 256u;
 const BLOCK: u32 = 1024u;
 const PAD: u32 = 0xffffffffu;
@@ -49,6 +58,8 @@ const PAD: u32 = 0xffffffffu;
 @group(0) @binding(5) var<storage, read_write> indices: array<u32>;
 @group(0) @binding(6) var<storage, read> g: array<f32>;
 @group(0) @binding(7) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dkey: array<u32>;
+@group(0) @binding(9) var<storage, read_write> didx: array<u32>;
 
 var<workgroup> wk: array<u32, BLOCK>;
 var<workgroup> wi: array<u32, BLOCK>;
@@ -75,7 +86,7 @@ fn x_base(row: u32) -> u32 {
 }
 
 fn ascending(flat: u32, k: u32) -> bool {
-  return k >= params.P || ((flat % params.P) & k) == 0u;
+  return k >= params.seg || ((flat % params.seg) & k) == 0u;
 }
 
 // Whether pair a comes after pair b.
@@ -115,7 +126,10 @@ fn local_sort(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let f = base + e;
     let row = f / params.P;
     let pos = f % params.P;
-    if (f < total && pos < params.L) {
+    if (!FROM_X && f < total) {
+      wk[e] = skey[f];
+      wi[e] = sidx[f];
+    } else if (FROM_X && f < total && pos < params.L) {
       wk[e] = key_of(x[x_base(row) + pos * params.x_sl]);
       wi[e] = pos;
     } else {
@@ -124,7 +138,7 @@ fn local_sort(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
   }
   workgroupBarrier();
-  let kmax = min(params.P, BLOCK);
+  let kmax = min(params.seg, BLOCK);
   for (var k = 2u; k <= kmax; k <<= 1u) {
     for (var j = k >> 1u; j > 0u; j >>= 1u) {
       block_stage(lid, base, k, j);
@@ -199,4 +213,17 @@ fn scatter_back(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   let idx = x[params.x_off + view_offset(row, params.outer_rank, params.outer_shape, params.o_outer) + c * params.o_sl];
   let gv = g[params.g_off + view_offset(row, params.outer_rank, params.outer_shape, params.g_outer) + c * params.g_sl];
   gx[view_offset(row, params.outer_rank, params.outer_shape, params.x_outer) + idx * params.x_sl] = gv;
+}
+
+// Top-k candidates: rows of p_in pairs whose blocks of BLOCK are each sorted keep the first kk of every block, into
+// rows of P = (p_in / BLOCK) * kk pairs (dkey / didx); the k smallest keys of a row are among them.
+@compute @workgroup_size(WG)
+fn compact(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let f = gid.x + gid.y * nwg.x * WG;
+  if (f >= params.rows * params.P) { return; }
+  let row = f / params.P;
+  let j = f % params.P;
+  let src_at = row * params.p_in + (j / params.kk) * BLOCK + j % params.kk;
+  dkey[f] = skey[src_at];
+  didx[f] = sidx[src_at];
 }

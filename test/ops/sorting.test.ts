@@ -100,6 +100,18 @@ describe('topk', () => {
       }
       xt.dispose();
     }
+    // Long rows with k <= 256 keep per-block candidates (several rounds for 70,000): the same answer as a full sort.
+    for (const [si, [shape, k]] of ([[[3, 5000], 256], [[1, 70000], 50], [[2, 1025], 1], [[1, 3000], 257]] as [number[], number][]).entries()) {
+      const x = messy(shape, 70 + si);
+      const xt = fromRef(x);
+      for (const largest of [true, false]) {
+        const { values, indices } = K.topk(xt, k, -1, { largest });
+        const want = sortAlong(x, -1, largest, k);
+        await same(values, want.values, `long topk values ${shape} k ${k} ${largest}`);
+        await same(indices, want.indices, `long topk indices ${shape} k ${k} ${largest}`);
+      }
+      xt.dispose();
+    }
     const t = K.tensor([1, NaN, 3, 2]);
     expect(Array.from(await t.topk(2).values.toArray())).toEqual([NaN, 3]);
     expect(Array.from(await t.topk(2).indices.toArray())).toEqual([1, 2]);
