@@ -4,7 +4,7 @@ import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from '../ops/tensor.js';
 import { tensor } from '../ops/creation.js';
-import { mul } from '../ops/elementwise.js';
+import { inF32, mul } from '../ops/elementwise.js';
 
 export interface DropoutOptions {
   seed?: number;
@@ -38,7 +38,8 @@ export function dropout(x: Tensor, p = 0.5, options?: DropoutOptions): Tensor {
   const n = x.size;
   const maskValues = p === 1 ? new Float32Array(n) : dropoutMask(n, p, options.seed ?? nextSeed());
   const mask = tensor(maskValues, { shape: x.shape.slice() });
-  const y = mul(x, mask);
+  // f16: x * mask in f32, rounded once (the mask's 1/(1-p) is not rounded to f16 first).
+  const y = x.dtype === 'f16' ? inF32('f16', [x], (w) => mul(w, mask)) : mul(x, mask);
   mask.dispose();
   return y;
 }

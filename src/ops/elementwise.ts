@@ -2,7 +2,7 @@
 // they compose ops freely without disposing temporaries.
 import { DTypeError, ValueError } from '../errors.js';
 import { type DType, checkDType, parseDType } from '../tensor/dtype.js';
-import { allocLike, upload } from '../tensor/base.js';
+import { allocLike, tidy, upload } from '../tensor/base.js';
 import { isI32 } from '../tensor/host.js';
 import { U, B, UNARY_GRAD, BINARY_GRAD, type UnaryOp, type BinaryOp, unary, binary, select, unaryBackward, binaryBackward } from '../launch/elementwise.js';
 import { cast } from '../launch/cast.js';
@@ -256,6 +256,20 @@ export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int
     return unary('to', x, U.COPY, 0, 0, 'i32');
   }
   return unary('to', x, U.COPY, 0, 0, dtype);
+}
+
+/**
+ * f on f32 copies of the f16 inputs (the others as they are), its result rounded once to `to`: for ops whose kernels
+ * compute in f32 from f32 storage (softmax, layerNorm, the losses) and for compositions whose intermediate values
+ * (a variance's centred squares, logsumexp's exponentials) must not be rounded to f16 on the way. The casts are on the
+ * tape, so gradients come back to each input in its own dtype. Callers validate first: the casts are GPU work.
+ */
+export function inF32<T extends readonly (Tensor | null | undefined)[]>(to: DType, inputs: T, f: (...wide: T) => Tensor): Tensor {
+  return tidy(() => {
+    const wide = inputs.map((t) => (t && t.dtype === 'f16' ? toDType(t, 'f32') : t)) as unknown as T;
+    const y = f(...wide);
+    return y.dtype === to ? y : toDType(y, to);
+  });
 }
 
 /** A copy with its own storage, on the tape. */

@@ -9,7 +9,7 @@ import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
 import { permute, reshape } from './views.js';
-import { abs, add, addScalar, div, eq, exp, log1p, mul, mulScalar, ne, neg, relu, sigmoid, sub, toDType } from './elementwise.js';
+import { abs, add, inF32, addScalar, div, eq, exp, log1p, mul, mulScalar, ne, neg, relu, sigmoid, sub, toDType } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './nn_ops.js';
 import { arange } from './creation.js';
@@ -46,7 +46,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options?: CrossEnt
   const smoothing = o.labelSmoothing ?? 0;
   if (!isI32(ignoreIndex)) throw new ValueError(`${fn}: ignoreIndex must be an integer in the i32 range, got ${ignoreIndex}`);
   if (typeof smoothing !== 'number' || !(smoothing >= 0 && smoothing <= 1)) throw new ValueError(`${fn}: labelSmoothing must be in [0, 1], got ${smoothing}`);
-  checkDType(fn, 'logits', logits.dtype, ['f32']);
+  checkDType(fn, 'logits', logits.dtype, ['f32', 'f16']);
   if (targets.dtype !== 'i32') throw new DTypeError(`${fn}: targets must be i32 class indices, got ${targets.dtype}`);
   if (logits.rank < 2) throw new ShapeError(`${fn}: logits must be [N, C] or [N, C, ...], got ${fmtShape(logits.shape)}`);
   const expectT = [logits.shape[0], ...logits.shape.slice(2)];
@@ -55,6 +55,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options?: CrossEnt
   }
   const impl = o.impl ?? 'fused';
   if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(impl)}`);
+  // f16 logits: the loss in f32 (log-softmax and its sums), rounded once to f16 as PyTorch's half loss.
+  if (logits.dtype === 'f16') return inF32('f16', [logits], (l) => crossEntropy(l, targets, options));
   if (impl === 'fused') return crossEntropyFused(logits, targets, { ignoreIndex, smoothing, reduction });
   if (logits.rank === 2) return crossEntropyReference(logits, targets, ignoreIndex, smoothing, reduction);
   // [N, C, d...] -> [N * d..., C] with the class dim last.
@@ -113,8 +115,13 @@ export function mseLoss(input: Tensor, target: Tensor, options?: { reduction?: R
   const fn = 'mseLoss';
   const o = typeof options === 'string' ? { reduction: options } : checkOptions(fn, options, ['reduction']);
   const reduction = checkReduction(fn, o.reduction);
-  checkDType(fn, 'input', input.dtype, ['f32']);
-  checkDType(fn, 'target', target.dtype, ['f32']);
+  checkDType(fn, 'input', input.dtype, ['f32', 'f16']);
+  checkDType(fn, 'target', target.dtype, ['f32', 'f16']);
+  input.buf(fn);
+  target.buf(fn);
+  if (input.dtype === 'f16' || target.dtype === 'f16') {
+    return inF32(input.dtype === target.dtype ? 'f16' : 'f32', [input, target], (a, b) => mseLoss(a, b, { reduction }));
+  }
   return reduce(tidy(() => {
     const d = sub(input, target);
     return mul(d, d);
@@ -138,15 +145,24 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
   const fn = 'binaryCrossEntropyWithLogits';
   const o = checkOptions(fn, options, ['reduction', 'weight', 'posWeight']);
   const reduction = checkReduction(fn, o.reduction);
-  checkDType(fn, 'logits', logits.dtype, ['f32']);
-  checkDType(fn, 'targets', targets.dtype, ['f32']);
+  checkDType(fn, 'logits', logits.dtype, ['f32', 'f16']);
+  checkDType(fn, 'targets', targets.dtype, ['f32', 'f16']);
   if (logits.rank !== targets.rank || logits.shape.some((d, i) => d !== targets.shape[i])) {
     throw new ShapeError(`${fn}: targets ${fmtShape(targets.shape)} must have the shape of logits ${fmtShape(logits.shape)}`);
   }
   const weight = o.weight ?? null;
-  if (weight) checkDType(fn, 'weight', weight.buf(fn).dtype, ['f32']);
-  if (o.posWeight !== undefined && typeof o.posWeight !== 'number') checkDType(fn, 'posWeight', o.posWeight.buf(fn).dtype, ['f32']);
+  if (weight) checkDType(fn, 'weight', weight.buf(fn).dtype, ['f32', 'f16']);
+  if (o.posWeight !== undefined && typeof o.posWeight !== 'number') checkDType(fn, 'posWeight', o.posWeight.buf(fn).dtype, ['f32', 'f16']);
   if (typeof o.posWeight === 'number' && !Number.isFinite(o.posWeight)) throw new ValueError(`${fn}: posWeight must be finite, got ${o.posWeight}`);
+  logits.buf(fn);
+  targets.buf(fn);
+  const tensorPw = typeof o.posWeight === 'number' ? undefined : o.posWeight;
+  if ([logits, targets, weight, tensorPw].some((t) => t?.dtype === 'f16')) {
+    // In f32, rounded once to the promoted dtype (f16 only when every operand is).
+    const to = [logits, targets, weight, tensorPw].every((t) => !t || t.dtype === 'f16') ? 'f16' : 'f32';
+    return inF32(to, [logits, targets, weight, tensorPw], (x, y, w, pwt) =>
+      binaryCrossEntropyWithLogits(x!, y!, { reduction, ...(w ? { weight: w } : {}), ...(o.posWeight !== undefined ? { posWeight: pwt ?? (o.posWeight as number) } : {}) }));
+  }
   const pw = o.posWeight ?? null;
   // lw = 1 + (pw - 1) y
   const lwOf = (y: Tensor): Tensor | null => (pw === null ? null : typeof pw === 'number' ? addScalar(mulScalar(y, pw - 1), 1) : addScalar(mul(addScalar(pw, -1), y), 1));

@@ -11,11 +11,14 @@ import { gatherRows, scatterAddRows } from '../launch/gather.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { reshape } from './views.js';
+import { inF32 } from './elementwise.js';
 
 function softmaxImpl(fn: string, log: boolean, x: Tensor, dim: number): Tensor {
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const d = x.rank === 0 ? 0 : normDim(fn, dim, x.rank, x.shape);
+  x.buf(fn);
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => softmaxImpl(fn, log, w, d));
   const y = launchSoftmax(fn, log, x, null, d);
   return record(fn, y, [x], (g, [ys]) => [launchSoftmax(fn, log, ys, g, d)], [y]);
 }
@@ -25,7 +28,7 @@ export const logSoftmax = (x: Tensor, dim: number): Tensor => softmaxImpl('logSo
 
 export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   const fn = 'layerNorm';
-  checkDType(fn, 'input', x.dtype, ['f32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   if (!Array.isArray(ns)) throw new ShapeError(`${fn}: normalizedShape must be a size or an array of sizes, got ${String(normalizedShape)}`);
   const tail = x.shape.slice(x.rank - ns.length);
@@ -36,9 +39,12 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
     if (!t) continue;
     t.buf(fn);
     if (t.shape.length !== ns.length || !t.shape.every((d, i) => d === ns[i])) throw new ShapeError(`${fn}: ${name} ${fmtShape(t.shape)} must have shape ${fmtShape(ns)}`);
-    checkDType(fn, name, t.dtype, ['f32']);
+    checkDType(fn, name, t.dtype, ['f32', 'f16']);
   }
   if (typeof eps !== 'number' || !(eps > 0)) throw new ValueError(`${fn}: eps must be > 0, got ${eps}`);
+  x.buf(fn);
+  // f16 anywhere: statistics and the affine map in f32, the output rounded once to x's dtype.
+  if ([x, weight, bias].some((t) => t?.dtype === 'f16')) return inF32(x.dtype, [x, weight, bias], (a, w, b) => layerNorm(a!, ns, w, b, eps));
   const C = numel(ns);
   const rows = C === 0 ? 0 : x.size / C;
   const { y, mean, rstd } = layerNormForward(x, weight ?? null, bias ?? null, ns.length, eps);
@@ -69,7 +75,9 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
   weight.buf(fn);
   if (indices.dtype !== 'i32') throw new DTypeError(`${fn}: indices must be i32, got ${indices.dtype}`);
   if (weight.rank !== 2) throw new ShapeError(`${fn}: weight must be [num, dim], got ${fmtShape(weight.shape)}`);
-  checkDType(fn, 'weight', weight.dtype, ['f32']);
+  checkDType(fn, 'weight', weight.dtype, ['f32', 'f16']);
+  // An f16 table is gathered as f32 (a cast of the table per call: the gather kernel reads 32-bit words).
+  if (weight.dtype === 'f16') return inF32('f16', [weight], (w) => embedding(indices, w!));
   const [V, C] = weight.shape;
   const out = gatherRows(fn, weight, indices);
   return record(fn, out, [null, weight], (g, [si]) => [null, scatterAddRows(`${fn}.backward`, g, si, V, C)], [indices]);
@@ -83,7 +91,6 @@ export function concat(tensors: Tensor[], dim = 0): Tensor {
   const d = normDim('concat', dim, first.rank, first.shape);
   for (const t of tensors) {
     if (t.dtype !== first.dtype) throw new DTypeError(`concat: dtypes differ (${first.dtype} vs ${t.dtype})`);
-    if (t.dtype === 'f16') checkDType('concat', 'input', t.dtype, ['f32', 'i32', 'bool']);
     if (t.rank !== first.rank || t.shape.some((s, i) => i !== d && s !== first.shape[i])) {
       throw new ShapeError(`concat: shapes ${tensors.map((x) => fmtShape(x.shape)).join(', ')} differ outside dim ${d}`);
     }

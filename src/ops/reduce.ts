@@ -9,17 +9,8 @@ import { gatherDim, scatterAddDim } from '../launch/indexing.js';
 import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
-import { scalarLike, toDType } from './elementwise.js';
+import { inF32, scalarLike, toDType } from './elementwise.js';
 import { expand, reshape } from './views.js';
-
-/**
- * f(x) for an f16 x computed in f32 and rounded once (the casts are on the tape, so the gradient comes back in f16):
- * for compositions whose intermediate values (a variance's centred squares, logsumexp's exponentials) must not be
- * rounded to f16 on the way.
- */
-export function viaF32(x: Tensor, f: (wide: Tensor) => Tensor): Tensor {
-  return tidy(() => toDType(f(toDType(x, 'f32')), 'f16'));
-}
 
 function normDims(fn: string, x: Tensor, dim: number | number[] | undefined | null): number[] {
   if (dim === undefined || dim === null) return x.shape.map((_, i) => i);
@@ -202,7 +193,7 @@ function varBackward(fn: string, g: Tensor, x: Tensor, dims: number[], keepdim: 
 function variance(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'var';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
-  if (x.dtype === 'f16') return viaF32(x, (w) => variance(w, dim, options));
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => variance(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
   const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
@@ -214,7 +205,7 @@ export { variance as var };
 export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'std';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
-  if (x.dtype === 'f16') return viaF32(x, (w) => std(w, dim, options));
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => std(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
   const { v, scale } = varianceParts(fn, x, dims, keepdim, correction);
@@ -236,7 +227,7 @@ export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions):
 export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): Tensor {
   const fn = 'logsumexp';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
-  if (x.dtype === 'f16') return viaF32(x, (w) => logsumexp(w, dim, keepdim));
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => logsumexp(w, dim, keepdim));
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const dims = normDims(fn, x, dim);
   if (dims.some((d) => x.shape[d] === 0)) throw new ShapeError(`${fn}: cannot reduce over an empty dim of ${fmtShape(x.shape)}`);
