@@ -13,6 +13,10 @@
 //     (grid-stride), and workgroup 0 writes the norm to norm_out[params.norm_offset].
 //   clamp_value (clip_grad_value_): every number g becomes clamp(g, -max_norm, max_norm), a NaN staying NaN
 //     (grid-stride, one dispatch; binds table and grads only).
+//   unscale_check (GradScaler.unscale): every number g becomes g * inv_scale (params.max_norm holds inv_scale), and
+//     partials[params.partial_base + w] = 1.0 when workgroup w met a NaN or infinite g (before scaling), else 0.0.
+//   found_inf: one workgroup: norm_out[params.norm_offset] = 1.0 when any of the first P partials is nonzero, else
+//     0.0 (the optimizer's found-inf flag, as torch.amp's found_inf; two dispatches in all for one arena).
 //   NaN: the sums are plain additions, which keep NaN and infinities; only the clamp needs care, and it tests NaN by
 //   its bits (numerics.wgsl), since WGSL compilers may fold min(NaN, 1) to 1.
 //   Tiling: 256 threads a workgroup, a tree reduction in workgroup memory; numbers are found from the table by binary
@@ -87,6 +91,31 @@ fn scale(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wid: ve
     let e = element(k);
     grads[e] = grads[e] * coef;
   }
+}
+
+@compute @workgroup_size(256)
+fn unscale_check(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let inv_scale = params.max_norm;
+  let stride = nwg.x * 256u;
+  var bad = 0.0;
+  for (var k = wid.x * 256u + l; k < params.count; k = k + stride) {
+    let e = element(k);
+    let g = grads[e];
+    if (is_nan(g) || is_inf(g)) { bad = 1.0; }
+    grads[e] = g * inv_scale;
+  }
+  red[l] = bad;
+  reduce_workgroup(l);
+  if (l == 0u) { partials[params.partial_base + wid.x] = select(0.0, 1.0, red[0] > 0.0); }
+}
+
+@compute @workgroup_size(256)
+fn found_inf(@builtin(local_invocation_index) l: u32) {
+  var acc = 0.0;
+  for (var p = l; p < params.num_partials; p = p + 256u) { acc = acc + partials[params.partial_base + p]; }
+  red[l] = acc;
+  reduce_workgroup(l);
+  if (l == 0u) { norm_out[params.norm_offset] = select(0.0, 1.0, red[0] > 0.0); }
 }
 
 @compute @workgroup_size(256)

@@ -10,6 +10,9 @@
 //   params.step - lag_i; lag_i = SKIP means it has no gradient this step, and it, its state and its step count stay
 //   (as PyTorch skips parameters whose .grad is None). A lag changes only when a parameter is skipped, so the table
 //   is uploaded only then. grads [T].
+//   skip [>= skip_offset + 1] f32: a found-inf flag (GradScaler's): when skip[params.skip_offset] is nonzero the
+//   whole step is skipped (nothing is written), decided on the GPU so the step needs no readback; a zero placeholder
+//   is bound when no scaler asks.
 //   Writes: weights [T], state [T] or [2T] (read-modify-write; bound to a placeholder when the mode keeps no state).
 //   Tiling: one thread per arena element, 256 a workgroup; the grid folds into 2-D past 65,535 workgroups (element =
 //   (workgroup y * workgroups x + workgroup x) * 256 + local index; threads past T return). Each thread finds its
@@ -34,6 +37,7 @@ struct Params {
   beta1: f32,
   beta2: f32,
   eps: f32,
+  skip_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -41,6 +45,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read_write> weights: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
+@group(0) @binding(5) var<storage, read> skip: array<u32>;
 
 // The last parameter whose start is <= e.
 fn find_param(e: u32) -> u32 {
@@ -57,6 +62,7 @@ fn find_param(e: u32) -> u32 {
 fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let e = gid.x + gid.y * nwg.x * 256u;
   if (e >= params.total) { return; }
+  if ((skip[params.skip_offset] & 0x7fffffffu) != 0u) { return; }
   let pi = find_param(e);
   if (e - table[3u * pi] >= table[3u * pi + 1u]) { return; } // an alignment gap
   let lag = table[3u * pi + 2u];

@@ -67,8 +67,11 @@ export function copyToSlot(fn: string, slot: TensorBase, g: TensorBase): void {
   else copy(fn, slot, g);
 }
 
-/** One dispatch: every parameter of the arena whose table row is not SKIP takes step number `step` - its lag. */
-export function optimizerStep(fn: string, arena: ArenaBuffers, step: number, h: OptimizerHyper): void {
+/**
+ * One dispatch: every parameter of the arena whose table row is not SKIP takes step number `step` - its lag; none
+ * does when `skipIf` (a one-element f32 flag, GradScaler's found-inf) holds a nonzero value on the GPU.
+ */
+export function optimizerStep(fn: string, arena: ArenaBuffers, step: number, h: OptimizerHyper, skipIf: TensorBase | null = null): void {
   if (arena.total === 0 || arena.numParams === 0) return;
   dispatch(optimizerKernel, 'step', {
     bindings: {
@@ -76,11 +79,13 @@ export function optimizerStep(fn: string, arena: ArenaBuffers, step: number, h: 
       grads: bufOf(arena.grads, fn),
       weights: bufOf(arena.weights, fn),
       state: arena.state ? bufOf(arena.state, fn) : dummy(true),
+      // The read-only placeholder is never written, so it reads as zeros (WebGPU zero-fills new buffers).
+      skip: skipIf ? bufOf(skipIf, fn) : dummy(),
     },
     params: {
       total: arena.total, num_params: arena.numParams, mode: h.mode, nesterov: h.nesterov, step, maximize: h.maximize,
       lr: h.lr, weight_decay: h.weightDecay, momentum: h.momentum, dampening: h.dampening,
-      beta1: h.beta1, beta2: h.beta2, eps: h.eps,
+      beta1: h.beta1, beta2: h.beta2, eps: h.eps, skip_offset: skipIf ? skipIf.offset : 0,
     },
     workgroups: grid1d(Math.ceil(arena.total / 256)),
     label: fn,
@@ -124,6 +129,29 @@ export function gradNormScale(fn: string, seg: GradSegments, partials: TensorBas
     params: { count: seg.count, num_segments: seg.numSegments, partial_base: partials.offset, num_partials: numPartials, max_norm: maxNorm, norm_offset: norm.offset, pad0: 0, pad1: 0 },
     workgroups: [Math.min(MAX_SCALE_WORKGROUPS, Math.max(1, Math.ceil(seg.count / 256))), 1, 1],
     label: `${fn}.scale`,
+  });
+}
+
+/**
+ * Multiplies the segments by invScale in place and writes, per workgroup, whether it met a NaN or infinite value to
+ * partials[base, base + gradNormPartialCount(count)) (GradScaler.unscale's first dispatch).
+ */
+export function gradUnscaleCheck(fn: string, seg: GradSegments, partials: TensorBase, base: number, invScale: number): void {
+  dispatch(gradNormKernel, 'unscale_check', {
+    bindings: { table: bufOf(seg.table, fn), grads: bufOf(seg.grads, fn), partials: bufOf(partials, fn) },
+    params: { count: seg.count, num_segments: seg.numSegments, partial_base: partials.offset + base, num_partials: 0, max_norm: invScale, norm_offset: 0, pad0: 0, pad1: 0 },
+    workgroups: [gradNormPartialCount(seg.count), 1, 1],
+    label: `${fn}.unscale`,
+  });
+}
+
+/** flag (one f32 element) = 1 when any of the first numPartials of `partials` is nonzero, else 0: one dispatch. */
+export function gradFoundInf(fn: string, partials: TensorBase, numPartials: number, flag: TensorBase): void {
+  dispatch(gradNormKernel, 'found_inf', {
+    bindings: { partials: bufOf(partials, fn), norm_out: bufOf(flag, fn) },
+    params: { count: 0, num_segments: 0, partial_base: partials.offset, num_partials: numPartials, max_norm: 0, norm_offset: flag.offset, pad0: 0, pad1: 0 },
+    workgroups: [1, 1, 1],
+    label: `${fn}.foundInf`,
   });
 }
 

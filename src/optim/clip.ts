@@ -18,7 +18,7 @@ function replaceGrad(p: Tensor, g: Tensor): void {
 }
 
 /** The gradients of `params`, grouped by the buffer they live in, as grad_norm.wgsl's segment tables describe them. */
-interface GradGroups {
+export interface GradGroups {
   segments: GradSegments[];
   /** Temporaries to dispose after the dispatches (f32 copies of f16 gradients, segment tables not owned by an arena). */
   temps: Tensor[];
@@ -27,7 +27,7 @@ interface GradGroups {
 }
 
 /** Checks `params`' gradients (before any GPU work); null when none has a gradient. */
-function gradsOf(fn: string, params: Params): Tensor[] {
+export function gradsOf(fn: string, params: Params): Tensor[] {
   const list = paramList(fn, params);
   const withGrad: Tensor[] = [];
   const seen = new Set<TensorBase>();
@@ -47,7 +47,7 @@ function gradsOf(fn: string, params: Params): Tensor[] {
  * Groups the gradients of `withGrad` by buffer (an optimizer's gradient arena is one buffer, with its segment table
  * kept by the arena). A strided gradient is first replaced by a contiguous copy, an f16 one by an f32 copy.
  */
-function groupGrads(fn: string, withGrad: readonly Tensor[]): GradGroups {
+export function groupGrads(fn: string, withGrad: readonly Tensor[]): GradGroups {
   const temps: Tensor[] = [];
   const halves: [Tensor, Tensor][] = [];
   const groups = new Map<Storage, { grads: Tensor; segs: number[]; count: number }>();
@@ -83,7 +83,7 @@ function groupGrads(fn: string, withGrad: readonly Tensor[]): GradGroups {
 }
 
 /** Writes the f16 gradients back (rounded) and frees the temporaries. */
-function finishGroups(fn: string, g: GradGroups): void {
+export function finishGroups(fn: string, g: GradGroups): void {
   for (const [p, f] of g.halves) replaceGrad(p, cast(f, 'f16', fn));
   for (const t of g.temps) t.dispose();
 }

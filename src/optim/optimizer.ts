@@ -98,6 +98,11 @@ export abstract class Optimizer {
   get lr(): number {
     return this.hyper.lr;
   }
+
+  /** 'fused' (one dispatch per arena) or 'reference' (elementwise ops per parameter). */
+  get impl(): OptimizerImpl {
+    return this.hyper.impl;
+  }
   set lr(v: number) {
     this.hyper.lr = checkLr(this.name, v);
   }
@@ -118,8 +123,21 @@ export abstract class Optimizer {
    * runs before any GPU work: a disposed parameter is a DisposedError naming it.
    */
   step(): void {
+    this.stepUnless(null);
+  }
+
+  /** Parameter indices that took part in the last step, for uncountStep. */
+  private lastActive: boolean[] = [];
+
+  /**
+   * GradScaler's step (not for direct use): the same as step(), except that the GPU skips the update when the
+   * one-element f32 `flag` holds a nonzero value (found inf), so no readback is needed; the step counts advance as if
+   * it ran, and uncountStep() takes them back once the flag is read. The reference path refuses a flag.
+   */
+  stepUnless(flag: Tensor | null): void {
     const fn = `${this.name}.step`;
     if (this.disposed) throw new DisposedError(`${fn}: the optimizer was disposed`);
+    if (flag && this.hyper.impl === 'reference') throw new ValueError(`${fn}: GradScaler steps the fused optimizer only (impl 'fused'); this one is impl 'reference'`);
     const active = this.params.map((p, i) => {
       if (p.isDisposed) throw new DisposedError(`${fn}: parameter ${i} ${fmtShape(p.shape)}${p.label ? ` '${p.label}'` : ''} was disposed; dispose the optimizer with its parameters`);
       p.buf(fn);
@@ -127,9 +145,11 @@ export abstract class Optimizer {
       if (!g || g.isDisposed) return false;
       g.buf(fn);
       if (!sameShape(g.shape, p.shape)) throw new ShapeError(`${fn}: gradient ${fmtShape(g.shape)} of parameter ${i} does not match its shape ${fmtShape(p.shape)}`);
-      if (g.dtype !== 'f32') throw new DTypeError(`${fn}: gradient of parameter ${i} ${fmtShape(p.shape)} is ${g.dtype}; an f32 parameter needs an f32 gradient`);
+      // f16 gradients are widened into the f32 gradient arena (exactly); the weights and the state stay f32.
+      if (g.dtype !== 'f32' && g.dtype !== 'f16') throw new DTypeError(`${fn}: gradient of parameter ${i} ${fmtShape(p.shape)} is ${g.dtype}; gradients are f32 or f16`);
       return true;
     });
+    this.lastActive = active;
     if (!active.some(Boolean)) return;
     for (let i = 0; i < this.params.length; i++) if (active[i]) this.steps[i]++;
     if (this.hyper.impl === 'reference') {
@@ -137,7 +157,16 @@ export abstract class Optimizer {
       return;
     }
     this.stepCount++;
-    for (const arena of this.arenas) arena.step(fn, this.params, active, this.steps, this.stepCount, this.hyper);
+    for (const arena of this.arenas) arena.step(fn, this.params, active, this.steps, this.stepCount, this.hyper, flag);
+  }
+
+  /** Takes back the step counts of the last step, which the GPU skipped (GradScaler found inf); see stepUnless. */
+  uncountStep(): void {
+    const active = this.lastActive;
+    this.lastActive = [];
+    if (!active.some(Boolean)) return;
+    for (let i = 0; i < this.params.length; i++) if (active[i]) this.steps[i]--;
+    if (this.hyper.impl !== 'reference') this.stepCount--;
   }
 
   // The reference path's per-parameter state (first / second moment or momentum buffer).
