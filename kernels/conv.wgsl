@@ -14,8 +14,8 @@
 //                  (deterministic)
 //   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] contiguous.
 //   Writes: out contiguous ([N, O, Ho, Wo], [N, C, H, W] or [O, Cg, KH, KW]).
-//   Tiling: as kernels/matmul.wgsl: a workgroup computes a 64 x 64 tile of the group's GEMM; 16 x 16 threads, each
-//   accumulating 4 x 4 outputs in registers; K advances 16 at a time through workgroup memory (8 KiB).
+//   Tiling: a workgroup computes a 64 x 64 tile of the group's GEMM; 16 x 16 threads, each accumulating a block of
+//   4 x 4 adjacent outputs in registers (vec4 rows); K advances 16 at a time through workgroup memory (8 KiB).
 //   Dispatch: ceil(cols / 64) * ceil(M / 64) * G workgroups in any grid (x fastest), the linear id picking the column
 //   tile, then the row tile, then the group; ids past the last tile exit.
 
@@ -64,104 +64,110 @@ const TK: u32 = 16u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> tileA: array<f32, 1024>; // [TK][TM]
-var<workgroup> tileB: array<f32, 1024>; // [TK][TN]
+// [TK][TM / 4] and [TK][TN / 4]: a thread owns 4 consecutive rows and 4 consecutive columns of the output tile, so
+// each step of the inner product reads one vec4 of each (on CPU adapters, 2 loads per 16 FMAs instead of 8).
+var<workgroup> tileA: array<vec4<f32>, 256>;
+var<workgroup> tileB: array<vec4<f32>, 256>;
 
-// x[n, c, ih, iw] with ih, iw possibly outside the image (zero padding); ih, iw as i32.
-fn read_x(n: u32, c: u32, ih: i32, iw: i32) -> f32 {
-  if (ih < 0 || iw < 0 || ih >= i32(params.H) || iw >= i32(params.W)) { return 0.0; }
-  let s = params.x_strides;
-  return x[params.x_off + n * s.x + c * s.y + u32(ih) * s.z + u32(iw) * s.w];
+// The kernel taps of one reduction index, split into its three coordinates (row-major over sizes d1 x d2 x d3).
+fn split3(k: u32, d2: u32, d3: u32) -> vec3<u32> {
+  let r = k % (d2 * d3);
+  return vec3<u32>(k / (d2 * d3), r / d3, r % d3);
 }
 
-fn read_w(o: u32, c: u32, kh: u32, kw: u32) -> f32 {
-  let s = params.w_strides;
-  return w[params.w_off + o * s.x + c * s.y + kh * s.z + kw * s.w];
+// What a thread's fixed GEMM row (A) or column (B) contributes to every address, computed once before the K loop,
+// so the loop itself only splits k: an offset and two signed positions; `ok` false outside the GEMM.
+struct Fixed {
+  off: u32,
+  p: i32,
+  q: i32,
+  ok: bool,
 }
 
-fn read_dy(n: u32, o: u32, oh: u32, ow: u32) -> f32 {
-  let s = params.dy_strides;
-  return dy[params.dy_off + n * s.x + o * s.y + oh * s.z + ow * s.w];
+fn row_info(g: u32, m: u32, M: u32) -> Fixed {
+  let p = params;
+  let Og = p.O / p.groups;
+  var f = Fixed(0u, 0, 0, m < M);
+  if (MODE == FORWARD) { f.off = p.w_off + (g * Og + m) * p.w_strides.x; }
+  else if (MODE == GRAD_INPUT) { f.off = p.w_off + g * Og * p.w_strides.x + m * p.w_strides.y; }
+  else { f.off = p.dy_off + (g * Og + m) * p.dy_strides.y; }
+  return f;
 }
 
-// The output position (oh or ow) whose window puts kernel tap k on input position i, or -1 where none does.
-fn out_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
-  let t = i32(i + pad) - i32(k * dil);
+fn col_info(g: u32, col: u32, NC: u32) -> Fixed {
+  let p = params;
+  let Cg = p.C / p.groups;
+  let Og = p.O / p.groups;
+  var f = Fixed(0u, 0, 0, col < NC);
+  if (MODE == FORWARD) {
+    let c = split3(col, p.Ho, p.Wo); // (n, oh, ow)
+    f.off = p.x_off + c.x * p.x_strides.x + g * Cg * p.x_strides.y;
+    f.p = i32(c.y * p.sh) - i32(p.ph);
+    f.q = i32(c.z * p.sw) - i32(p.pw);
+  } else if (MODE == GRAD_INPUT) {
+    let c = split3(col, p.H, p.W); // (n, ih, iw)
+    f.off = p.dy_off + c.x * p.dy_strides.x + g * Og * p.dy_strides.y;
+    f.p = i32(c.y + p.ph);
+    f.q = i32(c.z + p.pw);
+  } else {
+    let c = split3(col, p.KH, p.KW); // (ci, kh, kw)
+    f.off = p.x_off + (g * Cg + c.x) * p.x_strides.y;
+    f.p = i32(c.y * p.dh) - i32(p.ph);
+    f.q = i32(c.z * p.dw) - i32(p.pw);
+  }
+  return f;
+}
+
+// The output position whose window puts a tap at distance t (= input position + padding - tap offset) on the input,
+// or -1 where none does.
+fn out_pos(t: i32, stride: u32, size: u32) -> i32 {
   if (t < 0) { return -1; }
-  let tu = u32(t);
-  if (tu % stride != 0u) { return -1; }
-  let o = tu / stride;
+  var o = u32(t);
+  if (stride != 1u) {
+    if (o % stride != 0u) { return -1; }
+    o = o / stride;
+  }
   if (o >= size) { return -1; }
   return i32(o);
 }
 
-fn gemm_dims() -> vec3<u32> {
-  let p = params;
-  let Cg = p.C / p.groups;
-  let Og = p.O / p.groups;
-  let KK = p.KH * p.KW;
-  if (MODE == FORWARD) { return vec3<u32>(Og, p.N * p.Ho * p.Wo, Cg * KK); }
-  if (MODE == GRAD_INPUT) { return vec3<u32>(Cg, p.N * p.H * p.W, Og * KK); }
-  return vec3<u32>(Og, Cg * KK, p.N * p.Ho * p.Wo);
+// x at a base offset (batch and channel) and a possibly out-of-image position (zero padding).
+fn read_x(off: u32, ih: i32, iw: i32) -> f32 {
+  if (ih < 0 || iw < 0 || ih >= i32(params.H) || iw >= i32(params.W)) { return 0.0; }
+  return x[off + u32(ih) * params.x_strides.z + u32(iw) * params.x_strides.w];
 }
 
-// A[m, k] of group g.
-fn load_a(g: u32, m: u32, k: u32) -> f32 {
-  let p = params;
-  let Cg = p.C / p.groups;
-  let Og = p.O / p.groups;
-  let KK = p.KH * p.KW;
-  if (MODE == FORWARD) {
-    let ci = k / KK;
-    let r = k % KK;
-    return read_w(g * Og + m, ci, r / p.KW, r % p.KW);
-  }
-  if (MODE == GRAD_INPUT) {
-    let co = k / KK;
-    let r = k % KK;
-    return read_w(g * Og + co, m, r / p.KW, r % p.KW);
-  }
-  let hw = p.Ho * p.Wo;
-  let n = k / hw;
-  let r = k % hw;
-  return read_dy(n, g * Og + m, r / p.Wo, r % p.Wo);
+// The coordinates of reduction index k of A: (n, oh, ow) for the weight gradient, else the weight's (c, kh, kw).
+fn split_a(k: u32) -> vec3<u32> {
+  if (MODE == GRAD_WEIGHT) { return split3(k, params.Ho, params.Wo); }
+  return split3(k, params.KH, params.KW);
 }
 
-// B[k, col] of group g.
-fn load_b(g: u32, k: u32, col: u32) -> f32 {
+// A[m, k] given its row's fixed part and k's coordinates (split_a).
+fn load_a(f: Fixed, c: vec3<u32>) -> f32 {
   let p = params;
-  let Cg = p.C / p.groups;
-  let Og = p.O / p.groups;
-  let KK = p.KH * p.KW;
+  if (MODE == GRAD_WEIGHT) { return dy[f.off + c.x * p.dy_strides.x + c.y * p.dy_strides.z + c.z * p.dy_strides.w]; }
+  let s = p.w_strides;
+  if (MODE == FORWARD) { return w[f.off + c.x * s.y + c.y * s.z + c.z * s.w]; }
+  return w[f.off + c.x * s.x + c.y * s.z + c.z * s.w];
+}
+
+// B[k, col] given its column's fixed part.
+fn load_b(f: Fixed, k: u32) -> f32 {
+  let p = params;
   if (MODE == FORWARD) {
-    let ci = k / KK;
-    let r = k % KK;
-    let hw = p.Ho * p.Wo;
-    let n = col / hw;
-    let q = col % hw;
-    let ih = i32((q / p.Wo) * p.sh + (r / p.KW) * p.dh) - i32(p.ph);
-    let iw = i32((q % p.Wo) * p.sw + (r % p.KW) * p.dw) - i32(p.pw);
-    return read_x(n, g * Cg + ci, ih, iw);
+    let c = split3(k, p.KH, p.KW); // (ci, kh, kw)
+    return read_x(f.off + c.x * p.x_strides.y, f.p + i32(c.y * p.dh), f.q + i32(c.z * p.dw));
   }
   if (MODE == GRAD_INPUT) {
-    let co = k / KK;
-    let r = k % KK;
-    let hw = p.H * p.W;
-    let n = col / hw;
-    let q = col % hw;
-    let oh = out_pos(q / p.W, r / p.KW, p.sh, p.ph, p.dh, p.Ho);
-    let ow = out_pos(q % p.W, r % p.KW, p.sw, p.pw, p.dw, p.Wo);
+    let c = split3(k, p.KH, p.KW); // (co, kh, kw)
+    let oh = out_pos(f.p - i32(c.y * p.dh), p.sh, p.Ho);
+    let ow = out_pos(f.q - i32(c.z * p.dw), p.sw, p.Wo);
     if (oh < 0 || ow < 0) { return 0.0; }
-    return read_dy(n, g * Og + co, u32(oh), u32(ow));
+    return dy[f.off + c.x * p.dy_strides.y + u32(oh) * p.dy_strides.z + u32(ow) * p.dy_strides.w];
   }
-  let hw = p.Ho * p.Wo;
-  let n = k / hw;
-  let q = k % hw;
-  let ci = col / KK;
-  let r = col % KK;
-  let ih = i32((q / p.Wo) * p.sh + (r / p.KW) * p.dh) - i32(p.ph);
-  let iw = i32((q % p.Wo) * p.sw + (r % p.KW) * p.dw) - i32(p.pw);
-  return read_x(n, g * Cg + ci, ih, iw);
+  let c = split3(k, p.Ho, p.Wo); // (n, oh, ow)
+  return read_x(f.off + c.x * p.x_strides.x, f.p + i32(c.y * p.sh), f.q + i32(c.z * p.sw));
 }
 
 fn store(g: u32, m: u32, col: u32, v: f32) {
@@ -186,6 +192,16 @@ fn store(g: u32, m: u32, col: u32, v: f32) {
   out[(g * Og + m) * (Cg * p.KH * p.KW) + col] = v;
 }
 
+fn gemm_dims() -> vec3<u32> {
+  let p = params;
+  let Cg = p.C / p.groups;
+  let Og = p.O / p.groups;
+  let KK = p.KH * p.KW;
+  if (MODE == FORWARD) { return vec3<u32>(Og, p.N * p.Ho * p.Wo, Cg * KK); }
+  if (MODE == GRAD_INPUT) { return vec3<u32>(Cg, p.N * p.H * p.W, Og * KK); }
+  return vec3<u32>(Og, Cg * KK, p.N * p.Ho * p.Wo);
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -202,47 +218,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tile = lin % per_group;
   let row0 = (tile / tiles_x) * TM;
   let col0 = (tile % tiles_x) * TN;
-  var acc: array<array<f32, RB>, RB>;
-  for (var i = 0u; i < RB; i++) {
-    for (var j = 0u; j < RB; j++) { acc[i][j] = 0.0; }
-  }
+  var acc: array<vec4<f32>, RB>;
+  for (var i = 0u; i < RB; i++) { acc[i] = vec4<f32>(0.0); }
+  // Each thread loads the same A rows (m = tid / TK + 16 r) and the same B column (tid % TN) in every K tile.
+  var rows: array<Fixed, 4>;
+  for (var r = 0u; r < 4u; r++) { rows[r] = row_info(g, row0 + tid / TK + 16u * r, M); }
+  let col = col_info(g, col0 + tid % TN, NC);
   let tiles = (K + TK - 1u) / TK;
   for (var t = 0u; t < tiles; t++) {
     let k0 = t * TK;
+    let ka = k0 + tid % TK;
+    let ca = split_a(ka);
     for (var r = 0u; r < 4u; r++) {
-      let e = tid + 256u * r;
-      let m = e / TK;
-      let k = e % TK;
-      let gm = row0 + m;
-      let gk = k0 + k;
       var va = 0.0;
-      if (gm < M && gk < K) { va = load_a(g, gm, gk); }
-      tileA[k * TM + m] = va;
-      let kb = e / TN;
-      let n = e % TN;
-      let gkb = k0 + kb;
-      let gn = col0 + n;
+      if (rows[r].ok && ka < K) { va = load_a(rows[r], ca); }
+      let m = tid / TK + 16u * r;
+      tileA[(tid % TK) * (TM / 4u) + m / 4u][m % 4u] = va;
+      let kb = tid / TN + 4u * r;
       var vb = 0.0;
-      if (gkb < K && gn < NC) { vb = load_b(g, gkb, gn); }
-      tileB[kb * TN + n] = vb;
+      if (col.ok && k0 + kb < K) { vb = load_b(col, k0 + kb); }
+      tileB[kb * (TN / 4u) + (tid % TN) / 4u][tid % 4u] = vb;
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      var av: array<f32, RB>;
-      var bv: array<f32, RB>;
-      for (var i = 0u; i < RB; i++) { av[i] = tileA[k * TM + lid.y + 16u * i]; }
-      for (var j = 0u; j < RB; j++) { bv[j] = tileB[k * TN + lid.x + 16u * j]; }
-      for (var i = 0u; i < RB; i++) {
-        for (var j = 0u; j < RB; j++) { acc[i][j] = fma(av[i], bv[j], acc[i][j]); }
-      }
+      let av = tileA[k * (TM / 4u) + lid.y];
+      let bv = tileB[k * (TN / 4u) + lid.x];
+      acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+      acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+      acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+      acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
     }
     workgroupBarrier();
   }
   for (var i = 0u; i < RB; i++) {
-    let gm = row0 + lid.y + 16u * i;
+    let gm = row0 + 4u * lid.y + i;
     if (gm >= M) { continue; }
     for (var j = 0u; j < RB; j++) {
-      let gn = col0 + lid.x + 16u * j;
+      let gn = col0 + 4u * lid.x + j;
       if (gn < NC) { store(g, gm, gn, acc[i][j]); }
     }
   }
