@@ -1,7 +1,8 @@
 // Batch normalisation over the channels of an NCHW tensor (H x W may be 1 x L or 1 x 1), fused per channel.
 //   Dimensions: N, C, H, W; per channel the M = N H W elements x[n, c, h, w].
-//   Reads: x (and dy) at x_off + n s.x + c s.y + h s.z + w s.w (strided views, in place); weight and bias [C]
-//   contiguous (when HAS_WEIGHT); running_mean, running_var [C].
+//   Reads: x (and dy) at x_off + n s.x + c s.y + h s.z + w s.w (strided views, in place); weight, bias, running_mean,
+//   running_var [C] with unit stride at w_off, b_off, rm_off, rv_off (views into a larger storage, such as an
+//   optimizer's parameter arena, read in place).
 //   forward (TRAINING = 1): one workgroup of WG threads per channel computes the batch mean and the biased variance
 //   (two passes over the channel, for accuracy), writes y [N, C, H, W] contiguous, saves mean and invstd
 //   = 1 / sqrt(var + eps) [C] for backward, and (UPDATE_RUNNING = 1) updates running_mean and running_var in place
@@ -22,6 +23,10 @@ struct Params {
   momentum: f32,
   x_off: u32,
   dy_off: u32,
+  w_off: u32,
+  b_off: u32,
+  rm_off: u32,
+  rv_off: u32,
   x_strides: vec4<u32>,
   dy_strides: vec4<u32>,
 }
@@ -102,12 +107,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     invstd = 1.0 / sqrt(var_b + params.eps);
     if (lid == 0u && UPDATE_RUNNING != 0u) {
       let m = params.momentum;
-      running_mean[c] = (1.0 - m) * running_mean[c] + m * mu;
-      running_var[c] = (1.0 - m) * running_var[c] + m * var_b * f32(M) / f32(max(M, 2u) - 1u);
+      running_mean[params.rm_off + c] = (1.0 - m) * running_mean[params.rm_off + c] + m * mu;
+      running_var[params.rv_off + c] = (1.0 - m) * running_var[params.rv_off + c] + m * var_b * f32(M) / f32(max(M, 2u) - 1u);
     }
   } else {
-    mu = running_mean[c];
-    invstd = 1.0 / sqrt(running_var[c] + params.eps);
+    mu = running_mean[params.rm_off + c];
+    invstd = 1.0 / sqrt(running_var[params.rv_off + c] + params.eps);
   }
   if (lid == 0u) {
     save_mean[c] = mu;
@@ -116,8 +121,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   var scale = invstd;
   var shift = -mu * invstd;
   if (HAS_WEIGHT != 0u) {
-    scale = weight[c] * invstd;
-    shift = bias[c] - mu * scale;
+    scale = weight[params.w_off + c] * invstd;
+    shift = bias[params.b_off + c] - mu * scale;
   }
   for (var e = lid; e < M; e += WG) { y[out_at(c, e)] = fma(x[at(params.x_off, params.x_strides, c, e)], scale, shift); }
 }
@@ -144,7 +149,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     dbias[c] = sums.x;
   }
   var w = 1.0;
-  if (HAS_WEIGHT != 0u) { w = weight[c]; }
+  if (HAS_WEIGHT != 0u) { w = weight[params.w_off + c]; }
   let k = w * invstd;
   var mean_dy = 0.0;
   var mean_dyx = 0.0;

@@ -12,7 +12,7 @@
 //     GRAD_WEIGHT  dw[g Og + m, (ci, kh, kw) = col] = sum_k dy[n, g Og + m, oh, ow] * x[n, g Cg + ci, ih, iw], k = (n, oh, ow)
 //                  M = Og, cols = Cg KH KW, K = N Ho Wo: each output element is summed by one thread in a fixed order
 //                  (deterministic)
-//   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] contiguous.
+//   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] at b_off, b_stride.
 //   Writes: out contiguous ([N, O, Ho, Wo], [N, C, H, W] or [O, Cg, KH, KW]).
 //   Tiling: a workgroup computes a 64 x 64 tile of the group's GEMM; 16 x 16 threads, each accumulating a block of
 //   4 x 4 adjacent outputs in registers (vec4 rows); K advances 16 at a time through workgroup memory (8 KiB).
@@ -46,10 +46,11 @@ struct Params {
   x_off: u32,
   w_off: u32,
   dy_off: u32,
-  pad0: u32,
+  b_off: u32,
   x_strides: vec4<u32>,
   w_strides: vec4<u32>,
   dy_strides: vec4<u32>,
+  b_stride: u32,
 }
 
 const RB: u32 = 4u;
@@ -179,7 +180,7 @@ fn store(g: u32, m: u32, col: u32, v: f32) {
     let n = col / hw;
     let o = g * Og + m;
     var r = v;
-    if (HAS_BIAS != 0u) { r += bias[o]; }
+    if (HAS_BIAS != 0u) { r += bias[p.b_off + o * p.b_stride]; }
     out[(n * p.O + o) * hw + col % hw] = r;
     return;
   }

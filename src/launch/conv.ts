@@ -69,7 +69,7 @@ function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeo
     params: {
       N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, Ho: g.Ho, Wo: g.Wo, KH: g.KH, KW: g.KW, groups: g.groups,
       sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1], dh: g.dilation[0], dw: g.dilation[1],
-      x_off: x?.offset ?? 0, w_off: w?.offset ?? 0, dy_off: dy?.offset ?? 0, pad0: 0,
+      x_off: x?.offset ?? 0, w_off: w?.offset ?? 0, dy_off: dy?.offset ?? 0, b_off: bias?.offset ?? 0, b_stride: bias?.strides[0] ?? 0,
       x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy),
     },
     workgroups: grid1d(convWorkgroups(g, mode)),
@@ -182,10 +182,11 @@ export interface BatchNormSpec {
   momentum: number;
 }
 
-function bnParams(x: TensorBase, dy: TensorBase | null, spec: BatchNormSpec) {
+function bnParams(x: TensorBase, dy: TensorBase | null, spec: BatchNormSpec, vecs: (TensorBase | null)[]) {
   const [N, C, H, W] = x.shape;
+  const [w, b, rm, rv] = vecs.map((t) => t?.offset ?? 0);
   return {
-    N, C, H, W, eps: spec.eps, momentum: spec.momentum, x_off: x.offset, dy_off: dy?.offset ?? 0,
+    N, C, H, W, eps: spec.eps, momentum: spec.momentum, x_off: x.offset, dy_off: dy?.offset ?? 0, w_off: w, b_off: b, rm_off: rm, rv_off: rv,
     x_strides: strides4(x), dy_strides: strides4(dy),
   };
 }
@@ -195,7 +196,8 @@ function bnConstants(spec: BatchNormSpec, weight: TensorBase | null): Record<str
 }
 
 /**
- * y = (x - mean) * invstd * weight + bias over channel dim 1 of a 4-D x; returns y and the (mean, invstd) it used.
+ * y = (x - mean) * invstd * weight + bias over channel dim 1 of a 4-D x (the [C] tensors with unit stride, at any
+ * offset: the op copies others); returns y and the (mean, invstd) it used.
  * runningMean / runningVar are updated in place when spec.updateRunning (their buffers are written).
  */
 export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight: TensorBase | null, bias: TensorBase | null,
@@ -215,7 +217,7 @@ export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight:
       save_mean: bufOf(mean, fn), save_invstd: bufOf(invstd, fn),
       running_mean: bufOf(rm, fn), running_var: bufOf(rv!, fn),
     },
-    params: bnParams(x, null, spec),
+    params: bnParams(x, null, spec, [weight, bias, rm, rv!]),
     workgroups: grid1d(C),
     label: fn,
   });
@@ -237,7 +239,7 @@ export function batchNormBackward<T extends TensorBase>(fn: string, dy: T, x: Te
       x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), dy: bufOf(dy, fn),
       saved_mean: bufOf(mean, fn), saved_invstd: bufOf(invstd, fn), dx: bufOf(dx, fn), dweight: bufOf(dweight, fn), dbias: bufOf(dbias, fn),
     },
-    params: bnParams(x, dy, spec),
+    params: bnParams(x, dy, spec, [weight, null, null, null]),
     workgroups: grid1d(C),
     label: fn,
   });

@@ -10,7 +10,7 @@ import {
 import { reduce } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
-import { reshape, squeeze, unsqueeze } from './views.js';
+import { contiguous, reshape, squeeze, unsqueeze } from './views.js';
 
 export type Pair = number | [number, number];
 
@@ -270,10 +270,18 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   if (training && perChannel <= 1) {
     throw new ValueError(`${fn}: expected more than 1 value per channel when training, got input ${fmtShape(x.shape)}`);
   }
+  for (const [name, t] of named.slice(0, 2)) {
+    if (t && C > 1 && t.strides[0] !== 1) throw new ValueError(`${fn}: ${name} must have unit stride (it is updated in place), got stride ${t.strides[0]}`);
+  }
+  if (runningMean && runningVar && runningMean.storage === runningVar.storage) {
+    throw new ValueError(`${fn}: runningMean and runningVar must not share storage (both are written in place)`);
+  }
   const spec: BatchNormSpec = { training, updateRunning: training && !!runningMean, eps, momentum };
-  const weight = o.weight ?? null, bias = o.bias ?? null;
   const x4 = x.rank === 4 ? x : null;
   return tidy(() => {
+    // The kernel reads weight and bias with unit stride (at any offset, e.g. inside an optimizer's arena).
+    const unit = (t: Tensor | null | undefined) => (t && C > 1 && t.strides[0] !== 1 ? contiguous(t) : t ?? null);
+    const weight = unit(o.weight), bias = unit(o.bias);
     const v = x4 ?? reshape(x, [x.shape[0], C, 1, x.rank === 3 ? x.shape[2] : 1]);
     const { y, mean, invstd } = batchNormForward(fn, v, weight, bias, runningMean, runningVar, spec);
     const out = record(fn, y, [v, weight, bias], (grad, [sx, sm, si, sw], needs) => {

@@ -79,6 +79,16 @@ describe('F.conv2d', () => {
     await expectTensorClose(F.conv2d(xt, wt, null, { padding: 1 }), want, 1e-4, 1e-4);
   });
 
+  it('reads weight and bias at an offset into a larger storage (as an optimizer arena holds them)', async () => {
+    const w = rnd([4, 3, 3, 3], 14), b = rnd([4], 15), x = rnd([2, 3, 5, 6], 16);
+    const store = fromRef({ data: Float64Array.from([9, 9, 9, ...w.data, 7, ...b.data, 5]), shape: [3 + 108 + 1 + 4 + 1] });
+    const wt = store.slice(0, 3, 111).reshape([4, 3, 3, 3]);
+    const bt = store.slice(0, 112, 116);
+    await expectTensorClose(F.conv2d(fromRef(x), wt, bt, { padding: 1 }), RC.conv2d(x, w, b, { padding: [1, 1] }), 1e-4, 1e-4);
+    const bStrided = fromRef({ data: Float64Array.from([b.data[0], 0, b.data[1], 0, b.data[2], 0, b.data[3], 0]), shape: [8] }).slice(0, 0, 8, 2);
+    await expectTensorClose(F.conv2d(fromRef(x), fromRef(w), bStrided), RC.conv2d(x, w, b, {}), 1e-4, 1e-4);
+  });
+
   it('takes unbatched [C, H, W] input', async () => {
     const x = rnd([3, 5, 6], 9), w = rnd([2, 3, 3, 3], 10);
     const want = RC.conv2d({ data: x.data, shape: [1, 3, 5, 6] }, w, null, {});

@@ -126,6 +126,24 @@ describe('F.batchNorm', () => {
     await checkGradVsRef((a, ww, bb) => F.batchNorm(a, rm, rv, { weight: ww, bias: bb }), ref, [x, w, b]);
     expect(Array.from(await rm.toArray())).toEqual(Float32Array.from(mean).map((v) => v).reduce((a: number[], v) => [...a, v], []));
   });
+  it('weight, bias and running statistics at offsets into a larger storage, and a strided weight', async () => {
+    const x = rnd([3, 2, 4, 3], 64), w = rnd([2], 65), b = rnd([2], 66);
+    const store = fromRef({ data: Float64Array.from([1, ...w.data, 2, ...b.data, 3]), shape: [7] });
+    const wt = store.slice(0, 1, 3), bt = store.slice(0, 4, 6);
+    const stats = tensor([8, 0.5, -0.25, 9]), vars = tensor([7, 2, 1.5]);
+    const rm = stats.slice(0, 1, 3), rv = vars.slice(0, 1, 3);
+    const xt = fromRef(x), s0 = stats.slice(0, 0, 2), s1 = stats.slice(0, 2, 4);
+    expectThrows(() => F.batchNorm(xt, s0, s1), ValueError, 'must not share storage');
+    await expectTensorClose(F.batchNorm(fromRef(x), rm, rv, { weight: wt, bias: bt }), RC.batchNorm(x, [0.5, -0.25], [2, 1.5], w, b), 1e-5, 1e-5);
+    F.batchNorm(fromRef(x), rm, rv, { weight: wt, bias: bt, training: true, momentum: 0.5 }).dispose();
+    const { mean } = RC.channelStats(x);
+    const got = await stats.toArray();
+    expect([got[0], got[3], (await vars.toArray())[0]]).toEqual([8, 9, 7]);
+    expect(Math.abs(got[1] - (0.25 + 0.5 * mean[0]))).toBeLessThan(1e-5);
+    const wStrided = fromRef({ data: Float64Array.from([w.data[0], 0, w.data[1]]), shape: [3] }).slice(0, 0, 3, 2);
+    await expectTensorClose(F.batchNorm(fromRef(x), null, null, { weight: wStrided, bias: fromRef(b), training: true }), RC.batchNormTrain(x, w, b), 2e-5, 1e-4);
+  });
+
   it('bad input', () => {
     const x = zeros([2, 3, 4]), one = zeros([1, 3]), r3 = ones([3]), r4 = ones([4]);
     expectThrows(() => F.batchNorm(x, r4, r4), ShapeError, 'runningMean [4] must be [3]');
