@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // kiln benchmark CLI. See bench/README.md.
-//   npm run bench -- --suite attention|matmul|softmax|layernorm|all --sizes 256,1024 --runtime node|browser|both
+//   npm run bench -- --suite attention|matmul|softmax|layernorm|conv|all --sizes 256,1024 --runtime node|browser|both
 //                    --quick --json out.json --md out.md --svg out.svg --compare old.json
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,8 +14,9 @@ import { SCHEMA_VERSION, validateReport } from './lib/schema.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HELP = `usage: npm run bench -- [options]
-  --suite S        attention | matmul | softmax | layernorm | all, or a comma list (default all)
-  --sizes A,B      sizes (attention N, matmul n for n^3, softmax [H,n,n], layerNorm [n,embed]); default per suite
+  --suite S        attention | matmul | softmax | layernorm | trainstep | conv | all, or a comma list (default all)
+  --sizes A,B      sizes (attention N, matmul n for n^3, softmax [H,n,n], layerNorm [n,embed], conv side s of
+                   [8,32,s,s] -> 64 3x3); default per suite
   --runtime R      node | browser | both (default node)
   --quick          small sizes, for the software adapter (a few minutes)
   --runs N         timed runs a case, >= 20 (default 20; 30 without --quick)
@@ -27,7 +28,7 @@ const HELP = `usage: npm run bench -- [options]
   --compare OLD    print cases > --threshold % (default 10) slower than OLD.json; --fail-on-regression exits 3
   --chromium PATH  browser binary (default /usr/bin/chromium or $CHROMIUM)
   --peers          also time TensorFlow.js WebGPU and ONNX Runtime (webgpu, cpu) in Node (attention, matmul, softmax;
-                   installs bench/peers on demand; on by default)
+                   installs bench/peers on demand; on by default; conv: TF.js conv2d and ORT Conv)
   --no-peers       kiln only`;
 
 const { values: a } = parseArgs({

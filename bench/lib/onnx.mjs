@@ -95,3 +95,14 @@ export function matmulModel(n) {
 export function softmaxModel(shape) {
   return modelBytes({ name: 'softmax', nodes: [['Softmax', ['X'], ['Y'], { axis: -1 }]], inputs: [['X', shape]], outputs: [['Y', shape]] });
 }
+
+/** Conv (NCHW, 3x3 or any, padding `pad` on each side, stride 1) with the weight as an initializer, as a model ships it. */
+export function convModel(xShape, wShape, outShape, w, pad) {
+  return modelBytes({
+    name: 'conv',
+    nodes: [['Conv', ['X', 'W'], ['Y'], { kernel_shape: wShape.slice(2), pads: [pad, pad, pad, pad], strides: [1, 1], dilations: [1, 1], group: 1 }]],
+    initializers: [['W', wShape, Float32Array.from(w)]],
+    inputs: [['X', xShape]],
+    outputs: [['Y', outShape]],
+  });
+}

@@ -1,19 +1,19 @@
 // What every peer engine shares: the cases it runs, their inputs (drawn with kiln's seeded randn, the same
 // numbers kiln's own cases use), their checks (float64 rows, and attention against kiln's impl:'reference'),
 // and the timing loop. An engine supplies only how to build and run each case.
-import { defaultSizes } from './runner.mjs';
+import { convCheck, convShapes, defaultSizes } from './runner.mjs';
 import { summarize } from './stats.mjs';
 import { attentionRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
 
 const now = () => performance.now();
 
-/** Peer cases for the chosen suites: attention (full and causal), matmul, softmax. */
+/** Peer cases for the chosen suites: attention (full and causal), matmul, softmax, conv. */
 export function planPeerCases(opts, log, engine) {
   const plans = [];
   for (const suite of opts.suites) {
     const sizes = opts.sizes ?? defaultSizes(suite, opts.quick);
     if (suite === 'attention') for (const N of sizes) for (const isCausal of [false, true]) plans.push({ suite, N, isCausal });
-    else if (suite === 'matmul' || suite === 'softmax') for (const N of sizes) plans.push({ suite, N });
+    else if (suite === 'matmul' || suite === 'softmax' || suite === 'conv') for (const N of sizes) plans.push({ suite, N });
     else log(`peers: no ${engine} case for ${suite}`);
   }
   return plans;
@@ -25,9 +25,21 @@ export function peerLabel(name, p) {
 
 /**
  * Inputs, report fields and the check of one case. Returns { fields, inputs, check(got) } where inputs is
- * { kind: 'attention', q, k, v, shape, D, isCausal } | { kind: 'matmul', a, b, n } | { kind: 'softmax', x, shape }.
+ * { kind: 'attention', q, k, v, shape, D, isCausal } | { kind: 'matmul', a, b, n } | { kind: 'softmax', x, shape }
+ * | { kind: 'conv', x, w, xShape, wShape, outShape } (NCHW / OIHW; check takes the output in NCHW).
  */
 export async function preparePeerCase(k, p, opts) {
+  if (p.suite === 'conv') {
+    const s = p.N, sh = convShapes(s);
+    const kx = k.randn(sh.x, { seed: 41 }), kw = k.randn(sh.w, { seed: 42 });
+    const [xa, wa] = await Promise.all([kx.toArray(), kw.toArray()]);
+    kx.dispose(); kw.dispose();
+    return {
+      fields: { shape: sh.x, params: { outChannels: 64, kernel: 3, padding: 1 }, flops: 2 * 8 * 64 * s * s * 32 * 9, bytes: 4 * (8 * 32 * s * s + 64 * 32 * 9 + 8 * 64 * s * s) },
+      inputs: { kind: 'conv', x: xa, w: wa, xShape: sh.x, wShape: sh.w, outShape: sh.out },
+      check: (got) => convCheck(xa, wa, s, got),
+    };
+  }
   if (p.suite === 'attention') {
     const { batch: B, heads: H, dim: D } = opts;
     const N = p.N;

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { attentionModel, matmulModel, softmaxModel } from './onnx.mjs';
+import { attentionModel, convModel, matmulModel, softmaxModel } from './onnx.mjs';
 import { checkAndTime, errorRow, peerLabel, planPeerCases, preparePeerCase } from './peer_cases.mjs';
 export const ORT_ENGINE = 'onnxruntime-node';
 export const ORT_PROVIDERS = ['webgpu', 'cpu'];
@@ -59,6 +59,10 @@ export async function runOrtPeers(k, { root, opts, onProgress = () => {}, log = 
           model = matmulModel(x.n);
           feeds = { A: t(x.a, [x.n, x.n]), B: t(x.b, [x.n, x.n]) };
           outName = 'C';
+        } else if (x.kind === 'conv') {
+          model = convModel(x.xShape, x.wShape, x.outShape, x.w, 1);
+          feeds = { X: t(x.x, x.xShape) };
+          outName = 'Y';
         } else {
           model = softmaxModel(x.shape);
           feeds = { X: t(x.x, x.shape) };

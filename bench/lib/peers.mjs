@@ -71,11 +71,16 @@ export async function runPeers(k, { root, opts, onProgress = () => {}, log = () 
       } else if (x.kind === 'matmul') {
         const a = hold(tf.tensor(x.a, [x.n, x.n])), b = hold(tf.tensor(x.b, [x.n, x.n]));
         run = () => tf.matMul(a, b);
+      } else if (x.kind === 'conv') {
+        // TF.js's native layouts: NHWC input and [kh, kw, in, out] filters (the same numbers, transposed once here).
+        const xt = hold(tf.transpose(tf.tensor(x.x, x.xShape), [0, 2, 3, 1]));
+        const ft = hold(tf.transpose(tf.tensor(x.w, x.wShape), [2, 3, 1, 0]));
+        run = () => tf.conv2d(xt, ft, 1, 'same');
       } else {
         const t = hold(tf.tensor(x.x, x.shape));
         run = () => tf.softmax(t);
       }
-      const first = tf.tidy(run);
+      const first = tf.tidy(x.kind === 'conv' ? () => tf.transpose(run(), [0, 3, 1, 2]) : run);
       const chk = c.check(await first.data());
       first.dispose();
       const once = async () => {

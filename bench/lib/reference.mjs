@@ -69,3 +69,22 @@ export function sampleIndices(n, count, seed = 1) {
   }
   return [...set].sort((a, b) => a - b);
 }
+
+/**
+ * 2-D convolution (NCHW, PyTorch's cross-correlation, stride 1, zero padding `pad`) in float64 at the flat output
+ * indices `at` (all when omitted): x [N, C, H, W], w [O, C, KH, KW], output [N, O, H + 2 pad - KH + 1, ...].
+ */
+export function convF64(x, w, [N, C, H, W], [O, , KH, KW], pad, at) {
+  const Ho = H + 2 * pad - KH + 1, Wo = W + 2 * pad - KW + 1;
+  const idx = at ?? Array.from({ length: N * O * Ho * Wo }, (_, i) => i);
+  return idx.map((i) => {
+    const ow = i % Wo, oh = Math.floor(i / Wo) % Ho, o = Math.floor(i / (Wo * Ho)) % O, n = Math.floor(i / (Wo * Ho * O));
+    let s = 0;
+    for (let c = 0; c < C; c++) for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) {
+      const ih = oh - pad + kh, iw = ow - pad + kw;
+      if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+      s += w[((o * C + c) * KH + kh) * KW + kw] * x[((n * C + c) * H + ih) * W + iw];
+    }
+    return s;
+  });
+}

@@ -4,13 +4,15 @@
 // before it is timed; a case that fails its check is reported with status 'failed' and not timed.
 import { probePeaks } from './probes.mjs';
 import { summarize } from './stats.mjs';
-import { attentionRowsF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
+import { attentionRowsF64, convF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
 
-export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm', 'trainstep'];
+export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm', 'trainstep', 'conv'];
 export const SCHEMA_VERSION = 1;
 
 export function defaultSizes(suite, quick) {
   if (suite === 'trainstep') return quick ? [32] : [64, 256];
+  // conv: the side of a ResNet-like 3x3 layer [8, 32, s, s] -> 64 channels.
+  if (suite === 'conv') return quick ? [28] : [14, 28, 56];
   if (quick) return suite === 'matmul' ? [128, 256] : suite === 'attention' ? [128, 256] : [256];
   return suite === 'matmul' ? [128, 256, 512, 1024] : [128, 256, 512, 1024];
 }
@@ -43,6 +45,12 @@ function planCases(k, o) {
       for (const n of sizes) cases.push(matmulCase(k, n));
     } else if (suite === 'softmax') {
       for (const n of sizes) cases.push(softmaxCase(k, o.heads, n));
+    } else if (suite === 'conv') {
+      if (typeof F.conv2d !== 'function') {
+        skipped.push({ suite, reason: 'F.conv2d is not in this kiln build (typeof !== "function")' });
+        continue;
+      }
+      for (const n of sizes) cases.push(convCase(k, n));
     } else if (suite === 'layernorm') {
       for (const n of sizes) cases.push(layerNormCase(k, n, o.embed));
     } else if (suite === 'trainstep') {
@@ -114,6 +122,43 @@ function matmulCase(k, n) {
           return { against: full ? 'cpu-f64' : 'cpu-f64-sampled', maxErr: err, tol: 1e-4 * Math.max(1, scale) * Math.sqrt(n) / 4, passed: err <= 1e-4 * Math.max(1, scale) * Math.sqrt(n) / 4 };
         },
         dispose() { a.dispose(); b.dispose(); },
+      };
+    },
+  };
+}
+
+/** The ResNet-like 3x3 layer of the conv suite: x [8, 32, s, s], weight [64, 32, 3, 3], padding 1 (output [8, 64, s, s]). */
+export function convShapes(s) {
+  return { x: [8, 32, s, s], w: [64, 32, 3, 3], out: [8, 64, s, s], pad: 1 };
+}
+
+/** Checks conv2d output `got` (NCHW) against float64 at a deterministic sample of outputs. */
+export function convCheck(xa, wa, s, got) {
+  const sh = convShapes(s);
+  const total = sh.out.reduce((a, b) => a * b, 1);
+  const at = sampleIndices(total, 512, 97);
+  const want = convF64(xa, wa, sh.x, sh.w, sh.pad, at);
+  const { err, scale } = maxAbsErr(got, want, at);
+  const tol = 1e-4 * Math.max(1, scale) * Math.sqrt(32 * 9) / 4;
+  return { against: 'cpu-f64-sampled', maxErr: err, tol, passed: err <= tol };
+}
+
+function convCase(k, s) {
+  const sh = convShapes(s);
+  return {
+    suite: 'conv', impl: 'kiln', shape: sh.x, params: { outChannels: 64, kernel: 3, padding: 1 }, label: `conv2d [8,32,${s},${s}] -> 64 3x3`,
+    flops: 2 * 8 * 64 * s * s * 32 * 9, bytes: 4 * (8 * 32 * s * s + 64 * 32 * 9 + 8 * 64 * s * s),
+    setup() {
+      const x = k.randn(sh.x, { seed: 41 });
+      const w = k.randn(sh.w, { seed: 42 });
+      const run = () => k.F.conv2d(x, w, null, { padding: 1 });
+      return {
+        run,
+        async check() {
+          const [xa, wa, got] = await Promise.all([x.toArray(), w.toArray(), k.tidy(run).toArray()]);
+          return convCheck(xa, wa, s, got);
+        },
+        dispose() { x.dispose(); w.dispose(); },
       };
     },
   };
