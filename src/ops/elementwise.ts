@@ -93,7 +93,7 @@ export const sin = (x: Tensor): Tensor => floatUnary('sin', x, 'SIN');
 export const cos = (x: Tensor): Tensor => floatUnary('cos', x, 'COS');
 export const softplus = (x: Tensor): Tensor => floatUnary('softplus', x, 'SOFTPLUS');
 export const log1p = (x: Tensor): Tensor => floatUnary('log1p', x, 'LOG1P');
-/** x * sigmoid(x) (SiLU, swish); silu(-Infinity) = -0 and silu(Infinity) = Infinity, the limits. */
+/** x * sigmoid(x) (SiLU, swish); silu(-Infinity) = 0 and silu(Infinity) = Infinity, the limits. */
 export const silu = (x: Tensor): Tensor => floatUnary('silu', x, 'SILU');
 /** The error function (|error| < 1.2e-7). */
 export const erf = (x: Tensor): Tensor => floatUnary('erf', x, 'ERF');
