@@ -29,6 +29,7 @@ export { sort, argsort, topk, multinomial, type SortOptions, type TopkOptions, t
 export { reshape, flatten, permute, transpose, unsqueeze, squeeze, expand, slice, select, contiguous, detach } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, embedding, concat, stack } from './ops/nn_ops.js';
 export { noGrad, enableGrad, isGradEnabled } from './autograd/mode.js';
+export { autocast, type AutocastOptions } from './ops/autocast.js';
 export { backward } from './autograd/backward.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckInputResult } from './ops/gradcheck.js';
 export { defineOp, type OpDefinition, type OpContext, type CustomOp } from './ops/custom.js';

@@ -3,6 +3,7 @@
 // f32 on the tape, so gradients come back in each input's own dtype.
 import type { Tensor } from '../ops/tensor.js';
 import { toDType } from '../ops/elementwise.js';
+import { autocastRun } from '../ops/autocast.js';
 import { type AttentionPlan, type SdpaOptions, planAttention } from './plan.js';
 import { fusedAttention } from './fused.js';
 import { referenceAttention, referenceWeights } from './reference.js';
@@ -47,12 +48,17 @@ function run(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionP
  * key gives zeros and zero gradients; a NaN (or +inf) score makes its row NaN, as PyTorch.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts?: SdpaOptions): Tensor {
+  // Under autocast, q, k and v run in f16 (ops/autocast.ts).
+  const ac = autocastRun('scaledDotProductAttention', [q, k, v], (qc, kc, vc) => scaledDotProductAttention(qc!, kc!, vc!, opts));
+  if (ac) return ac;
   const p = planAttention('scaledDotProductAttention', q, k, v, opts);
   return run(q, k, v, p.mask, p);
 }
 
 /** The attention probabilities softmax(q k^T * scale + mask), [..., Hq, Nq, Nk], for looking at them (f32, or f16 for f16 inputs). */
 export function attentionWeights(q: Tensor, k: Tensor, opts?: Omit<SdpaOptions, 'dropoutP' | 'seed' | 'impl'>): Tensor {
+  const ac = autocastRun('attentionWeights', [q, k], (qc, kc) => attentionWeights(qc!, kc!, opts));
+  if (ac) return ac;
   const p = planAttention('attentionWeights', q, k, null, opts);
   const w = withCasts([q, k, p.mask], [true, true, true], (qc, kc, mc) => referenceWeights(qc!, kc!, mc, p));
   return p.dtype === 'f16' ? toDTypeOwned(w, 'f16') : w;

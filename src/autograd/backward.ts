@@ -7,7 +7,7 @@ import { B, accumulate as accumulateInto, binary, contiguousCopy, fill } from '.
 import { copyToSlot } from '../launch/optimizer.js';
 import { cast } from '../launch/cast.js';
 import { type GradNode, nodeOf } from './node.js';
-import { withGradMode } from './mode.js';
+import { withAutocast, withGradMode } from './mode.js';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run again through the same graph. */
@@ -119,7 +119,7 @@ function runRule(node: GradNode, g: TensorBase): (TensorBase | null)[] {
   const needs = node.inputs.map((e) => e !== null);
   let grads: (TensorBase | null)[];
   try {
-    grads = tidy(() => node.rule(g, node.saved, needs), `backward of ${node.name}`);
+    grads = withAutocast(null, () => tidy(() => node.rule(g, node.saved, needs), `backward of ${node.name}`));
   } catch (e) {
     g.dispose();
     throw e;

@@ -5,7 +5,7 @@ import { type DType, checkDType, parseDType } from '../tensor/dtype.js';
 import { allocLike, tidy, upload } from '../tensor/base.js';
 import { isI32 } from '../tensor/host.js';
 import { U, B, UNARY_GRAD, BINARY_GRAD, type UnaryOp, type BinaryOp, unary, binary, select, unaryBackward, binaryBackward } from '../launch/elementwise.js';
-import { cast } from '../launch/cast.js';
+import { type AutocastOp, autocastRun, castFloat } from './autocast.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
@@ -25,6 +25,8 @@ function checkOperand(fn: string, y: unknown): void {
 }
 
 const FLOATS: readonly DType[] = ['f32', 'f16'];
+/** The unary ops autocast runs in f32 (ops/autocast.ts). */
+const AUTOCAST_F32 = new Set(['exp', 'log', 'log1p', 'rsqrt', 'pow', 'softplus']);
 const isFloat = (d: DType) => d === 'f32' || d === 'f16';
 
 /** The no-promotion rule for two tensors: same dtype, one of `allowed` (f16 and f32 meet through `promoteFloats`). */
@@ -69,6 +71,10 @@ function checkScalar(fn: string, x: Tensor, s: number): void {
  */
 function floatUnary(fn: string, x: Tensor, op: UnaryOp, scalar = 0, scalar2 = 0): Tensor {
   checkDType(fn, 'input', x.dtype, FLOATS);
+  if (AUTOCAST_F32.has(fn)) {
+    const ac = autocastRun(fn as AutocastOp, [x], (w) => floatUnary(fn, w, op, scalar, scalar2));
+    if (ac) return ac;
+  }
   const y = unary(fn, x, U[op], scalar, scalar2);
   const reads = UNARY_GRAD[op];
   if (reads === null) return y;
@@ -238,15 +244,10 @@ export function where(cond: Tensor, a0: Tensor, b0: Tensor): Tensor {
 export function toDType(x: Tensor, dtypeIn: DType | 'float32' | 'float16' | 'int32' | 'half'): Tensor {
   const dtype = parseDType('to', dtypeIn);
   x.buf('to');
-  if (dtype === x.dtype) {
-    // Same dtype: a view that stays on the tape (as PyTorch's x.to(x.dtype) returns x itself).
-    return record('to', x.makeView(x.shape.slice(), x.strides.slice(), x.offset), [x], (g) => [g]);
-  }
-  const floats = (d: DType) => d === 'f32' || d === 'f16';
-  if (floats(x.dtype) && floats(dtype)) {
-    const from = x.dtype as 'f32' | 'f16';
-    return record('to', cast(x, dtype as 'f32' | 'f16', 'to'), [x], (g) => [cast(g, from, 'to.backward')]);
-  }
+  // Same dtype: a view that stays on the tape (as PyTorch's x.to(x.dtype) returns x itself); f32 <-> f16 keep the
+  // gradient (cast back).
+  if (isFloat(x.dtype) && isFloat(dtype)) return castFloat(x, dtype as 'f32' | 'f16');
+  if (dtype === x.dtype) return record('to', x.makeView(x.shape.slice(), x.strides.slice(), x.offset), [x], (g) => [g]);
   // Integers and booleans to and from f16: through f32 values in the kernel (bool is x != 0, NaN true).
   if (x.dtype === 'f16' || dtype === 'f16') return unary('to', x, U.COPY, 0, 0, dtype);
   if (dtype === 'bool') return binary('to', x, scalarLike(x, 0, x.dtype), B.NE, 'bool');

@@ -9,6 +9,7 @@ import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
 import { permute, reshape } from './views.js';
+import { autocastRun } from './autocast.js';
 import { abs, add, inF32, addScalar, div, eq, exp, log1p, mul, mulScalar, ne, neg, relu, sigmoid, sub, toDType } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './nn_ops.js';
@@ -56,6 +57,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options?: CrossEnt
   const impl = o.impl ?? 'fused';
   if (impl !== 'fused' && impl !== 'reference') throw new ValueError(`${fn}: impl must be 'fused' or 'reference', got ${JSON.stringify(impl)}`);
   // f16 logits: the loss in f32 (log-softmax and its sums), rounded once to f16 as PyTorch's half loss.
+  const ac = autocastRun('crossEntropy', [logits], (l) => crossEntropy(l, targets, options));
+  if (ac) return ac;
   if (logits.dtype === 'f16') return inF32('f16', [logits], (l) => crossEntropy(l, targets, options));
   if (impl === 'fused') return crossEntropyFused(logits, targets, { ignoreIndex, smoothing, reduction });
   if (logits.rank === 2) return crossEntropyReference(logits, targets, ignoreIndex, smoothing, reduction);
@@ -119,6 +122,8 @@ export function mseLoss(input: Tensor, target: Tensor, options?: { reduction?: R
   checkDType(fn, 'target', target.dtype, ['f32', 'f16']);
   input.buf(fn);
   target.buf(fn);
+  const ac = autocastRun('mseLoss', [input, target], (a, b) => mseLoss(a, b, { reduction }));
+  if (ac) return ac;
   if (input.dtype === 'f16' || target.dtype === 'f16') {
     return inF32(input.dtype === target.dtype ? 'f16' : 'f32', [input, target], (a, b) => mseLoss(a, b, { reduction }));
   }
@@ -157,11 +162,15 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
   logits.buf(fn);
   targets.buf(fn);
   const tensorPw = typeof o.posWeight === 'number' ? undefined : o.posWeight;
+  // The same loss on cast operands (autocast's f32, or f32 for f16 operands).
+  const again = (x: Tensor | null | undefined, y: Tensor | null | undefined, w: Tensor | null | undefined, pwt: Tensor | null | undefined): Tensor =>
+    binaryCrossEntropyWithLogits(x!, y!, { reduction, ...(w ? { weight: w } : {}), ...(o.posWeight !== undefined ? { posWeight: pwt ?? (o.posWeight as number) } : {}) });
+  const ac = autocastRun('binaryCrossEntropyWithLogits', [logits, targets, weight, tensorPw], again);
+  if (ac) return ac;
   if ([logits, targets, weight, tensorPw].some((t) => t?.dtype === 'f16')) {
     // In f32, rounded once to the promoted dtype (f16 only when every operand is).
     const to = [logits, targets, weight, tensorPw].every((t) => !t || t.dtype === 'f16') ? 'f16' : 'f32';
-    return inF32(to, [logits, targets, weight, tensorPw], (x, y, w, pwt) =>
-      binaryCrossEntropyWithLogits(x!, y!, { reduction, ...(w ? { weight: w } : {}), ...(o.posWeight !== undefined ? { posWeight: pwt ?? (o.posWeight as number) } : {}) }));
+    return inF32(to, [logits, targets, weight, tensorPw], again);
   }
   const pw = o.posWeight ?? null;
   // lw = 1 + (pw - 1) y

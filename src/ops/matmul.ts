@@ -8,16 +8,19 @@ import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { reshape, squeeze, transpose, unsqueeze } from './views.js';
 import { add } from './elementwise.js';
+import { autocastRun } from './autocast.js';
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
   a.buf('matmul');
   b.buf('matmul');
-  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported('matmul');
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new DTypeError(`matmul: needs f32 operands, got ${a.dtype} and ${b.dtype}`);
   if (a.rank === 0 || b.rank === 0) throw new ShapeError(`matmul: operands must have at least 1 dim, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const K1 = a.shape[a.rank - 1];
   const K2 = b.rank === 1 ? b.shape[0] : b.shape[b.rank - 2];
   if (K1 !== K2) throw new ShapeError(`matmul: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}: inner dimensions differ (${K1} vs ${K2})`);
+  const ac = autocastRun('matmul', [a, b], matmul);
+  if (ac) return ac;
+  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported('matmul');
+  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new DTypeError(`matmul: needs f32 operands, got ${a.dtype} and ${b.dtype}`);
   // 1-D operands: promote, multiply, then drop the added dim (as PyTorch).
   const a2 = a.rank === 1 ? unsqueeze(a, 0) : a;
   const b2 = b.rank === 1 ? unsqueeze(b, 1) : b;
@@ -52,6 +55,8 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     throw new ShapeError(`linear: input ${fmtShape(x.shape)} has ${x.rank ? x.shape[x.rank - 1] : 0} features but weight ${fmtShape(w.shape)} expects ${w.shape[1]}`);
   }
   if (b && (b.buf('linear'), b.rank !== 1 || b.shape[0] !== w.shape[0])) throw new ShapeError(`linear: bias ${fmtShape(b.shape)} must be [${w.shape[0]}]`);
+  const ac = autocastRun('linear', [x, w, b], (xc, wc, bc) => linear(xc!, wc!, bc));
+  if (ac) return ac;
   if (x.rank > 2) {
     // Fold the leading dims into rows: one [rows, in] @ [in, out] product instead of a batched matmul of many short
     // matrices that fill few tiles, and a weight gradient that is one product over all rows.

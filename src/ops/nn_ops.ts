@@ -12,12 +12,15 @@ import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { reshape } from './views.js';
 import { inF32 } from './elementwise.js';
+import { autocastRun } from './autocast.js';
 
 function softmaxImpl(fn: string, log: boolean, x: Tensor, dim: number): Tensor {
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const d = x.rank === 0 ? 0 : normDim(fn, dim, x.rank, x.shape);
   x.buf(fn);
+  const ac = autocastRun(log ? 'logSoftmax' : 'softmax', [x], (w) => softmaxImpl(fn, log, w, d));
+  if (ac) return ac;
   if (x.dtype === 'f16') return inF32('f16', [x], (w) => softmaxImpl(fn, log, w, d));
   const y = launchSoftmax(fn, log, x, null, d);
   return record(fn, y, [x], (g, [ys]) => [launchSoftmax(fn, log, ys, g, d)], [y]);
@@ -43,6 +46,8 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
   }
   if (typeof eps !== 'number' || !(eps > 0)) throw new ValueError(`${fn}: eps must be > 0, got ${eps}`);
   x.buf(fn);
+  const ac = autocastRun('layerNorm', [x, weight, bias], (a, w, b) => layerNorm(a!, ns, w, b, eps));
+  if (ac) return ac;
   // f16 anywhere: statistics and the affine map in f32, the output rounded once to x's dtype.
   if ([x, weight, bias].some((t) => t?.dtype === 'f16')) return inF32(x.dtype, [x, weight, bias], (a, w, b) => layerNorm(a!, ns, w, b, eps));
   const C = numel(ns);

@@ -10,6 +10,7 @@ import { record } from '../autograd/node.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from './tensor.js';
 import { inF32, scalarLike, toDType } from './elementwise.js';
+import { autocastRun } from './autocast.js';
 import { expand, reshape } from './views.js';
 
 function normDims(fn: string, x: Tensor, dim: number | number[] | undefined | null): number[] {
@@ -29,6 +30,8 @@ function expandBack(g: Tensor, inShape: number[], dims: number[], keepdim: boole
 export function sum(x: Tensor, dim?: number | number[] | null, keepdim = false): Tensor {
   checkDType('sum', 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const dims = normDims('sum', x, dim);
+  const ac = autocastRun('sum', [x], (w) => sum(w, dim, keepdim));
+  if (ac) return ac;
   const inShape = x.shape.slice();
   return record('sum', reduce('sum', x, dims, keepdim, 'sum'), [x], (g) => [expandBack(g, inShape, dims, keepdim)]);
 }
@@ -193,6 +196,8 @@ function varBackward(fn: string, g: Tensor, x: Tensor, dims: number[], keepdim: 
 function variance(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'var';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  const ac = autocastRun('var', [x], (w) => variance(w, dim, options));
+  if (ac) return ac;
   if (x.dtype === 'f16') return inF32('f16', [x], (w) => variance(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
@@ -205,6 +210,8 @@ export { variance as var };
 export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions): Tensor {
   const fn = 'std';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  const ac = autocastRun('std', [x], (w) => std(w, dim, options));
+  if (ac) return ac;
   if (x.dtype === 'f16') return inF32('f16', [x], (w) => std(w, dim, options));
   const [d, { correction, keepdim }] = splitVarArgs(fn, dim, options);
   const dims = normDims(fn, x, d);
@@ -227,6 +234,8 @@ export function std(x: Tensor, dim?: DimArg | VarOptions, options?: VarOptions):
 export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): Tensor {
   const fn = 'logsumexp';
   checkDType(fn, 'input', x.dtype, ['f32', 'f16']);
+  const ac = autocastRun('logsumexp', [x], (w) => logsumexp(w, dim, keepdim));
+  if (ac) return ac;
   if (x.dtype === 'f16') return inF32('f16', [x], (w) => logsumexp(w, dim, keepdim));
   if (dim === undefined || dim === null) throw new ValueError(`${fn}: dim is required`);
   const dims = normDims(fn, x, dim);
