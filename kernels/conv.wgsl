@@ -15,7 +15,8 @@
 //   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] at b_off, b_stride.
 //   Writes: out contiguous ([N, O, Ho, Wo], [N, C, H, W] or [O, Cg, KH, KW]).
 //   Tiling: a workgroup computes a 64 x 64 tile of the group's GEMM; 16 x 16 threads, each accumulating a block of
-//   4 x 4 adjacent outputs in registers (vec4 rows); K advances 16 at a time through workgroup memory (8 KiB).
+//   4 x 4 adjacent outputs in registers (vec4 rows); K advances 32 at a time through workgroup memory (16 KiB; 32
+//   rather than 16 halves the barriers, which cost most on CPU adapters).
 //   Dispatch: ceil(cols / 64) * ceil(M / 64) * G workgroups in any grid (x fastest), the linear id picking the column
 //   tile, then the row tile, then the group; ids past the last tile exit.
 
@@ -56,7 +57,8 @@ struct Params {
 const RB: u32 = 4u;
 const TM: u32 = 64u;
 const TN: u32 = 64u;
-const TK: u32 = 16u;
+const TK: u32 = 32u;
+const LOADS: u32 = TK / 4u; // elements of each operand tile a thread loads (TM * TK / 256)
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -65,10 +67,10 @@ const TK: u32 = 16u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// [TK][TM / 4] and [TK][TN / 4]: a thread owns 4 consecutive rows and 4 consecutive columns of the output tile, so
+// [TK][TM / 4] and [TK][TN / 4] vec4s: a thread owns 4 consecutive rows and 4 consecutive columns of the output tile, so
 // each step of the inner product reads one vec4 of each (on CPU adapters, 2 loads per 16 FMAs instead of 8).
-var<workgroup> tileA: array<vec4<f32>, 256>;
-var<workgroup> tileB: array<vec4<f32>, 256>;
+var<workgroup> tileA: array<vec4<f32>, 512>;
+var<workgroup> tileB: array<vec4<f32>, 512>;
 
 // The kernel taps of one reduction index, split into its three coordinates (row-major over sizes d1 x d2 x d3).
 fn split3(k: u32, d2: u32, d3: u32) -> vec3<u32> {
@@ -221,19 +223,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let col0 = (tile % tiles_x) * TN;
   var acc: array<vec4<f32>, RB>;
   for (var i = 0u; i < RB; i++) { acc[i] = vec4<f32>(0.0); }
-  // Each thread loads the same A rows (m = tid / TK + 16 r) and the same B column (tid % TN) in every K tile.
-  var rows: array<Fixed, 4>;
-  for (var r = 0u; r < 4u; r++) { rows[r] = row_info(g, row0 + tid / TK + 16u * r, M); }
+  // Each thread loads the same A rows (m = tid / TK + (256 / TK) r) and the same B column (tid % TN) in every K tile;
+  // the column's fixed part is computed once, the rows' (cheap, no division) in each tile.
   let col = col_info(g, col0 + tid % TN, NC);
   let tiles = (K + TK - 1u) / TK;
   for (var t = 0u; t < tiles; t++) {
     let k0 = t * TK;
     let ka = k0 + tid % TK;
     let ca = split_a(ka);
-    for (var r = 0u; r < 4u; r++) {
+    for (var r = 0u; r < LOADS; r++) {
       var va = 0.0;
-      if (rows[r].ok && ka < K) { va = load_a(rows[r], ca); }
-      let m = tid / TK + 16u * r;
+      let m = tid / TK + (256u / TK) * r;
+      let row = row_info(g, row0 + m, M);
+      if (row.ok && ka < K) { va = load_a(row, ca); }
       tileA[(tid % TK) * (TM / 4u) + m / 4u][m % 4u] = va;
       let kb = tid / TN + 4u * r;
       var vb = 0.0;

@@ -5,10 +5,10 @@
 // the same, and draws which image regions the attention looked at.
 //
 //   npm run example -- vision [--smoke] [--full] [--data fashion|digits] [--epochs N] [--batch B] [--lr LR] [--seed S]
-//                              [--budget SECONDS of training, default 540]
+//                              [--budget SECONDS, default 480]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tensor, noGrad, tidy, optim, fit, permutation, accuracy, classificationReport, confusionMatrix, save, load, viz, F, TensorDataset } from 'kiln';
+import { tensor, noGrad, optim, fit, permutation, accuracy, classificationReport, confusionMatrix, save, load, viz, F, TensorDataset } from 'kiln';
 import { type ExampleArgs, argmaxRows, flag, outDir, report, reportLoss, setup } from '../common';
 import { FASHION_MNIST_CLASSES, loadDigits, loadFashionMnist } from '../data';
 import { ConvAttentionClassifier, gridSide, type VisionConfig } from './model';
@@ -99,7 +99,7 @@ export async function main(args: ExampleArgs): Promise<void> {
   const optimizer = new optim.Adam(model.parameters(), { lr });
   const stepsPerEpoch = Math.ceil(train.n / batchSize);
   const scheduler = new optim.CosineAnnealingLR(optimizer, { tMax: epochs * stepsPerEpoch, etaMin: lr * 0.02 });
-  const budget = Number(flag(args, 'budget', args.full ? 'Infinity' : '540'));
+  const budget = Number(flag(args, 'budget', args.full ? 'Infinity' : '480'));
   const result = await fit({
     model,
     optimizer,
@@ -145,7 +145,8 @@ export async function main(args: ExampleArgs): Promise<void> {
   if (!same) throw new Error(`${NAME}: the reloaded checkpoint predicts differently`);
 
   // Where the attention looked: for the first test images, the image, then the attention each region received
-  // (averaged over heads and query positions, scaled to its maximum), then the image weighted by it.
+  // (averaged over heads and query positions, scaled from its least to its most attended region), then the image
+  // weighted by it.
   const show = Math.min(12, test.n);
   const xb = tensor(test.x.subarray(0, show * S), { shape: [show, 1, side, side] });
   fresh.eval();
@@ -162,7 +163,7 @@ export async function main(args: ExampleArgs): Promise<void> {
     const r = new Array<number>(P).fill(0);
     for (let hh = 0; hh < H; hh++) for (let q = 0; q < P; q++) for (let k = 0; k < P; k++) r[k]! += w[((i * H + hh) * P + q) * P + k]! / (H * P);
     received.push(r);
-    const rMax = Math.max(...r);
+    const rMax = Math.max(...r), rMin = Math.min(...r);
     const raw = test.idx[i]!;
     let pMax = 0;
     for (let p = 0; p < S; p++) pMax = Math.max(pMax, Number(pixels[raw * S + p]));
@@ -170,10 +171,11 @@ export async function main(args: ExampleArgs): Promise<void> {
     for (let y = 0; y < side; y++)
       for (let x = 0; x < side; x++) {
         const pix = Number(pixels[raw * S + y * side + x]) / (pMax || 1);
-        const a = r[regionOf(y, x)]! / (rMax || 1);
+        // Scaled from the least to the most attended region of this image, so small differences show.
+        const a = rMax > rMin ? (r[regionOf(y, x)]! - rMin) / (rMax - rMin) : 1;
         grid[(top + y) * cols + x] = pix;
         grid[(top + y) * cols + side + 1 + x] = a;
-        grid[(top + y) * cols + 2 * (side + 1) + x] = pix * a;
+        grid[(top + y) * cols + 2 * (side + 1) + x] = pix * (0.2 + 0.8 * a);
       }
   }
   const m = { rows: show * (side + 1), cols, data: grid };
@@ -187,7 +189,8 @@ export async function main(args: ExampleArgs): Promise<void> {
     }),
   );
   const top1 = received.map((r) => r.indexOf(Math.max(...r)));
-  console.log(`${NAME}: attention over image regions in ${dir}/${which}-attention.png and .svg; most attended region (row-major of ${g}x${g}) for the first ${show} test images: ${top1.join(' ')}`);
+  const spread = received.map((r) => Math.max(...r) / Math.max(Math.min(...r), 1e-12));
+  console.log(`${NAME}: attention over image regions in ${dir}/${which}-attention.png and .svg; most attended region (row-major of ${g}x${g}) for the first ${show} test images: ${top1.join(' ')}; most / least attended: ${spread.map((v) => v.toFixed(2)).join(' ')}`);
   console.log(`${NAME}: adapter ${info.description || info.vendor}; training ${trainSeconds.toFixed(1)} s for ${h.length} epochs; wall time ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   report(NAME, 'accuracy', testAcc);
 }
