@@ -59,6 +59,8 @@ function planCases(k, o) {
         continue;
       }
       for (const n of sizes) for (const impl of ['fused', 'reference']) cases.push(trainStepCase(k, n, impl));
+      // The autocast row (f16 attention, f32 weights, GradScaler), beside the f32 fused row of the same run.
+      if (typeof k.autocast === 'function' && k.optim.GradScaler) for (const n of sizes) cases.push(trainStepCase(k, n, 'fused', 'autocast'));
     }
   }
   return { cases, skipped };
@@ -211,13 +213,17 @@ function layerNormCase(k, n, E) {
 }
 
 // One training step of a small transformer (embedding, one encoder layer, a token classifier,
-// cross-entropy, AdamW): forward, backward and the optimizer, with attention fused or composed.
-function trainStepCase(k, N, impl) {
+// cross-entropy, AdamW): forward, backward and the optimizer, with attention fused or composed; precision 'autocast'
+// runs the forward and loss under k.autocast (f16) and steps through a GradScaler (its update's readback included).
+// params.peakBytes is the step's peak live GPU memory (memory().peakBytes after resetPeak, one step in setup).
+function trainStepCase(k, N, impl, precision = 'f32') {
   const B = 4, E = 64, H = 4, V = 96, FF = 128;
   const layerFlops = (n) => 2 * B * n * (4 * E * E + 2 * E * FF) + 4 * B * H * n * n * (E / H);
+  const amp = precision === 'autocast';
+  const params = { heads: H, ff: FF, vocab: V, attention: impl, ...(amp ? { precision } : {}) };
   return {
-    suite: 'trainstep', impl, shape: [B, N, E], params: { heads: H, ff: FF, vocab: V, attention: impl },
-    label: `train step ${impl} [${B},${N},${E}]`,
+    suite: 'trainstep', impl, shape: [B, N, E], params,
+    label: `train step ${impl}${amp ? ' autocast' : ''} [${B},${N},${E}]`,
     flops: 3 * (layerFlops(N) + 2 * B * N * E * V), // forward + about twice that for backward
     bytes: 0,
     setup() {
@@ -238,16 +244,45 @@ function trainStepCase(k, N, impl) {
           k.setFlag('attention.impl', undefined);
         }
       };
+      const scaler = amp ? new k.optim.GradScaler() : null;
+      // run() is synchronous (the harness runs it in tidy); the scaler's update (its one readback) is `after`, which
+      // the harness awaits after each run, inside the timed span.
       const run = () => {
         opt.zeroGrad();
-        const loss = forward(impl);
-        loss.backward();
-        opt.step();
+        if (!scaler) {
+          const loss = forward(impl);
+          loss.backward();
+          opt.step();
+          return loss;
+        }
+        const loss = k.autocast(() => forward(impl));
+        const scaled = scaler.scale(loss);
+        scaled.backward();
+        scaled.dispose();
+        scaler.step(opt);
         return loss;
+      };
+      const after = async () => {
+        if (scaler) await scaler.update();
+      };
+      // One step to measure its peak live memory (pipelines compiled, optimizer storage allocated).
+      const probe = async () => {
+        for (let i = 0; i < 2; i++) {
+          if (i === 1) k.resetPeak();
+          const base = k.memory().bytes;
+          const loss = k.tidy(run);
+          await loss.toArray();
+          await after();
+          loss.dispose();
+          params.peakBytes = k.memory().peakBytes;
+          params.stepBytes = k.memory().peakBytes - base;
+        }
       };
       return {
         run,
+        after,
         async check() {
+          await probe();
           // The same parameters give the same loss and gradients through either attention path.
           const grads = [];
           const losses = [];
@@ -267,6 +302,7 @@ function trainStepCase(k, N, impl) {
         dispose() {
           for (const m of [emb, layer, head]) m.dispose();
           opt.dispose?.();
+          scaler?.dispose();
           tokens.dispose();
           targets.dispose();
         },
@@ -356,6 +392,7 @@ export async function runBench(k, opts) {
         for (let i = 0; i < o.warmup; i++) {
           const out = k.tidy(inst.run);
           await k.sync();
+          await inst.after?.();
           out.dispose();
         }
         const wall = [];
@@ -363,6 +400,7 @@ export async function runBench(k, opts) {
           const t0 = now();
           const out = k.tidy(inst.run);
           await k.sync();
+          await inst.after?.();
           wall.push(now() - t0);
           out.dispose();
           o.onProgress({ done: done + (i + 1) / (o.runs * (useGpu ? 2 : 1)), total, label: c.label });
@@ -376,6 +414,7 @@ export async function runBench(k, opts) {
             const timer = k.startGpuTimer();
             const out = k.tidy(inst.run);
             const t = await timer.stop();
+            await inst.after?.();
             out.dispose();
             g.push(t.kernelNs / 1e6);
             dispatches = t.dispatches + t.untimed;

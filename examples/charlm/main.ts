@@ -3,7 +3,7 @@
 // and without the KV cache (same text required) and draw the last layer's attention over a line.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { F, type Tensor, load, noGrad, optim, save, tensor, tidy, viz } from 'kiln';
+import { F, type Tensor, autocast, load, noGrad, optim, save, tensor, tidy, viz } from 'kiln';
 import { setFlag } from 'kiln/experimental';
 import { type ExampleArgs, flag, outDir, report, reportLoss, setup } from '../common';
 import { loadMobyDick } from '../data';
@@ -93,6 +93,11 @@ export async function main(args: ExampleArgs): Promise<void> {
   const budget = budgetFlag > 0 ? budgetFlag : Infinity;
   const batch = Number(flag(args, 'batch', args.smoke ? '4' : '8'));
   const lr = Number(flag(args, 'lr', '1e-2'));
+  // --precision f16: forward and loss under autocast (attention in f16), gradients through a GradScaler; the weights,
+  // the optimizer and evaluation stay f32.
+  const precision = flag(args, 'precision', 'f32');
+  if (precision !== 'f32' && precision !== 'f16') throw new Error(`${NAME}: --precision must be f32 or f16, got ${precision}`);
+  const scaler = precision === 'f16' ? new optim.GradScaler() : null;
   const model = new CharLM(cfg);
   const nParams = model.parameters().reduce((a, p) => a + p.size, 0);
   console.log(`${NAME}: ${cfg.layers} layers, d=${cfg.dModel}, ${cfg.heads} heads, context ${T}, ${nParams} parameters; up to ${steps} steps of ${batch}x${T} chars, training budget ${budget} s`);
@@ -114,12 +119,21 @@ export async function main(args: ExampleArgs): Promise<void> {
     const loss = tidy(() => {
       opt.zeroGrad();
       const { x, y } = windows(ids, starts, T);
-      const l = lossOf(model, x, y);
-      l.backward();
+      if (!scaler) {
+        const l = lossOf(model, x, y);
+        l.backward();
+        optim.clipGradNorm(model.parameters(), 1).dispose();
+        opt.step();
+        return l.detach();
+      }
+      const l = autocast(() => lossOf(model, x, y), { dtype: 'f16' });
+      scaler.scale(l).backward();
+      scaler.unscale(opt);
       optim.clipGradNorm(model.parameters(), 1).dispose();
-      opt.step();
+      scaler.step(opt);
       return l.detach();
     });
+    if (scaler) await scaler.update();
     const v = await loss.item();
     loss.dispose();
     sched.step();
@@ -129,6 +143,7 @@ export async function main(args: ExampleArgs): Promise<void> {
     progress.update(done, `loss ${ema.toFixed(3)}`);
   }
   const trainSeconds = (performance.now() - tTrain) / 1000;
+  if (scaler) console.log(`${NAME}: precision f16 (autocast + GradScaler), final loss scale ${scaler.getScale()}`);
   console.log(`${NAME}: trained ${done} steps (${done * batch * T} characters seen) in ${trainSeconds.toFixed(1)} s (${(done / trainSeconds).toFixed(2)} steps/s, ${((done * batch * T) / trainSeconds).toFixed(0)} chars/s); final train loss (EMA) ${ema.toFixed(3)} nats = ${(ema / Math.LN2).toFixed(2)} bits/char`);
 
   if (args.smoke) {

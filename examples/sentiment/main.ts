@@ -4,6 +4,7 @@
 // of the words the pooling attended to.
 //
 //   npm run example -- sentiment [--smoke] [--full] [--epochs N] [--seed S] [--self-attention] [--dropout P] [--budget SECONDS]
+//     [--precision f32|f16]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Tensor, tensor, noGrad, tidy, optim, fit, permutation, accuracy, classificationReport, save, load, viz, F, type Dataset, type Batch } from 'kiln';
@@ -101,6 +102,11 @@ export async function main(args: ExampleArgs): Promise<void> {
   const nParams = model.parameters().reduce((a, p) => a + p.size, 0);
   console.log(`${NAME}: model ${config.selfAttention ? 'embedding + self-attention + attention pooling' : 'embedding + attention pooling'}, dim ${config.dim}, ${nParams.toLocaleString('en-US')} parameters`);
   const optimizer = new optim.AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+  // --precision f16: forward and loss under autocast (attention in f16) with a GradScaler; weights stay f32.
+  const precision = flag(args, 'precision', 'f32');
+  if (precision !== 'f32' && precision !== 'f16') throw new Error(`${NAME}: --precision must be f32 or f16, got ${precision}`);
+  const amp = precision === 'f16' ? { autocast: 'f16' as const, gradScaler: new optim.GradScaler() } : {};
+  if (precision === 'f16') console.log(`${NAME}: precision f16 (autocast + GradScaler)`);
   const epochs = Number(flag(args, 'epochs', args.smoke ? '3' : args.full ? '30' : '12'));
   const budget = Number(flag(args, 'budget', args.full ? 'Infinity' : '210'));
   const result = await fit({
@@ -113,6 +119,7 @@ export async function main(args: ExampleArgs): Promise<void> {
     batchSize: 32,
     seed,
     clipGradNorm: 1,
+    ...amp,
     ...(args.smoke
       ? {}
       : {

@@ -7,6 +7,8 @@ import { noGrad } from '../autograd/mode.js';
 import type { Module } from '../nn/module.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { clipGradNorm } from '../optim/clip.js';
+import { GradScaler } from '../optim/scaler.js';
+import { autocast } from '../ops/autocast.js';
 import { ReduceLROnPlateau } from '../optim/schedule.js';
 import { type StatefulScheduler, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { type Batch, type Dataset, batches } from './data.js';
@@ -47,8 +49,12 @@ export interface FitOptions {
   evaluate?: (model: Module) => Promise<Record<string, number>> | Record<string, number>;
   /** Called after each epoch; return false to stop. */
   onEpoch?: (logs: EpochLogs) => void | boolean | Promise<void | boolean>;
-  /** Clip the global gradient norm before each step. */
+  /** Clip the global gradient norm before each step (of the unscaled gradients when a gradScaler is given). */
   clipGradNorm?: number;
+  /** Run the forward pass and the loss under autocast(..., { dtype: 'f16' }) (mixed precision). */
+  autocast?: 'f16';
+  /** Scale the loss for f16 gradients: backward of scaler.scale(loss), scaler.step(optimizer), await scaler.update(). */
+  gradScaler?: GradScaler;
   /**
    * Stepped after every optimizer step (a LambdaLR, StepLR, CosineAnnealingLR...); a ReduceLROnPlateau is stepped once
    * per epoch with the monitored value instead.
@@ -132,7 +138,7 @@ async function meanLoss(model: Module, data: Dataset, batchSize: number, lossOf:
 const FIT_KEYS = [
   'model', 'optimizer', 'lossFn', 'trainStep', 'trainData', 'valData', 'epochs', 'batchSize', 'shuffle', 'dropLast', 'seed',
   'patience', 'monitor', 'mode', 'minDelta', 'restoreBest', 'evaluate', 'onEpoch', 'clipGradNorm', 'scheduler', 'progress',
-  'progressStream', 'checkpoint', 'resume',
+  'progressStream', 'checkpoint', 'resume', 'autocast', 'gradScaler',
 ] as const;
 
 export async function fit(options: FitOptions): Promise<FitResult> {
@@ -157,7 +163,11 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   const stream = options.progressStream ?? defaultStream();
   const showProgress = options.progress ?? !!stream?.isTTY;
 
-  const lossOf = (b: Batch): Tensor => (options.trainStep ? options.trainStep(b, model) : options.lossFn!(model.forward(b.inputs) as Tensor, b.targets));
+  if (options.autocast !== undefined && options.autocast !== 'f16') throw new ValueError(`fit: autocast must be 'f16', got ${JSON.stringify(options.autocast)}`);
+  const scaler = options.gradScaler;
+  if (scaler !== undefined && !(scaler instanceof GradScaler)) throw new ValueError('fit: gradScaler must be an optim.GradScaler');
+  const plainLoss = (b: Batch): Tensor => (options.trainStep ? options.trainStep(b, model) : options.lossFn!(model.forward(b.inputs) as Tensor, b.targets));
+  const lossOf = (b: Batch): Tensor => (options.autocast ? autocast(() => plainLoss(b), { dtype: options.autocast }) : plainLoss(b));
   const scheduler = options.scheduler ?? null;
   const plateau = scheduler instanceof ReduceLROnPlateau ? scheduler : null;
   const ckpt = checkOptions('fit: checkpoint', options.checkpoint, ['path', 'everySteps', 'onSave']);
@@ -236,11 +246,22 @@ export async function fit(options: FitOptions): Promise<FitResult> {
             optimizer.zeroGrad();
             const l = lossOf(batch);
             if (l.size !== 1) throw new KilnError(`fit: the loss must be a scalar, got shape [${l.shape.join(',')}]`);
-            l.backward();
-            if (options.clipGradNorm !== undefined) clipGradNorm(optimizer.params, options.clipGradNorm).dispose();
-            optimizer.step();
+            if (scaler) {
+              scaler.scale(l).backward();
+              if (options.clipGradNorm !== undefined) {
+                scaler.unscale(optimizer);
+                clipGradNorm(optimizer.params, options.clipGradNorm).dispose();
+              }
+              scaler.step(optimizer);
+            } else {
+              l.backward();
+              if (options.clipGradNorm !== undefined) clipGradNorm(optimizer.params, options.clipGradNorm).dispose();
+              optimizer.step();
+            }
             return noGrad(() => clone(l));
           });
+          // The one readback a scaled step needs: whether it was skipped.
+          if (scaler) await scaler.update();
           keep(loss);
           pending.push([loss, idx.length]);
         } finally {
