@@ -215,14 +215,14 @@ function layerNormCase(k, n, E) {
 // One training step of a small transformer (embedding, one encoder layer, a token classifier,
 // cross-entropy, AdamW): forward, backward and the optimizer, with attention fused or composed; precision 'autocast'
 // runs the forward and loss under k.autocast (f16) and steps through a GradScaler (its update's readback included).
-// params.peakBytes is the step's peak live GPU memory (memory().peakBytes after resetPeak, one step in setup).
+// check.peakBytes is the step's peak live GPU memory (memory().peakBytes after resetPeak, over one step), and
+// check.stepBytes that peak above the live bytes before the step.
 function trainStepCase(k, N, impl, precision = 'f32') {
   const B = 4, E = 64, H = 4, V = 96, FF = 128;
   const layerFlops = (n) => 2 * B * n * (4 * E * E + 2 * E * FF) + 4 * B * H * n * n * (E / H);
   const amp = precision === 'autocast';
-  const params = { heads: H, ff: FF, vocab: V, attention: impl, ...(amp ? { precision } : {}) };
   return {
-    suite: 'trainstep', impl, shape: [B, N, E], params,
+    suite: 'trainstep', impl, shape: [B, N, E], params: { heads: H, ff: FF, vocab: V, attention: impl, ...(amp ? { precision } : {}) },
     label: `train step ${impl}${amp ? ' autocast' : ''} [${B},${N},${E}]`,
     flops: 3 * (layerFlops(N) + 2 * B * N * E * V), // forward + about twice that for backward
     bytes: 0,
@@ -266,6 +266,7 @@ function trainStepCase(k, N, impl, precision = 'f32') {
         if (scaler) await scaler.update();
       };
       // One step to measure its peak live memory (pipelines compiled, optimizer storage allocated).
+      const mem = {};
       const probe = async () => {
         for (let i = 0; i < 2; i++) {
           if (i === 1) k.resetPeak();
@@ -274,8 +275,8 @@ function trainStepCase(k, N, impl, precision = 'f32') {
           await loss.toArray();
           await after();
           loss.dispose();
-          params.peakBytes = k.memory().peakBytes;
-          params.stepBytes = k.memory().peakBytes - base;
+          mem.peakBytes = k.memory().peakBytes;
+          mem.stepBytes = k.memory().peakBytes - base;
         }
       };
       return {
@@ -297,7 +298,7 @@ function trainStepCase(k, N, impl, precision = 'f32') {
           opt.zeroGrad();
           const err = Math.max(Math.abs(losses[0] - losses[1]), maxAbsErr(grads[0], grads[1]).err);
           const tol = 1e-4;
-          return { against: 'fused vs reference attention (loss, in_proj_weight grad)', maxErr: err, tol, passed: Number.isFinite(losses[0]) && err <= tol };
+          return { against: 'fused vs reference attention (loss, in_proj_weight grad)', maxErr: err, tol, passed: Number.isFinite(losses[0]) && err <= tol, ...mem };
         },
         dispose() {
           for (const m of [emb, layer, head]) m.dispose();
