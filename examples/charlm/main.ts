@@ -13,7 +13,7 @@ import { Progress, budgetedWarmupCosine } from '../progress';
 const NAME = 'charlm';
 
 /** A seeded xorshift32, for sampling training windows reproducibly. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;
@@ -26,7 +26,7 @@ function rng(seed: number): () => number {
 }
 
 /** Inputs [B, T] and next-character targets [B*T] for windows starting at `starts`. */
-function windows(ids: Int32Array, starts: number[], T: number): { x: Tensor; y: Tensor } {
+export function windows(ids: Int32Array, starts: number[], T: number): { x: Tensor; y: Tensor } {
   const B = starts.length;
   const xs = new Int32Array(B * T);
   const ys = new Int32Array(B * T);

@@ -113,13 +113,26 @@ async function argmaxLast(logits: Tensor): Promise<number> {
   return v;
 }
 
+/** What generate needs of a model (CharLM, and examples/gpt's GPT). */
+export interface DecoderLM {
+  readonly cfg: { context: number; layers: number };
+  forward(tokens: Tensor, caches?: KVCache[], start?: number): Tensor;
+}
+
 /**
- * Greedy decoding. The model sees at most `context` positions, so both paths use the same window:
+ * Decoding, greedy unless `pick` chooses the next token from the logits [1, T, vocab] (examples/gpt samples on the
+ * GPU). The model sees at most `context` positions, so both paths use the same window:
  * when it is full, the window restarts at the last context/2 tokens (the cached path refills its
  * caches with them in one causal prefill). Each step therefore attends over identical positions
  * with and without the cache, and the two outputs must agree.
  */
-export async function generate(model: CharLM, prompt: number[], count: number, useCache: boolean): Promise<Generation> {
+export async function generate(
+  model: DecoderLM,
+  prompt: number[],
+  count: number,
+  useCache: boolean,
+  pick: (logits: Tensor, step: number) => Promise<number> = argmaxLast,
+): Promise<Generation> {
   const ctx = model.cfg.context;
   const seq = prompt.slice(-ctx);
   let start = 0; // index in seq of the window's first token
@@ -139,7 +152,7 @@ export async function generate(model: CharLM, prompt: number[], count: number, u
         const inp = tensor(Int32Array.from(window), { shape: [1, window.length], dtype: 'i32' });
         const logits = model.forward(inp, caches, pos);
         inp.dispose();
-        return argmaxLast(logits).finally(() => logits.dispose());
+        return pick(logits, step).finally(() => logits.dispose());
       });
       fed = seq.length - start;
       seq.push(next);

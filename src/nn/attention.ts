@@ -10,7 +10,7 @@ import { softmax } from '../ops/nn_ops.js';
 import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
 import { scaledDotProductAttention, type CausalOption, type SdpaOptions } from '../attention/sdpa.js';
 import { KVCache } from '../attention/kv_cache.js';
-import { Module, RANDOM_CALLS, checkFeatures } from './module.js';
+import { Module, RANDOM_CALLS, RANDOM_SEED, checkFeatures } from './module.js';
 import { Dropout, LayerNorm, Linear } from './layers.js';
 
 import { checkPositiveInt, checkSeed, constParam, uniformParam } from './init.js';
@@ -81,7 +81,7 @@ export class MultiheadAttention extends Module {
   inProjWeight: Tensor;
   inProjBias: Tensor | null;
   outProj: Linear;
-  private seed: number;
+  [RANDOM_SEED]: number;
   [RANDOM_CALLS] = 0;
 
   constructor(embedDim: number, numHeads: number, opts?: MultiheadAttentionOptions) {
@@ -100,14 +100,14 @@ export class MultiheadAttention extends Module {
     this.kvHeads = kvHeads;
     this.headDim = embedDim / numHeads;
     this.dropoutP = p;
-    this.seed = checkSeed('MultiheadAttention', options.seed);
+    const seed = (this[RANDOM_SEED] = checkSeed('MultiheadAttention', options.seed));
     const kvDim = kvHeads * this.headDim;
     const rows = embedDim + 2 * kvDim;
     // xavier_uniform over the packed [3E, E] weight, as PyTorch.
     const bound = Math.sqrt(6 / (rows + embedDim));
-    this.inProjWeight = this.registerParameter('in_proj_weight', uniformParam([rows, embedDim], bound, this.seed, 0));
+    this.inProjWeight = this.registerParameter('in_proj_weight', uniformParam([rows, embedDim], bound, seed, 0));
     this.inProjBias = this.registerParameter('in_proj_bias', options.bias === false ? null : constParam([rows], 0));
-    this.outProj = this.registerModule('out_proj', new Linear(embedDim, embedDim, { bias: options.bias !== false, seed: this.seed + 1 }));
+    this.outProj = this.registerModule('out_proj', new Linear(embedDim, embedDim, { bias: options.bias !== false, seed: seed + 1 }));
     if (this.outProj.bias) {
       // PyTorch zeroes out_proj.bias at construction.
       const z = constParam([embedDim], 0);
@@ -161,7 +161,7 @@ export class MultiheadAttention extends Module {
         attnMask: mask,
         isCausal,
         dropoutP: this.training ? this.dropoutP : 0,
-        seed: this.training && this.dropoutP > 0 ? (this.seed + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
+        seed: this.training && this.dropoutP > 0 ? (this[RANDOM_SEED] + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
         impl: options.impl,
       });
       // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.

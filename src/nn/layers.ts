@@ -7,7 +7,7 @@ import { embedding, layerNorm } from '../ops/nn_ops.js';
 import { add, addScalar, gelu, mul, mulScalar, relu, rsqrt, sigmoid, silu, tanh } from '../ops/elementwise.js';
 import { mean } from '../ops/reduce.js';
 import { tidy } from '../tensor/base.js';
-import { Module, RANDOM_CALLS, checkFeatures } from './module.js';
+import { Module, RANDOM_CALLS, RANDOM_SEED, checkFeatures } from './module.js';
 import { checkPositiveInt, checkSeed, constParam, normalParam, uniformParam } from './init.js';
 import { dropout } from './dropout.js';
 
@@ -114,21 +114,22 @@ export class LayerNorm extends Module {
  */
 export class Dropout extends Module {
   readonly p: number;
-  private readonly _seed: number | undefined;
+  [RANDOM_SEED]: number | undefined;
   [RANDOM_CALLS] = 0;
   constructor(p = 0.5, options?: { seed?: number }) {
     super();
     options = checkOptions('Dropout', options, ['seed']);
     if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new ValueError(`Dropout: p must be in [0, 1], got ${p}`);
     this.p = p;
-    this._seed = options.seed === undefined ? undefined : checkSeed('Dropout', options.seed);
+    this[RANDOM_SEED] = options.seed === undefined ? undefined : checkSeed('Dropout', options.seed);
   }
   override forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return dropout(x, this.p, { training: false });
     let seed: number | undefined;
-    if (this._seed !== undefined) {
+    const seed0 = this[RANDOM_SEED];
+    if (seed0 !== undefined) {
       const w = new Uint32Array(4);
-      philox4x32(this[RANDOM_CALLS]++, 0, 0, 0xd0d0, this._seed, 0x51, w);
+      philox4x32(this[RANDOM_CALLS]++, 0, 0, 0xd0d0, seed0, 0x51, w);
       seed = w[0];
     }
     return dropout(x, this.p, { seed });

@@ -304,30 +304,40 @@ export class Module {
 
 /**
  * Modules whose random draws are counted per call (Dropout and MultiheadAttention with a seed draw the i-th call's
- * mask from (seed, i)) keep the count under this key, so that a checkpoint (fit's) resumes them where they were. It is
- * not part of the state dict, which stays PyTorch's.
+ * mask from (seed, i)) keep the count under RANDOM_CALLS and the seed under RANDOM_SEED (-1: unseeded, drawing from
+ * the global generator), so that a checkpoint (fit's) resumes their streams where they were, whatever seed the
+ * rebuilt module was given. Neither is part of the state dict, which stays PyTorch's.
  */
 export const RANDOM_CALLS: unique symbol = Symbol('kiln.randomCalls');
+export const RANDOM_SEED: unique symbol = Symbol('kiln.randomSeed');
 
-/** The per-call random counters of `model` and its descendants, by module path. */
-export function moduleRandomState(model: Module): Record<string, number> {
-  const out: Record<string, number> = {};
+type RandomStream = Partial<Record<typeof RANDOM_CALLS | typeof RANDOM_SEED, number>>;
+
+/** [seed, calls] of each module of `model` with a per-call random stream, by module path. */
+export function moduleRandomState(model: Module): Record<string, [number, number]> {
+  const out: Record<string, [number, number]> = {};
   for (const [name, m] of model.namedModules()) {
-    const n = (m as Partial<Record<typeof RANDOM_CALLS, number>>)[RANDOM_CALLS];
-    if (typeof n === 'number') Object.defineProperty(out, name, { value: n, enumerable: true, writable: true, configurable: true });
+    const r = m as RandomStream;
+    if (typeof r[RANDOM_CALLS] === 'number') Object.defineProperty(out, name, { value: [r[RANDOM_SEED] ?? -1, r[RANDOM_CALLS]], enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
 
-/** Restores what moduleRandomState returned; every path must name a module with a counter, and all of them appear. */
-export function loadModuleRandomState(fn: string, model: Module, state: Record<string, number>): void {
+/** Restores what moduleRandomState returned; every path must name a module with a stream, and all of them appear. */
+export function loadModuleRandomState(fn: string, model: Module, state: Record<string, [number, number]>): void {
   const mine = moduleRandomState(model);
   const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
-  const bad = Object.keys(state).filter((k) => !has(mine, k) || !Number.isInteger(state[k]) || state[k] < 0);
+  const valid = (v: unknown) => Array.isArray(v) && v.length === 2 && Number.isInteger(v[0]) && v[0] >= -1 && v[0] <= 0xffffffff && Number.isInteger(v[1]) && v[1] >= 0;
+  const bad = Object.keys(state).filter((k) => !has(mine, k) || !valid(state[k]));
   const missing = Object.keys(mine).filter((k) => !has(state, k));
-  if (bad.length || missing.length) throw new ValueError(`${fn}: the random counters do not fit this model (${[...bad.map((k) => `unexpected or invalid '${k}'`), ...missing.map((k) => `missing '${k}'`)].join(', ')})`);
+  if (bad.length || missing.length) throw new ValueError(`${fn}: the random streams do not fit this model (${[...bad.map((k) => `unexpected or invalid '${k}'`), ...missing.map((k) => `missing '${k}'`)].join(', ')})`);
   const byName = new Map(model.namedModules());
-  for (const k of Object.keys(state)) (byName.get(k) as unknown as Record<typeof RANDOM_CALLS, number>)[RANDOM_CALLS] = state[k];
+  for (const k of Object.keys(state)) {
+    const r = byName.get(k) as unknown as RandomStream;
+    const [seed, calls] = state[k];
+    if (seed >= 0) r[RANDOM_SEED] = seed;
+    r[RANDOM_CALLS] = calls;
+  }
 }
 
 /** dst <- src elementwise (same shape and dtype), off the tape; dst keeps its own storage and offset. */

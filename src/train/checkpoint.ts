@@ -45,7 +45,7 @@ interface CheckpointMeta {
   optimizer: { kind: string; steps: Record<string, number>; param_groups: OptimizerStateDict['param_groups'] } | null;
   scheduler: SchedulerStateDict | null;
   rng: RngState;
-  moduleRandom: Record<string, number>;
+  moduleRandom: Record<string, [number, number]>;
   extra: unknown;
 }
 

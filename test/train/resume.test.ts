@@ -21,7 +21,11 @@ function data(seed: number): TensorDataset {
 
 class Net extends nn.Module {
   l1 = new nn.Linear(4, 16, { seed: 1 });
-  drop = new nn.Dropout(0.25, { seed: 9 }); // a per-call counter
+  drop: nn.Dropout; // a seeded per-call stream
+  constructor(dropSeed = 9) {
+    super();
+    this.drop = new nn.Dropout(0.25, { seed: dropSeed });
+  }
   free = new nn.Dropout(0.1); // draws its seed from the global generator
   l2 = new nn.Linear(16, 3, { seed: 2 });
   override forward(x: Tensor): Tensor {
@@ -30,15 +34,15 @@ class Net extends nn.Module {
 }
 
 type Sched = 'cosine' | 'plateau';
-function setup(kind: Sched) {
-  const model = new Net();
+function setup(kind: Sched, dropSeed = 9) {
+  const model = new Net(dropSeed);
   const optimizer = new optim.AdamW(model, { lr: 0.05 });
   const scheduler = kind === 'cosine' ? new optim.CosineAnnealingLR(optimizer, { tMax: 7, etaMin: 0.001 }) : new optim.ReduceLROnPlateau(optimizer, { patience: 0, factor: 0.5, threshold: 0.5 });
   return { model, optimizer, scheduler };
 }
 
-async function run(kind: Sched, opts: { crashAt?: number; checkpoint?: (b: Uint8Array) => void; resume?: Uint8Array; everySteps?: number; seedBefore?: number }) {
-  const { model, optimizer, scheduler } = setup(kind);
+async function run(kind: Sched, opts: { crashAt?: number; checkpoint?: (b: Uint8Array) => void; resume?: Uint8Array; everySteps?: number; seedBefore?: number; dropSeed?: number }) {
+  const { model, optimizer, scheduler } = setup(kind, opts.dropSeed);
   const losses: Tensor[] = [];
   let calls = 0;
   manualSeed(opts.seedBefore ?? 1);
@@ -81,7 +85,8 @@ describe('fit: checkpoint and resume', () => {
       expect((crashed.error as Error).message).toBe('crash');
       // Checkpoints after steps 3 (epoch 1), the end of epoch 1, and step 3 of epoch 2 (global step 8).
       expect(saved.length).toBe(3);
-      const resumed = await run(kind, { resume: saved[2], seedBefore: 777 });
+      // Rebuilt with another dropout seed and another global seed: the checkpoint restores both streams.
+      const resumed = await run(kind, { resume: saved[2], seedBefore: 777, dropSeed: 31 });
       expect(resumed.error).toBe(null);
       expect([...crashed.values.slice(0, 8), ...resumed.values]).toEqual(whole.values);
       expect(resumed.weights).toEqual(whole.weights);
