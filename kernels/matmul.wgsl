@@ -17,23 +17,7 @@
 //   its column tile, then its row tile, then its batch entry, so no grid dimension has to reach 65,535 (the host
 //   folds the count into x * y); ids past the last tile exit (uniformly: they depend on the workgroup id only).
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_off: u32,
-  b_off: u32,
-  a_sm: u32,
-  a_sk: u32,
-  b_sk: u32,
-  b_sn: u32,
-  alpha: f32,
-  pad0: u32,
-  batch_shape: vec4<u32>,
-  a_bs: vec4<u32>,
-  b_bs: vec4<u32>,
-}
+//!include matmul_common.wgsl
 
 const WX: u32 = 8u;
 const WY: u32 = 4u;
@@ -41,7 +25,6 @@ const RM: u32 = 4u;
 const TM: u32 = 16u; // WY * RM
 const TN: u32 = 64u; // WX * 8
 
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -66,29 +49,14 @@ fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> Place {
   var p: Place;
   p.inside = bidx < batch_count();
   if (!p.inside) { return p; }
-  var rem = bidx;
-  var a_base = params.a_off;
-  var b_base = params.b_off;
-  for (var d = i32(params.batch_rank) - 1; d >= 0; d--) {
-    let size = params.batch_shape[d];
-    let coord = rem % size;
-    rem = rem / size;
-    a_base += coord * params.a_bs[d];
-    b_base += coord * params.b_bs[d];
-  }
+  let bases = batch_bases(bidx);
   let tile = lin % per_batch;
   p.bidx = bidx;
-  p.a_base = a_base;
-  p.b_base = b_base;
+  p.a_base = bases.x;
+  p.b_base = bases.y;
   p.row0 = (tile / tiles_x) * TM + lid.y * RM;
   p.col0 = (tile % tiles_x) * TN + lid.x * 8u;
   return p;
-}
-
-fn batch_count() -> u32 {
-  var n = 1u;
-  for (var d = 0u; d < params.batch_rank; d++) { n *= params.batch_shape[d]; }
-  return n;
 }
 
 // Row offsets (in a) of the thread's RM rows, clamped into the matrix.

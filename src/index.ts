@@ -20,7 +20,7 @@ export {
   maximum, minimum, eq, ne, lt, le, gt, ge, logicalAnd, logicalOr, logicalNot, where, clone, silu, erf,
 } from './ops/elementwise.js';
 export { sum, mean, max, min, amax, amin, argmax, argmin, var, std, logsumexp, all, any, type VarOptions, type MaxResult } from './ops/reduce.js';
-export { matmul, linear, bmm } from './ops/matmul.js';
+export { matmul, linear, bmm, setMatmulPrecision, getMatmulPrecision } from './ops/matmul.js';
 export { split, chunk, flip, repeat } from './ops/shape_ops.js';
 export { triu, tril, maskedFill } from './ops/masking.js';
 export { gather, indexSelect, scatterAdd, cumsum } from './ops/indexing.js';

@@ -257,7 +257,7 @@ async function setUpSubgroupMatrix(kd: KilnDevice, adapterInfo: GPUAdapterInfo):
   kd.info.subgroupMatrix = sm;
   const candidates = matmulCandidates(configs);
   if (!kd.hasF16) sm.reason = 'the device lacks shader-f16, which the f16 matrix configs need';
-  else if (!candidates.length) sm.reason = 'no f16 x f16 -> f32 config with sides of 8, 16 or 32';
+  else if (!candidates.length) sm.reason = 'no f16 x f16 -> f32 config with sides of 8 or 16';
   if (sm.reason) return;
   // A subgroup-matrix kernel's workgroup x size must be a multiple of the largest subgroup size.
   const lanes = Math.max(32, kd.subgroupMaxSize || 0);

@@ -45,9 +45,12 @@ export function readSubgroupMatrixConfigs(info: unknown): SubgroupMatrixConfig[]
   return out;
 }
 
-/** The configs kiln's matmul can use (f16 inputs, f32 results, each side a multiple of 8 and at most 32), best first. */
+/**
+ * The configs kiln's matmul can use (f16 inputs, f32 results, sides of 8 or 16: its 2 x 2 blocks, hi and lo tiles and
+ * two f32 result tiles then fit 16 KiB of workgroup memory), best first.
+ */
 export function matmulCandidates(configs: readonly SubgroupMatrixConfig[]): SubgroupMatrixConfig[] {
-  const ok = (n: number) => Number.isInteger(n) && n >= 8 && n <= 32 && n % 8 === 0;
+  const ok = (n: number) => n === 8 || n === 16;
   return configs
     .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && ok(c.M) && ok(c.N) && ok(c.K))
     .sort((x, y) => y.M * y.N * y.K - x.M * x.N * x.K);
@@ -62,8 +65,8 @@ export function matmulCandidates(configs: readonly SubgroupMatrixConfig[]): Subg
 export function subgroupMatrixShim(c: SubgroupMatrixConfig, spelling: SubgroupMatrixSpelling, arrays: { left: string; right: string; result: string }): string {
   const load = (t: string, arr: string) =>
     spelling === 'template-majorness' ? `subgroupMatrixLoad<${t}, row_major>(&${arr}, offset, stride)` : `subgroupMatrixLoad<${t}>(&${arr}, offset, false, stride)`;
-  const store =
-    spelling === 'template-majorness' ? `subgroupMatrixStore<row_major>(&${arrays.result}, offset, value, stride)` : `subgroupMatrixStore(&${arrays.result}, offset, value, false, stride)`;
+  const store = (arr: string) =>
+    spelling === 'template-majorness' ? `subgroupMatrixStore<row_major>(&${arr}, offset, value, stride)` : `subgroupMatrixStore(&${arr}, offset, value, false, stride)`;
   return [
     `const SM_M: u32 = ${c.M}u;`,
     `const SM_N: u32 = ${c.N}u;`,
@@ -74,12 +77,12 @@ export function subgroupMatrixShim(c: SubgroupMatrixConfig, spelling: SubgroupMa
     `alias mm_result_t = subgroup_matrix_result<f32, ${c.N}, ${c.M}>;`,
     `fn sm_load_left(offset: u32, stride: u32) -> mm_left_t { return ${load('mm_left_t', arrays.left)}; }`,
     `fn sm_load_right(offset: u32, stride: u32) -> mm_right_t { return ${load('mm_right_t', arrays.right)}; }`,
-    `fn sm_store_result(offset: u32, value: mm_result_t, stride: u32) { ${store}; }`,
+    `fn sm_store_result(offset: u32, value: mm_result_t, stride: u32) { ${store(arrays.result)}; }`,
   ].join('\n');
 }
 
-/** The directives a kernel using the shim starts with. */
-export const SUBGROUP_MATRIX_ENABLES = 'enable f16; enable chromium_experimental_subgroup_matrix; diagnostic(off, subgroup_matrix_uniformity);';
+/** The directives a kernel using the shim starts with (its f16 tiles also need `enable f16;`). */
+export const SUBGROUP_MATRIX_ENABLES = 'enable chromium_experimental_subgroup_matrix; diagnostic(off, subgroup_matrix_uniformity);';
 
 /** Inputs of the probe's tile product: small multiples of 1/8, exact in f16, with exact f32 products and sums. */
 export function probeInputs(c: SubgroupMatrixConfig): { a: Float32Array; b: Float32Array } {
@@ -109,7 +112,7 @@ export function checkTileProduct(c: SubgroupMatrixConfig, a: ArrayLike<number>, 
 
 /** The probe kernel: one subgroup-sized workgroup loads A and B from storage, multiplies once, stores the result. */
 export function probeKernel(c: SubgroupMatrixConfig, spelling: SubgroupMatrixSpelling, lanes: number): string {
-  return `${SUBGROUP_MATRIX_ENABLES}
+  return `enable f16; ${SUBGROUP_MATRIX_ENABLES}
 @group(0) @binding(0) var<storage, read_write> pa: array<f16, ${c.M * c.K}>;
 @group(0) @binding(1) var<storage, read_write> pb: array<f16, ${c.K * c.N}>;
 @group(0) @binding(2) var<storage, read_write> pc: array<f32, ${c.M * c.N}>;

@@ -1,14 +1,33 @@
 // Batched matmul with PyTorch's broadcasting and 1-D rules, linear, and their backward rules.
-import { DTypeError, ShapeError, fmtShape } from '../errors.js';
-import { f16Unsupported } from '../tensor/dtype.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { numel } from '../tensor/shape.js';
-import { checkMatmul, matmul as launchMatmul } from '../launch/matmul.js';
+import { type MatmulPrecision, checkMatmul, matmulPath, matmul as launchMatmul } from '../launch/matmul.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { reshape, squeeze, transpose, unsqueeze } from './views.js';
-import { add } from './elementwise.js';
+import { add, toDType } from './elementwise.js';
 import { autocastRun } from './autocast.js';
+import { tidy } from '../tensor/base.js';
+
+let precision: MatmulPrecision = 'highest';
+
+/**
+ * As torch.set_float32_matmul_precision: 'highest' (the default) keeps f32 matmuls in f32 arithmetic; 'high' lets them
+ * use the adapter's matrix units with each f32 input split into two f16 halves and three products (about f32's
+ * accuracy, within f16's range); 'medium' with the inputs rounded to f16 (f32 sums). Where the adapter has no trusted
+ * subgroup-matrix config the setting changes nothing. f16 matmuls use the matrix units wherever there are some.
+ */
+export function setMatmulPrecision(value: MatmulPrecision): void {
+  if (value !== 'highest' && value !== 'high' && value !== 'medium') {
+    throw new ValueError(`setMatmulPrecision: expected 'highest', 'high' or 'medium', got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
+  }
+  precision = value;
+}
+
+export function getMatmulPrecision(): MatmulPrecision {
+  return precision;
+}
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
   a.buf('matmul');
@@ -19,15 +38,25 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (K1 !== K2) throw new ShapeError(`matmul: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}: inner dimensions differ (${K1} vs ${K2})`);
   const ac = autocastRun('matmul', [a, b], matmul);
   if (ac) return ac;
-  if (a.dtype === 'f16' || b.dtype === 'f16') throw f16Unsupported('matmul');
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new DTypeError(`matmul: needs f32 operands, got ${a.dtype} and ${b.dtype}`);
+  const float = (d: string) => d === 'f32' || d === 'f16';
+  if (!float(a.dtype) || !float(b.dtype) || a.dtype !== b.dtype) {
+    throw new DTypeError(`matmul: needs two f32 or two f16 operands, got ${a.dtype} and ${b.dtype}`);
+  }
+  // f16: widened to f32 (exactly), multiplied on the matrix path (or the scalar kernel where there is none), rounded
+  // back to f16 once; the casts carry the gradients.
+  if (a.dtype === 'f16') return tidy(() => toDType(matmulAs(toDType(a, 'f32'), toDType(b, 'f32'), 'f16'), 'f16'));
+  return matmulAs(a, b, 'f32');
+}
+
+function matmulAs(a: Tensor, b: Tensor, dtype: 'f32' | 'f16'): Tensor {
+  const path = matmulPath(dtype, precision);
   // 1-D operands: promote, multiply, then drop the added dim (as PyTorch).
   const a2 = a.rank === 1 ? unsqueeze(a, 0) : a;
   const b2 = b.rank === 1 ? unsqueeze(b, 1) : b;
   try {
-    checkMatmul('matmul', a2, b2);
+    checkMatmul('matmul', a2, b2, path);
     const aShape = a2.shape.slice(), bShape = b2.shape.slice();
-    let out = record('matmul', launchMatmul('matmul', a2, b2), [a2, b2], (g, [sa, sb], needs) => [
+    let out = record('matmul', launchMatmul('matmul', a2, b2, 1, path), [a2, b2], (g, [sa, sb], needs) => [
       needs[0] ? sumTo(matmul(g, transpose(sb, -1, -2)), aShape, 'matmul.backward') : null,
       needs[1] ? sumTo(matmul(transpose(sa, -1, -2), g), bShape, 'matmul.backward') : null,
     ], [a2, b2]);

@@ -49,7 +49,7 @@ describe('grids past 65,535 workgroups', () => {
       dispatch(matmulKernel, 'main', {
         bindings: { a: a.buf().buffer, b: b.buf().buffer, out: out.buf().buffer },
         params: {
-          M: 70, N: 130, K: 33, batch_rank: 4, a_off: 0, b_off: 0, a_sm: 33, a_sk: 1, b_sk: 130, b_sn: 1, alpha: 1, pad0: 0,
+          M: 70, N: 130, K: 33, batch_rank: 4, a_off: 0, b_off: 0, a_sm: 33, a_sk: 1, b_sk: 130, b_sn: 1, alpha: 1, passes: 1,
           batch_shape: [1, 1, 1, 3], a_bs: [0, 0, 0, 70 * 33], b_bs: [0, 0, 0, 0],
         },
         workgroups: grid,
