@@ -223,10 +223,12 @@ struct Grad4 {
   pz: vec4<f32>,   // p * z: the weight dV uses
   ds: vec4<f32>,   // dS
   adm: u32,        // adm_bits of the 4 entries
+  dsp: vec4<f32>,  // dS of the modded score (what captured tensors' gradients take)
 }
 
-// p z and dS of query row i (tile-local rr) at keys jv, from encoded scores s and the raw dO . v products dp.
-fn grad4(s: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
+// p z and dS of query row i (tile-local rr) at keys jv, from encoded scores s, the scores before the score mod sraw
+// and the raw dO . v products dp.
+fn grad4(s: vec4<f32>, sraw: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
   let lse_i = lse_tile[rr];
   let adm = s > vec4<f32>(MASKED);
   let p = select(vec4<f32>(0.0), exp(s - lse_i), s > vec4<f32>(NEG_INF_SCORE));
@@ -234,29 +236,42 @@ fn grad4(s: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h:
   if (params.dropout_p > 0.0) {
     z = z4(b * params.Hq + h, i, jv);
   }
-  // A score mod's derivative would multiply dS here.
-  let ds = select(vec4<f32>(0.0), p * (z * dp - delta_tile[rr]), adm);
+  // dsp: the gradient of the modded score; ds: of the score before the mod (the chain rule through score_mod).
+  let dsp = select(vec4<f32>(0.0), p * (z * dp - delta_tile[rr]), adm);
+  var dmod = vec4<f32>(1.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (adm[t]) {
+      dmod[t] = score_mod_grad(sraw[t], b, h, i, jv[t]);
+    }
+  }
   let nan_at = adm & vec4<bool>((lse_i >= POISON));
   let nan4 = vec4<f32>(nan_f32());
-  return Grad4(select(p * z, nan4, nan_at), select(ds, nan4, nan_at), adm_bits(s));
+  let dsp_out = select(dsp, nan4, nan_at);
+  return Grad4(select(p * z, nan4, nan_at), select(dsp * dmod, nan4, nan_at), adm_bits(s), dsp_out);
 }
 
 struct GradBlock {
   pz: Block4,   // row r: query row row0 + a + RG * r, vec4 over the keys c0 + c + CG * j
   ds: Block4,
   s: Block4,    // the encoded scores (admissible where > MASKED)
+  raw: Block4,  // the scores before the score mod (scale * q . k)
+  dsp: Block4,  // dS of the modded scores
 }
 
 // p z and dS of score block (a, c): query rows row0 + a + RG * r, keys c0 + c + CG * j.
 fn grad_block(a: u32, c: u32, part: u32, row0: u32, c0: u32, b: u32, h: u32) -> GradBlock {
   let jv = vec4<u32>(c0 + c) + vec4<u32>(0u, CG, 2u * CG, 3u * CG);
-  let s = admit_block(score_block(0u, a, c, part), row0, a, jv, b, h);
+  let dots = score_block(0u, a, c, part);
+  let s = admit_block(dots, row0, a, jv, b, h);
+  let sc = params.scale;
+  let raw = Block4(dots.r0 * sc, dots.r1 * sc, dots.r2 * sc, dots.r3 * sc);
   let dp = score_block(1u, a, c, part);
-  let g0 = grad4(s.r0, dp.r0, a, row0 + a, jv, b, h);
-  let g1 = grad4(s.r1, dp.r1, a + RG, row0 + a + RG, jv, b, h);
-  let g2 = grad4(s.r2, dp.r2, a + 2u * RG, row0 + a + 2u * RG, jv, b, h);
-  let g3 = grad4(s.r3, dp.r3, a + 3u * RG, row0 + a + 3u * RG, jv, b, h);
-  return GradBlock(Block4(g0.pz, g1.pz, g2.pz, g3.pz), Block4(g0.ds, g1.ds, g2.ds, g3.ds), s);
+  let g0 = grad4(s.r0, raw.r0, dp.r0, a, row0 + a, jv, b, h);
+  let g1 = grad4(s.r1, raw.r1, dp.r1, a + RG, row0 + a + RG, jv, b, h);
+  let g2 = grad4(s.r2, raw.r2, dp.r2, a + 2u * RG, row0 + a + 2u * RG, jv, b, h);
+  let g3 = grad4(s.r3, raw.r3, dp.r3, a + 3u * RG, row0 + a + 3u * RG, jv, b, h);
+  return GradBlock(Block4(g0.pz, g1.pz, g2.pz, g3.pz), Block4(g0.ds, g1.ds, g2.ds, g3.ds), s, raw,
+                   Block4(g0.dsp, g1.dsp, g2.dsp, g3.dsp));
 }
 
 @compute @workgroup_size(DELTA_WG)
@@ -308,7 +323,9 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let row_start = (causal_row_start(c0) / BLOCK_M) * BLOCK_M;
 
   for (var h = hk * g; h < hk * g + g; h++) {
-    for (var row0 = row_start; row0 < Nq; row0 += BLOCK_M) {
+    let n_tiles = query_tile_count(b, h, c0, row_start);
+    for (var n = 0u; n < n_tiles; n++) {
+      let row0 = query_tile_start(b, h, c0, row_start, n);
       workgroupBarrier();   // previous tile's readers are done (also orders the K/V tile load)
       load_query_tile(tid, b, h, row0, true);
       workgroupBarrier();
@@ -351,6 +368,7 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   store_kv_row(b, hk, keys.y, oe, dk_acc.c0.r1, dk_acc.c1.r1, dk_acc.c2.r1, dk_acc.c3.r1, dv_acc.c0.r1, dv_acc.c1.r1, dv_acc.c2.r1, dv_acc.c3.r1);
   store_kv_row(b, hk, keys.z, oe, dk_acc.c0.r2, dk_acc.c1.r2, dk_acc.c2.r2, dk_acc.c3.r2, dv_acc.c0.r2, dv_acc.c1.r2, dv_acc.c2.r2, dv_acc.c3.r2);
   store_kv_row(b, hk, keys.w, oe, dk_acc.c0.r3, dk_acc.c1.r3, dk_acc.c2.r3, dk_acc.c3.r3, dv_acc.c0.r3, dv_acc.c1.r3, dv_acc.c2.r3, dv_acc.c3.r3);
+  flex_report();
 }
 
 // Writes key j's dk (times scale) and dv vec4 columns oe + TDK * n (n < DVNK).
@@ -424,7 +442,12 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
     key_end = causal_key_end(qt.row0, BLOCK_M);
   }
 
-  for (var c0 = 0u; c0 < key_end; c0 += BLOCK_N) {
+  // This workgroup's slot of the captured-tensor gradient buffers (flex variants).
+  let w = th_linear(wg, nwg);
+  flex_capture_init(tid, w);
+  let n_tiles = key_tile_count(qt.b, qt.h, qt.row0, key_end);
+  for (var n = 0u; n < n_tiles; n++) {
+    let c0 = key_tile_start(qt.b, qt.h, qt.row0, n);
     workgroupBarrier();
     load_key_tile(tid, qt.b, qt.hk, c0, true);
     workgroupBarrier();
@@ -441,6 +464,7 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
         if (write_dmask) {
           write_dmask_block(qt.bh, qt.row0 + sa, c0 + sc, ds);
         }
+        flex_capture_block((tid / PARTS) * 16u, w, qt.row0 + sa, c0 + sc, qt.b, qt.h, gb.s, gb.raw, gb.dsp);
       }
     }
     workgroupBarrier();
@@ -454,12 +478,14 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
         dq_acc = acc_step(dq_acc, dsq_tile[cc * PS + oa], TILE_K, cc, oe, TDQ, DVNQ, unpack_bits(adm_q[cc * PS + oa]));
       }
     }
+    flex_capture_fold(tid, w);
   }
 
   store_q_row(qt.bh, rows.x, oe, dq_acc.c0.r0, dq_acc.c1.r0, dq_acc.c2.r0, dq_acc.c3.r0);
   store_q_row(qt.bh, rows.y, oe, dq_acc.c0.r1, dq_acc.c1.r1, dq_acc.c2.r1, dq_acc.c3.r1);
   store_q_row(qt.bh, rows.z, oe, dq_acc.c0.r2, dq_acc.c1.r2, dq_acc.c2.r2, dq_acc.c3.r2);
   store_q_row(qt.bh, rows.w, oe, dq_acc.c0.r3, dq_acc.c1.r3, dq_acc.c2.r3, dq_acc.c3.r3);
+  flex_report();
 }
 
 // dmask[bh, i, j] = dS for rows i0 + RG * r and keys j0 + CG * c of a block (inside [Nq, Nk]); 0 where inadmissible.

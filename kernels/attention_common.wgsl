@@ -33,15 +33,19 @@
 //   Matrix units: score_block() is the only place a score (or dP) block is computed; a subgroup-matrix variant
 //   replaces it and the including files' accumulate loops (o += p v, dK += dS q, dV += p dO, dQ += dS k), which read
 //   the same workgroup tiles.
-//   Programmable attention (score and mask mods, as FlexAttention): admit() calls score_mod(s, b, h, i, j) on every
-//   admissible score and mask_mod(b, h, i, j) on every key the built-in rules admit; both are identities here. A
-//   generated variant replaces them; its backward multiplies dS by the mod's derivative where grad_block forms dS.
+//   Programmable attention (score and mask mods, as FlexAttention): admit() calls mask_mod(b, h, i, j) on every key
+//   the built-in rules admit (unless a block mask says the tile is full) and score_mod(s, b, h, i, j) on every entry
+//   still admissible. attention_mods.wgsl holds them (identities); flexAttention generates a replacement from the
+//   traced mods (src/attention/codegen.ts), whose backward multiplies dS by score_mod_grad where grad4 forms it, and
+//   accumulates captured-tensor gradients in the dq pass (flex_capture_*). Key and query tiles are visited through
+//   key_tile_count/start and query_tile_count/start, which follow a block mask when params.bm_on is set.
 //
 // Grid: one workgroup per (tile, b * H + h), in that order (tile fastest), folded over (x, y, z) so that B * H over
 // 65,535 runs: linear = x + X * (y + Y * z); workgroups past the end exit before their first barrier.
 
 //!include random.wgsl
 //!include numerics.wgsl
+//!include attention_mods.wgsl
 // (fold_parts comes from attention_parts.wgsl or its _subgroups sibling, which each including file includes itself.)
 
 struct Params {
@@ -77,6 +81,28 @@ struct Params {
   seed0: u32,
   seed1: u32,
   write_dmask: u32,
+  check_id: u32,       // device-side index checks of captured-tensor reads (flex variants; 0 elsewhere)
+  // Block mask (flexAttention with a BlockMask; bm_on 0 elsewhere): the mask binding then holds, as u32 words,
+  //   kv_count [R * bm_nqb] at 0, kv_idx [R * bm_nqb * bm_nkb] at bm_kv_idx, q_count [R * bm_nkb] at bm_q_cnt,
+  //   q_idx [R * bm_nkb * bm_nqb] at bm_q_idx, R = rows (b, h) of the mask, row = b * bm_sb + h * bm_sh. An index
+  //   entry is a block number with bit 31 set when every entry of the block is admissible (mask_mod not evaluated).
+  //   Blocks are bm_qbs query rows x bm_kbs keys, multiples of the kernels' tiles.
+  bm_on: u32,
+  bm_qbs: u32,
+  bm_kbs: u32,
+  bm_nqb: u32,
+  bm_nkb: u32,
+  bm_sb: u32,
+  bm_sh: u32,
+  bm_kv_idx: u32,
+  bm_q_cnt: u32,
+  bm_q_idx: u32,
+  // Captured-tensor gradients (the flex backward's dq pass; see attention_mods.wgsl): the dmask binding holds, per
+  // dq workgroup w, cg_pairs (index, value) scratch pairs at 2 * cg_pairs * w and cg_total partial sums at
+  // cg_part_base + cg_total * w.
+  cg_pairs: u32,
+  cg_total: u32,
+  cg_part_base: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -143,8 +169,13 @@ fn load4(src: u32, base: u32, n_left: u32) -> vec4<f32> {
 
 // (tile, b * H + h) of this workgroup, from the folded grid; x >= heads * tiles means "no work".
 fn tile_and_head(wg: vec3<u32>, nwg: vec3<u32>, tiles: u32) -> vec2<u32> {
-  let linear = wg.x + nwg.x * (wg.y + nwg.y * wg.z);
+  let linear = th_linear(wg, nwg);
   return vec2<u32>(linear % tiles, linear / tiles);
+}
+
+// The linear workgroup index of the folded grid.
+fn th_linear(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wg.x + nwg.x * (wg.y + nwg.y * wg.z);
 }
 
 // The query tile of a forward or dQ workgroup: BLOCK_M rows from row0 of query head h of batch b (bh = b * Hq + h),
@@ -180,13 +211,49 @@ fn causal_row_start(c0: u32) -> u32 {
   return u32(max(i32(c0) - params.causal_diag, 0));
 }
 
-// Hooks for programmable attention (identities here; see the header).
-fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
-  return s;
+// Set by key_tile_start / query_tile_start: the tile lies in a block whose entries are all admissible (block mask), so
+// mask_mod need not be evaluated.
+var<private> flex_full: bool = false;
+
+fn bm_row(b: u32, h: u32) -> u32 {
+  return b * params.bm_sb + h * params.bm_sh;
 }
 
-fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
-  return true;
+// The key tiles (BLOCK_N keys) a query tile from row0 visits, below key_end: all of them, or the block mask's.
+fn key_tile_count(b: u32, h: u32, row0: u32, key_end: u32) -> u32 {
+  if (params.bm_on == 0u) {
+    return (key_end + BLOCK_N - 1u) / BLOCK_N;
+  }
+  return mask[bm_row(b, h) * params.bm_nqb + row0 / params.bm_qbs] * (params.bm_kbs / BLOCK_N);
+}
+
+// The first key of the n-th visited key tile (and flex_full).
+fn key_tile_start(b: u32, h: u32, row0: u32, n: u32) -> u32 {
+  if (params.bm_on == 0u) {
+    return n * BLOCK_N;
+  }
+  let per = params.bm_kbs / BLOCK_N;
+  let e = mask[params.bm_kv_idx + (bm_row(b, h) * params.bm_nqb + row0 / params.bm_qbs) * params.bm_nkb + n / per];
+  flex_full = (e & 0x80000000u) != 0u;
+  return (e & 0x7fffffffu) * params.bm_kbs + (n % per) * BLOCK_N;
+}
+
+// The query tiles (BLOCK_M rows) that see key tile c0, from row_start (causal) on: all of them, or the block mask's.
+fn query_tile_count(b: u32, h: u32, c0: u32, row_start: u32) -> u32 {
+  if (params.bm_on == 0u) {
+    return (max(params.Nq, row_start) - row_start + BLOCK_M - 1u) / BLOCK_M;
+  }
+  return mask[params.bm_q_cnt + bm_row(b, h) * params.bm_nkb + c0 / params.bm_kbs] * (params.bm_qbs / BLOCK_M);
+}
+
+fn query_tile_start(b: u32, h: u32, c0: u32, row_start: u32, n: u32) -> u32 {
+  if (params.bm_on == 0u) {
+    return row_start + n * BLOCK_M;
+  }
+  let per = params.bm_qbs / BLOCK_M;
+  let e = mask[params.bm_q_idx + (bm_row(b, h) * params.bm_nkb + c0 / params.bm_kbs) * params.bm_nqb + n / per];
+  flex_full = (e & 0x80000000u) != 0u;
+  return (e & 0x7fffffffu) * params.bm_qbs + (n % per) * BLOCK_M;
 }
 
 // Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products.
@@ -211,9 +278,12 @@ fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
       }
     }
   }
+  // The mods see admissible entries only (a captured read indexed by a masked-out position is never made).
   for (var t = 0u; t < 4u; t++) {
-    ok[t] = ok[t] && mask_mod(b, h, i, jv[t]);
-    s[t] = score_mod(s[t], b, h, i, jv[t]);
+    ok[t] = ok[t] && (flex_full || mask_mod(b, h, i, jv[t]));
+    if (ok[t]) {
+      s[t] = score_mod(s[t], b, h, i, jv[t]);
+    }
   }
   let bits = bitcast<vec4<u32>>(s);
   let poison = ((bits & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) | (bits == vec4<u32>(0x7f800000u));

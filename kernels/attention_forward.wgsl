@@ -33,7 +33,8 @@
 //        e + TD * n (n < DVN = ceil(HEAD_DIM_MAX / 4 / TD) <= 4) in named registers (Acc; with register arrays
 //        instead, the D 128 forward ran 1.5x slower on an H100): o += p v with one p_tile read (4 rows) and DVN v
 //        reads per key.
-//   Causal: key tiles starting after the tile's last query row (shifted by causal_diag) are never visited.
+//   Causal: key tiles starting after the tile's last query row (shifted by causal_diag) are never visited. With a
+//   block mask (params.bm_on), only the key tiles of the blocks it lists for the tile's query block are.
 //   Row maxima and sums cross threads through red, behind barriers the tile needs anyway. attention_rows.wgsl does
 //   it with workgroup memory only: each of the CG key groups writes its partial, each reader folds CG of them. The
 //   'subgroups' variant includes attention_rows_subgroups.wgsl instead: the CG threads of a row group (consecutive
@@ -171,7 +172,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var mo_run = vec4<f32>(MASKED);   // running max of the o rows (same values, other rows)
   var acc = zero_acc();
 
-  for (var c0 = 0u; c0 < key_end; c0 += BLOCK_N) {
+  let n_tiles = key_tile_count(qt.b, qt.h, qt.row0, key_end);
+  for (var n = 0u; n < n_tiles; n++) {
+    let c0 = key_tile_start(qt.b, qt.h, qt.row0, n);
     workgroupBarrier();   // the previous tile's readers are done with kv_tile / p_tile / red
     for (var e = tid; e < BLOCK_N * HD4; e += THREADS) {
       let cc = e / HD4;
@@ -268,6 +271,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   store_row(qt.bh, o_rows.y, oe, inv.y, mo_run.y, l.y, acc.c0.r1, acc.c1.r1, acc.c2.r1, acc.c3.r1);
   store_row(qt.bh, o_rows.z, oe, inv.z, mo_run.z, l.z, acc.c0.r2, acc.c1.r2, acc.c2.r2, acc.c3.r2);
   store_row(qt.bh, o_rows.w, oe, inv.w, mo_run.w, l.w, acc.c0.r3, acc.c1.r3, acc.c2.r3, acc.c3.r3);
+  flex_report();
 }
 
 // Writes one o row's vec4 columns oe + TD * n (n < DVN) times inv, and its lse (thread oe == 0). m is the row's max

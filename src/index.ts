@@ -43,4 +43,7 @@ export {
   type BatchOptions, type Batch, type Dataset, type FitOptions, type FitResult, type EpochLogs, type FitCheckpointOptions, type SaveCheckpointOptions, type LoadedCheckpoint, type CheckpointParts, type ClassScores, type PrecisionRecallF1,
 } from './train/index.js';
 export { scaledDotProductAttention, attentionWeights, KVCache, type SdpaOptions } from './attention/index.js';
+export { flexAttention, createBlockMask, BlockMask, type FlexAttentionOptions, type ScoreMod, type MaskMod } from './attention/index.js';
+export { Expr, where as exprWhere } from './ops/expr.js';
+export { attentionMods } from './attention/index.js';
 export * as viz from './viz/index.js';

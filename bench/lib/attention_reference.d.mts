@@ -34,6 +34,14 @@ export interface SdpaOptions {
    * the fused kernels) leaves it out, 'zero' (the reference path, PyTorch's math backend) multiplies a zero weight.
    */
   maskedProducts?: 'skip' | 'zero' | undefined;
+  /** flexAttention's mask mod: false makes (i, j) inadmissible. b: flat batch index, h: query head. */
+  maskMod?: ((b: number, h: number, i: number, j: number) => boolean) | undefined;
+  /** flexAttention's score mod, applied to the admissible scaled scores. */
+  scoreMod?: ((s: number, b: number, h: number, i: number, j: number) => number) | undefined;
+  /** d scoreMod / d s, for the backward. */
+  scoreModGrad?: ((s: number, b: number, h: number, i: number, j: number) => number) | undefined;
+  /** Called in the backward with the gradient dS of each admissible modded score and the score s before the mod. */
+  onScoreGrad?: ((b: number, h: number, i: number, j: number, dS: number, s: number) => void) | undefined;
 }
 
 export interface SdpaResult {

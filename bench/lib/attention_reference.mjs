@@ -10,6 +10,11 @@
 // dim and broadcasts (PyTorch rules), with one exception: the dim just before (Nq, Nk) is the head dim, and when
 // Hq = g * Hk (g > 1) query head h reads key/value head floor(h / g), as torch's enable_gqa.
 //
+// Programmable attention (flexAttention): opts.maskMod(b, h, i, j) (false = inadmissible), opts.scoreMod(s, b, h, i, j)
+// applied to the admissible scores, opts.scoreModGrad(s, b, h, i, j) its derivative for the backward, and
+// opts.onScoreGrad(b, h, i, j, dS, s) called with the gradient of each admissible modded score (for gradients of
+// tensors a mod reads). b is the flat batch index, h the query head, as the kernels see them.
+//
 // Semantics (kernels/attention_common.wgsl states the same for the kernels)
 //   Only masking makes key j inadmissible for query i: causal (j > i, or j > i + Nk - Nq for 'lowerRight'), a bool
 //   mask 0, a float mask -Infinity. s_ij = scale * q_i . k_j (+ float mask) over the admissible keys; then, as
@@ -142,6 +147,10 @@ function plan(q, k, v, opts) {
     bool: opts.boolMask ? planMask(opts.boolMask, 'boolMask', batch, Nq, Nk) : null,
     float: opts.floatMask ? planMask(opts.floatMask, 'floatMask', batch, Nq, Nk) : null,
     diag: causalDiagOf(opts.isCausal, Nq, Nk),
+    maskMod: opts.maskMod ?? null,
+    scoreMod: opts.scoreMod ?? null,
+    scoreModGrad: opts.scoreModGrad ?? null,
+    onScoreGrad: opts.onScoreGrad ?? null,
     dropout: opts.dropoutMask ?? null,
     groupOf: (bt) => Math.floor(bt / Hl) * (Hl / perGroup) + Math.floor((bt % Hl) / perGroup),
     keysSeen: null,
@@ -152,6 +161,10 @@ function plan(q, k, v, opts) {
 /** Whether key j is admissible for query i of batch entry bt (masking only). */
 function admissible(p, bt, i, j) {
   if (p.diag !== null && j > i + p.diag) return false;
+  if (p.maskMod) {
+    const [b, h] = headOf(p, bt);
+    if (!p.maskMod(b, h, i, j)) return false;
+  }
   if (p.bool && p.bool.data[p.bool.offsets[bt] + i * p.bool.rowStride + j * p.bool.colStride] === 0) return false;
   return !(p.float && p.float.data[p.float.offsets[bt] + i * p.float.rowStride + j * p.float.colStride] === -Infinity);
 }
@@ -197,7 +210,11 @@ function rowProbs(p, q, k, bt, i, adm, probs) {
     count++;
     let dot = 0;
     for (let d = 0; d < D; d++) dot += q.data[qo + d] * k.data[ko + j * D + d];
-    const s = scale * dot + fm;
+    let s = scale * dot + fm;
+    if (p.scoreMod) {
+      const [b, h] = headOf(p, bt);
+      s = p.scoreMod(s, b, h, i, j);
+    }
     probs[j] = s;
     if (Number.isNaN(s) || s === Infinity) nan = true;
     else if (s > m) m = s;
@@ -297,7 +314,15 @@ export function sdpaBackward(q, k, v, dO, opts = {}) {
       }
       for (let j = 0; j < Nk; j++) {
         if (!inProducts(p, bt, adm, j)) continue;
-        const ds = adm[j] ? P[j] * (dP[j] - rowDot) : 0;
+        let ds = adm[j] ? P[j] * (dP[j] - rowDot) : 0;
+        if (adm[j] && (p.scoreModGrad || p.onScoreGrad)) {
+          // The chain rule through the score mod, at the score before it.
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q.data[qo + d] * k.data[ko + j * D + d];
+          const s0 = scale * dot;
+          if (p.onScoreGrad) p.onScoreGrad(b, h, i, j, ds, s0);
+          if (p.scoreModGrad) ds *= p.scoreModGrad(s0, b, h, i, j);
+        }
         for (let d = 0; d < D; d++) {
           dq[qo + d] += scale * ds * k.data[ko + j * D + d];
           dk[ko + j * D + d] += scale * ds * q.data[qo + d];

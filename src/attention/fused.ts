@@ -4,7 +4,7 @@
 import { ShapeError, fmtShape } from '../errors.js';
 import { allocLike } from '../tensor/base.js';
 import { broadcastStrides } from '../tensor/shape.js';
-import { attentionBackward, attentionForward } from '../launch/attention.js';
+import { type FlexBindings, attentionBackward, attentionForward, flexCaptureReduce } from '../launch/attention.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from '../ops/tensor.js';
@@ -56,6 +56,12 @@ function maskParams(mask: Tensor | null, layout: InputLayout | null, p: Attentio
   return { m, params: { m_off: m.offset, m_sb: sb, m_sh: st[nb], m_sq: st[nb + 1], m_sk: st[nb + 2] } };
 }
 
+/** The kernels' block-mask and captured-gradient params, off (flexAttention sets them). */
+export const NO_FLEX_PARAMS: Readonly<Record<string, number>> = {
+  bm_on: 0, bm_qbs: 1, bm_kbs: 1, bm_nqb: 0, bm_nkb: 0, bm_sb: 0, bm_sh: 0, bm_kv_idx: 0, bm_q_cnt: 0, bm_q_idx: 0,
+  cg_pairs: 0, cg_total: 0, cg_part_base: 0,
+};
+
 function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: KernelView, maskParams: Record<string, number>): Record<string, number> {
   return {
     B: p.Bt, Hq: p.Hq, Hk: p.Hk, Nq: p.Nq, Nk: p.Nk, D: p.D, Dv: p.Dv, scale: p.scale,
@@ -65,7 +71,24 @@ function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: Kern
     v_off: vv.off, v_sb: vv.sb, v_sh: vv.sh, v_sn: vv.sn,
     ...maskParams,
     dropout_p: p.dropoutP, seed0: p.seed, seed1: 0, write_dmask: 0,
+    ...NO_FLEX_PARAMS,
   };
+}
+
+/**
+ * What flexAttention adds to a fused run: the generated kernels and their bindings, the block mask (bound where the
+ * plain kernels bind attnMask) and its params, and the captured tensors whose gradients the backward accumulates.
+ */
+export interface FlexRun {
+  readonly bind: FlexBindings;
+  /** bm_* params (NO_FLEX_PARAMS' values without a block mask). */
+  readonly params: Readonly<Record<string, number>>;
+  readonly blockMask: Tensor | null;
+  /** Captured f32 tensors that receive gradients, each at `offset` of the reduced gradient (total `gradTotal`). */
+  readonly gradCaptures: readonly { readonly tensor: Tensor; readonly offset: number }[];
+  readonly gradTotal: number;
+  /** Reads of gradient captures in the score mod: (index, value) pairs per score entry in the dq pass. */
+  readonly gradSites: number;
 }
 
 interface Saved {
@@ -78,7 +101,15 @@ interface Saved {
   lse: Tensor;
 }
 
-function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: boolean): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null } {
+/** The dq pass's captured-gradient scratch: per dq workgroup, (index, value) pairs of one key tile and the partial sums. */
+export function captureScratch(p: AttentionPlan, gradSites: number, gradTotal: number): { slots: number; pairs: number; words: number } {
+  const dq = p.fused!.backward!.dq.constants;
+  const slots = Math.ceil(p.Nq / dq.BLOCK_M) * p.Bt * p.Hq;
+  const pairs = dq.BLOCK_M * dq.BLOCK_N * gradSites;
+  return { slots, pairs, words: slots * (2 * pairs + gradTotal) };
+}
+
+function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: boolean, flex: FlexRun | null): { dq: Tensor; dk: Tensor; dv: Tensor; dmask: Tensor | null; captures: Tensor | null } {
   const plan = p.fused!.backward!;
   const dt = p.computeDtype;
   // The kernels read dO contiguous (the rule's scope frees the copy, when one is made).
@@ -88,13 +119,24 @@ function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: bool
   const dk = allocLike(g, [p.Bt, p.Hk, p.Nk, p.D], dt);
   const dv = allocLike(g, [p.Bt, p.Hk, p.Nk, p.Dv], dt);
   const dmask = wantMaskGrad ? allocLike(g, [p.Bt, p.Hq, p.Nq, p.Nk], 'f32') : null;
+  // Captured-tensor gradients: the dq pass writes per-workgroup partial sums where dmask would be (the mods have no
+  // float mask), reduced below in a fixed order.
+  const cap = flex && flex.gradCaptures.length ? captureScratch(p, flex.gradSites, flex.gradTotal) : null;
+  const scratch = cap ? allocLike(g, [Math.max(1, cap.words)], 'f32') : null;
+  const cgParams: Record<string, number> = cap ? { cg_pairs: cap.pairs, cg_total: flex!.gradTotal, cg_part_base: 2 * cap.pairs * cap.slots } : {};
   if (p.Bt * p.Hq * p.Nq > 0) {
-    attentionBackward(p.fn, plan.variant, plan.label, plan, { ...s.params, write_dmask: dmask ? 1 : 0 }, {
-      q: s.q.t, k: s.k.t, v: s.v.t, mask: s.mask, o: s.o, dout: gc, lse: s.lse, delta, dq, dk, dv, dmask,
-    });
+    attentionBackward(p.fn, plan.variant, plan.label, plan, { ...s.params, ...cgParams, write_dmask: dmask ? 1 : 0 }, {
+      q: s.q.t, k: s.k.t, v: s.v.t, mask: s.mask, o: s.o, dout: gc, lse: s.lse, delta, dq, dk, dv, dmask: dmask ?? scratch,
+    }, flex?.bind ?? null);
+  }
+  let captures: Tensor | null = null;
+  if (cap && scratch) {
+    captures = allocLike(g, [flex!.gradTotal], 'f32');
+    flexCaptureReduce(p.fn, scratch, captures, flex!.gradTotal, p.Bt * p.Hq * p.Nq > 0 ? cap.slots : 0, flex!.gradTotal, 2 * cap.pairs * cap.slots);
+    scratch.dispose();
   }
   delta.dispose();
-  return { dq, dk, dv, dmask };
+  return { dq, dk, dv, dmask, captures };
 }
 
 /** Reduces a [Bt, H, N, X] kernel gradient to the input's own shape (summing broadcast dims). */
@@ -109,7 +151,7 @@ function gradToInput(g: Tensor, p: AttentionPlan, inShape: number[]): Tensor {
  * The fused forward (and its backward on the tape), as planned; q, k, v and mask in the plan's compute dtype. A failure
  * after the first allocation (a lost device) disposes what this call made before it rethrows.
  */
-export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionPlan): Tensor {
+export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, p: AttentionPlan, flex: FlexRun | null = null): Tensor {
   const plan = p.fused!;
   const owned: Tensor[] = [];
   const made: Tensor[] = [];
@@ -117,14 +159,14 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | n
     const qv = kernelView(q, plan.layouts.q, p, owned);
     const kv = kernelView(k, plan.layouts.k, p, owned);
     const vv = kernelView(v, plan.layouts.v, p, owned);
-    const mp = maskParams(mask, plan.layouts.mask, p, owned);
+    const mp = flex ? { m: flex.blockMask, params: { m_off: 0, m_sb: 0, m_sh: 0, m_sq: 0, m_sk: 0 } } : maskParams(mask, plan.layouts.mask, p, owned);
     const o = allocLike(q, [p.Bt, p.Hq, p.Nq, p.Dv], p.computeDtype);
     made.push(o);
     const lse = allocLike(q, [p.Bt, p.Hq, p.Nq], 'f32');
     made.push(lse);
-    const params = commonParams(p, qv, kv, vv, mp.params);
+    const params = { ...commonParams(p, qv, kv, vv, mp.params), ...(flex?.params ?? {}) };
     if (p.Bt * p.Hq * p.Nq > 0) {
-      attentionForward(p.fn, plan.forward.variant, plan.forward.label, plan.forward, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse });
+      attentionForward(p.fn, plan.forward.variant, plan.forward.label, plan.forward, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse }, flex?.bind ?? null);
     }
     const out = reshape(o, p.outShape.slice());
     made.push(out);
@@ -132,18 +174,25 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | n
     const qShape = q.shape.slice(), kShape = k.shape.slice(), vShape = v.shape.slice();
     const maskShape = mask ? mask.shape.slice() : [];
     // The rule runs in its own scope (autograd): the kernel gradients and their reshapes are freed with it.
-    const res = record('scaledDotProductAttention', out, [q, k, v, maskNeedsGrad ? mask : null], (g, saved, needs) => {
-      const [sq, sk, sv, so, sl, sm] = saved;
+    const gradCaps = flex?.gradCaptures ?? [];
+    // Saved: q, k, v, o, lse, the mask (or block mask), then for mods flex_c and the captured tensors.
+    const flexSaved = flex ? [flex.bind.consts as Tensor, ...(flex.bind.captures as Tensor[])] : [];
+    const res = record(flex ? 'flexAttention' : 'scaledDotProductAttention', out, [q, k, v, maskNeedsGrad ? mask : null, ...gradCaps.map((c) => c.tensor)], (g, saved, needs) => {
+      const [sq, sk, sv, so, sl] = saved;
+      const sm = mp.m ? saved[5] : null;
+      const rest = saved.slice(mp.m ? 6 : 5);
+      const flexNow: FlexRun | null = flex ? { ...flex, bind: { ...flex.bind, consts: rest[0], captures: rest.slice(1) } } : null;
       const grads = fusedBackward(p, g, {
-        q: { ...qv, t: sq }, k: { ...kv, t: sk }, v: { ...vv, t: sv }, mask: mp.m ? sm : null, params, o: so, lse: sl,
-      }, needs[3]);
+        q: { ...qv, t: sq }, k: { ...kv, t: sk }, v: { ...vv, t: sv }, mask: sm, params, o: so, lse: sl,
+      }, needs[3], flexNow);
       return [
         needs[0] ? gradToInput(grads.dq, p, qShape) : null,
         needs[1] ? gradToInput(grads.dk, p, kShape) : null,
         needs[2] ? gradToInput(grads.dv, p, vShape) : null,
         grads.dmask ? sumTo(reshape(grads.dmask, [...p.batch, p.Hq, p.Nq, p.Nk]), maskShape, p.fn) : null,
+        ...gradCaps.map((c, n) => (needs[4 + n] && grads.captures ? reshape(grads.captures.slice(0, c.offset, c.offset + c.tensor.numel), c.tensor.shape.slice()) : null)),
       ];
-    }, [qv.t, kv.t, vv.t, o, lse, ...(mp.m ? [mp.m] : [])]);
+    }, [qv.t, kv.t, vv.t, o, lse, ...(mp.m ? [mp.m] : []), ...flexSaved]);
     o.dispose();
     lse.dispose();
     return res;

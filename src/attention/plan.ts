@@ -233,7 +233,7 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
  * Validates a call of scaledDotProductAttention (v given) or attentionWeights (v null) and plans it. Throws a typed
  * KilnError naming the values at fault; allocates nothing and encodes nothing.
  */
-export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, options: SdpaOptions | undefined, defaultImpl?: 'fused' | 'reference'): AttentionPlan {
+export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, options: SdpaOptions | undefined, defaultImpl?: 'fused' | 'reference', gradInputs: readonly Tensor[] = []): AttentionPlan {
   const opts = checkOptions(fn, options, v === null ? WEIGHTS_OPTION_KEYS : SDPA_OPTION_KEYS);
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!t) continue;
@@ -285,7 +285,7 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
   const widenMask = mask?.dtype === 'f16';
   const computeDtype = widenInputs ? 'f32' : dtype;
   const Bt = numel(batch);
-  const needsBackward = v !== null && isGradEnabled() && [q, k, v, maskKind === 2 ? mask : null].some((t) => t?.requiresGrad);
+  const needsBackward = v !== null && isGradEnabled() && [q, k, v, maskKind === 2 ? mask : null, ...gradInputs].some((t) => t?.requiresGrad);
   const maskGrad = needsBackward && maskKind === 2 && !!mask?.requiresGrad;
   let fused: FusedPlan | null = null;
   if (impl === 'fused' && v) {

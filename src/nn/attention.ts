@@ -9,6 +9,8 @@ import { linear, matmul } from '../ops/matmul.js';
 import { softmax } from '../ops/nn_ops.js';
 import { permute, reshape, slice, unsqueeze } from '../ops/views.js';
 import { scaledDotProductAttention, type CausalOption, type SdpaOptions } from '../attention/sdpa.js';
+import { type BlockMask, type MaskMod, type ScoreMod, flexAttention } from '../attention/flex.js';
+import type { Expr } from '../ops/expr.js';
 import { KVCache } from '../attention/kv_cache.js';
 import { Module, RANDOM_CALLS, RANDOM_SEED, checkFeatures } from './module.js';
 import { Dropout, LayerNorm, Linear } from './layers.js';
@@ -37,9 +39,21 @@ export interface AttentionCallOptions {
   /** Incremental decoding: keys and values are appended to this cache and attention reads all of it. */
   cache?: KVCache | null;
   impl?: SdpaOptions['impl'];
+  /** Programmable attention (F.flexAttention): a score mod, a mask mod and a block mask over [B, H, Nq, Nk]. */
+  scoreMod?: ScoreMod | null;
+  maskMod?: MaskMod | null;
+  blockMask?: BlockMask | null;
 }
 
-const ATTENTION_CALL_KEYS = ['attnMask', 'keyMask', 'isCausal', 'cache', 'impl'] as const;
+const ATTENTION_CALL_KEYS = ['attnMask', 'keyMask', 'isCausal', 'cache', 'impl', 'scoreMod', 'maskMod', 'blockMask'] as const;
+
+/** isCausal as a mask mod (for flexAttention), combined with the user's. */
+function causalMaskMod(isCausal: CausalOption | undefined, Nq: number, Nk: number, maskMod: MaskMod | null): MaskMod | null {
+  if (!isCausal) return maskMod;
+  const offset = isCausal === 'lowerRight' ? Nk - Nq : 0;
+  const causal: MaskMod = (_b, _h, i, j) => j.le(i.add(offset));
+  return maskMod ? (b, h, i, j) => (causal(b, h, i, j) as Expr).logicalAnd(maskMod(b, h, i, j)) : causal;
+}
 
 /** Combines a user mask and a key-padding mask into one mask broadcastable to [B, H, Nq, Nk]. */
 function combineMasks(fn: string, attnMask: Tensor | null | undefined, keyMask: Tensor | null | undefined, B: number, Nk: number): Tensor | null {
@@ -154,14 +168,24 @@ export class MultiheadAttention extends Module {
       let kh = this.heads(k, this.kvHeads);
       let vh = this.heads(v, this.kvHeads);
       if (options.cache) ({ k: kh, v: vh } = options.cache.append(kh, vh));
-      const mask = combineMasks(name, options.attnMask, options.keyMask, B, kh.shape[2]);
       // The new queries are the last Nq of the Nk cached positions: causal attention through a cache is bottom-right aligned.
       const isCausal = options.cache && options.isCausal === true ? 'lowerRight' : options.isCausal;
+      const dropout = {
+        dropoutP: this.training ? this.dropoutP : 0,
+        seed: this.training && this.dropoutP > 0 ? (this[RANDOM_SEED] + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
+      };
+      if (options.scoreMod || options.maskMod || options.blockMask) {
+        if (options.attnMask || options.keyMask) throw new ValueError(`${name}: attnMask / keyMask and scoreMod / maskMod / blockMask do not combine; express the mask as a maskMod`);
+        if (options.blockMask && isCausal) throw new ValueError(`${name}: with a blockMask, put causality in the block mask's maskMod`);
+        const maskMod = options.blockMask ? null : causalMaskMod(isCausal, Nq, kh.shape[2], options.maskMod ?? null);
+        const attn = flexAttention(qh, kh, vh, { scoreMod: options.scoreMod ?? null, maskMod, blockMask: options.blockMask ?? null, ...dropout });
+        return this.outProj.forward(reshape(permute(attn, [0, 2, 1, 3]), [B, Nq, E]));
+      }
+      const mask = combineMasks(name, options.attnMask, options.keyMask, B, kh.shape[2]);
       const attn = scaledDotProductAttention(qh, kh, vh, {
         attnMask: mask,
         isCausal,
-        dropoutP: this.training ? this.dropoutP : 0,
-        seed: this.training && this.dropoutP > 0 ? (this[RANDOM_SEED] + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
+        ...dropout,
         impl: options.impl,
       });
       // [B, H, Nq, Dh] -> [B, Nq, H, Dh] -> [B, Nq, E] (one copy), then the output projection.

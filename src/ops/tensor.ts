@@ -12,6 +12,7 @@ import * as S from './shape_ops.js';
 import { maskedFill, tril, triu } from './masking.js';
 import * as So from './sorting.js';
 import * as Ix from './indexing.js';
+import { type Expr, traceAt } from './expr.js';
 
 export class Tensor extends TensorBase {
   add(y: Tensor | number): Tensor { return E.add(this, y); }
@@ -68,6 +69,8 @@ export class Tensor extends TensorBase {
   cumsum(dim: number): Tensor { return Ix.cumsum(this, dim); }
   /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
   where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
+  /** One element, read inside a flexAttention / createBlockMask mod (indices: Exprs or numbers): a captured read. */
+  at(...indices: (Expr | number)[]): Expr { return traceAt(this, indices); }
   matmul(y: Tensor): Tensor { return matmul(this, y); }
   sum(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.sum(this, dim, keepdim); }
   mean(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.mean(this, dim, keepdim); }
