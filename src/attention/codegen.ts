@@ -253,23 +253,25 @@ function captureFunctions(ctx: Ctx, kinds: readonly ('f32' | 'i32')[], ranks: re
     const params = Array.from({ length: rank }, (_, d) => `i${d}: i32`).join(', ');
     const shape = (d: number) => `flex_c[${d0 + 2 + d}u]`;
     const stride = (d: number) => `flex_c[${d0 + 2 + rank + d}u]`;
+    // Branch-free (selects, clamped indices): mods are inlined at every score entry, and branches there make the
+    // software adapter's compiler slow. A bad index is noted, and the read clamped into the tensor, never past it.
     const body: string[] = [];
-    body.push(`  var e = flex_c[${d0}u];`);
+    body.push(`  var e = flex_c[${d0}u];`, '  var ok = true;');
     for (let d = 0; d < rank; d++) {
-      body.push(`  if (i${d} < 0 || u32(i${d}) >= ${shape(d)}) {`);
-      if (ctx.checks) body.push(`    flex_note_bad(site * 8u + ${d}u, i${d}, ${shape(d)});`);
-      body.push(`    return ${kind === 'f32' ? 'nan_f32()' : '0'};`, '  }');
-      body.push(`  e += u32(i${d}) * ${stride(d)};`);
+      body.push(`  let ok${d} = i${d} >= 0 && u32(i${d}) < ${shape(d)};`);
+      if (ctx.checks) body.push(`  flex_note_bad(!ok${d} && ok, site * 8u + ${d}u, i${d}, ${shape(d)});`);
+      body.push(`  ok = ok && ok${d};`);
+      body.push(`  e += min(u32(max(i${d}, 0)), ${shape(d)} - 1u) * ${stride(d)};`);
     }
-    body.push(`  return cap${c}[e];`);
+    body.push(`  return select(${kind === 'f32' ? 'nan_f32()' : '0'}, cap${c}[e], ok);`);
     out.push(`fn cap_read_${c}(site: u32${rank ? ', ' : ''}${params}) -> ${kind} {`, ...body, '}');
     // Flat index of the gradient entry (contiguous, from the gradient offset), or 0xffffffff out of range.
-    const g: string[] = [`  var e = 0u;`];
+    const g: string[] = [`  var e = 0u;`, '  var ok = true;'];
     for (let d = 0; d < rank; d++) {
-      g.push(`  if (i${d} < 0 || u32(i${d}) >= ${shape(d)}) { return 0xffffffffu; }`);
-      g.push(`  e = e * ${shape(d)} + u32(i${d});`);
+      g.push(`  ok = ok && i${d} >= 0 && u32(i${d}) < ${shape(d)};`);
+      g.push(`  e = e * ${shape(d)} + min(u32(max(i${d}, 0)), ${shape(d)} - 1u);`);
     }
-    g.push(`  return flex_c[${d0 + 1}u] + e;`);
+    g.push(`  return select(0xffffffffu, flex_c[${d0 + 1}u] + e, ok);`);
     out.push(`fn cap_gidx_${c}(${params}) -> u32 {`, ...g, '}');
   });
   return out;
@@ -389,8 +391,8 @@ export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: Exp
   const report = computedIndex
     ? [
         'var<private> flex_bad: vec4<u32> = vec4<u32>(0u);',
-        'fn flex_note_bad(pos: u32, value: i32, limit: u32) {',
-        '  if (flex_bad.x == 0u) { flex_bad = vec4<u32>(1u, pos, bitcast<u32>(value), limit); }',
+        'fn flex_note_bad(bad: bool, pos: u32, value: i32, limit: u32) {',
+        '  flex_bad = select(flex_bad, vec4<u32>(1u, pos, bitcast<u32>(value), limit), bad && flex_bad.x == 0u);',
         '}',
         'fn flex_report() {',
         '  if (flex_bad.x != 0u) { report_index_error(CHECK_ROWS, params.check_id, flex_bad.y, bitcast<i32>(flex_bad.z), flex_bad.w); }',

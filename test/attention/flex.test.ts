@@ -211,6 +211,14 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     }
   });
 
+  it('a computed out-of-range read raises an IndexError naming the read, and never reads past the tensor', async () => {
+    const q = fromRef(rnd(shape(1, 1, 8, 4), 1));
+    const tab = fromRef(rnd([5], 2));
+    const out = F.flexAttention(q, q, q, { scoreMod: (s, _b, _h, _i, j) => s.add(tab.at(j)) });
+    await expect(out.toArray()).rejects.toThrow(/scoreMod reads capture0\.at\(kvIdx\).*index \d+ at position \[0, 0\] is out of range for 5/);
+    for (const t of [q, tab, out]) t.dispose();
+  });
+
   it('bad mods fail before any GPU work, naming the mod and the expression', () => {
     const q = fromRef(rnd(shape(1, 1, 8, 4), 1));
     const tab = fromRef(rnd([3], 2));
