@@ -7,6 +7,7 @@ import { type Expr, where } from '../../src/ops/expr';
 import { type Ref, allClose } from '../reference/core';
 import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
 import { fromRef, rnd } from '../helpers';
+import { flexSource } from '../../src/attention/flex';
 
 type KilnOpts = NonNullable<Parameters<typeof F.flexAttention>[3]>;
 
@@ -217,6 +218,18 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     const out = F.flexAttention(q, q, q, { scoreMod: (s, _b, _h, _i, j) => s.add(tab.at(j)) });
     await expect(out.toArray()).rejects.toThrow(/scoreMod reads capture0\.at\(kvIdx\).*index \d+ at position \[0, 0\] is out of range for 5/);
     for (const t of [q, tab, out]) t.dispose();
+  });
+
+  it('kernels are keyed by the expressions\' structure: other constants or captured tensors share them', () => {
+    const t1 = fromRef(rnd([4, 9], 1)), t2 = fromRef(rnd([2, 5], 2)), t3 = tensor(new Int32Array(3), { dtype: 'i32' });
+    const mod = (t: Tensor, c: number) => (s: Expr, _b: Expr, h: Expr, i: Expr, j: Expr) => s.mul(c).add(t.at(h, j.sub(i).clamp(0, c)));
+    const a = flexSource(mod(t1, 3), null), b = flexSource(mod(t2, 7), null);
+    expect(a.key).toBe(b.key);
+    expect(a.mods).not.toMatch(/\b7\b|\b3\.0/);
+    // Another structure (an i32 capture, another op) is another key.
+    expect(flexSource((s, _b, _h, i) => s.add(t3.at(i)), null).key).not.toBe(a.key);
+    expect(flexSource((s) => s.mul(3).exp(), null).key).not.toBe(flexSource((s) => s.mul(3).log(), null).key);
+    for (const t of [t1, t2, t3]) t.dispose();
   });
 
   it('bad mods fail before any GPU work, naming the mod and the expression', () => {
