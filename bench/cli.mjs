@@ -14,7 +14,7 @@ import { SCHEMA_VERSION, validateReport } from './lib/schema.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HELP = `usage: npm run bench -- [options]
-  --suite S        attention | matmul | softmax | layernorm | trainstep | conv | all, or a comma list (default all)
+  --suite S        attention | matmul | softmax | layernorm | trainstep | conv | flex | all, or a comma list (default all)
   --sizes A,B      sizes (attention N, matmul n for n^3, softmax [H,n,n], layerNorm [n,embed], conv side s of
                    [8,32,s,s] -> 64 3x3); default per suite
   --runtime R      node | browser | both (default node)

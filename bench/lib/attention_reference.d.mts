@@ -91,3 +91,9 @@ export interface AdditiveAttentionResult {
 }
 
 export function additiveAttention(query: Ref, keys: Ref, values: Ref, params: AdditiveAttentionParams): AdditiveAttentionResult;
+
+/** q, k, v flat [B, H, N, D]; rows `rows` (flat (b * H + h) * N + i) of flexAttention's output with these mods, [rows.length, D]. */
+export function flexRowsF64(
+  q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, B: number, H: number, N: number, D: number,
+  opts?: { scoreMod?: SdpaOptions['scoreMod']; maskMod?: SdpaOptions['maskMod']; scale?: number; rows?: readonly number[] },
+): Float64Array;

@@ -350,6 +350,16 @@ export function attentionRowsF64(q, k, v, BH, N, D, { isCausal = false, scale = 
 }
 
 /**
+ * flexAttention's form: q, k, v [B, H, N, D]; rows `rows` (flat (b * H + h) * N + i; all when omitted) of softmax over
+ * the admissible keys (maskMod) of scoreMod(scale * q_i . k_j, b, h, i, j), times v, as a Float64Array [rows.length, D].
+ */
+export function flexRowsF64(q, k, v, B, H, N, D, { scoreMod, maskMod, scale = 1 / Math.sqrt(D), rows } = {}) {
+  const ref = (data) => ({ data, shape: [B, H, N, D] });
+  const rowList = rows ?? Array.from({ length: B * H * N }, (_, i) => i);
+  return forwardRows(ref(q), ref(k), ref(v), { scale, scoreMod, maskMod }, rowList).out;
+}
+
+/**
  * Bahdanau attention: score[i][j] = v . tanh(Wq q_i + Wk k_j (+ bias)), softmax over j, out_i = sum_j p_ij value_j.
  * query [..., Nq, Dq], keys [..., Nk, Dk], values [..., Nk, Dv]; leading dims broadcast. A row with no allowed key
  * (mask 0 everywhere) gives zero weights and a zero output.

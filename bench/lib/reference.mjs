@@ -43,7 +43,7 @@ export function layerNormRowsF64(x, rows, cols, weight, bias, eps = 1e-5) {
 }
 
 // Attention rows: the float64 attention reference shared with the tests.
-export { attentionRowsF64 } from './attention_reference.mjs';
+export { attentionRowsF64, flexRowsF64 } from './attention_reference.mjs';
 
 /** Max |got[at[i]] - want[i]| (got indexed by `at` when given, else elementwise), and max |want|. */
 export function maxAbsErr(got, want, at) {

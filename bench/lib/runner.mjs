@@ -4,9 +4,9 @@
 // before it is timed; a case that fails its check is reported with status 'failed' and not timed.
 import { probePeaks } from './probes.mjs';
 import { summarize } from './stats.mjs';
-import { attentionRowsF64, convF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
+import { attentionRowsF64, flexRowsF64, convF64, layerNormRowsF64, matmulF64, maxAbsErr, sampleIndices, softmaxRowsF64 } from './reference.mjs';
 
-export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm', 'trainstep', 'conv'];
+export const SUITES = ['attention', 'matmul', 'softmax', 'layernorm', 'trainstep', 'conv', 'flex'];
 export const SCHEMA_VERSION = 1;
 
 export function defaultSizes(suite, quick) {
@@ -41,6 +41,13 @@ function planCases(k, o) {
           for (const isCausal of [false, true])
             for (const impl of refFits ? ['fused', 'reference'] : ['fused']) cases.push(attentionCase(k, { B, H, N, D, isCausal, impl, refFits, dtype }));
       }
+    } else if (suite === 'flex') {
+      if (typeof F.flexAttention !== 'function') {
+        skipped.push({ suite, reason: 'F.flexAttention is not in this kiln build (typeof !== "function")' });
+        continue;
+      }
+      const { batch: B, heads: H, dim: D } = o;
+      for (const N of sizes) for (const variant of FLEX_VARIANTS) cases.push(flexCase(k, { B, H, N, D, variant }));
     } else if (suite === 'matmul') {
       for (const n of sizes) cases.push(matmulCase(k, n));
     } else if (suite === 'softmax') {
@@ -100,6 +107,59 @@ function attentionCase(k, { B, H, N, D, isCausal, impl, refFits, dtype = 'f32' }
           return out;
         },
         dispose() { q.dispose(); kk.dispose(); v.dispose(); },
+      };
+    },
+  };
+}
+
+// The flex suite: plain fused causal SDPA beside flexAttention with mods (soft-capped causal, ALiBi causal, a causal
+// sliding window of 128 without and with a block mask), each checked against the float64 reference on sampled rows.
+const FLEX_VARIANTS = ['sdpa causal', 'softcap causal', 'alibi causal', 'window 128', 'window 128 + block mask'];
+const SOFT_CAP = 20;
+const WINDOW = 128;
+
+function flexCase(k, { B, H, N, D, variant }) {
+  const window = variant.startsWith('window');
+  const pairs = B * H * (window ? N * Math.min(N, WINDOW) : (N * (N + 1)) / 2);
+  return {
+    suite: 'flex', impl: variant.startsWith('sdpa') ? 'sdpa' : 'flex', shape: [B, H, N, D], params: { variant },
+    label: `flex ${variant} N=${N}`,
+    flops: 4 * pairs * D,
+    bytes: 4 * B * H * N * D * 4,
+    setup() {
+      const shape = [B, H, N, D];
+      const q = k.randn(shape, { seed: 11 });
+      const kk = k.randn(shape, { seed: 12 });
+      const v = k.randn(shape, { seed: 13 });
+      const slopes = k.tensor(Float32Array.from({ length: H }, (_, h) => 2 ** (-8 * (h + 1) / H)), { shape: [H] });
+      const causal = (_b, _h, i, j) => j.le(i);
+      const win = (_b, _h, i, j) => { const d = i.sub(j); return d.ge(0).logicalAnd(d.lt(WINDOW)); };
+      const blockMask = variant === 'window 128 + block mask' ? k.createBlockMask(win, null, null, N, N) : null;
+      const opts = {
+        'softcap causal': { scoreMod: (s) => s.div(SOFT_CAP).tanh().mul(SOFT_CAP), maskMod: causal },
+        'alibi causal': { scoreMod: (s, _b, h, i, j) => s.add(slopes.at(h).mul(j.sub(i))), maskMod: causal },
+        'window 128': { maskMod: win },
+        'window 128 + block mask': { blockMask },
+      }[variant];
+      const run = variant === 'sdpa causal' ? () => k.F.scaledDotProductAttention(q, kk, v, { isCausal: true }) : () => k.F.flexAttention(q, kk, v, opts);
+      const ref = {
+        'sdpa causal': { maskMod: (_b, _h, i, j) => j <= i },
+        'softcap causal': { scoreMod: (s) => SOFT_CAP * Math.tanh(s / SOFT_CAP), maskMod: (_b, _h, i, j) => j <= i },
+        'alibi causal': { scoreMod: (s, _b, h, i, j) => s + 2 ** (-8 * (h + 1) / H) * (j - i), maskMod: (_b, _h, i, j) => j <= i },
+        'window 128': { maskMod: (_b, _h, i, j) => i - j >= 0 && i - j < WINDOW },
+        'window 128 + block mask': { maskMod: (_b, _h, i, j) => i - j >= 0 && i - j < WINDOW },
+      }[variant];
+      return {
+        run,
+        async check() {
+          const [qa, ka, va, got] = await Promise.all([q.toArray(), kk.toArray(), v.toArray(), k.tidy(run).toArray()]);
+          const rows = sampleIndices(B * H * N, 32, N + 1);
+          const want = flexRowsF64(qa, ka, va, B, H, N, D, { ...ref, rows });
+          const at = rows.flatMap((r) => Array.from({ length: D }, (_, d) => r * D + d));
+          const { err, scale } = maxAbsErr(got, want, at);
+          return { against: 'cpu-f64-sampled', maxErr: err, tol: 1e-3 * Math.max(1, scale), passed: err <= 1e-3 * Math.max(1, scale) };
+        },
+        dispose() { q.dispose(); kk.dispose(); v.dispose(); slopes.dispose(); blockMask?.dispose(); },
       };
     },
   };
