@@ -2,7 +2,7 @@
 // dq, dk, dv and the gradients of captured tensors, for the built-in mods and hand-written ones, with GQA, Nq != Nk,
 // Dv != D, fully masked rows and NaN inputs; a block-masked run equals the unmasked one; bad mods fail before any work.
 import { describe, expect, it } from 'vitest';
-import { F, type Tensor, attentionMods as M, memory, tidy, tensor, ValueError, createBlockMask } from '../../src/index.node';
+import { F, type Tensor, memory, tidy, tensor, ValueError, createBlockMask } from '../../src/index.node';
 import { type Expr, where } from '../../src/ops/expr';
 import { type Ref, allClose } from '../reference/core';
 import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
@@ -132,37 +132,6 @@ describe('flexAttention', { timeout: 600_000 }, () => {
         scoreMod: (s, b, h, i, j) => s.add(tb.at(h, j.sub(i).clamp(-R, R).add(R))).add(cx.at(b, j)),
       }),
       ref: { scoreMod: (s, b, h, i, j) => s + table.data[h * (2 * R + 1) + bucket(i, j)] + ctx.data[b * N + j], scoreModGrad: () => 1 },
-    });
-  });
-
-  it('the built-ins (softCap, alibi, relativeBias chained; causal with an offset, slidingWindow, documentMask, prefixLM combined) with gradients', async () => {
-    const H = 2, Nq = 24, Nk = 30, R = 4, off = Nk - Nq;
-    const slopes = { data: Float64Array.from([0.5, 0.25]), shape: [H] };
-    const table = rnd([H, 2 * R + 1], 71);
-    const doc = Array.from({ length: Nk }, (_, j) => (j < 17 ? 0 : 1));
-    const bucket = (i: number, j: number) => Math.max(-R, Math.min(R, j - i)) + R;
-    const capRef = (s: number) => 3 * Math.tanh(s / 3);
-    // mask: (causal(off) and slidingWindow(6, off)) or prefixLM(3), and documentMask (query i at position i + off)
-    const maskRef = (i: number, j: number) => ((j <= i + off && i + off - j < 6) || (j <= i || j < 3)) && doc[Math.min(i + off, Nk - 1)] === doc[j];
-    await expectFlex({
-      q: rnd(shape(1, H, Nq, 8), 72, -2, 2), k: rnd(shape(1, H, Nk, 8), 73, -2, 2), v: rnd(shape(1, H, Nk, 8), 74),
-      captures: [
-        { ref: slopes, grad: (acc) => (_b, h, i, j, ds) => { acc[h] += ds * (j - i); } },
-        { ref: table, grad: (acc) => (_b, h, i, j, ds) => { acc[h * (2 * R + 1) + bucket(i, j)] += ds; } },
-        { ref: { data: Float64Array.from(doc), shape: [Nk] }, dtype: 'i32' },
-      ],
-      kiln: ([sl, tb, dc]) => ({
-        scoreMod: M.chain(M.softCap(3), M.alibi(sl), M.relativeBias(tb, R)),
-        maskMod: M.and(
-          M.or(M.and(M.causal(off), M.slidingWindow(6, off)), M.prefixLM(3)),
-          (_b, _h, i, j) => dc.at(i.add(off).minimum(Nk - 1)).eq(dc.at(j)),
-        ),
-      }),
-      ref: {
-        scoreMod: (s, _b, h, i, j) => capRef(s) + slopes.data[h] * (j - i) + table.data[h * (2 * R + 1) + bucket(i, j)],
-        scoreModGrad: (s) => 1 - Math.tanh(s / 3) ** 2,
-        maskMod: (_b, _h, i, j) => maskRef(i, j),
-      },
     });
   });
 
