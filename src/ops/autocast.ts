@@ -19,10 +19,10 @@ export function castFloat(x: Tensor, to: 'f16' | 'f32'): Tensor {
 }
 
 /**
- * Whether kiln's matmul takes f16 operands. Until it does, autocast runs matmul, linear and bmm in f32 (their f16
- * inputs are widened), and only attention runs in f16; docs/api.md lists this.
+ * Whether kiln's matmul takes f16 operands (it does: the matrix-unit path where the adapter has one, the scalar kernel
+ * elsewhere, f32 sums). Set it false and autocast runs matmul, linear and bmm in f32 instead.
  */
-const F16_MATMUL = false;
+const F16_MATMUL = true;
 
 /** The ops autocast casts to f16 (PyTorch's lower-precision list, as far as kiln's kernels take f16). */
 const LOWER = { matmul: F16_MATMUL, linear: F16_MATMUL, bmm: F16_MATMUL, scaledDotProductAttention: true, attentionWeights: true } as const;
