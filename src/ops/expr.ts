@@ -4,7 +4,7 @@
 // the GPU: JS numbers become constant slots (their values go to a storage array at launch, so a new value does not
 // recompile), and `t.at(...)` on a Tensor records a captured read.
 import { ValueError } from '../errors.js';
-import type { Tensor } from './tensor.js';
+import { type Tensor, captureReader } from './tensor.js';
 
 export type ExprKind = 'f32' | 'i32' | 'bool';
 
@@ -108,6 +108,7 @@ let active: ExprTrace | null = null;
 
 /** Runs fn with `trace` as the active trace (so t.at() records into it). */
 export function withTrace<T>(trace: ExprTrace, fn: () => T): T {
+  captureReader.read = traceAt;
   const prev = active;
   active = trace;
   try {

@@ -12,7 +12,12 @@ import * as S from './shape_ops.js';
 import { maskedFill, tril, triu } from './masking.js';
 import * as So from './sorting.js';
 import * as Ix from './indexing.js';
-import { type Expr, traceAt } from './expr.js';
+import type { Expr } from './expr.js';
+import { ValueError } from '../errors.js';
+
+/** Set by ops/expr.ts when a flexAttention mod is traced: `Tensor.at` reads through it, so a page that never traces
+ *  a mod does not carry the tracer. */
+export const captureReader: { read: ((t: Tensor, indices: readonly (Expr | number)[]) => Expr) | null } = { read: null };
 
 export class Tensor extends TensorBase {
   add(y: Tensor | number): Tensor { return E.add(this, y); }
@@ -70,7 +75,12 @@ export class Tensor extends TensorBase {
   /** this where cond is true, else other (PyTorch's x.where(cond, y)). */
   where(cond: Tensor, other: Tensor): Tensor { return E.where(cond, this, other); }
   /** One element, read inside a flexAttention / createBlockMask mod (indices: Exprs or numbers): a captured read. */
-  at(...indices: (Expr | number)[]): Expr { return traceAt(this, indices); }
+  at(...indices: (Expr | number)[]): Expr {
+    if (!captureReader.read) {
+      throw new ValueError(`at: a captured ${this.dtype} tensor [${this.shape.join(',')}].at(...) reads one element inside a scoreMod / maskMod of F.flexAttention or createBlockMask; outside a mod, use select / indexing ops`);
+    }
+    return captureReader.read(this, indices);
+  }
   matmul(y: Tensor): Tensor { return matmul(this, y); }
   sum(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.sum(this, dim, keepdim); }
   mean(dim?: number | number[] | null, keepdim?: boolean): Tensor { return R.mean(this, dim, keepdim); }

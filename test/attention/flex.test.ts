@@ -221,3 +221,15 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     tab.dispose();
   });
 });
+
+describe('Tensor.at outside a mod', () => {
+  it('is a ValueError naming the tensor, before and after a mod has been traced', () => {
+    const t = tensor([1, 2, 3]);
+    expect(() => t.at(0)).toThrow(ValueError);
+    expect(() => t.at(0)).toThrow(/at: a captured f32 tensor \[3\]\.at\(\.\.\.\) reads one element inside a scoreMod/);
+    const mask = createBlockMask((_b, _h, i, j) => j.le(i), 1, 1, 4, 4);
+    expect(() => t.at(1)).toThrow(ValueError);
+    mask.dispose();
+    t.dispose();
+  });
+});
