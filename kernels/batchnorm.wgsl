@@ -13,6 +13,7 @@
 //   count: num_batches_tracked += 1 (one thread).
 //   NaN: a NaN in a channel makes its statistics NaN, and so the channel's y, by plain arithmetic.
 //   Dispatch: C workgroups in any 2-D grid (x fastest).
+//!include workgroup_reduce.wgsl
 
 struct Params {
   N: u32,
@@ -52,25 +53,6 @@ override HAS_WEIGHT: u32 = 1u;
 @group(0) @binding(13) var<storage, read_write> dweight: array<f32>;
 @group(0) @binding(14) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(15) var<storage, read_write> counter: array<i32>;
-
-var<workgroup> red: array<f32, WG>;
-var<workgroup> red2: array<f32, WG>;
-
-fn reduce2(a: f32, b: f32, lid: u32) -> vec2<f32> {
-  red[lid] = a;
-  red2[lid] = b;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-      red2[lid] += red2[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = vec2<f32>(red[0], red2[0]);
-  workgroupBarrier();
-  return r;
-}
 
 // Offset of the e-th element (row-major over n, h, w) of channel c in a view.
 fn at(off: u32, s: vec4<u32>, c: u32, e: u32) -> u32 {

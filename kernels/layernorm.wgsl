@@ -11,6 +11,7 @@
 //   PyTorch; the NaN is chosen from the bits (numerics.wgsl), not left to arithmetic the compiler may fold.
 //!include numerics.wgsl
 //!include strides.wgsl
+//!include workgroup_reduce.wgsl
 
 struct Params {
   rows: u32,
@@ -45,25 +46,6 @@ override WG: u32 = 64u;
 @group(0) @binding(8) var<storage, read> saved_mean: array<f32>;
 @group(0) @binding(9) var<storage, read> saved_rstd: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
-var<workgroup> red2: array<f32, WG>;
-
-fn reduce2(a: f32, b: f32, lid: u32) -> vec2<f32> {
-  red[lid] = a;
-  red2[lid] = b;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-      red2[lid] += red2[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = vec2<f32>(red[0], red2[0]);
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
