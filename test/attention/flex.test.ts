@@ -2,7 +2,7 @@
 // dq, dk, dv and the gradients of captured tensors, for the built-in mods and hand-written ones, with GQA, Nq != Nk,
 // Dv != D, fully masked rows and NaN inputs; a block-masked run equals the unmasked one; bad mods fail before any work.
 import { describe, expect, it } from 'vitest';
-import { F, type Tensor, memory, tidy, tensor, ValueError, createBlockMask } from '../../src/index.node';
+import { F, type Tensor, memory, tidy, tensor, ValueError, createBlockMask, attentionMods } from '../../src/index.node';
 import { type Expr, where } from '../../src/ops/expr';
 import { type Ref, allClose } from '../reference/core';
 import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
@@ -231,5 +231,22 @@ describe('Tensor.at outside a mod', () => {
     expect(() => t.at(1)).toThrow(ValueError);
     mask.dispose();
     t.dispose();
+  });
+});
+
+describe('built-in mods', () => {
+  // Each built-in traces to the same kernels (the cache key is the expression's structure; constants and captured
+  // tensors are bound, not compiled in) as the hand-written mod that the float64 tests above run on the GPU.
+  it('trace to the kernels of the hand-written mods checked against float64', () => {
+    const slopes = tensor([0.5, 0.25]), table = tensor(new Float32Array(2 * 7), { shape: [2, 7] });
+    const docs = tensor(Int32Array.from([0, 0, 1]), { dtype: 'i32' });
+    const key = (s: Parameters<typeof flexSource>[0], m: Parameters<typeof flexSource>[1] = null) => flexSource(s, m).key;
+    expect(key(attentionMods.softCap(5))).toBe(key((s) => s.div(2).tanh().mul(2)));
+    expect(key(attentionMods.softCap(5))).not.toBe(key((s) => s.tanh().mul(2)));
+    expect(key(null, attentionMods.causal(16))).toBe(key(null, (_b, _h, i, j) => j.le(i.add(3))));
+    expect(key(attentionMods.alibi(slopes))).toBe(key((s, _b, h, i, j) => s.add(slopes.at(h).mul(j.sub(i)))));
+    expect(key(attentionMods.relativeBias(table, 3))).toBe(key((s, _b, h, i, j) => s.add(table.at(h, j.sub(i).clamp(-3, 3).add(3)))));
+    expect(key(null, attentionMods.documentMask(docs))).toBe(key(null, (_b, _h, i, j) => docs.at(i).eq(docs.at(j))));
+    for (const t of [slopes, table, docs]) t.dispose();
   });
 });
