@@ -2,7 +2,6 @@
 // storage and read back as views (no copies), so step t attends over positions 0..t.
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { allocLike, keep } from '../tensor/base.js';
-import { f16Unsupported } from '../tensor/dtype.js';
 import { copy } from '../launch/elementwise.js';
 import { withGradMode } from '../autograd/mode.js';
 import type { Tensor } from '../ops/tensor.js';
@@ -42,8 +41,6 @@ export class KVCache {
       throw new DTypeError(`KVCache.append: k ${k.dtype} and v ${v.dtype} differ from the cache's ${this.k.dtype} and ${this.v!.dtype}`);
     }
     if (this.length + T > this.maxLength) throw new ShapeError(`KVCache.append: ${this.length} + ${T} positions exceed maxLength ${this.maxLength}`);
-    // The append is a strided copy kernel, which reads 32-bit words: f16 keys and values are refused before any work.
-    if (k.dtype === 'f16' || v.dtype === 'f16') throw f16Unsupported('KVCache.append');
     k.buf('KVCache.append');
     v.buf('KVCache.append');
     if (!this.k) {

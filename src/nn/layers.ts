@@ -4,7 +4,7 @@ import type { Tensor } from '../ops/tensor.js';
 import { philox4x32 } from '../tensor/random.js';
 import { linear } from '../ops/matmul.js';
 import { embedding, layerNorm } from '../ops/nn_ops.js';
-import { add, addScalar, gelu, mul, mulScalar, relu, rsqrt, sigmoid, silu, tanh } from '../ops/elementwise.js';
+import { add, addScalar, gelu, inF32, mul, mulScalar, relu, rsqrt, sigmoid, silu, tanh } from '../ops/elementwise.js';
 import { mean } from '../ops/reduce.js';
 import { tidy } from '../tensor/base.js';
 import { Module, RANDOM_CALLS, RANDOM_SEED, checkFeatures } from './module.js';
@@ -222,7 +222,9 @@ export interface RMSNormOptions {
  */
 export class RMSNorm extends Module {
   readonly normalizedShape: number[];
+  /** eps as given, else f32's machine epsilon (f16 inputs then use f16's, 2^-10, as PyTorch's eps=None). */
   readonly eps: number;
+  private readonly epsGiven: boolean;
   weight: Tensor | null;
   constructor(normalizedShape: number | number[], options?: RMSNormOptions) {
     super();
@@ -231,6 +233,7 @@ export class RMSNorm extends Module {
     if (!ns.length) throw new ValueError(`RMSNorm: normalizedShape must be a positive integer or a non-empty array, got ${JSON.stringify(normalizedShape)}`);
     for (const d of ns) checkPositiveInt('RMSNorm', 'normalizedShape entries', d);
     this.normalizedShape = ns;
+    this.epsGiven = options.eps !== undefined;
     this.eps = options.eps ?? 2 ** -23;
     if (typeof this.eps !== 'number' || !(this.eps >= 0) || !Number.isFinite(this.eps)) throw new ValueError(`RMSNorm: eps must be finite and >= 0, got ${options.eps}`);
     const affine = options.elementwiseAffine ?? true;
@@ -243,10 +246,17 @@ export class RMSNorm extends Module {
     if (x.rank < ns.length || tail.some((d, i) => d !== ns[i])) {
       throw new ShapeError(`RMSNorm(${fmtShape(ns)}): input ${fmtShape(x.shape)} does not end in the normalized shape ${fmtShape(ns)}`);
     }
-    if (x.dtype !== 'f32') throw new DTypeError(`RMSNorm(${fmtShape(ns)}): input must be f32, got ${x.dtype}`);
+    if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new DTypeError(`RMSNorm(${fmtShape(ns)}): input must be f32 or f16, got ${x.dtype}`);
+    // f16: the mean of squares and the scaling in f32 (x^2 overflows f16 from |x| = 256), rounded once to f16. The
+    // default eps is the input dtype's machine epsilon, as PyTorch's.
+    if (x.dtype === 'f16') return inF32('f16', [x], (w) => this.normalize(w, this.epsGiven ? this.eps : 2 ** -10));
+    return this.normalize(x, this.eps);
+  }
+  private normalize(x: Tensor, eps: number): Tensor {
+    const ns = this.normalizedShape;
     const dims = ns.map((_d, i) => x.rank - ns.length + i);
     return tidy(() => {
-      const y = mul(x, rsqrt(addScalar(mean(mul(x, x), dims, true), this.eps)));
+      const y = mul(x, rsqrt(addScalar(mean(mul(x, x), dims, true), eps)));
       return this.weight ? mul(y, this.weight) : y;
     });
   }

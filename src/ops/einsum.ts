@@ -8,6 +8,7 @@ import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
+import { inF32 } from './elementwise.js';
 import { expand, permute, reshape } from './views.js';
 
 interface Term {
@@ -104,8 +105,10 @@ export function einsum(equation: string, ...operands: (Tensor | Tensor[])[]): Te
   const tensors = operands.length === 1 && Array.isArray(operands[0]) ? operands[0] : (operands as Tensor[]);
   for (const t of tensors) {
     t.buf(fn);
-    if (t.dtype !== 'f32') throw new DTypeError(`${fn}: operands must be f32, got ${t.dtype}`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new DTypeError(`${fn}: operands must be f32 or f16, got ${t.dtype}`);
   }
+  const dtypes = [...new Set(tensors.map((t) => t.dtype))];
+  if (dtypes.length > 1) throw new DTypeError(`${fn}: operands must share a dtype (as matmul's), got ${tensors.map((t) => t.dtype).join(', ')}`);
   const eq = equation.replace(/\s+/g, '');
   const [lhs, rhs, extra] = eq.split('->');
   if (extra !== undefined) throw new ValueError(`${fn}: equation '${equation}' has more than one '->'`);
@@ -141,6 +144,9 @@ export function einsum(equation: string, ...operands: (Tensor | Tensor[])[]): Te
     if (!rhs.includes('...') && maxEllipsis > 0) throw new ValueError(`${fn}: operands use '...' but the output '${rhs}' does not`);
     if (new Set(outLetters).size !== outLetters.length) throw new ValueError(`${fn}: output '${rhs}' repeats a letter`);
   }
+  // f16: every sum and contraction in f32 and one rounding of the result (a chain of contractions would otherwise
+  // round each intermediate product to f16).
+  if (dtypes[0] === 'f16') return inF32('f16', tensors, (...wide) => einsum(equation, ...wide));
   return tidy(() => {
     let terms: Term[] = letterLists.map((ls, i) => {
       const d = diagonal(tensors[i], ls);

@@ -4,7 +4,7 @@
 // The loss is sum(fn(...inputs) * W) with W fixed and random, so every output element's gradient matters (a plain sum
 // would hide a backward rule that is wrong by a per-row constant, as softmax's would be). The finite differences
 // accumulate that dot product on the host in float64, which keeps the f32 error to the forward's own rounding.
-import { ValueError, checkOptions } from '../errors.js';
+import { DTypeError, ValueError, checkOptions } from '../errors.js';
 import { tidy } from '../tensor/base.js';
 import { normals } from '../tensor/random.js';
 import { noGrad } from '../autograd/mode.js';
@@ -69,6 +69,11 @@ export async function gradcheck(
   for (const [i, t] of inputs.entries()) t.buf(`gradcheck: input ${i}`);
 
   const anyRequires = inputs.some((t) => t.requiresGrad);
+  // An f16 input that asks for a check (or the only float inputs being f16) is refused; f16 constants pass through.
+  const half = inputs.findIndex((t) => t.dtype === 'f16' && (anyRequires ? t.requiresGrad : !inputs.some((u) => u.dtype === 'f32')));
+  if (half >= 0) {
+    throw new DTypeError(`gradcheck: input ${half} is f16; finite differences need f32 (an f16 step of eps ${eps} moves x by a rounded amount and f16's 11 significant bits swamp the difference), so check fn on x.float() and compare f16 gradients against those`);
+  }
   const checked = inputs.map((t) => t.dtype === 'f32' && (anyRequires ? t.requiresGrad : true));
   if (!checked.some(Boolean)) throw new ValueError('gradcheck: no f32 input to check');
   const values = await Promise.all(inputs.map((t, i) => (checked[i] ? t.toArray() : null)));

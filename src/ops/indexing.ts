@@ -1,6 +1,8 @@
 // gather, indexSelect, scatterAdd and cumsum: kernels that read their inputs in place, with device-side index checks
 // (an out-of-range index is an IndexError at the next sync, never read through) and deterministic backward rules
-// (the scatter sums each output element's contributions in index order; no float atomics).
+// (the scatter sums each output element's contributions in index order; no float atomics). f16 inputs run through the
+// f32 kernels between casts: exact for the copies, and the sums (scatterAdd, cumsum, the backward scatters) stay f32
+// until one final rounding.
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/base.js';
@@ -9,6 +11,7 @@ import { copy, fill } from '../launch/elementwise.js';
 import { cumsumDim, gatherDim, scatterAddDim } from '../launch/indexing.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
+import { inF32 } from './elementwise.js';
 
 function checkIndex(fn: string, index: Tensor): void {
   index.buf(fn);
@@ -24,12 +27,14 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const fn = 'gather';
   x.buf(fn);
   checkIndex(fn, index);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const d = normDim(fn, dim, Math.max(x.rank, 1), x.shape);
   sameRank(fn, 'input', x, index);
   for (let i = 0; i < x.rank; i++) {
     if (i !== d && index.shape[i] > x.shape[i]) throw new ShapeError(`${fn}: index ${fmtShape(index.shape)} is larger than input ${fmtShape(x.shape)} in dim ${i} (${index.shape[i]} > ${x.shape[i]})`);
   }
+  // f16 through f32 (exact both ways, so the values are copied exactly; the backward's scatter sums in f32 and rounds once).
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => gather(w, dim, index));
   if (x.rank === 0) return gather1(fn, x, index);
   const pos = contiguousStrides(index.shape);
   const inShape = x.shape.slice();
@@ -57,10 +62,11 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   const fn = 'indexSelect';
   x.buf(fn);
   checkIndex(fn, index);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   if (index.rank > 1) throw new ShapeError(`${fn}: index must be 1-D, got ${fmtShape(index.shape)}`);
   if (x.rank === 0) throw new ShapeError(`${fn}: input must have at least 1 dim, got ${fmtShape(x.shape)}`);
   const d = normDim(fn, dim, x.rank, x.shape);
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => indexSelect(w, dim, index));
   const R = index.size;
   const shape = x.shape.map((s, i) => (i === d ? R : s));
   const strides = shape.map((_, i) => (i === d && index.rank === 1 ? index.strides[0] : 0));
@@ -85,7 +91,7 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
   x.buf(fn);
   src.buf(fn);
   checkIndex(fn, index);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32']);
   if (src.dtype !== x.dtype) throw new DTypeError(`${fn}: src dtype ${src.dtype} differs from input dtype ${x.dtype}`);
   if (x.rank === 0) throw new ShapeError(`${fn}: input must have at least 1 dim, got ${fmtShape(x.shape)}`);
   const d = normDim(fn, dim, x.rank, x.shape);
@@ -95,6 +101,8 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
     if (index.shape[i] > src.shape[i]) throw new ShapeError(`${fn}: index ${fmtShape(index.shape)} is larger than src ${fmtShape(src.shape)} in dim ${i} (${index.shape[i]} > ${src.shape[i]})`);
     if (i !== d && index.shape[i] > x.shape[i]) throw new ShapeError(`${fn}: index ${fmtShape(index.shape)} is larger than input ${fmtShape(x.shape)} in dim ${i} (${index.shape[i]} > ${x.shape[i]})`);
   }
+  // f16: the sums in f32 (x plus every contribution, in index order), rounded once.
+  if (x.dtype === 'f16') return inF32('f16', [x, src], (w, s) => scatterAdd(w, dim, index, s));
   const pos = contiguousStrides(index.shape);
   const srcView = src.makeView(index.shape.slice(), src.strides.slice(), src.offset);
   const srcShape = src.shape.slice();
@@ -119,12 +127,14 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
   }
 }
 
-/** Inclusive prefix sums along dim (PyTorch's torch.cumsum; integer and bool inputs give i32). NaN and inf propagate. */
+/** Inclusive prefix sums along dim (PyTorch's torch.cumsum; integer and bool inputs give i32, f16 gives f16). NaN and inf propagate. */
 export function cumsum(x: Tensor, dim: number): Tensor {
   const fn = 'cumsum';
   x.buf(fn);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const d = x.rank === 0 ? normDim(fn, dim, 1) : normDim(fn, dim, x.rank, x.shape);
+  // f16: the running sums in f32, each rounded once (never a rounded partial sum carried on).
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => cumsum(w, dim));
   const out = cumsumDim(fn, x, d);
   return record(fn, out, [x], (g) => [cumsumDim(`${fn}.backward`, g, d, true)]);
 }

@@ -20,7 +20,7 @@ function triangleMask(x: Tensor, rows: number, cols: number, diagonal: number, u
 
 function triangle(fn: 'triu' | 'tril', x: Tensor, diagonal: number): Tensor {
   x.buf(fn);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   if (x.rank < 2) throw new ShapeError(`${fn}: input must have at least 2 dims, got ${fmtShape(x.shape)}`);
   if (typeof diagonal !== 'number' || !Number.isInteger(diagonal) || !isI32(diagonal)) throw new ValueError(`${fn}: diagonal must be an integer, got ${String(diagonal)}`);
   const [rows, cols] = x.shape.slice(-2);
@@ -44,7 +44,7 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number | boolean | Te
   x.buf(fn);
   mask.buf(fn);
   if (mask.dtype !== 'bool') throw new DTypeError(`${fn}: mask must be bool, got ${mask.dtype}`);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const shape = broadcastShapes(fn, x.shape, mask.shape);
   if (!sameShape(shape, x.shape)) throw new ShapeError(`${fn}: mask ${fmtShape(mask.shape)} does not broadcast to input ${fmtShape(x.shape)}`);
   if (typeof value === 'number' || typeof value === 'boolean') {

@@ -7,6 +7,7 @@ import { checkDType } from '../tensor/dtype.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
 import { contiguous, expand, reshape, slice } from './views.js';
+import { inF32 } from './elementwise.js';
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
@@ -55,11 +56,14 @@ export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
 export function flip(x: Tensor, dims: number | number[]): Tensor {
   const fn = 'flip';
   x.buf(fn);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32', 'bool']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32', 'bool']);
   const list = Array.isArray(dims) ? dims : [dims];
   if (!list.every((v) => typeof v === 'number')) throw new ValueError(`${fn}: dims must be a dim or an array of dims, got ${JSON.stringify(dims)}`);
   const norm = list.map((v) => normDim(fn, v, x.rank, x.shape));
   if (new Set(norm).size !== norm.length) throw new ShapeError(`${fn}: dims ${JSON.stringify(dims)} repeat a dim of ${fmtShape(x.shape)}`);
+  // f16 through f32 (exact both ways): the negative-stride copy below works on whole 32-bit words, and a packed half's
+  // word index cannot be taken from a wrapped offset.
+  if (x.dtype === 'f16') return inF32('f16', [x], (w) => flip(w, dims));
   let offset = x.offset;
   const strides = x.strides.slice();
   for (const d of norm) {

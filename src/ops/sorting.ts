@@ -1,13 +1,15 @@
 // sort, argsort, topk and multinomial: GPU kernels (a bitonic sort in workgroup memory with a multi-pass path for long
 // rows; Philox sampling), so sampling a token needs no readback until its id.
-import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
+import { ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
 import { normDim } from '../tensor/shape.js';
 import { nextSeed } from '../tensor/random.js';
 import { checkSortSize, sortAlong, sortBackward } from '../launch/sort.js';
 import { multinomialRows } from '../launch/sampling.js';
+import { tidy } from '../tensor/base.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
+import { toDType } from './elementwise.js';
 
 export interface SortOptions {
   descending?: boolean;
@@ -29,6 +31,14 @@ function checkBool(fn: string, name: string, v: unknown): void {
 }
 
 function sorted(fn: string, x: Tensor, dim: number, K: number, descending: boolean): SortResult {
+  if (x.dtype === 'f16') {
+    // Sorted as f32 (every f16 is an f32, so order, ties and NaN are the same) and cast back: the values are copied
+    // exactly, and their gradient comes back to x as f16.
+    return tidy(() => {
+      const r = sorted(fn, toDType(x, 'f32'), dim, K, descending);
+      return { values: toDType(r.values, 'f16'), indices: r.indices };
+    });
+  }
   const d = x.rank === 0 ? 0 : dim;
   const { values, indices } = sortAlong(fn, x, d, K, descending);
   const inShape = x.shape.slice();
@@ -38,7 +48,7 @@ function sorted(fn: string, x: Tensor, dim: number, K: number, descending: boole
 
 function sortDim(fn: string, x: Tensor, dim: number): number {
   x.buf(fn);
-  checkDType(fn, 'input', x.dtype, ['f32', 'i32']);
+  checkDType(fn, 'input', x.dtype, ['f32', 'f16', 'i32']);
   if (typeof dim !== 'number') throw new ValueError(`${fn}: dim must be a number, got ${String(dim)}`);
   const d = x.rank === 0 ? normDim(fn, dim, 1) : normDim(fn, dim, x.rank, x.shape);
   checkSortSize(fn, x.rank === 0 ? [1] : x.shape, d);
@@ -66,6 +76,7 @@ export function argsort(x: Tensor, dim = -1, options?: SortOptions): Tensor {
   checkBool(fn, 'descending', o.descending);
   checkBool(fn, 'stable', o.stable);
   const d = sortDim(fn, x, dim);
+  if (x.dtype === 'f16') return tidy(() => argsort(toDType(x, 'f32'), dim, options));
   const { values, indices } = sortAlong(fn, x, d, x.rank === 0 ? 1 : x.shape[d], o.descending ?? false);
   values.dispose();
   return indices;
@@ -103,7 +114,7 @@ export function multinomial(probs: Tensor, n: number, options?: MultinomialOptio
   const fn = 'multinomial';
   const o = checkOptions(fn, options, ['replacement', 'seed']);
   probs.buf(fn);
-  if (probs.dtype !== 'f32') throw new DTypeError(`${fn}: probs must be f32, got ${probs.dtype}`);
+  checkDType(fn, 'probs', probs.dtype, ['f32', 'f16']);
   if (probs.rank !== 1 && probs.rank !== 2) throw new ShapeError(`${fn}: probs must be [C] or [B, C], got ${fmtShape(probs.shape)}`);
   checkBool(fn, 'replacement', o.replacement);
   const replacement = o.replacement ?? false;
@@ -113,6 +124,8 @@ export function multinomial(probs: Tensor, n: number, options?: MultinomialOptio
   if (!replacement && n > C) throw new ValueError(`${fn}: cannot draw ${n} samples without replacement from ${C} categories`);
   if (o.seed !== undefined && (typeof o.seed !== 'number' || !Number.isInteger(o.seed) || o.seed < 0)) throw new ValueError(`${fn}: seed must be a non-negative integer, got ${String(o.seed)}`);
   if (!replacement) checkSortSize(fn, [probs.rank === 2 ? probs.shape[0] : 1, C], 1);
+  // f16 weights widen exactly: the same draws as the f32 tensor of the same values under the same seed.
+  if (probs.dtype === 'f16') return tidy(() => multinomial(toDType(probs, 'f32'), n, options));
   const seed: [number, number] = o.seed !== undefined ? [o.seed >>> 0, Math.floor(o.seed / 2 ** 32) ^ 0x6d756c74] : [nextSeed(), nextSeed()];
   const p2 = probs.rank === 2 ? probs : probs.makeView([1, C], [0, probs.strides[0]], probs.offset);
   try {

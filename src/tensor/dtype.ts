@@ -7,12 +7,13 @@ export function bytesPerElement(d: DType): number {
   return d === 'f16' ? 2 : 4;
 }
 /** What f16 tensors can do; every other op rejects them with a DTypeError that says so. */
-export const F16_OPS = 'every elementwise op, reduction, view, copy and cast, matmul, softmax, layerNorm, embedding, the losses, dropout and scaledDotProductAttention';
+export const F16_OPS = 'every op of the API but convolution, pooling, batchNorm and user kernels (defineOp)';
 export function f16Unsupported(fn: string): DTypeError {
   return new DTypeError(`${fn}: f16 tensors are not supported here (f16 supports ${F16_OPS}); cast with x.to('f32') first`);
 }
 export function checkDType(fn: string, arg: string, d: DType, allowed: readonly DType[]): void {
-  if (d === 'f16' && !allowed.includes(d)) throw f16Unsupported(fn);
+  // "f16 is not supported here" only where f32 is: an op that takes neither (logicalAnd takes bool) says what it takes.
+  if (d === 'f16' && !allowed.includes(d) && allowed.includes('f32')) throw f16Unsupported(fn);
   if (!allowed.includes(d)) throw new DTypeError(`${fn}: ${arg} has dtype ${d}; expected ${allowed.join(' or ')}`);
 }
 export function parseDType(fn: string, d: unknown): DType {

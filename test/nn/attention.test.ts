@@ -164,7 +164,7 @@ describe('nn.AttentionPooling and nn.AdditiveAttention', () => {
 });
 
 describe('attention layers check their options', () => {
-  it('unknown constructor and call keys are ValueErrors naming them; an f16 cache append is refused before any work', async () => {
+  it('unknown constructor and call keys are ValueErrors naming them; an f16 cache holds f16 exactly and refuses f32 before any work', async () => {
     const K = await import('../../src/index.node');
     const { expectThrowsRaw } = await import('../helpers');
     expect(() => new K.nn.MultiheadAttention(8, 2, { kvHead: 1 } as never)).toThrow(/'kvHead'.*kvHeads/);
@@ -176,9 +176,19 @@ describe('attention layers check their options', () => {
     expectThrowsRaw(() => layer.forward(x, { causl: true } as never), K.ValueError, "'causl'");
     const cache = new K.KVCache(4);
     const kh = K.randn([1, 2, 1, 4], { seed: 3, dtype: 'f16' });
-    expectThrowsRaw(() => cache.append(kh, kh), K.DTypeError, 'KVCache.append', 'f16');
-    expect(cache.length).toBe(0);
-    for (const t of [x, kh]) t.dispose();
+    const kh2 = K.randn([1, 2, 2, 4], { seed: 4, dtype: 'f16' });
+    const first = cache.append(kh, kh);
+    first.k.dispose();
+    first.v.dispose();
+    const all = cache.append(kh2, kh2);
+    expect(all.k.dtype).toBe('f16');
+    const want = K.concat([kh, kh2], 2);
+    expect(Array.from(await all.k.toArray())).toEqual(Array.from(await want.toArray()));
+    expect(Array.from(await all.v.toArray())).toEqual(Array.from(await want.toArray()));
+    const kf = K.zeros([1, 2, 1, 4]);
+    expectThrowsRaw(() => cache.append(kf, kf), K.DTypeError, 'KVCache.append', 'f32', 'f16');
+    expect(cache.length).toBe(3);
+    for (const t of [x, kh, kh2, kf, want, all.k, all.v]) t.dispose();
     layer.dispose();
     cache.dispose();
   });
