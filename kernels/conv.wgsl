@@ -1,28 +1,36 @@
 // 2-D convolution (NCHW, PyTorch's cross-correlation) as implicit GEMMs: the unfolded input is never written to memory;
-// each tile of the GEMM operands is gathered from the image straight into workgroup memory.
+// each thread reads its operands straight from the image, the weight and the output gradient.
 //   Dimensions: batch N, input channels C (Cg = C / groups per group), input H x W, output channels O (Og = O / groups),
-//   output Ho x Wo, kernel KH x KW, stride (sh, sw), top/left padding (ph, pw), dilation (dh, dw), groups G.
-//   The input row ih of output row oh and kernel row kh is oh * sh - ph + kh * dh (out of range: zero padding).
-//   MODE (override) picks which GEMM a launch computes; per group g (the workgroup's group index):
-//     FORWARD      out[n, g Og + m, oh, ow] = sum_k w[g Og + m, (ci, kh, kw) = k] * x[n, g Cg + ci, ih, iw] + bias
-//                  M = Og, cols = N Ho Wo (n, oh, ow), K = Cg KH KW
-//     GRAD_INPUT   dx[n, g Cg + m, ih, iw] = sum_k w[g Og + co, m, kh, kw] * dy[n, g Og + co, oh, ow] over the (co, kh, kw)
-//                  = k whose (oh, ow) lands on (ih, iw): a transposed implicit GEMM, written without atomics
-//                  M = Cg, cols = N H W (n, ih, iw), K = Og KH KW
-//     GRAD_WEIGHT  dw[g Og + m, (ci, kh, kw) = col] = sum_k dy[n, g Og + m, oh, ow] * x[n, g Cg + ci, ih, iw], k = (n, oh, ow)
-//                  M = Og, cols = Cg KH KW, K = N Ho Wo: each output element is summed by one thread in a fixed order
-//                  (deterministic)
+//   output Ho x Wo, kernel KH x KW (the taps), stride (sh, sw), top/left padding (ph, pw), dilation (dh, dw), groups G.
+//   The input row ih of output row oh and kernel row kh is oh * sh - ph + kh * dh (outside the image: padding).
+//   A padded tap (or, in the input gradient, a tap no output lands on) contributes nothing: it is skipped, never
+//   multiplied as a zero, so an infinite weight meets no padding (as the float64 reference and direct convolutions).
+//   Entry points (all three reduce in a fixed order per output element: deterministic, no atomics):
+//     main, MODE = FORWARD
+//                  out[n, g Og + m, oh, ow] = sum_(kh, kw, ci) w[g Og + m, ci, kh, kw] * x[n, g Cg + ci, ih, iw] + bias
+//                  GEMM rows m < Og, columns (n, oh, ow) < N Ho Wo, reduction taps x Cg
+//     main, MODE = GRAD_INPUT
+//                  dx[n, g Cg + m, ih, iw] = sum over the (kh, kw, co) whose output (oh, ow) lands on (ih, iw) of
+//                  w[g Og + co, m, kh, kw] * dy[n, g Og + co, oh, ow] (a transposed implicit GEMM, written without
+//                  atomics); rows m < Cg, columns (n, ih, iw) < N H W, reduction taps x Og
+//     grad_weight  dw[g Og + m, c, kh, kw] = sum_(n, oh, ow) dy[n, g Og + m, oh, ow] * x[n, g Cg + c, ih, iw]: one
+//                  GEMM per tap (kh, kw), rows m < Og, columns c < Cg, reduced over the rectangle of output positions
+//                  whose tap lies inside the image (computed once per tap, so the inner loop has no bounds checks)
 //   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] at b_off, b_stride.
 //   Writes: out contiguous ([N, O, Ho, Wo], [N, C, H, W] or [O, Cg, KH, KW]).
-//   Tiling: a workgroup computes a 64 x 64 tile of the group's GEMM; 16 x 16 threads, each accumulating a block of
-//   4 x 4 adjacent outputs in registers (vec4 rows); K advances 32 at a time through workgroup memory (16 KiB; 32
-//   rather than 16 halves the barriers, which cost most on CPU adapters).
-//   Dispatch: ceil(cols / 64) * ceil(M / 64) * G workgroups in any grid (x fastest), the linear id picking the column
-//   tile, then the row tile, then the group; ids past the last tile exit.
+//   Tiling: as kernels/matmul.wgsl, a workgroup of WX x WY = 8 x 4 threads computes a TM x TN = 16 x 64 tile of its
+//   GEMM, each thread a register tile of RM x RN = 4 rows x 8 columns (two vec4 per row), with no workgroup memory and
+//   no barriers (on CPU adapters such as lavapipe a barrier splits the shader and the caches do the tiling; the
+//   workgroup-memory kernel this replaced ran 3-5x slower there). main loops over the taps outside and the reduction
+//   channels inside: a column's position, padding test and address are worked out once per tap, and each channel
+//   step is then 4 + 8 loads and 32 FMAs at fixed strides.
+//   Edges: rows and columns past the GEMM are clamped for reading (every read is in bounds) and never written.
+//   Dispatch: main: ceil(cols / TN) * ceil(rows / TM) * G workgroups; grad_weight: that times KH KW; in any grid
+//   (x fastest), the linear id picking the column tile, then the row tile (then the tap), then the group; ids past the
+//   last tile exit.
 
 const FORWARD: u32 = 0u;
 const GRAD_INPUT: u32 = 1u;
-const GRAD_WEIGHT: u32 = 2u;
 
 override MODE: u32 = 0u;
 override HAS_BIAS: u32 = 0u;
@@ -54,11 +62,12 @@ struct Params {
   b_stride: u32,
 }
 
-const RB: u32 = 4u;
-const TM: u32 = 64u;
-const TN: u32 = 64u;
-const TK: u32 = 32u;
-const LOADS: u32 = TK / 4u; // elements of each operand tile a thread loads (TM * TK / 256)
+const WX: u32 = 8u;
+const WY: u32 = 4u;
+const RM: u32 = 4u;
+const RN: u32 = 8u;
+const TM: u32 = 16u; // WY * RM
+const TN: u32 = 64u; // WX * RN
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -67,198 +76,265 @@ const LOADS: u32 = TK / 4u; // elements of each operand tile a thread loads (TM 
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// [TK][TM / 4] and [TK][TN / 4] vec4s: a thread owns 4 consecutive rows and 4 consecutive columns of the output tile, so
-// each step of the inner product reads one vec4 of each (on CPU adapters, 2 loads per 16 FMAs instead of 8).
-var<workgroup> tileA: array<vec4<f32>, 512>;
-var<workgroup> tileB: array<vec4<f32>, 512>;
-
-// The kernel taps of one reduction index, split into its three coordinates (row-major over sizes d1 x d2 x d3).
-fn split3(k: u32, d2: u32, d3: u32) -> vec3<u32> {
-  let r = k % (d2 * d3);
-  return vec3<u32>(k / (d2 * d3), r / d3, r % d3);
+// The GEMM's B operand of main: the image in the forward pass, the output gradient in the input gradient.
+fn load_b(i: u32) -> f32 {
+  if (MODE == FORWARD) { return x[i]; }
+  return dy[i];
 }
 
-// What a thread's fixed GEMM row (A) or column (B) contributes to every address, computed once before the K loop,
-// so the loop itself only splits k: an offset and two signed positions; `ok` false outside the GEMM.
-struct Fixed {
-  off: u32,
-  p: i32,
-  q: i32,
-  ok: bool,
+// Where a workgroup's tile lies: its group, its sub-GEMM (a tap, for grad_weight), its first row and column.
+struct Tile {
+  inside: bool,
+  g: u32,
+  sub: u32,
+  row0: u32,
+  col0: u32,
 }
 
-fn row_info(g: u32, m: u32, M: u32) -> Fixed {
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>, M: u32, NC: u32, subs: u32) -> Tile {
+  let tiles_x = (NC + TN - 1u) / TN;
+  let per_sub = tiles_x * ((M + TM - 1u) / TM);
+  let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+  var t: Tile;
+  t.g = lin / (per_sub * subs);
+  t.inside = t.g < params.groups;
+  let r = lin % (per_sub * subs);
+  t.sub = r / per_sub;
+  let tile = r % per_sub;
+  t.row0 = (tile / tiles_x) * TM;
+  t.col0 = (tile % tiles_x) * TN;
+  return t;
+}
+
+// A thread's 4 rows (clamped) and its 8 columns (clamped, as two vec4).
+fn rows_of(row0: u32, M: u32) -> vec4<u32> {
+  return min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(M - 1u));
+}
+
+fn cols_of(col0: u32, NC: u32, hi: u32) -> vec4<u32> {
+  return min(vec4<u32>(col0 + 4u * hi) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(NC - 1u));
+}
+
+// acc[2 i + h] += a[i] * b_h (b_lo, b_hi: the thread's 8 columns), only in the columns where ok_h holds.
+fn rank1_masked(acc: ptr<function, array<vec4<f32>, 8>>, a: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>,
+                ok_lo: vec4<bool>, ok_hi: vec4<bool>) {
+  // Unrolled: constant indices keep the accumulators in registers.
+  (*acc)[0] = select((*acc)[0], fma(vec4<f32>(a.x), lo, (*acc)[0]), ok_lo);
+  (*acc)[1] = select((*acc)[1], fma(vec4<f32>(a.x), hi, (*acc)[1]), ok_hi);
+  (*acc)[2] = select((*acc)[2], fma(vec4<f32>(a.y), lo, (*acc)[2]), ok_lo);
+  (*acc)[3] = select((*acc)[3], fma(vec4<f32>(a.y), hi, (*acc)[3]), ok_hi);
+  (*acc)[4] = select((*acc)[4], fma(vec4<f32>(a.z), lo, (*acc)[4]), ok_lo);
+  (*acc)[5] = select((*acc)[5], fma(vec4<f32>(a.z), hi, (*acc)[5]), ok_hi);
+  (*acc)[6] = select((*acc)[6], fma(vec4<f32>(a.w), lo, (*acc)[6]), ok_lo);
+  (*acc)[7] = select((*acc)[7], fma(vec4<f32>(a.w), hi, (*acc)[7]), ok_hi);
+}
+
+fn rank1(acc: ptr<function, array<vec4<f32>, 8>>, a: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>) {
+  (*acc)[0] = fma(vec4<f32>(a.x), lo, (*acc)[0]);
+  (*acc)[1] = fma(vec4<f32>(a.x), hi, (*acc)[1]);
+  (*acc)[2] = fma(vec4<f32>(a.y), lo, (*acc)[2]);
+  (*acc)[3] = fma(vec4<f32>(a.y), hi, (*acc)[3]);
+  (*acc)[4] = fma(vec4<f32>(a.z), lo, (*acc)[4]);
+  (*acc)[5] = fma(vec4<f32>(a.z), hi, (*acc)[5]);
+  (*acc)[6] = fma(vec4<f32>(a.w), lo, (*acc)[6]);
+  (*acc)[7] = fma(vec4<f32>(a.w), hi, (*acc)[7]);
+}
+
+// The fixed part of 4 of a thread's columns: the offset of (n, the group's first channel) in B, and the signed
+// positions the taps are measured from (forward: the window's top-left corner; input gradient: ih + ph, iw + pw).
+struct Cols {
+  base: vec4<u32>,
+  p: vec4<i32>,
+  q: vec4<i32>,
+}
+
+fn cols_info(g: u32, c: vec4<u32>) -> Cols {
   let p = params;
-  let Og = p.O / p.groups;
-  var f = Fixed(0u, 0, 0, m < M);
-  if (MODE == FORWARD) { f.off = p.w_off + (g * Og + m) * p.w_strides.x; }
-  else if (MODE == GRAD_INPUT) { f.off = p.w_off + g * Og * p.w_strides.x + m * p.w_strides.y; }
-  else { f.off = p.dy_off + (g * Og + m) * p.dy_strides.y; }
-  return f;
-}
-
-fn col_info(g: u32, col: u32, NC: u32) -> Fixed {
-  let p = params;
-  let Cg = p.C / p.groups;
-  let Og = p.O / p.groups;
-  var f = Fixed(0u, 0, 0, col < NC);
-  if (MODE == FORWARD) {
-    let c = split3(col, p.Ho, p.Wo); // (n, oh, ow)
-    f.off = p.x_off + c.x * p.x_strides.x + g * Cg * p.x_strides.y;
-    f.p = i32(c.y * p.sh) - i32(p.ph);
-    f.q = i32(c.z * p.sw) - i32(p.pw);
-  } else if (MODE == GRAD_INPUT) {
-    let c = split3(col, p.H, p.W); // (n, ih, iw)
-    f.off = p.dy_off + c.x * p.dy_strides.x + g * Og * p.dy_strides.y;
-    f.p = i32(c.y + p.ph);
-    f.q = i32(c.z + p.pw);
-  } else {
-    let c = split3(col, p.KH, p.KW); // (ci, kh, kw)
-    f.off = p.x_off + (g * Cg + c.x) * p.x_strides.y;
-    f.p = i32(c.y * p.dh) - i32(p.ph);
-    f.q = i32(c.z * p.dw) - i32(p.pw);
-  }
-  return f;
-}
-
-// The output position whose window puts a tap at distance t (= input position + padding - tap offset) on the input,
-// or -1 where none does.
-fn out_pos(t: i32, stride: u32, size: u32) -> i32 {
-  if (t < 0) { return -1; }
-  var o = u32(t);
-  if (stride != 1u) {
-    if (o % stride != 0u) { return -1; }
-    o = o / stride;
-  }
-  if (o >= size) { return -1; }
-  return i32(o);
-}
-
-// x at a base offset (batch and channel) and a possibly out-of-image position (zero padding).
-fn read_x(off: u32, ih: i32, iw: i32) -> f32 {
-  if (ih < 0 || iw < 0 || ih >= i32(params.H) || iw >= i32(params.W)) { return 0.0; }
-  return x[off + u32(ih) * params.x_strides.z + u32(iw) * params.x_strides.w];
-}
-
-// The coordinates of reduction index k of A: (n, oh, ow) for the weight gradient, else the weight's (c, kh, kw).
-fn split_a(k: u32) -> vec3<u32> {
-  if (MODE == GRAD_WEIGHT) { return split3(k, params.Ho, params.Wo); }
-  return split3(k, params.KH, params.KW);
-}
-
-// A[m, k] given its row's fixed part and k's coordinates (split_a).
-fn load_a(f: Fixed, c: vec3<u32>) -> f32 {
-  let p = params;
-  if (MODE == GRAD_WEIGHT) { return dy[f.off + c.x * p.dy_strides.x + c.y * p.dy_strides.z + c.z * p.dy_strides.w]; }
-  let s = p.w_strides;
-  if (MODE == FORWARD) { return w[f.off + c.x * s.y + c.y * s.z + c.z * s.w]; }
-  return w[f.off + c.x * s.x + c.y * s.z + c.z * s.w];
-}
-
-// B[k, col] given its column's fixed part.
-fn load_b(f: Fixed, k: u32) -> f32 {
-  let p = params;
-  if (MODE == FORWARD) {
-    let c = split3(k, p.KH, p.KW); // (ci, kh, kw)
-    return read_x(f.off + c.x * p.x_strides.y, f.p + i32(c.y * p.dh), f.q + i32(c.z * p.dw));
-  }
-  if (MODE == GRAD_INPUT) {
-    let c = split3(k, p.KH, p.KW); // (co, kh, kw)
-    let oh = out_pos(f.p - i32(c.y * p.dh), p.sh, p.Ho);
-    let ow = out_pos(f.q - i32(c.z * p.dw), p.sw, p.Wo);
-    if (oh < 0 || ow < 0) { return 0.0; }
-    return dy[f.off + c.x * p.dy_strides.y + u32(oh) * p.dy_strides.z + u32(ow) * p.dy_strides.w];
-  }
-  let c = split3(k, p.Ho, p.Wo); // (n, oh, ow)
-  return read_x(f.off + c.x * p.x_strides.x, f.p + i32(c.y * p.sh), f.q + i32(c.z * p.sw));
-}
-
-fn store(g: u32, m: u32, col: u32, v: f32) {
-  let p = params;
-  let Cg = p.C / p.groups;
-  let Og = p.O / p.groups;
+  var r: Cols;
   if (MODE == FORWARD) {
     let hw = p.Ho * p.Wo;
-    let n = col / hw;
-    let o = g * Og + m;
-    var r = v;
-    if (HAS_BIAS != 0u) { r += bias[p.b_off + o * p.b_stride]; }
-    out[(n * p.O + o) * hw + col % hw] = r;
-    return;
-  }
-  if (MODE == GRAD_INPUT) {
+    let n = c / hw;
+    let s = c % hw;
+    r.base = p.x_off + n * p.x_strides.x + g * (p.C / p.groups) * p.x_strides.y;
+    r.p = vec4<i32>((s / p.Wo) * p.sh) - i32(p.ph);
+    r.q = vec4<i32>((s % p.Wo) * p.sw) - i32(p.pw);
+  } else {
     let hw = p.H * p.W;
-    let n = col / hw;
-    out[(n * p.C + g * Cg + m) * hw + col % hw] = v;
-    return;
+    let n = c / hw;
+    let s = c % hw;
+    r.base = p.dy_off + n * p.dy_strides.x + g * (p.O / p.groups) * p.dy_strides.y;
+    r.p = vec4<i32>(s / p.W) + i32(p.ph);
+    r.q = vec4<i32>(s % p.W) + i32(p.pw);
   }
-  out[(g * Og + m) * (Cg * p.KH * p.KW) + col] = v;
+  return r;
 }
 
-fn gemm_dims() -> vec3<u32> {
+// For tap (kh, kw): the offsets in B of 4 columns' tap (clamped in bounds) and whether the tap is real there.
+struct TapCols {
+  off: vec4<u32>,
+  ok: vec4<bool>,
+}
+
+fn tap_cols(c: Cols, kh: u32, kw: u32) -> TapCols {
+  let p = params;
+  var r: TapCols;
+  if (MODE == FORWARD) {
+    let ih = c.p + vec4<i32>(i32(kh * p.dh));
+    let iw = c.q + vec4<i32>(i32(kw * p.dw));
+    r.ok = (ih >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.H))) & (iw >= vec4<i32>(0)) & (iw < vec4<i32>(i32(p.W)));
+    let h = vec4<u32>(clamp(ih, vec4<i32>(0), vec4<i32>(i32(p.H) - 1)));
+    let wv = vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.W) - 1)));
+    r.off = c.base + h * p.x_strides.z + wv * p.x_strides.w;
+  } else {
+    // The output position (oh, ow) whose tap (kh, kw) lands here: t = oh * stride exactly, inside the output.
+    let th = c.p - vec4<i32>(i32(kh * p.dh));
+    let tw = c.q - vec4<i32>(i32(kw * p.dw));
+    let uh = vec4<u32>(max(th, vec4<i32>(0)));
+    let uw = vec4<u32>(max(tw, vec4<i32>(0)));
+    let oh = uh / p.sh;
+    let ow = uw / p.sw;
+    r.ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & (uh % p.sh == vec4<u32>(0u)) & (uw % p.sw == vec4<u32>(0u)) &
+           (oh < vec4<u32>(p.Ho)) & (ow < vec4<u32>(p.Wo));
+    r.off = c.base + min(oh, vec4<u32>(p.Ho - 1u)) * p.dy_strides.z + min(ow, vec4<u32>(p.Wo - 1u)) * p.dy_strides.w;
+  }
+  return r;
+}
+
+fn load4(off: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(load_b(off.x), load_b(off.y), load_b(off.z), load_b(off.w));
+}
+
+fn load_w4(off: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(w[off.x], w[off.y], w[off.z], w[off.w]);
+}
+
+@compute @workgroup_size(WX, WY, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let p = params;
+  let Cg = p.C / p.groups;
+  let Og = p.O / p.groups;
+  var M = Og;
+  var NC = p.N * p.Ho * p.Wo;
+  var KC = Cg; // reduction channels per tap
+  if (MODE == GRAD_INPUT) {
+    M = Cg;
+    NC = p.N * p.H * p.W;
+    KC = Og;
+  }
+  let t = tile_of(wid, nwg, M, NC, 1u);
+  if (!t.inside) { return; }
+  let row0 = t.row0 + lid.y * RM;
+  let col0 = t.col0 + lid.x * RN;
+  let rows = rows_of(row0, M);
+  // Rows: the weight offsets of (row, reduction channel 0, tap 0) and the step per reduction channel.
+  var a_row: vec4<u32>;
+  var a_step: u32;
+  var b_step: u32;
+  if (MODE == FORWARD) {
+    a_row = p.w_off + (t.g * Og + rows) * p.w_strides.x;
+    a_step = p.w_strides.y;
+    b_step = p.x_strides.y;
+  } else {
+    a_row = p.w_off + t.g * Og * p.w_strides.x + rows * p.w_strides.y;
+    a_step = p.w_strides.x;
+    b_step = p.dy_strides.y;
+  }
+  let c_lo = cols_info(t.g, cols_of(col0, NC, 0u));
+  let c_hi = cols_info(t.g, cols_of(col0, NC, 1u));
+  var acc: array<vec4<f32>, 8>;
+  for (var kh = 0u; kh < p.KH; kh++) {
+    for (var kw = 0u; kw < p.KW; kw++) {
+      let lo = tap_cols(c_lo, kh, kw);
+      let hi = tap_cols(c_hi, kh, kw);
+      // Columns where this tap is padding everywhere skip the channel loop (uniform per thread).
+      if (!any(lo.ok) && !any(hi.ok)) { continue; }
+      let a_tap = a_row + vec4<u32>(kh * p.w_strides.z + kw * p.w_strides.w);
+      for (var c = 0u; c < KC; c++) {
+        let a = load_w4(a_tap + vec4<u32>(c * a_step));
+        let bo = vec4<u32>(c * b_step);
+        rank1_masked(&acc, a, load4(lo.off + bo), load4(hi.off + bo), lo.ok, hi.ok);
+      }
+    }
+  }
+  // Store the rows and columns inside the GEMM.
+  for (var i = 0u; i < RM; i++) {
+    let m = row0 + i;
+    if (m >= M) { break; }
+    var b = 0.0;
+    if (MODE == FORWARD && HAS_BIAS != 0u) { b = bias[p.b_off + (t.g * Og + m) * p.b_stride]; }
+    for (var j = 0u; j < RN; j++) {
+      let col = col0 + j;
+      if (col >= NC) { break; }
+      let v = acc[2u * i + j / 4u][j % 4u];
+      if (MODE == FORWARD) {
+        let hw = p.Ho * p.Wo;
+        out[((col / hw) * p.O + t.g * Og + m) * hw + col % hw] = v + b;
+      } else {
+        let hw = p.H * p.W;
+        out[((col / hw) * p.C + t.g * Cg + m) * hw + col % hw] = v;
+      }
+    }
+  }
+}
+
+// The range [lo, hi) of output positions o (< size) whose tap at offset `tap` (kh dh - ph) lands inside [0, extent):
+// 0 <= o * stride + tap < extent.
+fn valid_range(tap: i32, stride: u32, extent: u32, size: u32) -> vec2<u32> {
+  let s = i32(stride);
+  var lo = 0;
+  if (tap < 0) { lo = (-tap + s - 1) / s; }
+  let last = i32(extent) - 1 - tap; // o * stride <= last
+  if (last < 0) { return vec2<u32>(0u, 0u); }
+  let hi = min(u32(last / s) + 1u, size);
+  return vec2<u32>(min(u32(lo), hi), hi);
+}
+
+@compute @workgroup_size(WX, WY, 1)
+fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
   let p = params;
   let Cg = p.C / p.groups;
   let Og = p.O / p.groups;
   let KK = p.KH * p.KW;
-  if (MODE == FORWARD) { return vec3<u32>(Og, p.N * p.Ho * p.Wo, Cg * KK); }
-  if (MODE == GRAD_INPUT) { return vec3<u32>(Cg, p.N * p.H * p.W, Og * KK); }
-  return vec3<u32>(Og, Cg * KK, p.N * p.Ho * p.Wo);
-}
-
-@compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let dims = gemm_dims();
-  let M = dims.x;
-  let NC = dims.y;
-  let K = dims.z;
-  let tiles_x = (NC + TN - 1u) / TN;
-  let tiles_y = (M + TM - 1u) / TM;
-  let per_group = tiles_x * tiles_y;
-  let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-  let g = lin / per_group;
-  if (g >= params.groups) { return; }
-  let tile = lin % per_group;
-  let row0 = (tile / tiles_x) * TM;
-  let col0 = (tile % tiles_x) * TN;
-  var acc: array<vec4<f32>, RB>;
-  for (var i = 0u; i < RB; i++) { acc[i] = vec4<f32>(0.0); }
-  // Each thread loads the same A rows (m = tid / TK + (256 / TK) r) and the same B column (tid % TN) in every K tile;
-  // the column's fixed part is computed once, the rows' (cheap, no division) in each tile.
-  let col = col_info(g, col0 + tid % TN, NC);
-  let tiles = (K + TK - 1u) / TK;
-  for (var t = 0u; t < tiles; t++) {
-    let k0 = t * TK;
-    let ka = k0 + tid % TK;
-    let ca = split_a(ka);
-    for (var r = 0u; r < LOADS; r++) {
-      var va = 0.0;
-      let m = tid / TK + (256u / TK) * r;
-      let row = row_info(g, row0 + m, M);
-      if (row.ok && ka < K) { va = load_a(row, ca); }
-      tileA[(tid % TK) * (TM / 4u) + m / 4u][m % 4u] = va;
-      let kb = tid / TN + 4u * r;
-      var vb = 0.0;
-      if (col.ok && k0 + kb < K) { vb = load_b(col, k0 + kb); }
-      tileB[kb * (TN / 4u) + (tid % TN) / 4u][tid % 4u] = vb;
+  let t = tile_of(wid, nwg, Og, Cg, KK);
+  if (!t.inside) { return; }
+  let kh = t.sub / p.KW;
+  let kw = t.sub % p.KW;
+  let row0 = t.row0 + lid.y * RM;
+  let col0 = t.col0 + lid.x * RN;
+  // A: dy at (row, n = 0, oh = 0, ow = 0); B: x at (column = input channel, n = 0, ih = 0, iw = 0).
+  let a_row = p.dy_off + (t.g * Og + rows_of(row0, Og)) * p.dy_strides.y;
+  let b_lo = p.x_off + (t.g * Cg + cols_of(col0, Cg, 0u)) * p.x_strides.y;
+  let b_hi = p.x_off + (t.g * Cg + cols_of(col0, Cg, 1u)) * p.x_strides.y;
+  let tap_h = i32(kh * p.dh) - i32(p.ph);
+  let tap_w = i32(kw * p.dw) - i32(p.pw);
+  let rh = valid_range(tap_h, p.sh, p.H, p.Ho);
+  let rw = valid_range(tap_w, p.sw, p.W, p.Wo);
+  var acc: array<vec4<f32>, 8>;
+  for (var n = 0u; n < p.N; n++) {
+    for (var oh = rh.x; oh < rh.y; oh++) {
+      let ih = u32(i32(oh * p.sh) + tap_h);
+      let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
+      let b_n = n * p.x_strides.x + ih * p.x_strides.z;
+      for (var ow = rw.x; ow < rw.y; ow++) {
+        let iw = u32(i32(ow * p.sw) + tap_w);
+        let ao = a_row + vec4<u32>(a_n + ow * p.dy_strides.w);
+        let bo = vec4<u32>(b_n + iw * p.x_strides.w);
+        let a = vec4<f32>(dy[ao.x], dy[ao.y], dy[ao.z], dy[ao.w]);
+        let lo = vec4<f32>(x[b_lo.x + bo.x], x[b_lo.y + bo.x], x[b_lo.z + bo.x], x[b_lo.w + bo.x]);
+        let hi = vec4<f32>(x[b_hi.x + bo.x], x[b_hi.y + bo.x], x[b_hi.z + bo.x], x[b_hi.w + bo.x]);
+        rank1(&acc, a, lo, hi);
+      }
     }
-    workgroupBarrier();
-    for (var k = 0u; k < TK; k++) {
-      let av = tileA[k * (TM / 4u) + lid.y];
-      let bv = tileB[k * (TN / 4u) + lid.x];
-      acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-      acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-      acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-      acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
-    }
-    workgroupBarrier();
   }
-  for (var i = 0u; i < RB; i++) {
-    let gm = row0 + 4u * lid.y + i;
-    if (gm >= M) { continue; }
-    for (var j = 0u; j < RB; j++) {
-      let gn = col0 + 4u * lid.x + j;
-      if (gn < NC) { store(g, gm, gn, acc[i][j]); }
+  for (var i = 0u; i < RM; i++) {
+    let m = row0 + i;
+    if (m >= Og) { break; }
+    for (var j = 0u; j < RN; j++) {
+      let c = col0 + j;
+      if (c >= Cg) { break; }
+      out[((t.g * Og + m) * Cg + c) * KK + t.sub] = acc[2u * i + j / 4u][j % 4u];
     }
   }
 }

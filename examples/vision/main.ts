@@ -9,6 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tensor, noGrad, tidy, optim, permutation, accuracy, classificationReport, confusionMatrix, save, load, viz, F } from 'kiln';
+import { hasTimestampQuery, startGpuTimer } from 'kiln/experimental';
 import { type ExampleArgs, argmaxRows, flag, outDir, report, reportLoss, setup } from '../common';
 import { FASHION_MNIST_CLASSES, loadDigits, loadFashionMnist } from '../data';
 import { Progress } from '../progress';
@@ -51,6 +52,28 @@ async function predict(model: ConvAttentionClassifier, x: Float32Array, n: numbe
     out.dispose();
   }
   return { pred: Array.from(argmaxRows(logits, C)), logits };
+}
+
+/**
+ * --profile N: one warm-up step, then N training steps with every dispatch timed (GPU timestamps), kernel time per
+ * label printed from the most to the least; no evaluation, no checkpoint.
+ */
+async function profile(step: (idx: number[]) => Promise<number>, steps: number, batchSize: number, n: number): Promise<void> {
+  const batch = (s: number) => Array.from({ length: batchSize }, (_, i) => (s * batchSize + i) % n);
+  await step(batch(0));
+  if (!hasTimestampQuery()) console.log(`${NAME}: this adapter has no timestamp queries: wall time only`);
+  const timer = hasTimestampQuery() ? startGpuTimer() : null;
+  const t0 = performance.now();
+  for (let s = 1; s <= steps; s++) await step(batch(s));
+  const wall = performance.now() - t0;
+  const timing = await timer?.stop();
+  console.log(`${NAME}: ${steps} training steps of ${batchSize} images: ${(wall / steps).toFixed(1)} ms a step (wall)`);
+  if (!timing) return;
+  console.log(`  kernel time ${(timing.kernelNs / 1e6 / steps).toFixed(1)} ms a step over ${timing.dispatches / steps} dispatches; by kernel label:`);
+  const rows = Object.entries(timing.byLabel).sort((a, b) => b[1].ns - a[1].ns);
+  for (const [label, r] of rows) {
+    console.log(`  ${(r.ns / 1e6 / steps).toFixed(2).padStart(9)} ms  ${((100 * r.ns) / timing.kernelNs).toFixed(1).padStart(5)} %  ${String(r.count / steps).padStart(4)} x  ${label}`);
+  }
 }
 
 export async function main(args: ExampleArgs): Promise<void> {
@@ -97,6 +120,23 @@ export async function main(args: ExampleArgs): Promise<void> {
   const stepsPerEpoch = Math.ceil(train.n / batchSize);
   const scheduler = new optim.CosineAnnealingLR(optimizer, { tMax: epochs * stepsPerEpoch, etaMin: lr * 0.02 });
   const budget = Number(flag(args, 'budget', args.full ? 'Infinity' : '480'));
+  /** One optimizer step on the training images idx; returns the batch's loss. */
+  const trainStep = async (idx: number[]): Promise<number> => {
+    const xs = new Float32Array(idx.length * S);
+    idx.forEach((i, k) => xs.set(train.x.subarray(i * S, (i + 1) * S), k * S));
+    const xb = tensor(xs, { shape: [idx.length, 1, side, side] });
+    const yb = tensor(Int32Array.from(idx, (i) => train.y[i]!), { dtype: 'i32' });
+    const loss = tidy(() => F.crossEntropy(model.forward(xb), yb));
+    loss.backward();
+    optimizer.step();
+    optimizer.zeroGrad();
+    scheduler.step();
+    const value = await loss.item();
+    for (const t of [loss, xb, yb]) t.dispose();
+    return value;
+  };
+  const profileSteps = Number(flag(args, 'profile', '0'));
+  if (profileSteps > 0) return profile(trainStep, profileSteps, batchSize, train.n);
   // The training loop, with the wall-time budget checked after every step (an epoch of Fashion-MNIST can outlast it).
   const history: number[] = [];
   let stopped = false;
@@ -108,17 +148,7 @@ export async function main(args: ExampleArgs): Promise<void> {
     let lossSum = 0, seen = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
       const idx = order.slice(s * batchSize, (s + 1) * batchSize);
-      const xs = new Float32Array(idx.length * S);
-      idx.forEach((i, k) => xs.set(train.x.subarray(i * S, (i + 1) * S), k * S));
-      const xb = tensor(xs, { shape: [idx.length, 1, side, side] });
-      const yb = tensor(Int32Array.from(idx, (i) => train.y[i]!), { dtype: 'i32' });
-      const loss = tidy(() => F.crossEntropy(model.forward(xb), yb));
-      loss.backward();
-      optimizer.step();
-      optimizer.zeroGrad();
-      scheduler.step();
-      const value = await loss.item();
-      for (const t of [loss, xb, yb]) t.dispose();
+      const value = await trainStep(idx);
       lossSum += value * idx.length;
       seen += idx.length;
       bar.update(s + 1, `loss ${(lossSum / seen).toFixed(4)}`);

@@ -11,8 +11,9 @@ import convKernel from './kernels/conv.js';
 import poolKernel from './kernels/pool.js';
 import bnKernel from './kernels/batchnorm.js';
 
-const TILE = convKernel.constants.TM;
-const { FORWARD, GRAD_INPUT, GRAD_WEIGHT } = convKernel.constants;
+const { TM, TN, FORWARD, GRAD_INPUT } = convKernel.constants;
+/** The weight gradient's entry point (kernels/conv.wgsl grad_weight); the other two are `main` with MODE. */
+const GRAD_WEIGHT = 2;
 
 /** The geometry of one 2-D convolution (validated by the op). */
 export interface ConvGeometry {
@@ -27,16 +28,13 @@ export interface ConvGeometry {
 
 type ConvMode = typeof FORWARD | typeof GRAD_INPUT | typeof GRAD_WEIGHT;
 
-function gemmDims(g: ConvGeometry, mode: ConvMode): [number, number, number] {
-  const Cg = g.C / g.groups, Og = g.O / g.groups, KK = g.KH * g.KW;
-  if (mode === FORWARD) return [Og, g.N * g.Ho * g.Wo, Cg * KK];
-  if (mode === GRAD_INPUT) return [Cg, g.N * g.H * g.W, Og * KK];
-  return [Og, Cg * KK, g.N * g.Ho * g.Wo];
-}
-
+/** Workgroups of one launch: (column tiles x row tiles) per GEMM, one GEMM per group (and per tap for the weight gradient). */
 function convWorkgroups(g: ConvGeometry, mode: ConvMode): number {
-  const [M, cols] = gemmDims(g, mode);
-  return Math.ceil(M / TILE) * Math.ceil(cols / TILE) * g.groups;
+  const Cg = g.C / g.groups, Og = g.O / g.groups;
+  const tiles = (rows: number, cols: number) => Math.ceil(rows / TM) * Math.ceil(cols / TN);
+  if (mode === FORWARD) return tiles(Og, g.N * g.Ho * g.Wo) * g.groups;
+  if (mode === GRAD_INPUT) return tiles(Cg, g.N * g.H * g.W) * g.groups;
+  return tiles(Og, Cg) * g.KH * g.KW * g.groups;
 }
 
 /** Throws DeviceError (before any allocation) where a convolution would need more workgroups than the adapter runs. */
@@ -58,10 +56,10 @@ function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeo
   x: TensorBase | null, w: TensorBase | null, dy: TensorBase | null, bias: TensorBase | null): T {
   const out = allocLike(like, outShape, 'f32');
   if (numel(outShape) === 0) return out;
-  // K = 0 (no input channels, or an empty batch in the weight gradient) needs no special case: the kernel's
-  // reduction is empty and it writes zeros (plus the bias).
-  dispatch(convKernel, 'main', {
-    constants: { MODE: mode, HAS_BIAS: bias ? 1 : 0 },
+  // An empty reduction (no input channels, or an empty batch in the weight gradient) needs no special case: the
+  // kernel's loops run zero times and it writes zeros (plus the bias).
+  dispatch(convKernel, mode === GRAD_WEIGHT ? 'grad_weight' : 'main', {
+    constants: mode === GRAD_WEIGHT ? {} : { MODE: mode, HAS_BIAS: bias ? 1 : 0 },
     bindings: {
       x: x ? bufOf(x, fn) : dummy(), w: w ? bufOf(w, fn) : dummy(), dy: dy ? bufOf(dy, fn) : dummy(),
       bias: bias ? bufOf(bias, fn) : dummy(), out: bufOf(out, fn),
@@ -73,7 +71,8 @@ function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeo
       x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy),
     },
     workgroups: grid1d(convWorkgroups(g, mode)),
-    label: fn,
+    // The two gradients apart, so a profile tells them from each other.
+    label: mode === FORWARD ? fn : `${fn} (${mode === GRAD_INPUT ? 'input' : 'weight'} gradient)`,
   });
   return out;
 }
