@@ -13,9 +13,12 @@
 //                  dx[n, g Cg + m, ih, iw] = sum over the (kh, kw, co) whose output (oh, ow) lands on (ih, iw) of
 //                  w[g Og + co, m, kh, kw] * dy[n, g Og + co, oh, ow] (a transposed implicit GEMM, written without
 //                  atomics); rows m < Cg, columns (n, ih, iw) < N H W, reduction taps x Og
-//     grad_weight  dw[g Og + m, c, kh, kw] = sum_(n, oh, ow) dy[n, g Og + m, oh, ow] * x[n, g Cg + c, ih, iw]: one
-//                  GEMM per tap (kh, kw), rows m < Og, columns c < Cg, reduced over the rectangle of output positions
-//                  whose tap lies inside the image (computed once per tap, so the inner loop has no bounds checks)
+//     grad_weight  dw[g Og + m, c, kh, kw] = sum_(n, oh, ow) dy[n, g Og + m, oh, ow] * x[n, g Cg + c, ih, iw]:
+//                  rows m < Og, columns (kh, kw, c) < KH KW Cg (c fastest). A thread whose 8 columns share one tap
+//                  (Cg >= 8) reduces over the rectangle of output positions whose tap lies inside the image, worked out
+//                  once, so its inner loop has no bounds checks; one whose columns span taps (a first layer's Cg = 1:
+//                  all 9 taps of a 3x3 in two threads, where one tap per GEMM would waste 63 of 64 columns) tests
+//                  each column at each position
 //   Reads (strided views, in place): x, w, dy at their offsets and [n, c, h, w] strides; bias [O] at b_off, b_stride.
 //   Writes: out contiguous ([N, O, Ho, Wo], [N, C, H, W] or [O, Cg, KH, KW]).
 //   Tiling: as kernels/matmul.wgsl, a workgroup of WX x WY = 8 x 4 threads computes a TM x TN = 16 x 64 tile of its
@@ -25,9 +28,8 @@
 //   channels inside: a column's position, padding test and address are worked out once per tap, and each channel
 //   step is then 4 + 8 loads and 32 FMAs at fixed strides.
 //   Edges: rows and columns past the GEMM are clamped for reading (every read is in bounds) and never written.
-//   Dispatch: main: ceil(cols / TN) * ceil(rows / TM) * G workgroups; grad_weight: that times KH KW; in any grid
-//   (x fastest), the linear id picking the column tile, then the row tile (then the tap), then the group; ids past the
-//   last tile exit.
+//   Dispatch: ceil(cols / TN) * ceil(rows / TM) * G workgroups in any grid (x fastest), the linear id picking the
+//   column tile, then the row tile, then the group; ids past the last tile exit.
 
 const FORWARD: u32 = 0u;
 const GRAD_INPUT: u32 = 1u;
@@ -82,25 +84,22 @@ fn load_b(i: u32) -> f32 {
   return dy[i];
 }
 
-// Where a workgroup's tile lies: its group, its sub-GEMM (a tap, for grad_weight), its first row and column.
+// Where a workgroup's tile lies: its group and its first row and column.
 struct Tile {
   inside: bool,
   g: u32,
-  sub: u32,
   row0: u32,
   col0: u32,
 }
 
-fn tile_of(wid: vec3<u32>, nwg: vec3<u32>, M: u32, NC: u32, subs: u32) -> Tile {
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>, M: u32, NC: u32) -> Tile {
   let tiles_x = (NC + TN - 1u) / TN;
-  let per_sub = tiles_x * ((M + TM - 1u) / TM);
+  let per_group = tiles_x * ((M + TM - 1u) / TM);
   let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
   var t: Tile;
-  t.g = lin / (per_sub * subs);
+  t.g = lin / per_group;
   t.inside = t.g < params.groups;
-  let r = lin % (per_sub * subs);
-  t.sub = r / per_sub;
-  let tile = r % per_sub;
+  let tile = lin % per_group;
   t.row0 = (tile / tiles_x) * TM;
   t.col0 = (tile % tiles_x) * TN;
   return t;
@@ -222,7 +221,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     NC = p.N * p.H * p.W;
     KC = Og;
   }
-  let t = tile_of(wid, nwg, M, NC, 1u);
+  let t = tile_of(wid, nwg, M, NC);
   if (!t.inside) { return; }
   let row0 = t.row0 + lid.y * RM;
   let col0 = t.col0 + lid.x * RN;
@@ -297,34 +296,72 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let Cg = p.C / p.groups;
   let Og = p.O / p.groups;
   let KK = p.KH * p.KW;
-  let t = tile_of(wid, nwg, Og, Cg, KK);
+  let NC = KK * Cg; // columns (tap, c), c fastest
+  let t = tile_of(wid, nwg, Og, NC);
   if (!t.inside) { return; }
-  let kh = t.sub / p.KW;
-  let kw = t.sub % p.KW;
   let row0 = t.row0 + lid.y * RM;
   let col0 = t.col0 + lid.x * RN;
-  // A: dy at (row, n = 0, oh = 0, ow = 0); B: x at (column = input channel, n = 0, ih = 0, iw = 0).
+  // A: dy at (row, n = 0, oh = 0, ow = 0).
   let a_row = p.dy_off + (t.g * Og + rows_of(row0, Og)) * p.dy_strides.y;
-  let b_lo = p.x_off + (t.g * Cg + cols_of(col0, Cg, 0u)) * p.x_strides.y;
-  let b_hi = p.x_off + (t.g * Cg + cols_of(col0, Cg, 1u)) * p.x_strides.y;
-  let tap_h = i32(kh * p.dh) - i32(p.ph);
-  let tap_w = i32(kw * p.dw) - i32(p.pw);
-  let rh = valid_range(tap_h, p.sh, p.H, p.Ho);
-  let rw = valid_range(tap_w, p.sw, p.W, p.Wo);
+  let cl = cols_of(col0, NC, 0u);
+  let ch = cols_of(col0, NC, 1u);
+  // B: x at (column's channel, n = 0, ih = 0, iw = 0).
+  let b_lo = p.x_off + (t.g * Cg + cl % Cg) * p.x_strides.y;
+  let b_hi = p.x_off + (t.g * Cg + ch % Cg) * p.x_strides.y;
   var acc: array<vec4<f32>, 8>;
-  for (var n = 0u; n < p.N; n++) {
-    for (var oh = rh.x; oh < rh.y; oh++) {
-      let ih = u32(i32(oh * p.sh) + tap_h);
-      let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
-      let b_n = n * p.x_strides.x + ih * p.x_strides.z;
-      for (var ow = rw.x; ow < rw.y; ow++) {
-        let iw = u32(i32(ow * p.sw) + tap_w);
-        let ao = a_row + vec4<u32>(a_n + ow * p.dy_strides.w);
-        let bo = vec4<u32>(b_n + iw * p.x_strides.w);
-        let a = vec4<f32>(dy[ao.x], dy[ao.y], dy[ao.z], dy[ao.w]);
-        let lo = vec4<f32>(x[b_lo.x + bo.x], x[b_lo.y + bo.x], x[b_lo.z + bo.x], x[b_lo.w + bo.x]);
-        let hi = vec4<f32>(x[b_hi.x + bo.x], x[b_hi.y + bo.x], x[b_hi.z + bo.x], x[b_hi.w + bo.x]);
-        rank1(&acc, a, lo, hi);
+  let tap = cl.x / Cg;
+  if (tap == ch.w / Cg) {
+    // All 8 columns share one tap (Cg >= 8, or the tile's last columns): reduce over the rectangle of output
+    // positions whose tap lies inside the image, with no test in the loop.
+    let tap_h = i32((tap / p.KW) * p.dh) - i32(p.ph);
+    let tap_w = i32((tap % p.KW) * p.dw) - i32(p.pw);
+    let rh = valid_range(tap_h, p.sh, p.H, p.Ho);
+    let rw = valid_range(tap_w, p.sw, p.W, p.Wo);
+    for (var n = 0u; n < p.N; n++) {
+      for (var oh = rh.x; oh < rh.y; oh++) {
+        let ih = u32(i32(oh * p.sh) + tap_h);
+        let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
+        let b_n = n * p.x_strides.x + ih * p.x_strides.z;
+        for (var ow = rw.x; ow < rw.y; ow++) {
+          let iw = u32(i32(ow * p.sw) + tap_w);
+          let ao = a_row + vec4<u32>(a_n + ow * p.dy_strides.w);
+          let bo = b_n + iw * p.x_strides.w;
+          let a = vec4<f32>(dy[ao.x], dy[ao.y], dy[ao.z], dy[ao.w]);
+          let lo = vec4<f32>(x[b_lo.x + bo], x[b_lo.y + bo], x[b_lo.z + bo], x[b_lo.w + bo]);
+          let hi = vec4<f32>(x[b_hi.x + bo], x[b_hi.y + bo], x[b_hi.z + bo], x[b_hi.w + bo]);
+          rank1(&acc, a, lo, hi);
+        }
+      }
+    }
+  } else {
+    // Columns of several taps (few channels per group, as a first layer's): every output position, each column
+    // testing its own tap.
+    let tl = cl / Cg;
+    let hh = vec4<i32>((tl / p.KW) * p.dh) - i32(p.ph);
+    let ww = vec4<i32>((tl % p.KW) * p.dw) - i32(p.pw);
+    let th_hi = ch / Cg;
+    let hh_hi = vec4<i32>((th_hi / p.KW) * p.dh) - i32(p.ph);
+    let ww_hi = vec4<i32>((th_hi % p.KW) * p.dw) - i32(p.pw);
+    for (var n = 0u; n < p.N; n++) {
+      for (var oh = 0u; oh < p.Ho; oh++) {
+        let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
+        let b_n = n * p.x_strides.x;
+        let ih_lo = vec4<u32>(hh + i32(oh * p.sh));
+        let ih_hi = vec4<u32>(hh_hi + i32(oh * p.sh));
+        for (var ow = 0u; ow < p.Wo; ow++) {
+          let ao = a_row + vec4<u32>(a_n + ow * p.dy_strides.w);
+          let a = vec4<f32>(dy[ao.x], dy[ao.y], dy[ao.z], dy[ao.w]);
+          // As u32, a negative position is past the end too: one comparison tests both sides.
+          let iw_lo = vec4<u32>(ww + i32(ow * p.sw));
+          let iw_hi = vec4<u32>(ww_hi + i32(ow * p.sw));
+          let ok_lo = (ih_lo < vec4<u32>(p.H)) & (iw_lo < vec4<u32>(p.W));
+          let ok_hi = (ih_hi < vec4<u32>(p.H)) & (iw_hi < vec4<u32>(p.W));
+          let o_lo = select(vec4<u32>(p.x_off), b_lo + b_n + ih_lo * p.x_strides.z + iw_lo * p.x_strides.w, ok_lo);
+          let o_hi = select(vec4<u32>(p.x_off), b_hi + b_n + ih_hi * p.x_strides.z + iw_hi * p.x_strides.w, ok_hi);
+          let lo = vec4<f32>(x[o_lo.x], x[o_lo.y], x[o_lo.z], x[o_lo.w]);
+          let hi = vec4<f32>(x[o_hi.x], x[o_hi.y], x[o_hi.z], x[o_hi.w]);
+          rank1_masked(&acc, a, lo, hi, ok_lo, ok_hi);
+        }
       }
     }
   }
@@ -333,8 +370,9 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (m >= Og) { break; }
     for (var j = 0u; j < RN; j++) {
       let c = col0 + j;
-      if (c >= Cg) { break; }
-      out[((t.g * Og + m) * Cg + c) * KK + t.sub] = acc[2u * i + j / 4u][j % 4u];
+      if (c >= NC) { break; }
+      // Column (tap, ci) of row m is dw[g Og + m, ci, tap].
+      out[((t.g * Og + m) * Cg + c % Cg) * KK + c / Cg] = acc[2u * i + j / 4u][j % 4u];
     }
   }
 }

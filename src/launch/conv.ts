@@ -28,13 +28,13 @@ export interface ConvGeometry {
 
 type ConvMode = typeof FORWARD | typeof GRAD_INPUT | typeof GRAD_WEIGHT;
 
-/** Workgroups of one launch: (column tiles x row tiles) per GEMM, one GEMM per group (and per tap for the weight gradient). */
+/** Workgroups of one launch: (column tiles x row tiles) per GEMM, one GEMM per group. */
 function convWorkgroups(g: ConvGeometry, mode: ConvMode): number {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
   const tiles = (rows: number, cols: number) => Math.ceil(rows / TM) * Math.ceil(cols / TN);
   if (mode === FORWARD) return tiles(Og, g.N * g.Ho * g.Wo) * g.groups;
   if (mode === GRAD_INPUT) return tiles(Cg, g.N * g.H * g.W) * g.groups;
-  return tiles(Og, Cg) * g.KH * g.KW * g.groups;
+  return tiles(Og, Cg * g.KH * g.KW) * g.groups;
 }
 
 /** Throws DeviceError (before any allocation) where a convolution would need more workgroups than the adapter runs. */

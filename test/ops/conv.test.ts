@@ -2,9 +2,10 @@
 // non-square kernels and odd sizes; gradients of input, weight and bias by finite differences; strided views read in
 // place; bad input as typed errors before any GPU work; memory back to its baseline.
 import { describe, expect, it } from 'vitest';
-import { F, ShapeError, ValueError, DTypeError, memory, transpose, zeros } from '../../src/index.node';
+import { F, ShapeError, ValueError, DTypeError, type Tensor, memory, transpose, zeros } from '../../src/index.node';
 import * as RC from '../reference/conv';
-import { permute as refPermute } from '../reference/core';
+import { type Ref, allClose, permute as refPermute } from '../reference/core';
+import { numericGrad } from '../reference/gradcheck';
 import { checkGradVsRef, expectThrows, expectTensorClose, fromRef, poison, rnd } from '../helpers';
 
 interface Case {
@@ -113,6 +114,80 @@ describe('F.conv2d', () => {
     expectThrows(() => F.conv2d(x, w, null, { groups: 1.5 }), ValueError, 'groups');
     expectThrows(() => F.conv2d(x, w, null, { strides: 2 } as F.ConvOptions), ValueError, "unknown option 'strides'");
     for (const t of [x, w, w2, wg, b5, xi, x2, big]) t.dispose();
+  });
+});
+
+/** kiln's dx and dw of sum(conv2d(x, w) * g) against the float64 gradient loops (NaN and infinities matched exactly). */
+async function checkGrads(x: Ref, w: Ref, g: Ref, c: Case, tol = 1e-4): Promise<void> {
+  const before = memory().buffers;
+  const want = RC.conv2dGrads(x, w, g, c.ref);
+  const xt = fromRef(x, { requiresGrad: true }), wt = fromRef(w, { requiresGrad: true }), gt = fromRef(g);
+  poison([x.shape, w.shape]);
+  const y = F.conv2d(xt, wt, null, c.opts);
+  expect(y.shape).toEqual(g.shape);
+  y.backward(gt);
+  for (const [name, t, r] of [['dx', xt, want.dx], ['dw', wt, want.dw]] as [string, Tensor, Ref][]) {
+    const got = await t.grad!.toArray();
+    const res = allClose(Array.from(got), r.data, { atol: tol, rtol: tol, equalNan: true });
+    expect(res.ok, `${label(c)} ${name}: ${res.message}`).toBe(true);
+  }
+  for (const t of [y, xt, wt, gt]) t.dispose();
+  expect(memory().buffers).toBe(before);
+}
+
+// Wider layers than finite differences can afford: the weight gradient's one-tap threads (8 or more channels per
+// group), threads whose columns straddle two taps, a first layer's single channel (all taps in one thread), strides,
+// dilations, groups, a 5x5 kernel; checked against float64 loops that are themselves checked by finite differences.
+const WIDE: Case[] = [
+  caseOf([2, 16, 9, 7], [24, 16, 3, 3], { padding: 1 }, false),
+  caseOf([3, 12, 8, 9], [20, 12, 3, 3], { padding: 1, stride: 2 }, false),
+  caseOf([2, 32, 7, 6], [10, 16, 2, 3], { groups: 2, dilation: [2, 1], padding: [1, 2] }, false),
+  caseOf([4, 1, 28, 28], [32, 1, 3, 3], { padding: 1 }, false),
+  caseOf([2, 9, 11, 10], [7, 9, 5, 5], { padding: 'same' }, false),
+  caseOf([1, 70, 5, 5], [67, 70, 3, 3], { padding: 2, stride: [1, 3] }, false),
+];
+
+describe('F.conv2d gradients against float64 loops', () => {
+  it('the float64 gradient loops match central differences of the float64 convolution', () => {
+    const c = caseOf([2, 4, 5, 6], [6, 2, 3, 2], { groups: 2, padding: [1, 2], stride: [2, 1], dilation: [1, 2] });
+    const x = rnd(c.x, 21), w = rnd(c.w, 22), g = rnd(RC.conv2d(x, w, null, c.ref).shape, 23);
+    const f = ([xd, wd]: Float64Array[]) => {
+      const y = RC.conv2d({ data: xd, shape: c.x }, { data: wd, shape: c.w }, null, c.ref);
+      return y.data.reduce((a, v, i) => a + v * g.data[i], 0);
+    };
+    const [nx, nw] = numericGrad(f, [x.data, w.data], 1e-6);
+    const want = RC.conv2dGrads(x, w, g, c.ref);
+    expect(allClose(want.dx.data, nx, { atol: 1e-7, rtol: 1e-7 }).ok).toBe(true);
+    expect(allClose(want.dw.data, nw, { atol: 1e-7, rtol: 1e-7 }).ok).toBe(true);
+  });
+
+  for (const c of WIDE) {
+    it(`dx and dw ${label(c)}`, async () => {
+      const x = rnd(c.x, 31), w = rnd(c.w, 32);
+      const g = rnd(RC.conv2d(x, w, null, c.ref).shape, 33);
+      await checkGrads(x, w, g, c);
+    });
+  }
+
+  it('NaN and infinities reach exactly the outputs and gradients whose sums read them; padding meets no infinite weight', async () => {
+    const c = caseOf([2, 3, 6, 7], [4, 3, 3, 3], { padding: 1, stride: [1, 2] }, false);
+    const x = rnd(c.x, 41), w = rnd(c.w, 42);
+    x.data[(0 * 3 + 1) * 42 + 2 * 7 + 3] = NaN;
+    x.data[(1 * 3 + 2) * 42 + 5 * 7 + 0] = Infinity;
+    x.data[(1 * 3 + 0) * 42 + 0 * 7 + 6] = -Infinity;
+    // A corner tap: at the top-left border outputs it falls on padding, where it must not make 0 * inf = NaN.
+    w.data[(2 * 3 + 1) * 9 + 0] = Infinity;
+    const want = RC.conv2d(x, w, null, c.ref);
+    const xt = fromRef(x), wt = fromRef(w);
+    const y = F.conv2d(xt, wt, null, c.opts);
+    const got = await y.toArray();
+    const res = allClose(Array.from(got), want.data, { atol: 1e-4, rtol: 1e-4, equalNan: true });
+    expect(res.ok, res.message).toBe(true);
+    expect(want.data.some((v) => Number.isNaN(v)) && want.data.some((v) => Number.isFinite(v))).toBe(true);
+    for (const t of [y, xt, wt]) t.dispose();
+    const g = rnd(want.shape, 43);
+    g.data[5] = Infinity;
+    await checkGrads(x, w, g, c);
   });
 });
 

@@ -38,6 +38,35 @@ export function conv2d(x: Ref, w: Ref, b: Ref | null, o: ConvRefOptions = {}): R
   return { data: out, shape: [N, O, Ho, Wo] };
 }
 
+/**
+ * The gradients of sum(conv2d(x, w) * g) in float64 loops, as conv2d above defines it (a padded tap contributes
+ * nothing): dx [N, C, H, W] and dw [O, Cg, KH, KW] (g: [N, O, Ho, Wo]).
+ */
+export function conv2dGrads(x: Ref, w: Ref, g: Ref, o: ConvRefOptions = {}): { dx: Ref; dw: Ref } {
+  const [N, C, H, W] = x.shape;
+  const [O, Cg, KH, KW] = w.shape;
+  const [, , Ho, Wo] = g.shape;
+  const [sh, sw] = o.stride ?? [1, 1];
+  const [ph, pw] = o.padding ?? [0, 0];
+  const [dh, dw] = o.dilation ?? [1, 1];
+  const Og = O / (o.groups ?? 1);
+  const dx = new Float64Array(N * C * H * W), dW = new Float64Array(O * Cg * KH * KW);
+  for (let n = 0; n < N; n++) for (let oc = 0; oc < O; oc++) {
+    const grp = Math.floor(oc / Og);
+    for (let oh = 0; oh < Ho; oh++) for (let ow = 0; ow < Wo; ow++) {
+      const gv = g.data[((n * O + oc) * Ho + oh) * Wo + ow];
+      for (let c = 0; c < Cg; c++) for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) {
+        const ih = oh * sh - ph + kh * dh, iw = ow * sw - pw + kw * dw;
+        if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+        const xi = ((n * C + grp * Cg + c) * H + ih) * W + iw, wi = ((oc * Cg + c) * KH + kh) * KW + kw;
+        dx[xi] += w.data[wi] * gv;
+        dW[wi] += x.data[xi] * gv;
+      }
+    }
+  }
+  return { dx: { data: dx, shape: [N, C, H, W] }, dw: { data: dW, shape: [O, Cg, KH, KW] } };
+}
+
 /** conv1d as conv2d over height 1: x [N, C, L], w [O, Cg, K]. */
 export function conv1d(x: Ref, w: Ref, b: Ref | null, o: { stride?: number; padding?: number; padEnd?: number; dilation?: number; groups?: number } = {}): Ref {
   const [N, C, L] = x.shape;
