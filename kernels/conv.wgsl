@@ -62,6 +62,7 @@ struct Params {
   w_strides: vec4<u32>,
   dy_strides: vec4<u32>,
   b_stride: u32,
+  splits: u32,
 }
 
 const WX: u32 = 8u;
@@ -297,8 +298,17 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let Og = p.O / p.groups;
   let KK = p.KH * p.KW;
   let NC = KK * Cg; // columns (tap, c), c fastest
-  let t = tile_of(wid, nwg, Og, NC);
-  if (!t.inside) { return; }
+  // Split-K over the batch: workgroup ids run over (tile, group) for split 0, then for split 1, ...; split s sums
+  // images [s chunk, (s + 1) chunk) into its own slice of out ([splits, O, Cg, KH, KW]; the launcher sums the slices).
+  let per_split = p.groups * ((NC + TN - 1u) / TN) * ((Og + TM - 1u) / TM);
+  let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+  let split = lin / per_split;
+  if (split >= p.splits) { return; }
+  let chunk = (p.N + p.splits - 1u) / p.splits;
+  let n0 = min(split * chunk, p.N);
+  let n1 = min(n0 + chunk, p.N);
+  let slice = split * p.O * Cg * KK;
+  let t = tile_of(vec3<u32>(lin % per_split, 0u, 0u), vec3<u32>(per_split, 1u, 1u), Og, NC);
   let row0 = t.row0 + lid.y * RM;
   let col0 = t.col0 + lid.x * RN;
   // A: dy at (row, n = 0, oh = 0, ow = 0).
@@ -317,7 +327,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let tap_w = i32((tap % p.KW) * p.dw) - i32(p.pw);
     let rh = valid_range(tap_h, p.sh, p.H, p.Ho);
     let rw = valid_range(tap_w, p.sw, p.W, p.Wo);
-    for (var n = 0u; n < p.N; n++) {
+    for (var n = n0; n < n1; n++) {
       for (var oh = rh.x; oh < rh.y; oh++) {
         let ih = u32(i32(oh * p.sh) + tap_h);
         let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
@@ -342,7 +352,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let th_hi = ch / Cg;
     let hh_hi = vec4<i32>((th_hi / p.KW) * p.dh) - i32(p.ph);
     let ww_hi = vec4<i32>((th_hi % p.KW) * p.dw) - i32(p.pw);
-    for (var n = 0u; n < p.N; n++) {
+    for (var n = n0; n < n1; n++) {
       for (var oh = 0u; oh < p.Ho; oh++) {
         let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
         let b_n = n * p.x_strides.x;
@@ -372,7 +382,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
       let c = col0 + j;
       if (c >= NC) { break; }
       // Column (tap, ci) of row m is dw[g Og + m, ci, tap].
-      out[((t.g * Og + m) * Cg + c % Cg) * KK + c / Cg] = acc[2u * i + j / 4u][j % 4u];
+      out[slice + ((t.g * Og + m) * Cg + c % Cg) * KK + c / Cg] = acc[2u * i + j / 4u][j % 4u];
     }
   }
 }

@@ -85,7 +85,7 @@ export async function main(args: ExampleArgs): Promise<void> {
   if (which === 'fashion') {
     ({ pixels, labels, n } = await loadFashionMnist());
     names = [...FASHION_MNIST_CLASSES];
-    config = { side: 28, channels: [32, 64, 128], pool: [true, true, true], heads: 4, classes: 10, dropout: 0.2 };
+    config = { side: 28, channels: [16, 32, 64], pool: [true, true, true], heads: 4, classes: 10, dropout: 0.2 };
     trainFraction = 0.8;
   } else if (which === 'digits') {
     ({ pixels, labels, n } = loadDigits());
@@ -94,6 +94,12 @@ export async function main(args: ExampleArgs): Promise<void> {
     config = { side: 8, channels: [32, 64, 128], pool: [true, true, false], heads: 4, classes: 10, dropout: 0.2 };
     trainFraction = 0.8;
   } else throw new Error(`${NAME}: --data must be 'fashion' or 'digits', got '${which}'`);
+  const widths = flag(args, 'channels');
+  if (widths) {
+    const c = widths.split(',').map(Number);
+    if (c.length !== 3 || !c.every((v) => Number.isInteger(v) && v > 0 && v % config.heads === 0)) throw new Error(`${NAME}: --channels takes three widths, each a multiple of ${config.heads}, got '${widths}'`);
+    config.channels = c as [number, number, number];
+  }
   const side = config.side, S = side * side;
   const split = stratifiedSplit(labels, n, trainFraction, 2024 + seed);
   // Standardise with the training images' mean and standard deviation.
@@ -112,7 +118,7 @@ export async function main(args: ExampleArgs): Promise<void> {
 
   const model = new ConvAttentionClassifier(config, 1 + seed);
   const g = gridSide(config);
-  console.log(`${NAME}: Conv2d ${config.channels.join('/')} 3x3 + BatchNorm + ReLU (+ 2x2 max pooling) -> ${config.heads}-head self-attention over ${g}x${g} positions (+ residual) -> average pool -> linear; ${model.parameters().reduce((a, p) => a + p.size, 0).toLocaleString('en-US')} parameters`);
+  console.log(`${NAME}: Conv2d ${config.channels.join('/')} 3x3 (+ 2x2 max pooling) + BatchNorm + ReLU -> ${config.heads}-head self-attention over ${g}x${g} positions (+ residual) -> average pool -> linear; ${model.parameters().reduce((a, p) => a + p.size, 0).toLocaleString('en-US')} parameters`);
   const epochs = Number(flag(args, 'epochs', args.smoke ? '3' : args.full ? '30' : which === 'fashion' ? '6' : '15'));
   const batchSize = Number(flag(args, 'batch', '64'));
   const lr = Number(flag(args, 'lr', '2e-3'));

@@ -1,5 +1,5 @@
 // A small convolutional network with self-attention over the positions of its last feature map:
-//   [Conv2d 3x3 -> BatchNorm2d -> ReLU -> MaxPool2d 2x2] x 3 (32, 64, 128 channels)
+//   [Conv2d 3x3 -> MaxPool2d 2x2 -> BatchNorm2d -> ReLU] x 3 (16, 32, 64 channels for Fashion-MNIST)
 //   -> tokens [B, P, 128] (P positions of the last map) + learned position embedding
 //   -> multi-head self-attention, added back to the tokens (a residual) -> LayerNorm
 //   -> global average pooling over the positions -> dropout -> linear classifier.
@@ -27,15 +27,16 @@ class Stage extends nn.Module {
   pool: nn.MaxPool2d | null;
   constructor(inC: number, outC: number, pool: boolean, seed: number) {
     super();
-    // No conv bias: the batch norm that follows has its own.
+    // No conv bias: the batch norm that follows has its own. Pooling comes straight after the convolution, so batch
+    // norm and ReLU (and their backward passes) touch a quarter of the elements.
     this.conv = new nn.Conv2d(inC, outC, 3, { padding: 1, bias: false, seed });
     this.bn = new nn.BatchNorm2d(outC);
     this.pool = pool ? new nn.MaxPool2d(2) : null;
   }
   override forward(x: Tensor): Tensor {
     return tidy(() => {
-      const h = F.relu(this.bn.forward(this.conv.forward(x)));
-      return this.pool ? this.pool.forward(h) : h;
+      const c = this.conv.forward(x);
+      return F.relu(this.bn.forward(this.pool ? this.pool.forward(c) : c));
     });
   }
 }

@@ -7,6 +7,7 @@ import { numel } from '../tensor/shape.js';
 import { gpu } from '../gpu/device.js';
 import { dispatch, grid1d } from '../gpu/kernels.js';
 import { bufOf, dummy } from './common.js';
+import { reduce } from './reduce.js';
 import convKernel from './kernels/conv.js';
 import poolKernel from './kernels/pool.js';
 import bnKernel from './kernels/batchnorm.js';
@@ -28,13 +29,33 @@ export interface ConvGeometry {
 
 type ConvMode = typeof FORWARD | typeof GRAD_INPUT | typeof GRAD_WEIGHT;
 
-/** Workgroups of one launch: (column tiles x row tiles) per GEMM, one GEMM per group. */
+/** Workgroups of one launch: (column tiles x row tiles) per GEMM, one GEMM per group (and per batch split). */
 function convWorkgroups(g: ConvGeometry, mode: ConvMode): number {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
   const tiles = (rows: number, cols: number) => Math.ceil(rows / TM) * Math.ceil(cols / TN);
   if (mode === FORWARD) return tiles(Og, g.N * g.Ho * g.Wo) * g.groups;
   if (mode === GRAD_INPUT) return tiles(Cg, g.N * g.H * g.W) * g.groups;
-  return tiles(Og, Cg * g.KH * g.KW) * g.groups;
+  return tiles(Og, Cg * g.KH * g.KW) * g.groups * weightSplits(g);
+}
+
+/** Workgroups the weight gradient should keep busy before its long reduction is split. */
+const SPLIT_TARGET = 64;
+/** Output positions a split should sum at the least (below, the extra pass costs more than it spreads). */
+const SPLIT_MIN_K = 256;
+
+/**
+ * Batch splits of the weight gradient: its GEMM is small (O x Cg KH KW) and its reduction long (N Ho Wo), so a
+ * first layer's is one or two workgroups, which leave all but one or two cores idle; split s sums its own images
+ * into a slice of a scratch tensor and a reduction over the slices (fixed order: deterministic) finishes.
+ */
+export function weightSplits(g: ConvGeometry): number {
+  const Cg = g.C / g.groups, Og = g.O / g.groups;
+  const wgs = Math.ceil(Og / TM) * Math.ceil((Cg * g.KH * g.KW) / TN) * g.groups;
+  const byLength = Math.floor((g.N * g.Ho * g.Wo) / SPLIT_MIN_K);
+  const want = Math.min(g.N, Math.ceil(SPLIT_TARGET / wgs), byLength);
+  if (want <= 1) return 1;
+  // As many splits as chunks of ceil(N / want) images: none empty.
+  return Math.ceil(g.N / Math.ceil(g.N / want));
 }
 
 /** Throws DeviceError (before any allocation) where a convolution would need more workgroups than the adapter runs. */
@@ -54,7 +75,8 @@ function strides4(t: TensorBase | null): number[] {
 
 function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeometry, like: T, outShape: number[],
   x: TensorBase | null, w: TensorBase | null, dy: TensorBase | null, bias: TensorBase | null): T {
-  const out = allocLike(like, outShape, 'f32');
+  const splits = mode === GRAD_WEIGHT && numel(outShape) > 0 ? weightSplits(g) : 1;
+  const out = allocLike(like, splits > 1 ? [splits, ...outShape] : outShape, 'f32');
   if (numel(outShape) === 0) return out;
   // An empty reduction (no input channels, or an empty batch in the weight gradient) needs no special case: the
   // kernel's loops run zero times and it writes zeros (plus the bias).
@@ -68,13 +90,18 @@ function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeo
       N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, Ho: g.Ho, Wo: g.Wo, KH: g.KH, KW: g.KW, groups: g.groups,
       sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1], dh: g.dilation[0], dw: g.dilation[1],
       x_off: x?.offset ?? 0, w_off: w?.offset ?? 0, dy_off: dy?.offset ?? 0, b_off: bias?.offset ?? 0, b_stride: bias?.strides[0] ?? 0,
-      x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy),
+      x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy), splits,
     },
     workgroups: grid1d(convWorkgroups(g, mode)),
     // The two gradients apart, so a profile tells them from each other.
     label: mode === FORWARD ? fn : `${fn} (${mode === GRAD_INPUT ? 'input' : 'weight'} gradient)`,
   });
-  return out;
+  if (splits === 1) return out;
+  try {
+    return reduce(`${fn} (weight gradient)`, out, [0], false, 'sum');
+  } finally {
+    out.dispose();
+  }
 }
 
 /** y [N, O, Ho, Wo] = conv2d(x [N, C, H, W], w [O, C / groups, KH, KW]) + bias [O]. */

@@ -1,6 +1,6 @@
 // Convolution, pooling and batch normalisation (NCHW, as PyTorch's torch.nn.functional): validation naming the shapes
 // before any GPU work, the launches of src/launch/conv.ts, and the backward rules.
-import { ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
+import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
 import { tidy } from '../tensor/base.js';
 import {
@@ -10,6 +10,7 @@ import {
 import { reduce } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
+import { inF32 } from './elementwise.js';
 import { contiguous, reshape, squeeze, unsqueeze } from './views.js';
 
 export type Pair = number | [number, number];
@@ -43,9 +44,28 @@ export function toPair(fn: string, name: string, v: unknown, min: number, dims =
   return dims === 2 ? [arr[0], arr[1]] : [min, arr[0]];
 }
 
-function checkFloat(fn: string, name: string, t: Tensor): void {
+function checkFloat(fn: string, name: string, t: Tensor, half = false): void {
   t.buf(fn);
-  checkDType(fn, name, t.dtype, ['f32']);
+  checkDType(fn, name, t.dtype, half ? ['f32', 'f16'] : ['f32']);
+}
+
+/** Input, weight and bias of a convolution share one float dtype (as PyTorch's; kiln does not promote here). */
+function checkConvDTypes(fn: string, x: Tensor, weight: Tensor, bias: Tensor | null | undefined): void {
+  checkFloat(fn, 'input', x, true);
+  checkFloat(fn, 'weight', weight, true);
+  if (bias) checkFloat(fn, 'bias', bias, true);
+  for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
+    if (t && t.dtype !== x.dtype) throw new DTypeError(`${fn}: input is ${x.dtype} but ${name} is ${t.dtype} (give them one dtype: cast with .to('${x.dtype}'))`);
+  }
+}
+
+/**
+ * f16 tensors run the f32 kernels on exact widenings and round the result once (the casts are on the tape, so
+ * gradients come back in f16); f32 runs as it is.
+ */
+function halfAround(x: Tensor, others: (Tensor | null)[], body: (x: Tensor, ...others: (Tensor | null)[]) => Tensor): Tensor {
+  if (x.dtype !== 'f16') return body(x, ...others);
+  return inF32('f16', [x, ...others], (a, ...rest) => body(a!, ...rest));
 }
 
 /** Output size of a window sweep, or a ShapeError when the (dilated) window is larger than the padded input. */
@@ -95,7 +115,6 @@ function convGeometry(fn: string, xShape: readonly number[], wShape: readonly nu
   if (O % groups !== 0) throw new ShapeError(`${fn}: groups=${groups} does not divide the ${O} output channels of weight ${ws}`);
   if (O === 0) throw new ShapeError(`${fn}: weight ${ws} has no output channels`);
   if (bias) {
-    checkFloat(fn, 'bias', bias);
     if (bias.rank !== 1 || bias.shape[0] !== O) throw new ShapeError(`${fn}: bias ${fmtShape(bias.shape)} must be [${O}] for weight ${ws}`);
   }
   if (same) {
@@ -123,32 +142,30 @@ function conv2dCore(fn: string, x: Tensor, weight: Tensor, bias: Tensor | null, 
 /** 2-D convolution (cross-correlation) of x [N, C, H, W] (or [C, H, W]) with weight [O, C / groups, KH, KW], as PyTorch's. */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options?: ConvOptions): Tensor {
   const fn = 'conv2d';
-  checkFloat(fn, 'input', x);
-  checkFloat(fn, 'weight', weight);
+  checkConvDTypes(fn, x, weight, bias);
   if (weight.rank !== 4) throw new ShapeError(`${fn}: weight must be [out_channels, in_channels / groups, kH, kW], got ${fmtShape(weight.shape)}`);
   if (x.rank !== 4 && x.rank !== 3) throw new ShapeError(`${fn}: expects input [N, C, H, W] or [C, H, W], got ${fmtShape(x.shape)} (weight ${fmtShape(weight.shape)})`);
   const geometry = convGeometry(fn, x.rank === 4 ? x.shape : [1, ...x.shape], weight.shape, x.shape, weight.shape, bias, options, false);
-  return batched(fn, x, (x4) => conv2dCore(fn, x4, weight, bias ?? null, geometry));
+  return halfAround(x, [weight, bias ?? null], (xf, wf, bf) => batched(fn, xf, (x4) => conv2dCore(fn, x4, wf!, bf, geometry)));
 }
 
 /** 1-D convolution of x [N, C, L] (or [C, L]) with weight [O, C / groups, K], as PyTorch's. */
 export function conv1d(x: Tensor, weight: Tensor, bias?: Tensor | null, options?: Conv1dOptions): Tensor {
   const fn = 'conv1d';
-  checkFloat(fn, 'input', x);
-  checkFloat(fn, 'weight', weight);
+  checkConvDTypes(fn, x, weight, bias);
   if (weight.rank !== 3) throw new ShapeError(`${fn}: weight must be [out_channels, in_channels / groups, kernel_size], got ${fmtShape(weight.shape)}`);
   if (x.rank !== 3 && x.rank !== 2) throw new ShapeError(`${fn}: expects input [N, C, L] or [C, L], got ${fmtShape(x.shape)} (weight ${fmtShape(weight.shape)})`);
   const x3 = x.rank === 3 ? x.shape : [1, ...x.shape];
   // As a 2-D convolution over [N, C, 1, L] (views, no copies).
   const geometry = convGeometry(fn, [x3[0], x3[1], 1, x3[2]], [weight.shape[0], weight.shape[1], 1, weight.shape[2]], x.shape, weight.shape,
     bias, options as ConvOptions, true);
-  return tidy(() => {
-    const x4 = unsqueeze(x.rank === 3 ? x : unsqueeze(x, 0), 2);
-    const w4 = unsqueeze(weight, 2);
-    let y = squeeze(conv2dCore(fn, x4, w4, bias ?? null, geometry), 2);
+  return halfAround(x, [weight, bias ?? null], (xf, wf, bf) => tidy(() => {
+    const x4 = unsqueeze(x.rank === 3 ? xf : unsqueeze(xf, 0), 2);
+    const w4 = unsqueeze(wf!, 2);
+    let y = squeeze(conv2dCore(fn, x4, w4, bf, geometry), 2);
     if (x.rank === 2) y = squeeze(y, 0);
     return y;
-  });
+  }));
 }
 
 export interface MaxPoolOptions {
@@ -183,7 +200,7 @@ function poolGeometry(fn: string, x: Tensor, kernelSize: unknown, o: MaxPoolOpti
 }
 
 function checkPoolInput(fn: string, x: Tensor): void {
-  checkFloat(fn, 'input', x);
+  checkFloat(fn, 'input', x, true);
   if (x.rank !== 4 && x.rank !== 3) throw new ShapeError(`${fn}: expects input [N, C, H, W] or [C, H, W], got ${fmtShape(x.shape)}`);
 }
 
@@ -193,16 +210,19 @@ export function maxPool2d(x: Tensor, kernelSize: Pair, options?: MaxPoolOptions)
   const o = checkOptions(fn, options, ['stride', 'padding', 'dilation']);
   checkPoolInput(fn, x);
   const g = poolGeometry(fn, x, kernelSize, o, true);
-  return batched(fn, x, (x4) => {
+  // f16: the maximum of exact widenings, narrowed back exactly.
+  return halfAround(x, [], (xf) => batched(fn, xf, (x4) => {
     const { values, indices } = maxPoolForward(fn, x4, g);
     const out = record(fn, values, [x4], (grad, [si]) => [maxPoolBackward(`${fn}.backward`, grad, si, g)], [indices]);
     indices.dispose();
     return out;
-  });
+  }));
 }
 
 function avgCore(fn: string, x: Tensor, g: PoolGeometry, mode: AvgMode): Tensor {
-  return batched(fn, x, (x4) => record(fn, avgPoolForward(fn, x4, g, mode), [x4], (grad) => [avgPoolBackward(`${fn}.backward`, grad, g, mode)]));
+  // f16: averaged in f32, rounded once.
+  return halfAround(x, [], (xf) =>
+    batched(fn, xf, (x4) => record(fn, avgPoolForward(fn, x4, g, mode), [x4], (grad) => [avgPoolBackward(`${fn}.backward`, grad, g, mode)])));
 }
 
 /** Average pooling over kernelSize windows (stride defaults to kernelSize; zero padding counted, as PyTorch's default). */
