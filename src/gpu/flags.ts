@@ -3,6 +3,7 @@
 // default and one line of documentation. setFlag checks a value against that entry when it is given (an unknown flag or
 // a value the entry does not accept is a ValueError naming both), and against the live device when there is one; the
 // layer reads it back through its typed handle, so no reader casts.
+import { bumpTraceEpoch } from './recorder.js';
 import { DeviceError, KilnError, ValueError } from '../errors.js';
 import { currentDeviceOrNull, type KilnDevice } from './device.js';
 
@@ -69,6 +70,7 @@ function entryOf(fn: string, name: unknown): Entry {
  * DeviceError.
  */
 export function setFlag(name: string, value: unknown): void {
+  bumpTraceEpoch();
   const entry = entryOf('setFlag', name);
   if (value === undefined) {
     entry.value = undefined;

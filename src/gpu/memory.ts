@@ -3,6 +3,7 @@
 import { DeviceError } from '../errors.js';
 import { checkGeneration, gpu, onDeviceInit, onDeviceLost } from './device.js';
 import { afterSubmit } from './queue.js';
+import { recorder } from './recorder.js';
 
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 
@@ -22,6 +23,16 @@ export interface PooledBuffer {
   size: number;
   /** The device generation the buffer was created on (see device.ts checkGeneration). */
   generation: number;
+  /** Counts the times the pool handed this buffer out: a compiled step checks that a buffer it binds is the same lease. */
+  lease: number;
+  /** Whether a tensor (or a compiled step) owns it now; false while it waits in the pool. */
+  live: boolean;
+}
+
+const pooledByBuffer = new WeakMap<GPUBuffer, PooledBuffer>();
+/** The pooled buffer record of a GPU buffer (null for buffers the pool did not make: dummies, staging, uniforms). */
+export function pooledOf(buffer: GPUBuffer): PooledBuffer | null {
+  return pooledByBuffer.get(buffer) ?? null;
 }
 
 /** Throws a DeviceError when a pooled buffer belongs to a device that is no longer the live one. */
@@ -90,8 +101,12 @@ export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
     pooledBytes -= pb.size;
   } else {
     const buffer = kd.device.createBuffer({ size: realSize, usage: STORAGE_USAGE, label: what });
-    pb = { buffer, id: nextId++, size: realSize, generation: kd.generation };
+    pb = { buffer, id: nextId++, size: realSize, generation: kd.generation, lease: 0, live: false };
+    pooledByBuffer.set(buffer, pb);
   }
+  pb.lease++;
+  pb.live = true;
+  recorder()?.acquired(pb);
   liveBuffers++;
   liveBytes += pb.size;
   if (liveBytes > peakBytes) peakBytes = liveBytes;
@@ -105,6 +120,8 @@ export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
  */
 export function releaseBuffer(pb: PooledBuffer, generation = pb.generation): void {
   if (generation !== generationNow || pb.generation !== generationNow || lostNow) return;
+  pb.live = false;
+  recorder()?.released(pb);
   liveBuffers--;
   liveBytes -= pb.size;
   let list = free.get(pb.size);

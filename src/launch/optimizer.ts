@@ -71,9 +71,11 @@ export function copyToSlot(fn: string, slot: TensorBase, g: TensorBase): void {
  * One dispatch: every parameter of the arena whose table row is not SKIP takes step number `step` - its lag; none
  * does when `skipIf` (a one-element f32 flag, GradScaler's found-inf) holds a nonzero value on the GPU.
  */
-export function optimizerStep(fn: string, arena: ArenaBuffers, step: number, h: OptimizerHyper, skipIf: TensorBase | null = null): void {
+export function optimizerStep(fn: string, arena: ArenaBuffers, step: number, h: OptimizerHyper, skipIf: TensorBase | null = null, stepNow?: () => number): void {
   if (arena.total === 0 || arena.numParams === 0) return;
   dispatch(optimizerKernel, 'step', {
+    // A compiled step's replay takes the optimizer's step count and hyperparameters as they are at that call.
+    replay: stepNow && (() => ({ step: stepNow(), lr: h.lr, weight_decay: h.weightDecay, momentum: h.momentum, dampening: h.dampening, beta1: h.beta1, beta2: h.beta2, eps: h.eps })),
     bindings: {
       table: bufOf(arena.table, fn),
       grads: bufOf(arena.grads, fn),

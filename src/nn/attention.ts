@@ -1,5 +1,6 @@
 // Attention layers: MultiheadAttention (PyTorch's parameter names, so weights move both ways),
 // TransformerEncoderLayer, TransformerDecoderLayer, AttentionPooling and AdditiveAttention (Bahdanau).
+import { noteSeedDraw } from '../gpu/recorder.js';
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { tidy } from '../tensor/base.js';
 import type { Tensor } from '../ops/tensor.js';
@@ -136,6 +137,14 @@ export class MultiheadAttention extends Module {
     return permute(reshape(x, [B, N, heads, this.headDim]), [0, 2, 1, 3]);
   }
 
+  /** The next call's attention-dropout seed (a compiled step's replay draws the same stream). */
+  private drawSeed(): number {
+    const draw = () => (this[RANDOM_SEED] + 7919 * ++this[RANDOM_CALLS]) >>> 0;
+    const seed = draw();
+    noteSeedDraw(seed, draw);
+    return seed;
+  }
+
   override forward(query: Tensor, key: Tensor = query, value: Tensor = key, callOptions?: AttentionCallOptions): Tensor {
     const name = `MultiheadAttention(${this.embedDim}, ${this.numHeads})`;
     const options = checkOptions(name, callOptions, ATTENTION_CALL_KEYS);
@@ -172,7 +181,7 @@ export class MultiheadAttention extends Module {
       const isCausal = options.cache && options.isCausal === true ? 'lowerRight' : options.isCausal;
       const dropout = {
         dropoutP: this.training ? this.dropoutP : 0,
-        seed: this.training && this.dropoutP > 0 ? (this[RANDOM_SEED] + 7919 * ++this[RANDOM_CALLS]) >>> 0 : undefined,
+        seed: this.training && this.dropoutP > 0 ? this.drawSeed() : undefined,
       };
       if (options.scoreMod || options.maskMod || options.blockMask) {
         if (options.attnMask || options.keyMask) throw new ValueError(`${name}: attnMask / keyMask and scoreMod / maskMod / blockMask do not combine; express the mask as a maskMod`);

@@ -1,6 +1,7 @@
 // Dropout with a seeded counter-based (Philox) mask generated on the host and uploaded.
 import { ValueError, checkOptions } from '../errors.js';
 import { nextSeed, philox4x32, uniformFromU32 } from '../tensor/random.js';
+import { regenerateLastUpload } from '../gpu/recorder.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from '../ops/tensor.js';
 import { tensor } from '../ops/creation.js';
@@ -36,8 +37,11 @@ export function dropout(x: Tensor, p = 0.5, options?: DropoutOptions): Tensor {
   x.buf('dropout');
   if (options.training === false || p === 0) return identity(x);
   const n = x.size;
-  const maskValues = p === 1 ? new Float32Array(n) : dropoutMask(n, p, options.seed ?? nextSeed());
+  const seed = p === 1 ? 0 : (options.seed ?? nextSeed());
+  const maskValues = p === 1 ? new Float32Array(n) : dropoutMask(n, p, seed);
   const mask = tensor(maskValues, { shape: x.shape.slice() });
+  // A compiled step's replay makes the mask of the seed it draws in this one's place.
+  if (p < 1) regenerateLastUpload(seed, (s) => dropoutMask(n, p, s));
   // f16: x * mask in f32, rounded once (the mask's 1/(1-p) is not rounded to f16 first).
   const y = x.dtype === 'f16' ? inF32('f16', [x], (w) => mul(w, mask)) : mul(x, mask);
   mask.dispose();

@@ -1,4 +1,5 @@
 // Linear, Embedding, LayerNorm, RMSNorm, Dropout, Sequential, ModuleList, ModuleDict and activation modules.
+import { noteSeedDraw } from '../gpu/recorder.js';
 import { DTypeError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import type { Tensor } from '../ops/tensor.js';
 import { philox4x32 } from '../tensor/random.js';
@@ -128,9 +129,13 @@ export class Dropout extends Module {
     let seed: number | undefined;
     const seed0 = this[RANDOM_SEED];
     if (seed0 !== undefined) {
-      const w = new Uint32Array(4);
-      philox4x32(this[RANDOM_CALLS]++, 0, 0, 0xd0d0, seed0, 0x51, w);
-      seed = w[0];
+      const draw = () => {
+        const w = new Uint32Array(4);
+        philox4x32(this[RANDOM_CALLS]++, 0, 0, 0xd0d0, seed0, 0x51, w);
+        return w[0];
+      };
+      seed = draw();
+      noteSeedDraw(seed, draw);
     }
     return dropout(x, this.p, { seed });
   }

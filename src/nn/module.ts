@@ -1,4 +1,5 @@
 // nn.Module: parameters, submodules and buffers with PyTorch's dotted names; train/eval; state dicts.
+import { bumpTraceEpoch } from '../gpu/recorder.js';
 import { KilnError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { keep } from '../tensor/base.js';
 import { copy } from '../launch/elementwise.js';
@@ -254,6 +255,8 @@ export class Module {
 
   /** Sets training mode here and in every descendant (dropout on); returns this. */
   train(mode = true): this {
+    // Dropout on or off changes what a compiled step encodes: it traces again.
+    bumpTraceEpoch();
     for (const m of this.modules()) m.training = mode;
     return this;
   }

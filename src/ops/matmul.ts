@@ -1,4 +1,5 @@
 // Batched matmul with PyTorch's broadcasting and 1-D rules, linear, and their backward rules.
+import { bumpTraceEpoch } from '../gpu/recorder.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { numel } from '../tensor/shape.js';
 import { type MatmulPrecision, checkMatmul, matmulPath, matmul as launchMatmul } from '../launch/matmul.js';
@@ -19,6 +20,7 @@ let precision: MatmulPrecision = 'highest';
  * subgroup-matrix config the setting changes nothing. f16 matmuls use the matrix units wherever there are some.
  */
 export function setMatmulPrecision(value: MatmulPrecision): void {
+  bumpTraceEpoch();
   if (value !== 'highest' && value !== 'high' && value !== 'medium') {
     throw new ValueError(`setMatmulPrecision: expected 'highest', 'high' or 'medium', got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
   }

@@ -196,7 +196,7 @@ export class Arena {
    * others are skipped): moves in members that now can, copies in what still does not live here, ONE dispatch, and
    * copies back the parameters that live elsewhere.
    */
-  step(fn: string, params: readonly Tensor[], active: readonly boolean[], steps: readonly number[], stepCount: number, hyper: OptimizerHyper, skipIf: Tensor | null = null): void {
+  step(fn: string, params: readonly Tensor[], active: readonly boolean[], steps: readonly number[], stepCount: number, hyper: OptimizerHyper, skipIf: Tensor | null = null, stepNow?: () => number): void {
     let changed = !this.uploaded;
     let any = false;
     this.members.forEach((i, j) => {
@@ -222,7 +222,7 @@ export class Arena {
       }
       if (!this.holdsGrad(j, g)) copyToSlot(fn, this.slots[j], g);
     });
-    optimizerStep(fn, { table: this.table, weights: this.weights, grads: this.grads, state: this.state, total: this.total, numParams: this.members.length }, stepCount, hyper, skipIf);
+    optimizerStep(fn, { table: this.table, weights: this.weights, grads: this.grads, state: this.state, total: this.total, numParams: this.members.length }, stepCount, hyper, skipIf, stepNow);
     for (const j of outside) {
       const p = params[this.members[j]];
       copyElements(this.weights, p, p.offset, p.size, this.offsets[j]);

@@ -9,6 +9,7 @@ import { copyInto } from '../nn/module.js';
 import { OPTIMIZER_MODE, type OptimizerHyper } from '../launch/optimizer.js';
 import { fill } from '../launch/elementwise.js';
 import { Arena } from './arena.js';
+import { onReplay, recorder, refuseReplay } from '../gpu/recorder.js';
 
 function checkNumber(fn: string, name: string, v: unknown, ok: (x: number) => boolean, rule: string): number {
   if (typeof v !== 'number' || !ok(v)) throw new ValueError(`${fn}: ${name} must be ${rule}, got ${v}`);
@@ -104,6 +105,8 @@ export abstract class Optimizer {
     return this.hyper.impl;
   }
   set lr(v: number) {
+    // Set between compiled steps, the next replay reads it; set inside one, a replay would not repeat the setting.
+    refuseReplay(`${this.name}.lr set inside the compiled function (set it, or step its scheduler, outside)`);
     this.hyper.lr = checkLr(this.name, v);
   }
 
@@ -157,7 +160,18 @@ export abstract class Optimizer {
       return;
     }
     this.stepCount++;
-    for (const arena of this.arenas) arena.step(fn, this.params, active, this.steps, this.stepCount, this.hyper, flag);
+    let stepNow: (() => number) | undefined;
+    if (recorder()) {
+      if (flag) refuseReplay(`${fn}: a GradScaler step inside the compiled function (its scale is updated on the host)`);
+      // A replay counts the step as this call did: the same parameters are active (their gradients are the same tensors).
+      const counted = active.slice();
+      onReplay(() => {
+        for (let i = 0; i < this.params.length; i++) if (counted[i]) this.steps[i]++;
+        this.stepCount++;
+      });
+      stepNow = () => this.stepCount;
+    }
+    for (const arena of this.arenas) arena.step(fn, this.params, active, this.steps, this.stepCount, this.hyper, flag, stepNow);
   }
 
   /** Takes back the step counts of the last step, which the GPU skipped (GradScaler found inf); see stepUnless. */

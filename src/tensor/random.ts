@@ -1,6 +1,7 @@
 // Counter-based random numbers (Philox4x32-10): the same seed gives the same numbers on every
 // adapter because they are generated here, bit-exactly, and the GPU kernels use the same function.
 import { ValueError } from '../errors.js';
+import { noteSeedDraw } from '../gpu/recorder.js';
 
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
@@ -75,6 +76,8 @@ export function setRngState(state: RngState): void {
 export function nextSeed(): number {
   const w = new Uint32Array(4);
   philox4x32(globalCounter++, 0, 0, 0x7777, globalSeed, 0x1234567, w);
+  // A compiled step's replay draws here again, and re-derives what this seed fed (uniform fields, dropout masks).
+  noteSeedDraw(w[0], nextSeed);
   return w[0];
 }
 
