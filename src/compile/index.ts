@@ -8,7 +8,8 @@
 // of its tensor arguments (contiguous), so a replay only copies the new arguments' contents in.
 import { ValueError, checkOptions } from '../errors.js';
 import { encodeCopy } from '../gpu/queue.js';
-import { recorder, startRecording, stopRecording, traceEpoch, type Recording } from '../gpu/recorder.js';
+import { recorder, setRecorder, traceEpoch } from '../gpu/recorder.js';
+import { Recording } from './recording.js';
 import { Storage, keep } from '../tensor/base.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { isGradEnabled } from '../autograd/mode.js';
@@ -234,7 +235,7 @@ export function compile<A extends unknown[], R>(fn: (...args: A) => R, options?:
       return fn(...args);
     }
     lastReason = null;
-    if (e.plan && (e.epoch !== traceEpoch() || !e.plan.valid() || e.outputs.some((t) => t.isDisposed || !t.buf('compile').buffer.live))) {
+    if (e.plan && (e.epoch !== traceEpoch() || !e.plan.valid() || e.outputs.some((t) => t.isDisposed))) {
       // Something the plan binds was freed or replaced, or a setting changed: trace again.
       e.plan.dispose();
       e.plan = null;
@@ -257,7 +258,8 @@ export function compile<A extends unknown[], R>(fn: (...args: A) => R, options?:
     let k = 0;
     const fnArgs = args.map((a) => (a instanceof Tensor ? e.inputs[k++] : a)) as A;
     const epoch = traceEpoch();
-    const rec = startRecording();
+    const rec = new Recording();
+    setRecorder(rec);
     let out: R;
     try {
       out = fn(...fnArgs);
@@ -265,7 +267,7 @@ export function compile<A extends unknown[], R>(fn: (...args: A) => R, options?:
       // trace (and keep alive buffers the plan binds, such as a parameter the caller later replaces).
       if (!(out && typeof (out as { then?: unknown }).then === 'function')) dropGraphs(out);
     } finally {
-      stopRecording();
+      setRecorder(null);
     }
     if (out && typeof (out as { then?: unknown }).then === 'function') {
       fallBack(e, 'the compiled function is async (it returned a Promise); a compiled step is synchronous, with no reads inside');

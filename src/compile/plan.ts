@@ -7,7 +7,8 @@
 import { gpu } from '../gpu/device.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
-import type { ParamValues, RecCommand, RecDispatch, Recording, RecSlot } from '../gpu/recorder.js';
+import type { ParamValues } from '../gpu/recorder.js';
+import type { RecCommand, RecDispatch, Recording, RecSlot } from './recording.js';
 
 const UNIFORM_SLOT = 256;
 
@@ -50,7 +51,7 @@ export function unplannable(rec: Recording): string | null {
   if (rec.reason) return rec.reason;
   for (const s of rec.slots) {
     if (s.firstRef < 0 || !s.pb) continue;
-    if (s.origin === 'external' && (s.releasedAt !== null || !s.pb.live || s.pb.lease !== s.lease)) {
+    if (s.origin === 'external' && (s.releasedAt !== null || s.pb.lease !== s.lease)) {
       return `the compiled function frees a buffer made before it was called that it also uses ('${s.label}'); a replay would use freed memory`;
     }
   }
@@ -210,7 +211,7 @@ export class Plan {
   /** Whether every buffer the plan binds is still the one the trace saw (nothing disposed or replaced since). */
   valid(): boolean {
     if (this.disposed || gpu().generation !== this.generation) return false;
-    for (const c of this.checks) if (!c.pb.live || c.pb.lease !== c.lease) return false;
+    for (const c of this.checks) if (c.pb.lease !== c.lease) return false;
     return true;
   }
 

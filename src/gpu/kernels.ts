@@ -5,8 +5,8 @@
 // the code that launches a kernel imports its module: a bundle carries the kernels it can launch and no others.
 import { DeviceError, KilnError } from '../errors.js';
 import { gpu, type KilnDevice } from './device.js';
-import { checkBuffer, pooledOf, type PooledBuffer } from './memory.js';
-import { recorder, type ParamValues, type RecBinding } from './recorder.js';
+import { checkBuffer, type PooledBuffer } from './memory.js';
+import { recorder, type ParamValues } from './recorder.js';
 import { ERROR_BINDING, allocUniform, encodeDispatch, indexCheckBinding, markWritten, recordAsyncError, uniformRingBuffer } from './queue.js';
 
 export type ParamValue = number | boolean | readonly number[];
@@ -378,9 +378,7 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
     check = indexCheckBinding(spec.label ?? `${k.file}:${entry}`, spec.indexShape);
     params = { ...params, check_id: check.id };
   }
-  const rec = recorder();
   let packed: Uint8Array | null = null;
-  const recBindings: RecBinding[] = [];
   for (const b of info.bindings) {
     if (b.kind === 'uniform') {
       packed = packParams(k, entry, info.params!, params);
@@ -395,7 +393,6 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
     if (b.kind === 'storage' && buffer === dummies.get('r')?.buf) buffer = dummyBuffer(true);
     if (buffer.size > maxBinding) throw new DeviceError(`kiln: ${k.file}:${entry}: binding '${b.name}' is ${buffer.size} bytes, over maxStorageBufferBindingSize ${maxBinding}`);
     entriesList.push({ binding: b.binding, resource: { buffer } });
-    if (rec) recBindings.push({ binding: b.binding, slot: rec.slotOf(buffer, 'buffer' in src ? src : pooledOf(buffer)), writable: b.kind === 'storage' });
     if (b.kind === 'storage') markWritten(buffer);
     if (!dummySet.has(buffer)) boundBytes += buffer.size;
     ids.push('id' in src && 'buffer' in src ? src.id : bufferId(buffer));
@@ -409,26 +406,7 @@ export function dispatch<E extends string>(k: KernelModule<E, string>, entry: No
     if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
   }
   bindGroups.set(bgKey, bg);
-  if (rec) {
-    const fields = info.params?.fields ?? [];
-    const seedFields: { offset: number; draw: number }[] = [];
-    if (packed) {
-      const view = new DataView(packed.buffer);
-      for (const f of fields) {
-        if (!f.name.startsWith('seed') || f.kind !== 'u32' || f.count !== 1) continue;
-        const draw = rec.drawOf(view.getUint32(f.offset, true));
-        if (draw >= 0) seedFields.push({ offset: f.offset, draw });
-      }
-    }
-    const checkField = fields.find((f) => f.name === 'check_id');
-    rec.commands.push({
-      kind: 'dispatch', pipeline: p, layout, pipelineKey: key, file: k.file, entry, label: spec.label ?? `${k.file.replace('.wgsl', '')}:${entry}`,
-      bindings: recBindings, uniform: packed ? { binding: info.bindings.find((b) => b.kind === 'uniform')!.binding, size: Math.ceil(info.params!.size / 16) * 16 } : null,
-      params: packed, fields, values: spec.params ?? null, workgroups: wg, boundBytes,
-      check: check && checkField ? { label: spec.label ?? `${k.file}:${entry}`, shape: spec.indexShape ? [...spec.indexShape] : undefined, offset: checkField.offset } : null,
-      seedFields, replay: spec.replay ?? null, op: rec.takeOp(),
-    });
-  }
+  recorder()?.kernel(k, entry, spec, packed, wg, boundBytes, entriesList);
   encodeDispatch(p, bg, uniformOffset, wg, spec.label ?? `${k.file.replace('.wgsl', '')}:${entry}`, boundBytes);
 }
 

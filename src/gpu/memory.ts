@@ -23,10 +23,11 @@ export interface PooledBuffer {
   size: number;
   /** The device generation the buffer was created on (see device.ts checkGeneration). */
   generation: number;
-  /** Counts the times the pool handed this buffer out: a compiled step checks that a buffer it binds is the same lease. */
+  /**
+   * Moves on each time the pool hands the buffer out or takes it back: a compiled step checks that a buffer it binds is
+   * still the lease its trace saw (not freed, not someone else's since).
+   */
   lease: number;
-  /** Whether a tensor (or a compiled step) owns it now; false while it waits in the pool. */
-  live: boolean;
 }
 
 const pooledByBuffer = new WeakMap<GPUBuffer, PooledBuffer>();
@@ -101,11 +102,10 @@ export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
     pooledBytes -= pb.size;
   } else {
     const buffer = kd.device.createBuffer({ size: realSize, usage: STORAGE_USAGE, label: what });
-    pb = { buffer, id: nextId++, size: realSize, generation: kd.generation, lease: 0, live: false };
+    pb = { buffer, id: nextId++, size: realSize, generation: kd.generation, lease: 0 };
     pooledByBuffer.set(buffer, pb);
   }
   pb.lease++;
-  pb.live = true;
   recorder()?.acquired(pb);
   liveBuffers++;
   liveBytes += pb.size;
@@ -120,8 +120,8 @@ export function acquireBuffer(bytes: number, what = 'tensor'): PooledBuffer {
  */
 export function releaseBuffer(pb: PooledBuffer, generation = pb.generation): void {
   if (generation !== generationNow || pb.generation !== generationNow || lostNow) return;
-  pb.live = false;
   recorder()?.released(pb);
+  pb.lease++;
   liveBuffers--;
   liveBytes -= pb.size;
   let list = free.get(pb.size);

@@ -2,7 +2,7 @@
 // is submitted only at sync points (a readback, an explicit flush, or when the batch grows large).
 import { DeviceError, IndexError, KilnError } from '../errors.js';
 import { checkGeneration, gpu, onDeviceInit, onDeviceLost, onUncapturedError, type KilnDevice } from './device.js';
-import { pooledOf, type PooledBuffer } from './memory.js';
+import type { PooledBuffer } from './memory.js';
 import { recorder } from './recorder.js';
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
@@ -193,12 +193,7 @@ export function writesOf(buffer: GPUBuffer): number {
 
 /** Encodes a clear (to zero) of a buffer range, in order with the dispatches. */
 export function encodeClear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
-  const rec = recorder();
-  if (rec) rec.commands.push({ kind: 'clear', slot: rec.slotOf(buffer, pooledOf(buffer)), offset, bytes: bytes ?? buffer.size - offset });
-  clearRaw(buffer, offset, bytes);
-}
-
-function clearRaw(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+  recorder()?.clear(buffer, offset, bytes);
   const b = currentBatch();
   endPass(b);
   markWritten(buffer);
@@ -207,8 +202,7 @@ function clearRaw(buffer: GPUBuffer, offset = 0, bytes?: number): void {
 
 /** Encodes a buffer-to-buffer copy in order with the dispatches. */
 export function encodeCopy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
-  const rec = recorder();
-  if (rec) rec.commands.push({ kind: 'copy', src: rec.slotOf(src, pooledOf(src)), srcOffset, dst: rec.slotOf(dst, pooledOf(dst)), dstOffset, bytes });
+  recorder()?.copy(src, srcOffset, dst, dstOffset, bytes);
   copyRaw(src, srcOffset, dst, dstOffset, bytes);
 }
 
@@ -228,8 +222,7 @@ export function uploadToBuffer(target: GPUBuffer, offset: number, data: ArrayBuf
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const padded = Math.ceil(bytes.byteLength / 4) * 4;
   if (padded === 0) return;
-  const rec = recorder();
-  if (rec) rec.commands.push({ kind: 'upload', slot: rec.slotOf(target, pooledOf(target)), offset, data: bytes.slice(), regen: null });
+  recorder()?.upload(target, offset, bytes);
   // With nothing encoded, the queue orders this write after every submitted command. Once anything is
   // encoded (a dispatch or a copy that may still touch this pooled buffer), the write must be encoded too.
   if (!batch) {
@@ -280,7 +273,7 @@ function deviceError(kd: KilnDevice, e: unknown): KilnError {
 /** Copies `bytes` from a buffer back to the host. The only forced sync in kiln. */
 export async function readBuffer(src: PooledBuffer | GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
   const kd = gpu();
-  recorder()?.refuse('a readback inside the compiled function (item(), toArray(), a read of a tensor): the step needs its value on the host');
+  recorder()?.refuse('readback');
   if ('buffer' in src) checkGeneration('read', src.generation, 'the buffer read');
   const buf = 'buffer' in src ? src.buffer : src;
   const size = Math.max(4, Math.ceil(bytes / 4) * 4);
@@ -290,7 +283,7 @@ export async function readBuffer(src: PooledBuffer | GPUBuffer, offset: number, 
   // The index-error words ride along in the same staging buffer, after the data.
   const flagAt = errorDirty ? copySize : -1;
   const staging = kd.device.createBuffer({ size: copySize + (flagAt >= 0 ? ERROR_BYTES : 0), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  copyRaw(buf, alignedOffset, staging, 0, Math.min(copySize, buf.size - alignedOffset));
+  encodeCopy(buf, alignedOffset, staging, 0, Math.min(copySize, buf.size - alignedOffset));
   const cutoff = flagAt >= 0 ? takeErrorFlag(staging, flagAt) : 0;
   flush();
   stats.readbacks++;
@@ -391,8 +384,9 @@ export function indexCheckBinding(label: string, shape?: readonly number[]): { b
 /** Encodes the copy of the error words into `staging` at `at` and the clear of the flag; returns the id cutoff. */
 function takeErrorFlag(staging: GPUBuffer, at: number): number {
   const flag = errorFlagBuffer(gpu());
-  copyRaw(flag, 0, staging, at, ERROR_BYTES);
-  clearRaw(flag);
+  // (A readback refuses a trace, so these need not stay out of it.)
+  encodeCopy(flag, 0, staging, at, ERROR_BYTES);
+  encodeClear(flag);
   errorDirty = false;
   return nextCheckId;
 }

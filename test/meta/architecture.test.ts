@@ -22,6 +22,8 @@ const LAYERS: [string, RegExp][] = [
   ['nn', /^nn\//],
   ['optim', /^optim\//],
   ['train', /^train\//],
+  // compile() traces and replays steps made of everything above (its recorder hooks into the gpu layer).
+  ['compile', /^compile\//],
   ['viz', /^viz\//],
   ['entry', /^(index|index\.node|index\.browser|experimental|experimental\.node|experimental\.browser|functional)\.ts$/],
 ];
