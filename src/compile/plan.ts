@@ -5,6 +5,8 @@
 // one 256-byte slot per dispatch; bind groups are made once. A call patches only what the host must supply each time
 // (fresh seeds and the masks made from them, an optimizer's step count and lr, index-check ids), then encodes the list.
 import { gpu } from '../gpu/device.js';
+import { dummyBuffer } from '../gpu/kernels.js';
+import { fuseElementwise, type FusionGroup } from './fuse.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
 import type { ParamValues } from '../gpu/recorder.js';
@@ -69,6 +71,9 @@ export class Plan {
   private readonly constBuffer: GPUBuffer | null;
   private readonly generation: number;
   readonly summary: PlanSummary;
+  /** The commands a replay encodes (the trace's, with fused chains replaced). */
+  readonly commands: RecCommand[];
+  readonly groups: FusionGroup[];
   private disposed = false;
 
   constructor(
@@ -77,8 +82,11 @@ export class Plan {
   ) {
     const kd = gpu();
     this.generation = kd.generation;
-    const physical = this.placeSlots(rec.slots);
-    const dispatches = rec.commands.filter((c): c is RecDispatch => c.kind === 'dispatch');
+    const fused = options.fuse ? fuseElementwise(rec.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
+    this.commands = fused.commands;
+    this.groups = fused.groups;
+    const physical = this.placeSlots(rec.slots, this.commands);
+    const dispatches = this.commands.filter((c): c is RecDispatch => c.kind === 'dispatch');
     this.uniformHost = new Uint8Array(Math.max(1, dispatches.length) * UNIFORM_SLOT);
     this.uniformBuffer = dispatches.some((d) => d.uniform)
       ? kd.device.createBuffer({ size: this.uniformHost.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'kiln compiled uniforms' })
@@ -86,7 +94,7 @@ export class Plan {
     // Upload data lives in one buffer the plan owns; replays copy from it in order with the dispatches.
     let constBytes = 0;
     const constAt: number[] = [];
-    for (const c of rec.commands) {
+    for (const c of this.commands) {
       if (c.kind !== 'upload') continue;
       constAt.push(constBytes);
       constBytes += Math.ceil(c.data.byteLength / 4) * 4;
@@ -97,7 +105,7 @@ export class Plan {
     let ui = 0;
     let dynamicFields = 0;
     const written = new Set<GPUBuffer>();
-    for (const c of rec.commands) {
+    for (const c of this.commands) {
       if (c.kind === 'dispatch') {
         const slot = di++;
         if (c.params) this.uniformHost.set(c.params, slot * UNIFORM_SLOT);
@@ -136,8 +144,8 @@ export class Plan {
     const temps = rec.slots.filter((s) => s.origin === 'temp' && s.releasedAt !== null && s.firstRef >= 0);
     this.summary = {
       dispatches: dispatches.length,
-      copies: rec.commands.filter((c) => c.kind === 'copy').length,
-      clears: rec.commands.filter((c) => c.kind === 'clear').length,
+      copies: this.commands.filter((c) => c.kind === 'copy').length,
+      clears: this.commands.filter((c) => c.kind === 'clear').length,
       uploads: ui,
       plannedBytes: planned,
       plannedBuffers: this.owned.length,
@@ -152,11 +160,25 @@ export class Plan {
    * Buffers for every slot the commands use: the trace's temporaries (made and freed inside it) placed by lifetime
    * onto buffers the plan owns, of exactly their size (kernels may read a binding's length); everything else as it is.
    */
-  private placeSlots(slots: readonly RecSlot[]): Physical[] {
+  private placeSlots(slots: readonly RecSlot[], commands: readonly RecCommand[]): Physical[] {
+    // Lifetimes over the commands a replay encodes (a fused kernel reads its inputs where its last op ran).
+    const first = new Map<number, number>();
+    const lastUse = new Map<number, number>();
+    const ref = (slot: number, i: number) => {
+      if (!first.has(slot)) first.set(slot, i);
+      lastUse.set(slot, i);
+    };
+    commands.forEach((c, i) => {
+      if (c.kind === 'dispatch') for (const b of c.bindings) ref(b.slot, i);
+      else if (c.kind === 'copy') (ref(c.src, i), ref(c.dst, i));
+      else if (c.kind === 'clear' || c.kind === 'upload') ref(c.slot, i);
+    });
     const out: Physical[] = new Array(slots.length);
     const temps: RecSlot[] = [];
+    const readDummy = dummyBuffer(false);
+    (out as Physical[] & { [-1]: Physical })[-1] = { buffer: readDummy, check: null };
     for (const s of slots) {
-      if (s.firstRef < 0) continue;
+      if (!first.has(s.id)) continue;
       if (!s.pb) out[s.id] = { buffer: s.buffer, check: null };
       else if (s.origin === 'temp' && s.releasedAt !== null) temps.push(s);
       else {
@@ -165,28 +187,37 @@ export class Plan {
         this.checks.push(check);
       }
     }
-    temps.sort((a, b) => a.firstRef - b.firstRef);
+    const firstRef = (s: RecSlot) => first.get(s.id)!;
+    temps.sort((a, b) => firstRef(a) - firstRef(b));
     // Per size: buffers and the last command that uses each.
     const free = new Map<number, { pb: PooledBuffer; until: number }[]>();
     for (const s of temps) {
       const size = s.pb!.size;
       let list = free.get(size);
       if (!list) free.set(size, (list = []));
-      let home = list.find((h) => h.until < s.firstRef);
+      let home = list.find((h) => h.until < firstRef(s));
       if (!home) {
         home = { pb: acquireBuffer(size, 'compiled step'), until: -1 };
         this.owned.push(home.pb);
         list.push(home);
       }
-      home.until = s.lastRef;
+      home.until = lastUse.get(s.id)!;
       out[s.id] = { buffer: home.pb.buffer, check: null };
     }
     return out;
   }
 
   /** One line per command (runs of the same kernel folded), for explain(). */
-  describe(_wgsl: boolean): string[] {
-    const out: string[] = ['  commands:'];
+  describe(wgsl: boolean): string[] {
+    const out: string[] = [];
+    if (this.groups.length) {
+      const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);
+      out.push(`  fused kernels: ${this.groups.length} (${saved} dispatches saved)`);
+      const seen = new Map<string, number>();
+      for (const g of this.groups) seen.set(g.name, (seen.get(g.name) ?? 0) + 1);
+      for (const [name, n] of seen) out.push(`    ${name}${n > 1 ? `  x${n}` : ''}: ${this.groups.find((g) => g.name === name)!.ops.join(' -> ')}`);
+    }
+    out.push('  commands:');
     let prev = '';
     let count = 0;
     let first = 0;
@@ -205,6 +236,15 @@ export class Plan {
       first = i;
     });
     flushLine();
+    if (wgsl) {
+      const shown = new Set<string>();
+      for (const g of this.groups) {
+        if (shown.has(g.module.code)) continue;
+        shown.add(g.module.code);
+        const at = g.module.code.indexOf('// ---- generated by kiln compile');
+        out.push(`  ---- ${g.name} (elementwise.wgsl and these lines) ----`, g.module.code.slice(at));
+      }
+    }
     return out;
   }
 

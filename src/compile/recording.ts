@@ -47,6 +47,8 @@ export interface RecDispatch {
   readonly fields: readonly { name: string; offset: number; kind: 'u32' | 'i32' | 'f32'; count: number }[];
   /** The params as the launcher gave them (for explain() and fusion). */
   readonly values: ParamValues | null;
+  /** The pipeline's override constants. */
+  readonly constants: Readonly<Record<string, number>>;
   readonly workgroups: readonly [number, number, number];
   readonly boundBytes: number;
   /** Index checks: the op's label and index shape (a replay registers a fresh check id per call). */
@@ -163,7 +165,7 @@ export class Recording implements Recorder {
     }
     const label = spec.label ?? `${k.file.replace('.wgsl', '')}:${entry}`;
     this.commands.push({
-      kind: 'dispatch', pipeline, layout, pipelineKey: key, file: k.file, entry, label, bindings, uniform, params, fields, values: spec.params ?? null, workgroups, boundBytes,
+      kind: 'dispatch', pipeline, layout, pipelineKey: key, file: k.file, entry, label, bindings, uniform, params, fields, values: spec.params ?? null, constants: spec.constants ?? {}, workgroups, boundBytes,
       check: checked && checkField ? { label: spec.label ?? `${k.file}:${entry}`, shape: spec.indexShape ? [...spec.indexShape] : undefined, offset: checkField.offset } : null,
       seedFields, replay: spec.replay ?? null,
     });

@@ -1,0 +1,118 @@
+// Elementwise fusion: every rule's fused kernel equals the unfused chain (replay-only) and eager, on odd shapes, with
+// NaN and infinities among the inputs; the fused plan issues fewer dispatches.
+import { describe, expect, it } from 'vitest';
+import { compile, tensor, tidy, type Tensor } from '../../src/index.node';
+import { resetStats, stats } from '../../src/gpu/queue';
+
+function values(n: number, seed: number, special = true): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 31 - 1) * 3;
+  });
+  if (special && n > 7) {
+    out[1] = NaN;
+    out[3] = Infinity;
+    out[6] = -Infinity;
+    out[7] = 0;
+  }
+  return out;
+}
+
+function same(got: Float32Array, want: Float32Array, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const a = got[i], b = want[i];
+    if (Number.isNaN(b) || !Number.isFinite(b)) expect(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)), `${what}[${i}]: ${a} vs ${b}`).toBe(true);
+    else expect(Math.abs(a - b), `${what}[${i}]: ${a} vs ${b}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(b)));
+  }
+}
+
+/** Runs fn eagerly, compiled without and with fusion (4 calls each, so the plans replay), and compares. */
+async function check(name: string, fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Promise<{ fused: number; plain: number; explain: string }> {
+  const want = fn(...inputs);
+  const wantValues = await want.toArray() as Float32Array;
+  want.dispose();
+  const counts: number[] = [];
+  let explain = '';
+  for (const fuse of [false, true]) {
+    // tidy, as a training step does: intermediates that outlive the step are not the plan's to keep in registers.
+    const step = compile((...xs: Tensor[]) => tidy(() => fn(...xs)), { fuse });
+    for (let k = 0; k < 4; k++) {
+      resetStats();
+      const r = step(...inputs);
+      counts[fuse ? 1 : 0] = stats.dispatches;
+      same(await r.toArray() as Float32Array, wantValues, `${name} fuse=${fuse} call ${k}`);
+      r.dispose();
+    }
+    expect(step.fallbackReason).toBe(null);
+    expect(step.stats.replays).toBe(2);
+    if (fuse) explain = step.explain({ wgsl: true });
+    step.dispose();
+  }
+  return { plain: counts[0], fused: counts[1], explain };
+}
+
+describe('compile: elementwise fusion', () => {
+  it('unary after binary, binary after unary, scalar ops, a chain of five: fused equals unfused and eager (NaN, inf)', async () => {
+    const x = tensor(values(7 * 13, 1), { shape: [7, 13] });
+    const y = tensor(values(7 * 13, 2), { shape: [7, 13] });
+    const row = tensor(values(13, 3, false), { shape: [13] });
+    const cases: [string, (...xs: Tensor[]) => Tensor, Tensor[], string][] = [
+      ['add -> gelu', (a, b) => a.add(b).gelu(), [x, y], 'fused.add_gelu'],
+      ['add(broadcast row) -> relu -> mul', (a, r, b) => a.add(r).relu().mul(b), [x, row, y], 'fused.add_relu_mul'],
+      ['mul_scalar -> add_scalar -> tanh', (a) => a.mul(0.5).add(-1.25).tanh(), [x], 'fused.mul_scalar_add_scalar_tanh'],
+      ['sub -> exp -> div -> sigmoid -> neg', (a, b) => a.sub(b).exp().div(b).sigmoid().neg(), [x, y], 'fused.sub_exp_div_sigmoid_neg'],
+      ['transposed operand: add -> sqrt', (a, b) => a.transpose(0, 1).add(b.transpose(0, 1)).abs().sqrt(), [x, y], 'fused.add_abs_sqrt'],
+    ];
+    for (const [name, fn, inputs, kernel] of cases) {
+      const r = await check(name, fn, inputs);
+      expect(r.explain, name).toContain(kernel);
+      expect(r.fused, name).toBeLessThan(r.plain);
+      expect(r.explain).toContain('fn fused(');
+    }
+    for (const t of [x, y, row]) t.dispose();
+  });
+
+  it('backward chains (unary_backward after binary) in a training-like step fuse and match', async () => {
+    const x = tensor(values(5 * 11, 4), { shape: [5, 11] });
+    const w = tensor(values(11, 5, false), { shape: [11] });
+    const fn = (a: Tensor) => {
+      const wl = w.detach();
+      wl.requiresGrad = true;
+      const loss = a.mul(wl).gelu().mul(a).sum();
+      loss.backward();
+      const g = wl.grad!;
+      wl.grad = null;
+      wl.dispose();
+      loss.dispose();
+      return g;
+    };
+    const r = await check('gelu backward', fn, [x]);
+    expect(r.fused).toBeLessThan(r.plain);
+    x.dispose();
+    w.dispose();
+  });
+
+  it('a chain whose intermediate is returned (used outside the chain) is not fused past it', async () => {
+    const x = tensor(values(3 * 5, 6), { shape: [3, 5] });
+    const step = compile((a: Tensor) =>
+      tidy(() => {
+        const h = a.add(1);
+        return [h, h.exp()];
+      }),
+    );
+    for (let k = 0; k < 3; k++) {
+      const [h, e] = step(x) as Tensor[];
+      const hv = await h.toArray() as Float32Array;
+      const xv = await x.toArray();
+      same(hv, Float32Array.from(xv, (v) => v + 1), 'h');
+      same(await e.toArray() as Float32Array, Float32Array.from(hv, Math.exp), 'exp(h)');
+      h.dispose();
+      e.dispose();
+    }
+    expect(step.explain()).not.toContain('fused.');
+    step.dispose();
+    x.dispose();
+  });
+});
