@@ -3,7 +3,7 @@
 // and without the KV cache (same text required) and draw the last layer's attention over a line.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { F, type Tensor, autocast, load, noGrad, optim, save, tensor, tidy, viz } from 'kiln';
+import { F, type Tensor, autocast, compile, load, noGrad, optim, save, tensor, tidy, viz } from 'kiln';
 import { setFlag } from 'kiln/experimental';
 import { type ExampleArgs, flag, outDir, report, reportLoss, setup } from '../common';
 import { loadMobyDick } from '../data';
@@ -104,6 +104,22 @@ export async function main(args: ExampleArgs): Promise<void> {
 
   const opt = new optim.AdamW(model.parameters(), { lr, weightDecay: 0.01 });
   const sched = new optim.LambdaLR(opt, budgetedWarmupCosine(steps, Math.min(10, Math.floor(steps / 10)), budget, 0.1));
+  // --compile: the f32 step (forward, backward, clipping, AdamW) traced once and replayed (compile(), fused kernels);
+  // the batch is made outside the step and passed in, so the replay only copies its values in.
+  const useCompile = args.argv.includes('--compile');
+  if (useCompile && scaler) throw new Error(`${NAME}: --compile takes the f32 step (GradScaler's update reads the GPU each step)`);
+  const compiledStep = useCompile
+    ? compile((x: Tensor, y: Tensor) =>
+        tidy(() => {
+          opt.zeroGrad();
+          const l = lossOf(model, x, y);
+          l.backward();
+          optim.clipGradNorm(model.parameters(), 1).dispose();
+          opt.step();
+          return l.detach();
+        }),
+      )
+    : null;
   const draw = rng(1234);
   const progress = new Progress(`${NAME}: train`, steps);
   const losses: number[] = [];
@@ -116,7 +132,8 @@ export async function main(args: ExampleArgs): Promise<void> {
       break;
     }
     const starts = Array.from({ length: batch }, () => Math.floor(draw() * (split - T - 1)));
-    const loss = tidy(() => {
+    const batchXY = compiledStep ? windows(ids, starts, T) : null;
+    const loss = compiledStep ? compiledStep(batchXY!.x, batchXY!.y) : tidy(() => {
       opt.zeroGrad();
       const { x, y } = windows(ids, starts, T);
       if (!scaler) {
@@ -133,6 +150,10 @@ export async function main(args: ExampleArgs): Promise<void> {
       scaler.step(opt);
       return l.detach();
     });
+    if (batchXY) {
+      batchXY.x.dispose();
+      batchXY.y.dispose();
+    }
     if (scaler) await scaler.update();
     const v = await loss.item();
     loss.dispose();
@@ -143,6 +164,11 @@ export async function main(args: ExampleArgs): Promise<void> {
     progress.update(done, `loss ${ema.toFixed(3)}`);
   }
   const trainSeconds = (performance.now() - tTrain) / 1000;
+  if (compiledStep) {
+    const s = compiledStep.summary;
+    console.log(`${NAME}: compiled step: ${compiledStep.stats.traces} traces, ${compiledStep.stats.replays} replays${s ? `, ${s.dispatches} dispatches per step` : ''}${compiledStep.fallbackReason ? `; eager: ${compiledStep.fallbackReason}` : ''}`);
+    compiledStep.dispose();
+  }
   if (scaler) console.log(`${NAME}: precision f16 (autocast + GradScaler), final loss scale ${scaler.getScale()}`);
   console.log(`${NAME}: trained ${done} steps (${done * batch * T} characters seen) in ${trainSeconds.toFixed(1)} s (${(done / trainSeconds).toFixed(2)} steps/s, ${((done * batch * T) / trainSeconds).toFixed(0)} chars/s); final train loss (EMA) ${ema.toFixed(3)} nats = ${(ema / Math.LN2).toFixed(2)} bits/char`);
 
