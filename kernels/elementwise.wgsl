@@ -15,6 +15,7 @@
 // b = y operands broadcast to the output, c = g; out = dx and out2 = dy, both over the output's shape; scalar says
 // which to write: 1 dx, 2 dy, 3 both). Each op's forward and backward sit side by side in unary_f / unary_grad_f and
 // binary_f / binary_grad_f, and the launcher's rule table (src/launch/elementwise.ts) is typed over every op code.
+// `native` (at the end) runs the same ops over f16 storage (the 'f16' variant, where the adapter has shader-f16).
 // NaN: as PyTorch. relu, clamp, maximum, minimum give NaN for a NaN operand; comparisons with a NaN are false (ne:
 // true); NaN is truthy; sign(NaN) is 0 (torch.sign's answer). Each is decided from the bits (numerics.wgsl), since
 // the compiler may fold float comparisons, min and max as if NaN did not exist.
@@ -447,5 +448,52 @@ fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     put_half(o.w, f32_to_half(have + ld_a(o.x)));
   } else {
     out[o.w] = bitcast<u32>(bitcast<f32>(out[o.w]) + ld_a(o.x));
+  }
+}
+
+// ---- `native`: the ops of unary, binary, unary_backward and binary_backward (FORM 0 to 3; their OP codes, scalars and
+// operand roles) where every operand and the result are f16, reading and writing f16 storage (a_n, b_n, c_n, out_n,
+// out2_n) instead of packed words: each thread stores its own f16 element (a separate memory location with
+// shader-f16), so any output strides work without the per-half atomics. It runs from the file's 'f16' variant
+// (kernelVariant; needs shader-f16), where io_t is f16; in this text io_t is f32 and it is never launched. Arithmetic
+// as above: values widened to f32 (exact), the op in f32, the result rounded once.
+// (Bindings 8 to 10 are left to the inputs src/compile/fuse.ts appends to this text.)
+alias io_t = f32;
+override FORM: u32 = 0u;
+
+@group(0) @binding(11) var<storage, read> a_n: array<io_t>;
+@group(0) @binding(12) var<storage, read> b_n: array<io_t>;
+@group(0) @binding(13) var<storage, read> c_n: array<io_t>;
+@group(0) @binding(14) var<storage, read_write> out_n: array<io_t>;
+@group(0) @binding(15) var<storage, read_write> out2_n: array<io_t>;
+
+// v rounded once to f16 as f32_to_half rounds it: WGSL's conversion may take values between 65504 and 2^16 to either
+// 65504 or infinity, so those below IEEE's overflow threshold (65520) become 65504 and the rest are doubled (past 2^16:
+// infinity for certain, sign kept). NaN stays NaN.
+fn to_io(v: f32) -> io_t {
+  let m = abs(v);
+  var w = v;
+  if (m > 65504.0 && m < 65520.0) { w = sign(v) * 65504.0; }
+  if (m >= 65520.0 && m < 65536.0) { w = 2.0 * v; }
+  return io_t(w);
+}
+
+@compute @workgroup_size(WG)
+fn native(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= params.n) { return; }
+  let o = offsets(i);
+  let x = f32(a_n[o.x]);
+  if (FORM == 0u) {
+    if (OP == UNARY_COPY) { out_n[o.w] = a_n[o.x]; } else { out_n[o.w] = to_io(unary_f(x)); }
+  } else if (FORM == 1u) {
+    out_n[o.w] = to_io(binary_f(x, f32(b_n[o.y])));
+  } else if (FORM == 2u) {
+    out_n[o.w] = to_io(unary_grad_f(x, f32(b_n[o.y]), f32(c_n[o.z])));
+  } else {
+    let d = binary_grad_f(x, f32(b_n[o.y]), f32(c_n[o.z]));
+    let which = u32(params.scalar);
+    if ((which & 1u) != 0u) { out_n[o.w] = to_io(d.x); }
+    if ((which & 2u) != 0u) { out2_n[o.w] = to_io(d.y); }
   }
 }

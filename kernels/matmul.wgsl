@@ -1,6 +1,6 @@
 // Batched matrix product C[b] = alpha * A[b] @ B[b], with broadcasting over up to 4 batch dims.
 //   Dimensions: M, N, K; batch dims batch_shape[0..batch_rank).
-//   Reads: a (any strides: a_sm, a_sk within a matrix, a_bs per batch dim, 0 = broadcast; so a
+//   Reads: a (f32, or f16 in the f16 variant; any strides: a_sm, a_sk within a matrix, a_bs per batch dim, 0 = broadcast; so a
 //          transposed view needs no copy), b likewise (b_sk, b_sn, b_bs).
 //   Writes: out, contiguous [batch..., M, N].
 //   Tiling: a workgroup of WX x WY = 8 x 4 threads computes a TM x TN = 16 x 64 tile of C; each thread a register
@@ -25,10 +25,14 @@ const RM: u32 = 4u;
 const TM: u32 = 16u; // WY * RM
 const TN: u32 = 64u; // WX * 8
 
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// The operands' storage type: the f16 variant (kernelVariant 'f16', shader-f16) reads f16 A and B directly, widening
+// each value to f32 (exact) as it is loaded; the sums and `out` stay f32 (the launcher rounds out to f16 once).
+alias io_t = f32;
+
+@group(0) @binding(1) var<storage, read> a: array<io_t>;
+@group(0) @binding(2) var<storage, read> b: array<io_t>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<io_t>>;
 
 // Where a thread works: its batch entry (`inside` false past the last one), the batch entry's offsets in a and b, and
 // the first row and column of its 4 x 8 outputs.
@@ -68,10 +72,10 @@ fn row_offsets(a_base: u32, row0: u32) -> vec4<u32> {
 // acc += (the thread's 4 values of A's column k, read at offsets ra) x (its 8 values of B's row k, lo and hi).
 fn rank1_update(acc: ptr<function, array<vec4<f32>, 8>>, ra: vec4<u32>, lo: vec4<f32>, hi: vec4<f32>) {
   // Unrolled: constant indices keep the accumulators in registers.
-  let a0 = vec4<f32>(a[ra.x]);
-  let a1 = vec4<f32>(a[ra.y]);
-  let a2 = vec4<f32>(a[ra.z]);
-  let a3 = vec4<f32>(a[ra.w]);
+  let a0 = vec4<f32>(f32(a[ra.x]));
+  let a1 = vec4<f32>(f32(a[ra.y]));
+  let a2 = vec4<f32>(f32(a[ra.z]));
+  let a3 = vec4<f32>(f32(a[ra.w]));
   (*acc)[0] = fma(a0, lo, (*acc)[0]);
   (*acc)[1] = fma(a0, hi, (*acc)[1]);
   (*acc)[2] = fma(a1, lo, (*acc)[2]);
@@ -118,8 +122,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: array<vec4<f32>, 8>;
   for (var k = 0u; k < params.K; k++) {
     let kb = k * params.b_sk;
-    let lo = vec4<f32>(b[c_lo.x + kb], b[c_lo.y + kb], b[c_lo.z + kb], b[c_lo.w + kb]);
-    let hi = vec4<f32>(b[c_hi.x + kb], b[c_hi.y + kb], b[c_hi.z + kb], b[c_hi.w + kb]);
+    let lo = vec4<f32>(f32(b[c_lo.x + kb]), f32(b[c_lo.y + kb]), f32(b[c_lo.z + kb]), f32(b[c_lo.w + kb]));
+    let hi = vec4<f32>(f32(b[c_hi.x + kb]), f32(b[c_hi.y + kb]), f32(b[c_hi.z + kb]), f32(b[c_hi.w + kb]));
     rank1_update(&acc, ra + vec4<u32>(k * params.a_sk), lo, hi);
   }
   store(p.bidx, p.row0, p.col0, acc);
@@ -139,8 +143,8 @@ fn main_vec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   var acc: array<vec4<f32>, 8>;
   for (var k = 0u; k < params.K; k++) {
     let kb = k * params.b_sk;
-    let lo = b4[q_lo + kb];
-    let hi = b4[q_hi + kb];
+    let lo = vec4<f32>(b4[q_lo + kb]);
+    let hi = vec4<f32>(b4[q_hi + kb]);
     rank1_update(&acc, ra + vec4<u32>(k * params.a_sk), lo, hi);
   }
   store(p.bidx, p.row0, p.col0, acc);

@@ -25,6 +25,28 @@ function paramsText(p) {
   return `{ name: ${q(p.name)}, size: ${p.size}, fields: [\n    ${fields.join(',\n    ')},\n  ] }`;
 }
 
+/**
+ * WGSL text without the spaces that separate nothing: a space goes unless both its neighbours are word characters
+ * (`let x`) or both are operator characters (`a - -b`, `> =`, `/ /`), so two tokens never join into one and the token
+ * sequence (which is all WGSL reads, template lists included) is unchanged. Every bundle carries its kernels' text and
+ * this is a tenth of it. Lines (so compile errors' line numbers) stay, and `alias` lines stay as written
+ * (kernelVariant finds `alias io_t = f32;` by its text).
+ */
+const WORD = /\w/;
+const OPERATOR = /[-+*/%<>=!&|^~]/;
+export function squeeze(code) {
+  const line = (l) =>
+    l.replace(/ +/g, (run, at, text) => {
+      const x = text[at - 1], y = text[at + run.length];
+      if (x === undefined || y === undefined) return '';
+      return (WORD.test(x) && WORD.test(y)) || (OPERATOR.test(x) && OPERATOR.test(y)) ? ' ' : '';
+    });
+  return code
+    .split('\n')
+    .map((l) => (/^\s*alias\s/.test(l) ? l : line(l)))
+    .join('\n');
+}
+
 /** The TypeScript module of one reflected kernel. */
 export function moduleText(r, hasSibling) {
   const imports = [...r.includes];
@@ -54,7 +76,7 @@ export function moduleText(r, hasSibling) {
     ...params.map((p, i) => `const P${i}: ParamsLayout = ${p};`),
     `const kernel: KernelModule<${union(entryNames)}, ${union(constNames)}> = {`,
     `  file: ${q(r.file)},`,
-    `  code: ${JSON.stringify(r.code)},`,
+    `  code: ${JSON.stringify(squeeze(r.code))},`,
     `  includes: [${r.includes.map(ident).join(', ')}],`,
     ...(sibling ? [`  subgroups: ${ident(sibling)},`] : []),
     r.error ? `  entries: {} as KernelModule<${union(entryNames)}, never>['entries'],` : `  entries: {${entries.length ? '\n' + entries.join('\n') + '\n  ' : ''}},`,

@@ -1,9 +1,27 @@
 // What every launcher shares: turning tensor views into kernel params, and placeholder buffers for unused bindings.
 import { f16Unsupported } from '../tensor/dtype.js';
 import type { TensorBase } from '../tensor/base.js';
+import { gpu } from '../gpu/device.js';
+import { defineFlag, oneOf } from '../gpu/flags.js';
 import { dummyBuffer } from '../gpu/kernels.js';
 import type { PooledBuffer } from '../gpu/memory.js';
 import dtypes from './kernels/dtypes.js';
+
+/**
+ * How the elementwise and matmul kernels take f16 tensors: 'native' reads and writes f16 storage (enable f16; needs
+ * shader-f16) where every float operand is f16, 'packed' reads the packed pairs of 32-bit words (any adapter).
+ */
+export const f16KernelsFlag = defineFlag<'native' | 'packed'>({
+  name: 'f16.kernels',
+  doc: 'how elementwise ops and matmul read f16: as f16 storage (needs shader-f16) or packed pairs',
+  accepts: "'native' | 'packed'",
+  defaultDoc: "'native' with shader-f16",
+  parse: oneOf(['native', 'packed'] as const),
+});
+
+/** Whether the f16 kernels read f16 storage (the flag, else wherever the adapter has shader-f16; a forced 'native'
+ * without it fails at the launch, naming shader-f16). */
+export const nativeF16 = (): boolean => (f16KernelsFlag.get() ?? (gpu().hasF16 ? 'native' : 0)) === 'native';
 
 /** The dtype codes of kernels/dtypes.wgsl (DT_*), read from the kernel at build time. */
 const DTYPE_CODE = { f32: dtypes.constants.DT_F32, i32: dtypes.constants.DT_I32, bool: dtypes.constants.DT_BOOL, f16: dtypes.constants.DT_F16 } as const;

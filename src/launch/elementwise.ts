@@ -3,8 +3,8 @@
 import type { DType } from '../tensor/dtype.js';
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides } from '../tensor/shape.js';
-import { dispatch, grid1d } from '../gpu/kernels.js';
-import { dtCode, dummy, pad8, rawBuf } from './common.js';
+import { dispatch, grid1d, kernelVariant } from '../gpu/kernels.js';
+import { dtCode, dummy, nativeF16, pad8, rawBuf } from './common.js';
 import kernel from './kernels/elementwise.js';
 
 type Codes = typeof kernel.constants;
@@ -42,6 +42,8 @@ export const BINARY_GRAD: { readonly [K in BinaryOp]: boolean } = {
 };
 
 const WG = 256;
+/** The entries `native` also runs (its FORM override: the index here). */
+const FORMS: readonly string[] = ['unary', 'binary', 'unary_backward', 'binary_backward'];
 
 type Entry = keyof typeof kernel.entries;
 
@@ -56,10 +58,35 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
   const { a, b, c } = inputs;
   const strides = (t?: TensorBase) => (t ? pad8(broadcastStrides(t.shape, t.strides, shape)) : pad8([]));
   const buf = (t: TensorBase) => rawBuf(t, fn);
-  // f16 outputs are written through the atomic views of the same buffers (out_h, out2_h); see elementwise.wgsl.
-  const half = out.dtype === 'f16';
+  const params = {
+    n,
+    rank: shape.length,
+    a_off: a?.offset ?? 0,
+    b_off: b?.offset ?? 0,
+    c_off: c?.offset ?? 0,
+    o_off: out.offset,
+    scalar,
+    scalar2,
+    shape: pad8(shape),
+    a_strides: strides(a),
+    b_strides: strides(b),
+    c_strides: strides(c),
+    o_strides: pad8(out.strides.length ? out.strides : contiguousStrides(shape)),
+  };
+  const workgroups = grid1d(Math.ceil(n / WG));
+  // All-f16 ops read and write f16 storage where the adapter has shader-f16 (`native`, in the kernel's f16 variant);
+  // a comparison's result is bool, so it stays here.
   const outBuf = inputs.outUnused ? dummy(true, 0) : buf(out);
   const out2Buf = inputs.out2 ? buf(inputs.out2) : dummy(true, 1);
+  const form = FORMS.indexOf(entry);
+  if (form >= 0 && [a, b, c, inputs.out2, out].every((t) => !t || t.dtype === 'f16') && nativeF16()) {
+    // (a and b: wgsl_reflect counts the op functions' parameters of those names as uses of the packed bindings.)
+    const bindings = { a: dummy(), b: dummy(), a_n: a ? buf(a) : dummy(), b_n: b ? buf(b) : dummy(), c_n: c ? buf(c) : dummy(), out_n: outBuf, out2_n: out2Buf };
+    if (n > 0) dispatch(kernelVariant(kernel, ['f16']), 'native', { constants: { OP: op, FORM: form }, bindings, params, workgroups, label: fn });
+    return;
+  }
+  // f16 outputs are written through the atomic views of the same buffers (out_h, out2_h); see elementwise.wgsl.
+  const half = out.dtype === 'f16';
   const bindings = {
     a: a ? buf(a) : dummy(),
     b: b ? buf(b) : dummy(),
@@ -73,22 +100,8 @@ function launch(entry: Entry, fn: string, out: TensorBase, inputs: { a?: TensorB
   dispatch(kernel, entry, {
     constants: { OP: op, A_DT: a ? dtCode(a, fn, true) : 0, C_DT: c ? dtCode(c, fn, true) : 0, OUT_DT: dtCode(out, fn, true) },
     bindings,
-    params: {
-      n,
-      rank: shape.length,
-      a_off: a?.offset ?? 0,
-      b_off: b?.offset ?? 0,
-      c_off: c?.offset ?? 0,
-      o_off: out.offset,
-      scalar,
-      scalar2,
-      shape: pad8(shape),
-      a_strides: strides(a),
-      b_strides: strides(b),
-      c_strides: strides(c),
-      o_strides: pad8(out.strides.length ? out.strides : contiguousStrides(shape)),
-    },
-    workgroups: grid1d(Math.ceil(n / WG)),
+    params,
+    workgroups,
     label: fn,
   });
 }

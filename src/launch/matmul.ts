@@ -1,7 +1,8 @@
 // Launchers of the matmul kernels: batched out[..., M, N] = alpha * a[..., M, K] @ b[..., K, N] over strided operands
 // (any strides, batch dims broadcast).
-//   scalar (kernels/matmul.wgsl): f32, 16 x 64 output tiles, 4 x 8 per thread; where B's rows are contiguous and 16-byte
-//     aligned (every offset and stride of B a multiple of 4 elements) it reads B as vec4 (`main_vec`).
+//   scalar (kernels/matmul.wgsl): f32 sums, 16 x 64 output tiles, 4 x 8 per thread; where B's rows are contiguous and
+//     aligned (every offset and stride of B a multiple of 4 elements) it reads B as vec4 (`main_vec`). f32 operands, or
+//     f16 ones read as f16 storage by its f16 variant (shader-f16; flag f16.kernels), the result f32.
 //   matrix (kernels/matmul_mma.wgsl): f16 tile products, f32 sums; for f16 operands (ops/matmul.ts widens them to f32,
 //     exactly, and rounds the result to f16 once) and for f32 ones under setMatmulPrecision('medium' | 'high'). Its matrix steps run on the subgroup-matrix builtins where init()'s probe
 //     trusted a config, else (flag matmul.matrixBody = 'portable', for tests) on the portable body in ordinary WGSL.
@@ -10,9 +11,9 @@ import { type TensorBase, allocLike } from '../tensor/base.js';
 import { broadcastShapes, numel } from '../tensor/shape.js';
 import { type KilnDevice, gpu } from '../gpu/device.js';
 import { defineFlag, oneOf } from '../gpu/flags.js';
-import { type KernelModule, dispatch, grid1d } from '../gpu/kernels.js';
+import { type KernelModule, dispatch, grid1d, kernelVariant } from '../gpu/kernels.js';
 import { SUBGROUP_MATRIX_ENABLES, subgroupMatrixShim } from '../gpu/subgroup_matrix.js';
-import { bufOf } from './common.js';
+import { bufOf, rawBuf } from './common.js';
 import kernel from './kernels/matmul.js';
 import mmaKernel from './kernels/matmul_mma.js';
 import mmaBodySgmatrix from './kernels/matmul_mma_body_sgmatrix.js';
@@ -93,13 +94,18 @@ function mmaModule(body: 'sgmatrix' | 'portable', kd: KilnDevice): { module: Ker
   return { module, lanes: sm ? kd.subgroupMatrix!.lanes : 32 };
 }
 
-/** out = alpha * a @ b for f32 operands of rank >= 2 (validated by checkMatmul with the same path). */
+/**
+ * out (f32) = alpha * a @ b for operands of rank >= 2 (validated by checkMatmul with the same path): f32, or f16 on
+ * the scalar path (read natively by matmul.wgsl's f16 variant; needs shader-f16).
+ */
 export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, alpha = 1, path: MatmulPath = { kind: 'scalar' }): T {
   checkMatmul(fn, a, b, path);
   const M = a.shape[a.rank - 2], K = a.shape[a.rank - 1], N = b.shape[b.rank - 1];
   const batch = broadcastShapes(fn, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const count = numel(batch);
-  const ab = bufOf(a, fn), bb = bufOf(b, fn);
+  // f16 operands (the scalar path only; ops/matmul.ts decides) are read by the kernel's f16 variant as f16 storage.
+  const half = a.dtype === 'f16';
+  const ab = half ? rawBuf(a, fn) : bufOf(a, fn), bb = half ? rawBuf(b, fn) : bufOf(b, fn);
   const out = allocLike(a, [...batch, M, N], 'f32');
   if (count === 0 || M === 0 || N === 0) return out;
   const bs = (t: TensorBase): number[] => {
@@ -134,7 +140,7 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
   // vec4 reads of B: N a multiple of 4, its rows contiguous, and every row start 16-byte aligned.
   const vec = N % 4 === 0 && b_sn === 1 && (K === 1 || b_sk % 4 === 0) && b.offset % 4 === 0 && bBatch.every((s) => s % 4 === 0);
   const q = vec ? 4 : 1;
-  dispatch(kernel, vec ? 'main_vec' : 'main', {
+  dispatch(half ? kernelVariant(kernel, ['f16']) : kernel, vec ? 'main_vec' : 'main', {
     bindings: vec ? { a: ab, b4: bb, out: bufOf(out, fn) } : { a: ab, b: bb, out: bufOf(out, fn) },
     params: { ...common, a_off: a.offset, b_off: b.offset / q, b_sk: K === 1 ? 0 : b_sk / q, b_sn, passes: 1, b_bs: pad4(bBatch.map((s) => s / q)) },
     workgroups: grid1d(Math.ceil(N / 64) * Math.ceil(M / 16) * count), // tileOf(scalar)

@@ -1,8 +1,10 @@
 // Batched matmul with PyTorch's broadcasting and 1-D rules, linear, and their backward rules.
 import { bumpTraceEpoch } from '../gpu/recorder.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { numel } from '../tensor/shape.js';
-import { type MatmulPrecision, checkMatmul, matmulPath, matmul as launchMatmul } from '../launch/matmul.js';
+import { broadcastShapes, numel } from '../tensor/shape.js';
+import { type MatmulPath, type MatmulPrecision, checkMatmul, matmulPath, matmul as launchMatmul } from '../launch/matmul.js';
+import { cast } from '../launch/cast.js';
+import { nativeF16 } from '../launch/common.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
@@ -44,8 +46,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (!float(a.dtype) || !float(b.dtype) || a.dtype !== b.dtype) {
     throw new DTypeError(`matmul: needs two f32 or two f16 operands, got ${a.dtype} and ${b.dtype}`);
   }
-  // f16: widened to f32 (exactly), multiplied on the matrix path (or the scalar kernel where there is none), rounded
-  // back to f16 once; the casts carry the gradients.
+  // f16 on the scalar kernel where the adapter has shader-f16: read as f16 storage, f32 sums, rounded to f16 once
+  // (matmulAs). Elsewhere widened to f32 (exactly), multiplied on the matrix path (or the scalar kernel), rounded back
+  // to f16 once; the casts carry the gradients.
+  if (a.dtype === 'f16' && matmulPath('f16', precision).kind === 'scalar' && nativeF16()) return matmulAs(a, b, 'f16');
   if (a.dtype === 'f16') return tidy(() => toDType(matmulAs(toDType(a, 'f32'), toDType(b, 'f32'), 'f16'), 'f16'));
   return matmulAs(a, b, 'f32');
 }
@@ -58,9 +62,9 @@ function matmulAs(a: Tensor, b: Tensor, dtype: 'f32' | 'f16'): Tensor {
   try {
     checkMatmul('matmul', a2, b2, path);
     const aShape = a2.shape.slice(), bShape = b2.shape.slice();
-    let out = record('matmul', launchMatmul('matmul', a2, b2, 1, path), [a2, b2], (g, [sa, sb], needs) => [
-      needs[0] ? sumTo(matmul(g, transpose(sb, -1, -2)), aShape, 'matmul.backward') : null,
-      needs[1] ? sumTo(matmul(transpose(sa, -1, -2), g), bShape, 'matmul.backward') : null,
+    let out = record('matmul', productOf(a2, b2, path), [a2, b2], (g, [sa, sb], needs) => [
+      needs[0] ? productSumTo(g, transpose(sb, -1, -2), aShape) : null,
+      needs[1] ? productSumTo(transpose(sa, -1, -2), g, bShape) : null,
     ], [a2, b2]);
     if (a.rank === 1) out = squeezeOwned(out, -2);
     if (b.rank === 1) out = squeezeOwned(out, -1);
@@ -69,6 +73,26 @@ function matmulAs(a: Tensor, b: Tensor, dtype: 'f32' | 'f16'): Tensor {
     if (a2 !== a) a2.dispose();
     if (b2 !== b) b2.dispose();
   }
+}
+
+/**
+ * x @ y summed over the batch dims that `shape` (an operand's) broadcast, for the backward. An f16 product that must
+ * be summed is computed in f32 and rounded once after the sum (summing f16-rounded batch products would round twice).
+ */
+function productSumTo(x: Tensor, y: Tensor, shape: readonly number[]): Tensor {
+  const batch = broadcastShapes('matmul.backward', x.shape.slice(0, -2), y.shape.slice(0, -2));
+  const reduces = batch.length !== shape.length - 2 || batch.some((s, i) => s !== shape[i]);
+  if (x.dtype === 'f16' && reduces) return tidy(() => toDType(sumTo(matmul(toDType(x, 'f32'), toDType(y, 'f32')), shape, 'matmul.backward'), 'f16'));
+  return sumTo(matmul(x, y), shape, 'matmul.backward');
+}
+
+/** The launched product in the operands' dtype: f16 operands (read natively) give f32 sums, rounded to f16 once. */
+function productOf(a: Tensor, b: Tensor, path: MatmulPath): Tensor {
+  const y = launchMatmul('matmul', a, b, 1, path);
+  if (a.dtype !== 'f16') return y;
+  const h = cast(y, 'f16', 'matmul');
+  y.dispose();
+  return h;
 }
 
 function squeezeOwned(t: Tensor, dim: number): Tensor {
