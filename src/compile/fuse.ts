@@ -87,6 +87,38 @@ function fusible(c: RecCommand | undefined): c is RecDispatch {
   return true;
 }
 
+/**
+ * Strides that walk the same elements as (shape, strides) under `to` (same element count), as a view's reshape does;
+ * null where no strides can (a gap or a permutation inside a merged run). Both padded to 8 like the kernel's params.
+ */
+function restride(shape: readonly number[], strides: readonly number[], to: readonly number[]): number[] | null {
+  const out = new Array<number>(to.length).fill(0);
+  let viewD = to.length - 1;
+  let base = strides[shape.length - 1] ?? 1;
+  let tensorN = 1;
+  let viewN = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    tensorN *= shape[d];
+    if (d === 0 || (shape[d - 1] !== 1 && strides[d - 1] !== tensorN * base)) {
+      while (viewD >= 0 && (viewN < tensorN || to[viewD] === 1)) {
+        out[viewD] = viewN * base;
+        viewN *= to[viewD];
+        viewD--;
+      }
+      if (viewN !== tensorN) return null;
+      if (d > 0) {
+        base = strides[d - 1];
+        tensorN = 1;
+        viewN = 1;
+      }
+    }
+  }
+  return viewD === -1 ? out : null;
+}
+
+const shapeOf = (d: RecDispatch): number[] => arr(d.values!.shape).slice(0, Number(d.values!.rank));
+const pad = (v: readonly number[]) => [...v, ...new Array(Math.max(0, 8 - v.length)).fill(0)];
+
 function slotAt(d: RecDispatch, binding: number): number {
   return d.bindings.find((b) => b.binding === binding)!.slot;
 }
@@ -144,7 +176,20 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
       const last = chain[chain.length - 1].d;
       const lv = last.values!;
       const nv = next.values!;
-      if (lv.n !== nv.n || lv.rank !== nv.rank || !same(arr(lv.shape), arr(nv.shape))) break;
+      if (lv.n !== nv.n) break;
+      // A reshape between the ops (linear's [rows, out] result read as [B, T, out]): the chain's views so far are
+      // re-expressed over the next op's shape, where they can be.
+      const from = shapeOf(last);
+      const to = shapeOf(next);
+      let outStrides = arr(lv.o_strides);
+      let trial: External[] = externals.map((x) => ({ ...x }));
+      if (!same(from, to)) {
+        const moved = externals.map((x) => restride(from, x.strides.slice(0, from.length), to));
+        const movedOut = restride(from, outStrides.slice(0, from.length), to);
+        if (moved.some((m) => m === null) || movedOut === null) break;
+        trial = externals.map((x, e) => ({ ...x, strides: pad(moved[e]!) }));
+        outStrides = pad(movedOut);
+      }
       const mid = slotAt(last, outBinding(last));
       const s = slots[mid];
       const lastIndex = commands.indexOf(last);
@@ -152,8 +197,7 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
       if (s.origin !== 'temp' || s.releasedAt === null) break;
       const u = users.get(mid)!;
       if (u.size !== 2 || !u.has(lastIndex) || !u.has(k)) break;
-      const outView = { off: Number(lv.o_off), strides: arr(lv.o_strides) };
-      const trial = externals.slice();
+      const outView = { off: Number(lv.o_off), strides: outStrides };
       const operands: ('prev' | number)[] = [];
       let ok = true;
       let readsPrev = false;

@@ -58,11 +58,14 @@ describe('compile: elementwise fusion', () => {
     const x = tensor(values(7 * 13, 1), { shape: [7, 13] });
     const y = tensor(values(7 * 13, 2), { shape: [7, 13] });
     const row = tensor(values(13, 3, false), { shape: [13] });
+    const row7 = tensor(values(7, 11, false), { shape: [7] });
     const cases: [string, (...xs: Tensor[]) => Tensor, Tensor[], string][] = [
       ['add -> gelu', (a, b) => a.add(b).gelu(), [x, y], 'fused.add_gelu'],
       ['add(broadcast row) -> relu -> mul', (a, r, b) => a.add(r).relu().mul(b), [x, row, y], 'fused.add_relu_mul'],
       ['mul_scalar -> add_scalar -> tanh', (a) => a.mul(0.5).add(-1.25).tanh(), [x], 'fused.mul_scalar_add_scalar_tanh'],
       ['sub -> exp -> div -> sigmoid -> neg', (a, b) => a.sub(b).exp().div(b).sigmoid().neg(), [x, y], 'fused.sub_exp_div_sigmoid_neg'],
+      // A reshape the broadcast operand cannot follow ([13, 7] + a [7] row, read as [7, 13]): right, and not fused.
+      ['a broadcast row across a reshape', (a, r, b) => a.reshape([13, 7]).add(r).reshape([7, 13]).add(b).neg(), [x, row7, y], 'fused.add_neg'],
       ['transposed operand: add -> sqrt', (a, b) => a.transpose(0, 1).add(b.transpose(0, 1)).abs().sqrt(), [x, y], 'fused.add_abs_sqrt'],
     ];
     for (const [name, fn, inputs, kernel] of cases) {
@@ -71,7 +74,7 @@ describe('compile: elementwise fusion', () => {
       expect(r.fused, name).toBeLessThan(r.plain);
       expect(r.explain).toContain('fn fused(');
     }
-    for (const t of [x, y, row]) t.dispose();
+    for (const t of [x, y, row, row7]) t.dispose();
   });
 
   it('backward chains (unary_backward after binary) in a training-like step fuse and match', async () => {
@@ -114,5 +117,17 @@ describe('compile: elementwise fusion', () => {
     expect(step.explain()).not.toContain('fused.');
     step.dispose();
     x.dispose();
+  });
+
+  it('a reshape the chain cannot follow (a permuted read of the intermediate) is not fused, and is right', async () => {
+    const a = tensor(values(15 * 7, 8), { shape: [15, 7] });
+    const b = tensor(values(7, 9, false), { shape: [7] });
+    const r = tensor(values(5 * 3 * 7, 10), { shape: [5, 3, 7] });
+    const res = await check('permuted', (p, q, s) => p.add(q).reshape([3, 5, 7]).transpose(0, 1).add(s), [a, b, r]);
+    expect(res.explain).not.toContain('fused.add_add');
+    // The chain over a broadcast bias followed by a reshape to three dims fuses, with the bias re-strided.
+    const res2 = await check('bias then reshape', (p, q, s) => p.add(q).reshape([5, 3, 7]).mul(s), [a, b, r]);
+    expect(res2.explain).toContain('fused.add_mul');
+    for (const t of [a, b, r]) t.dispose();
   });
 });
