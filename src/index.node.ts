@@ -3,6 +3,7 @@
 import { init as initDevice, type DeviceInfo, type InitOptions } from './gpu/device.js';
 import { setPlatform } from './gpu/platform.js';
 import { nodePlatform } from './gpu/platform_node.js';
+import { enableMatrixAttention } from './attention/matrix.js';
 
 export * from './index.js';
 
@@ -13,5 +14,8 @@ export * from './index.js';
 export function init(options?: InitOptions): Promise<DeviceInfo> {
   // Installed here rather than when the module loads, so importing kiln runs nothing (package.json "sideEffects").
   setPlatform(nodePlatform);
+  // Node's Dawn exposes subgroup matrices (the toggles of platform_node.ts): plan attention on them where init's probe
+  // trusts a config.
+  enableMatrixAttention();
   return initDevice(options);
 }

@@ -239,7 +239,7 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
   // Gradients reach captured f32 tensors that require grad and are read by the score mod.
   const scoreSlots = new Set(traced.trace.reads.filter((r) => r.mod === 'scoreMod').map((r) => r.capture));
   const gradSlots = isGradEnabled() ? caps.map((c, s) => (c.dtype === 'f32' && c.tensor.requiresGrad && scoreSlots.has(s) ? s : -1)).filter((s) => s >= 0) : [];
-  const p = planAttention(fn, q, k, v, { scale: opts.scale, dropoutP: opts.dropoutP, seed: opts.seed }, 'fused', gradSlots.map((s) => caps[s].tensor));
+  const p = planAttention(fn, q, k, v, { scale: opts.scale, dropoutP: opts.dropoutP, seed: opts.seed }, 'fused', gradSlots.map((s) => caps[s].tensor), true);
   if (!p.fused) throw new KilnError(`${fn}: internal: no fused plan`);
   const code = generateFlex(traced.trace, traced.score, traced.mask, gradSlots);
   const bmParams = bm ? checkBlockMask(fn, bm, p) : {};

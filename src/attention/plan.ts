@@ -10,6 +10,8 @@ import { bytesPerElement } from '../tensor/dtype.js';
 import { isGradEnabled } from '../autograd/mode.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides, numel } from '../tensor/shape.js';
 import { nextSeed } from '../tensor/random.js';
+import type { TensorBase } from '../tensor/base.js';
+import type { MatrixLaunch } from '../launch/attention_mma.js';
 import { f16Flag, implFlag, subgroupsFlag, tilesFlag } from './flags.js';
 import {
   type AdapterCaps, type TileConfig, type TileKind, adapterCaps, backwardParts, f16Mode, forwardSubgroups, resolveTiles,
@@ -48,6 +50,10 @@ export interface KernelLaunch {
 
 export interface FusedPlan {
   readonly forward: KernelLaunch & { readonly variant: readonly KernelVariant[]; readonly label: string };
+  /** The forward on matrix units (kernels/attention_mma.wgsl), run instead of `forward` when set. */
+  readonly matrix: MatrixLaunch | null;
+  /** Why the forward runs on the scalar kernel (null when `matrix` is set). */
+  readonly whyScalar: string | null;
   /** Planned with the forward when a backward can follow (an input requires grad, grad mode on); else null. */
   readonly backward: {
     readonly variant: readonly KernelVariant[];
@@ -139,7 +145,7 @@ function causalOf(fn: string, v: unknown): 'upperLeft' | 'lowerRight' | null {
 }
 
 /** The workgroups of a launch folded over (x, y, z) within maxComputeWorkgroupsPerDimension. */
-function foldGrid(fn: string, what: string, workgroups: number, maxWg: number): [number, number, number] {
+export function foldGrid(fn: string, what: string, workgroups: number, maxWg: number): [number, number, number] {
   const x = Math.max(1, Math.min(workgroups, maxWg));
   const y = Math.max(1, Math.min(Math.ceil(workgroups / x), maxWg));
   const z = Math.max(1, Math.ceil(workgroups / (x * y)));
@@ -180,9 +186,41 @@ function launch(k: Kernel, grid: [number, number, number]): KernelLaunch {
   return { constants: { HEAD_DIM_MAX, BLOCK_M, BLOCK_N, THREADS, PARTS: k.parts }, grid };
 }
 
+/** What the matrix planner is told about a call. */
+export interface MatrixCall {
+  dtype: 'f32' | 'f16';
+  mods: boolean;
+  Bt: number;
+  Hq: number;
+  Nq: number;
+  D: number;
+  Dv: number;
+}
+
+/**
+ * The matrix-unit attention forward (src/attention/matrix.ts): its planner and launcher, installed by
+ * enableMatrixAttention (Node's init() does; a browser page through kiln/experimental), so that a page which never
+ * loads it carries none of its kernel text.
+ */
+export interface MatrixAttention {
+  plan(fn: string, kd: KilnDevice, caps: AdapterCaps, s: MatrixCall): { matrix: MatrixLaunch } | { why: string };
+  forward(fn: string, launch: MatrixLaunch, params: Record<string, number>, t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase }): void;
+}
+
+let matrixAttention: MatrixAttention | null = null;
+
+export function installMatrixAttention(m: MatrixAttention): void {
+  matrixAttention = m;
+}
+
+export function matrixAttentionImpl(): MatrixAttention | null {
+  return matrixAttention;
+}
+
 function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
   dtype: 'f32' | 'f16'; batch: number[]; Bt: number; Hq: number; Hk: number; Nq: number; Nk: number; D: number; Dv: number;
   needsBackward: boolean; maskGrad: boolean; layouts: FusedPlan['layouts']; inputs: { q: number[]; k: number[]; v: number[] };
+  mods: boolean;
 }): FusedPlan {
   const tiles = tilesFlag.get();
   const forcedSubgroups = subgroupsFlag.get();
@@ -218,7 +256,10 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
     if (s.maskGrad) buffers.push(['the float mask gradient', [Bt, Hq, Nq, Nk], 4]);
   }
   checkBuffers(fn, kd, buffers);
+  const mx = matrixAttention ? matrixAttention.plan(fn, kd, caps, s) : { why: 'the matrix attention is not loaded (enableMatrixAttention from kiln/experimental)' };
   return {
+    matrix: 'matrix' in mx ? mx.matrix : null,
+    whyScalar: 'why' in mx ? mx.why : null,
     forward: {
       ...launch({ cfg: fwdCfg, parts: sg.parts }, foldGrid(fn, 'the forward', Math.ceil(Nq / fwdCfg.BLOCK_M) * Bt * Hq, maxWg)),
       variant: tags(sg.use),
@@ -233,7 +274,7 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
  * Validates a call of scaledDotProductAttention (v given) or attentionWeights (v null) and plans it. Throws a typed
  * KilnError naming the values at fault; allocates nothing and encodes nothing.
  */
-export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, options: SdpaOptions | undefined, defaultImpl?: 'fused' | 'reference', gradInputs: readonly Tensor[] = []): AttentionPlan {
+export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null, options: SdpaOptions | undefined, defaultImpl?: 'fused' | 'reference', gradInputs: readonly Tensor[] = [], mods = false): AttentionPlan {
   const opts = checkOptions(fn, options, v === null ? WEIGHTS_OPTION_KEYS : SDPA_OPTION_KEYS);
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!t) continue;
@@ -299,7 +340,7 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
     };
     fused = planFused(fn, kd, caps, {
       dtype: computeDtype, batch, Bt, Hq, Hk, Nq, Nk, D, Dv, needsBackward, maskGrad, layouts,
-      inputs: { q: q.shape, k: k.shape, v: v.shape },
+      inputs: { q: q.shape, k: k.shape, v: v.shape }, mods,
     });
   } else {
     // The reference path materialises the [..., Hq, Nq, Nk] scores (and their gradient).

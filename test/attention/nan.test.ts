@@ -1,5 +1,6 @@
 // NaN and infinities in every input position of attention (q, k, v, the float mask, rows and keys the masks exclude),
-// forward and backward, for the fused kernels (f32, and f16 native or widened), the reference path and
+// forward and backward, for the fused kernels (f32, and f16 native or widened, and f16 on the matrix-unit forward's
+// portable body), the reference path and
 // attentionWeights, against the float64 reference: a NaN or +inf score makes its row NaN (output, lse, gradients), a row
 // of -inf scores is NaN, a -inf score alone gets weight 0, and only masking excludes a key. A row no key may be seen by
 // gives zeros and zero gradients whatever its values hold.
@@ -11,7 +12,7 @@ import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
 import { nearestHalf } from '../reference/half';
 import { rnd } from '../helpers';
 
-type Path = 'fused' | 'reference' | 'fused f16' | 'fused f16 widened';
+type Path = 'fused' | 'reference' | 'fused f16' | 'fused f16 widened' | 'fused f16 matrix';
 
 interface Plant {
   /** Which input: q, k, v or the float mask. */
@@ -156,7 +157,8 @@ async function check(sc: Scenario, path: Path): Promise<void> {
     : tensor(Uint8Array.from(r.mask.data), { shape: [...r.mask.shape], dtype: 'bool' });
   const dO = tensor(Float32Array.from(dOr.data), { shape: [...dOr.shape] });
   const impl = path === 'reference' ? 'reference' : 'fused';
-  if (f16) setFlag('attention.f16', path === 'fused f16' ? 'native' : 'widen');
+  if (f16) setFlag('attention.f16', path === 'fused f16 widened' ? 'widen' : 'native');
+  if (path === 'fused f16 matrix') setFlag('attention.matrixBody', 'portable');
   try {
     const out = F.scaledDotProductAttention(q, k, v, { attnMask: mask, isCausal: sc.causal, impl });
     const tol = f16 ? { atol: 2e-3, rtol: 5e-3 } : { atol: 2e-5, rtol: 1e-4 };
@@ -171,16 +173,17 @@ async function check(sc: Scenario, path: Path): Promise<void> {
     for (const t of [out, loss]) t.dispose();
   } finally {
     setFlag('attention.f16', undefined);
+    setFlag('attention.matrixBody', undefined);
     for (const t of [q, k, v, dO, ...(mask ? [mask] : [])]) t.dispose();
   }
   expect(memory().buffers, `${path} ${sc.name} leaks`).toBe(before);
 }
 
 describe('attention with NaN and infinities', () => {
-  for (const path of ['fused', 'reference', 'fused f16', 'fused f16 widened'] as const) {
+  for (const path of ['fused', 'reference', 'fused f16', 'fused f16 widened', 'fused f16 matrix'] as const) {
     for (const sc of scenarios) {
       it(`${path}: ${sc.name}`, async (ctx) => {
-        if (path === 'fused f16' && !deviceInfo().features.includes('shader-f16')) ctx.skip();
+        if ((path === 'fused f16' || path === 'fused f16 matrix') && !deviceInfo().features.includes('shader-f16')) ctx.skip();
         await check(sc, path);
       });
     }
