@@ -256,7 +256,7 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
     if (s.maskGrad) buffers.push(['the float mask gradient', [Bt, Hq, Nq, Nk], 4]);
   }
   checkBuffers(fn, kd, buffers);
-  const mx = matrixAttention ? matrixAttention.plan(fn, kd, caps, s) : { why: 'the matrix attention is not loaded (enableMatrixAttention from kiln/experimental)' };
+  const mx = matrixAttention ? matrixAttention.plan(fn, kd, caps, s) : { why: 'enableMatrixAttention() not called' };
   return {
     matrix: 'matrix' in mx ? mx.matrix : null,
     whyScalar: 'why' in mx ? mx.why : null,
