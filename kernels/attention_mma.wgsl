@@ -63,6 +63,10 @@ var<workgroup> row_m: array<f32, BLOCK_M>;
 var<workgroup> row_l: array<f32, BLOCK_M>;
 var<workgroup> adm_w: array<u32, BLOCK_M * ((BLOCK_N + 31u) / 32u)>;
 
+// The operand arrays of the matrix steps (the builtins' shim names the same: tile_a left, tile_b right).
+fn mm_left(i: u32) -> f32 { return f32(tile_a[i]); }
+fn mm_right(i: u32) -> f32 { return f32(tile_b[i]); }
+
 // attention_common.wgsl's score_block and acc_step read these; the products here do not use them.
 fn row_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
 fn col_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
@@ -213,7 +217,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
           let r = e / CW;
           let col = cb + e % CW;
           var s = 0.0;
-          for (var kc = 0u; kc < BLOCK_N; kc++) {
+          for (var kc = 0u; kc < min(BLOCK_N, tid + BLOCK_N); kc++) {   // an opaque bound: lavapipe does not unroll it
             if ((adm_w[r * AW + kc / 32u] & (1u << (kc % 32u))) != 0u) {
               s = fma(f32(tile_a[P_OFF + r * BLOCK_N + kc]), f32(tile_b[kc * HEAD_DIM_MAX + col]), s);
             }

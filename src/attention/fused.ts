@@ -125,9 +125,10 @@ function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: bool
   const scratch = cap ? allocLike(g, [Math.max(1, cap.words)], 'f32') : null;
   const cgParams: Record<string, number> = cap ? { cg_pairs: cap.pairs, cg_total: flex!.gradTotal, cg_part_base: 2 * cap.pairs * cap.slots } : {};
   if (p.Bt * p.Hq * p.Nq > 0) {
-    attentionBackward(p.fn, plan.variant, plan.label, plan, { ...s.params, ...cgParams, write_dmask: dmask ? 1 : 0 }, {
-      q: s.q.t, k: s.k.t, v: s.v.t, mask: s.mask, o: s.o, dout: gc, lse: s.lse, delta, dq, dk, dv, dmask: dmask ?? scratch,
-    }, flex?.bind ?? null);
+    const tensors = { q: s.q.t, k: s.k.t, v: s.v.t, mask: s.mask, o: s.o, dout: gc, lse: s.lse, delta, dq, dk, dv, dmask: dmask ?? scratch };
+    const mx = p.fused!.matrix;
+    if (mx?.backward) matrixAttentionImpl()!.backward(p.fn, mx, plan.deltaGrid, { ...s.params, write_dmask: dmask ? 1 : 0 }, tensors);
+    else attentionBackward(p.fn, plan.variant, plan.label, plan, { ...s.params, ...cgParams, write_dmask: dmask ? 1 : 0 }, tensors, flex?.bind ?? null);
   }
   let captures: Tensor | null = null;
   if (cap && scratch) {

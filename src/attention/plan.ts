@@ -192,9 +192,12 @@ export interface MatrixCall {
   mods: boolean;
   Bt: number;
   Hq: number;
+  Hk: number;
   Nq: number;
+  Nk: number;
   D: number;
   Dv: number;
+  needsBackward: boolean;
 }
 
 /**
@@ -205,6 +208,10 @@ export interface MatrixCall {
 export interface MatrixAttention {
   plan(fn: string, kd: KilnDevice, caps: AdapterCaps, s: MatrixCall): { matrix: MatrixLaunch } | { why: string };
   forward(fn: string, launch: MatrixLaunch, params: Record<string, number>, t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase }): void;
+  backward(fn: string, launch: MatrixLaunch, deltaGrid: readonly [number, number, number], params: Record<string, number>, t: {
+    q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; dout: TensorBase; lse: TensorBase;
+    delta: TensorBase; dq: TensorBase; dk: TensorBase; dv: TensorBase; dmask: TensorBase | null;
+  }): void;
 }
 
 let matrixAttention: MatrixAttention | null = null;
