@@ -82,9 +82,18 @@ const FUNCTIONS: Record<string, Case> = {
   // Autograd and mixed precision.
   backward: { run: () => { const x = K.tensor([1, 2], { dtype: 'f16', requiresGrad: true }); K.backward(K.sum(K.mul(x, x))); return x.grad; }, out: 'f16' },
   autocast: { run: () => ac(() => K.matmul(K.randn([2, 3]), K.randn([3, 2]))), out: 'f16' },
+  compile: { run: () => compiled((x) => K.sum(K.mul(K.exp(x), x), 1), h([3, 5])), out: 'f16' },
   gradcheck: { inputs: () => [K.tensor([1, 2], { dtype: 'f16', requiresGrad: true })], refuse: (x) => K.gradcheck((t) => K.sum(t), [x]), why: ['gradcheck', 'input 0 is f16', 'x.float()'] },
   defineOp: refused(() => [h([3])], (x) => f16CustomOp(x), ['f16', '32-bit words']),
 };
+
+/** f traced by compile and run once on x; the result copied out before the step (and what its trace holds) is disposed. */
+function compiled(f: (x: K.Tensor) => K.Tensor, x: K.Tensor): K.Tensor {
+  const step = K.compile(f);
+  const y = step(x).clone();
+  step.dispose();
+  return y;
+}
 
 /** A user op (defineOp) run on an f16 input: user kernels read 32-bit words, so f16 is refused with that reason. */
 function f16CustomOp(x: K.Tensor): unknown {
