@@ -16,11 +16,11 @@
 import * as kiln from '../../dist/kiln.node.js';
 import * as experimental from '../../dist/experimental.node.js';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { matmulF64, maxAbsErr, sampleIndices } from '../lib/reference.mjs';
-import { validateReport } from '../lib/schema.mjs';
+import { gpuReport, probeSubgroupMatrix } from './common.mjs';
 
 const k = { ...kiln, ...experimental };
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -31,13 +31,7 @@ const t0 = performance.now();
 const log = (...m) => console.log(...m);
 
 // ---- 1. probe
-const info = await k.init();
-const sm = info.subgroupMatrix ?? null;
-log(`adapter: ${info.vendor} ${info.device} (${info.description}) software=${info.isSoftware}`);
-log(`features: ${info.features.join(', ')}`);
-log(`subgroupMatrix: ${JSON.stringify(sm)}`);
-const hasF16 = info.features.includes('shader-f16');
-const real = !!sm?.matmul;
+const { info, sm, hasF16, real } = await probeSubgroupMatrix(log);
 
 // ---- variants: [name, dtype, precision, body]
 const variants = [['f32 highest (scalar)', 'f32', 'highest', 'auto']];
@@ -170,23 +164,7 @@ if (!noTorch) {
 }
 
 // ---- 4. report
-let commit = { commit: null, dirty: null };
-try { if (existsSync(join(ROOT, '.gpu/kiln-commit.json'))) commit = JSON.parse(readFileSync(join(ROOT, '.gpu/kiln-commit.json'), 'utf8')); } catch {}
-const report = {
-  schemaVersion: 1,
-  kiln: { version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version, ...commit },
-  date: new Date().toISOString(),
-  durationS: (performance.now() - t0) / 1000,
-  host: { node: process.version, platform: `${process.platform}-${process.arch}` },
-  options: { suites: ['matmul'], sizes: timeShapes.map((s) => s[0]), quick, runs: 5, warmup: 2, runtimes: ['node'], probes: false },
-  runtimes: [{ runtime: 'node', adapter: info, userAgent: `node ${process.version} (${process.platform}-${process.arch})`, timing: { gpu: null, wall: 'performance.now() around a batch of calls and one sync, / calls (median of 5 batches)' }, peaks: null, overhead: null, skipped: [] }],
-  cases,
-  subgroupMatrix: sm,
-  checks,
-  torch,
-};
-const problems = validateReport(report);
-if (problems.length) log(`report schema problems: ${problems.join('; ')}`);
+const report = gpuReport({ root: ROOT, info, suite: 'matmul', sizes: timeShapes.map((s) => s[0]), quick, t0, cases, extra: { subgroupMatrix: sm, checks, torch }, log });
 writeFileSync(join(OUT, 'matmul_report.json'), JSON.stringify(report, null, 2));
 const torchMs = (shape, dtype) => torch?.rows?.find((r) => r.dtype === dtype && r.shape.join() === shape.join())?.ms;
 const md = [
