@@ -63,6 +63,9 @@ struct Params {
   dy_strides: vec4<u32>,
   b_stride: u32,
   splits: u32,
+  lanes: u32,
+  lane_x: u32,
+  lane_y: u32,
 }
 
 const WX: u32 = 8u;
@@ -307,10 +310,22 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let chunk = (p.N + p.splits - 1u) / p.splits;
   let n0 = min(split * chunk, p.N);
   let n1 = min(n0 + chunk, p.N);
-  let slice = split * p.O * Cg * KK;
   let t = tile_of(vec3<u32>(lin % per_split, 0u, 0u), vec3<u32>(per_split, 1u, 1u), Og, NC);
-  let row0 = t.row0 + lid.y * RM;
-  let col0 = t.col0 + lid.x * RN;
+  // Lanes: where one group's whole GEMM needs only lane_x x lane_y of the workgroup's threads (a first layer's
+  // 8 x 9), the workgroup holds `lanes` copies of those threads and copy l sums the output rows oh = l (mod lanes), into
+  // its own slice too (slice split lanes + l); otherwise lanes = 1 and the threads tile the GEMM as in main.
+  var row0 = t.row0 + lid.y * RM;
+  var col0 = t.col0 + lid.x * RN;
+  var lane = 0u;
+  if (p.lanes > 1u) {
+    let tid = lid.y * WX + lid.x;
+    let per_lane = p.lane_x * p.lane_y;
+    lane = tid / per_lane;
+    if (lane >= p.lanes) { return; }
+    row0 = ((tid % per_lane) / p.lane_x) * RM;
+    col0 = ((tid % per_lane) % p.lane_x) * RN;
+  }
+  let slice = (split * p.lanes + lane) * p.O * Cg * KK;
   // A: dy at (row, n = 0, oh = 0, ow = 0).
   let a_row = p.dy_off + (t.g * Og + rows_of(row0, Og)) * p.dy_strides.y;
   let cl = cols_of(col0, NC, 0u);
@@ -328,7 +343,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let rh = valid_range(tap_h, p.sh, p.H, p.Ho);
     let rw = valid_range(tap_w, p.sw, p.W, p.Wo);
     for (var n = n0; n < n1; n++) {
-      for (var oh = rh.x; oh < rh.y; oh++) {
+      for (var oh = rh.x + lane; oh < rh.y; oh += p.lanes) {
         let ih = u32(i32(oh * p.sh) + tap_h);
         let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
         let b_n = n * p.x_strides.x + ih * p.x_strides.z;
@@ -353,7 +368,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let hh_hi = vec4<i32>((th_hi / p.KW) * p.dh) - i32(p.ph);
     let ww_hi = vec4<i32>((th_hi % p.KW) * p.dw) - i32(p.pw);
     for (var n = n0; n < n1; n++) {
-      for (var oh = 0u; oh < p.Ho; oh++) {
+      for (var oh = lane; oh < p.Ho; oh += p.lanes) {
         let a_n = n * p.dy_strides.x + oh * p.dy_strides.z;
         let b_n = n * p.x_strides.x;
         let ih_lo = vec4<u32>(hh + i32(oh * p.sh));

@@ -38,6 +38,22 @@ function convWorkgroups(g: ConvGeometry, mode: ConvMode): number {
   return tiles(Og, Cg * g.KH * g.KW) * g.groups * weightSplits(g);
 }
 
+/** Threads of a conv workgroup (kernels/conv.wgsl WX x WY) and the outputs each computes (RM x RN). */
+const { WX, WY, RM, RN } = convKernel.constants;
+
+/**
+ * The weight gradient's lanes: where a group's whole GEMM (Og x Cg KH KW) needs only a corner of a workgroup's
+ * threads (a first layer's 8 x 9 needs 2 x 2 of 8 x 4), the workgroup runs `lanes` copies of that corner, each summing
+ * every lanes-th output row into its own slice, so the other threads work instead of idling.
+ */
+export function weightLanes(g: ConvGeometry): { lanes: number; laneX: number; laneY: number } {
+  const Cg = g.C / g.groups, Og = g.O / g.groups;
+  const laneX = Math.ceil((Cg * g.KH * g.KW) / RN), laneY = Math.ceil(Og / RM);
+  if (laneX > WX || laneY > WY) return { lanes: 1, laneX, laneY };
+  const lanes = Math.min(Math.floor((WX * WY) / (laneX * laneY)), g.Ho);
+  return { lanes: Math.max(lanes, 1), laneX, laneY };
+}
+
 /** Workgroups the weight gradient should keep busy before its long reduction is split. */
 const SPLIT_TARGET = 64;
 /** Output positions a split should sum at the least (below, the extra pass costs more than it spreads). */
@@ -76,7 +92,9 @@ function strides4(t: TensorBase | null): number[] {
 function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeometry, like: T, outShape: number[],
   x: TensorBase | null, w: TensorBase | null, dy: TensorBase | null, bias: TensorBase | null): T {
   const splits = mode === GRAD_WEIGHT && numel(outShape) > 0 ? weightSplits(g) : 1;
-  const out = allocLike(like, splits > 1 ? [splits, ...outShape] : outShape, 'f32');
+  const lanes = mode === GRAD_WEIGHT ? weightLanes(g) : { lanes: 1, laneX: 0, laneY: 0 };
+  const slices = splits * lanes.lanes;
+  const out = allocLike(like, slices > 1 ? [slices, ...outShape] : outShape, 'f32');
   if (numel(outShape) === 0) return out;
   // An empty reduction (no input channels, or an empty batch in the weight gradient) needs no special case: the
   // kernel's loops run zero times and it writes zeros (plus the bias).
@@ -91,12 +109,13 @@ function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeo
       sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1], dh: g.dilation[0], dw: g.dilation[1],
       x_off: x?.offset ?? 0, w_off: w?.offset ?? 0, dy_off: dy?.offset ?? 0, b_off: bias?.offset ?? 0, b_stride: bias?.strides[0] ?? 0,
       x_strides: strides4(x), w_strides: strides4(w), dy_strides: strides4(dy), splits,
+      lanes: lanes.lanes, lane_x: lanes.laneX, lane_y: lanes.laneY,
     },
     workgroups: grid1d(convWorkgroups(g, mode)),
     // The two gradients apart, so a profile tells them from each other.
     label: mode === FORWARD ? fn : `${fn} (${mode === GRAD_INPUT ? 'input' : 'weight'} gradient)`,
   });
-  if (splits === 1) return out;
+  if (slices === 1) return out;
   try {
     return reduce(`${fn} (weight gradient)`, out, [0], false, 'sum');
   } finally {

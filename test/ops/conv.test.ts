@@ -137,8 +137,9 @@ async function checkGrads(x: Ref, w: Ref, g: Ref, c: Case, tol = 1e-4): Promise<
 
 // Wider layers than finite differences can afford: the weight gradient's one-tap threads (8 or more channels per
 // group), threads whose columns straddle two taps, a first layer's single channel (all taps in one thread; its long
-// reduction split over the batch, 4 splits of one image), 3 splits of 3, 3 and 1 images, strides, dilations, groups, a
-// 5x5 kernel; checked against float64 loops that are themselves checked by finite differences.
+// reduction split over the batch, 4 splits of one image), 3 splits of 3, 3 and 1 images, GEMMs small enough for lanes
+// (copies of a few threads summing every lanes-th output row), strides, dilations, groups, a 5x5 kernel; checked
+// against float64 loops that are themselves checked by finite differences.
 const WIDE: Case[] = [
   caseOf([2, 16, 9, 7], [24, 16, 3, 3], { padding: 1 }, false),
   caseOf([3, 12, 8, 9], [20, 12, 3, 3], { padding: 1, stride: 2 }, false),
@@ -147,6 +148,9 @@ const WIDE: Case[] = [
   caseOf([2, 9, 11, 10], [7, 9, 5, 5], { padding: 'same' }, false),
   caseOf([1, 70, 5, 5], [67, 70, 3, 3], { padding: 2, stride: [1, 3] }, false),
   caseOf([7, 3, 10, 12], [4, 3, 3, 3], { padding: 1 }, false),
+  // A small first layer: its whole 8 x 9 GEMM fits in 2 x 2 threads, so each workgroup runs 8 lanes (8 x 5 slices).
+  caseOf([5, 1, 28, 28], [8, 1, 3, 3], { padding: 1 }, false),
+  caseOf([3, 2, 9, 8], [6, 2, 2, 2], { stride: 2, padding: 1 }, false),
 ];
 
 describe('F.conv2d gradients against float64 loops', () => {
