@@ -92,7 +92,7 @@ function strides4(t: TensorBase | null): number[] {
 function convLaunch<T extends TensorBase>(fn: string, mode: ConvMode, g: ConvGeometry, like: T, outShape: number[],
   x: TensorBase | null, w: TensorBase | null, dy: TensorBase | null, bias: TensorBase | null): T {
   const splits = mode === GRAD_WEIGHT && numel(outShape) > 0 ? weightSplits(g) : 1;
-  const lanes = mode === GRAD_WEIGHT ? weightLanes(g) : { lanes: 1, laneX: 0, laneY: 0 };
+  const lanes = mode === GRAD_WEIGHT && numel(outShape) > 0 ? weightLanes(g) : { lanes: 1, laneX: 0, laneY: 0 };
   const slices = splits * lanes.lanes;
   const out = allocLike(like, slices > 1 ? [slices, ...outShape] : outShape, 'f32');
   if (numel(outShape) === 0) return out;

@@ -175,6 +175,28 @@ describe('F.conv2d gradients against float64 loops', () => {
     });
   }
 
+  it('an empty batch and a layer without input channels keep their shapes; their empty sums give zeros (and the bias)', async () => {
+    const before = memory().buffers;
+    const x0 = fromRef(rnd([0, 3, 6, 5], 51), { requiresGrad: true }), w = fromRef(rnd([4, 3, 3, 3], 52), { requiresGrad: true });
+    const y0 = F.conv2d(x0, w, null, { padding: 1 });
+    expect(y0.shape).toEqual([0, 4, 6, 5]);
+    const s0 = y0.sum();
+    s0.backward();
+    expect(x0.grad!.shape).toEqual([0, 3, 6, 5]);
+    expect(Array.from(await w.grad!.toArray())).toEqual(new Array(108).fill(0));
+    const xc = fromRef({ data: new Float64Array(0), shape: [2, 0, 5, 5] }, { requiresGrad: true });
+    const wc = fromRef({ data: new Float64Array(0), shape: [3, 0, 3, 3] }, { requiresGrad: true }), b = fromRef({ data: Float64Array.from([1, -2, 0.5]), shape: [3] });
+    const yc = F.conv2d(xc, wc, b, { padding: 1 });
+    expect(yc.shape).toEqual([2, 3, 5, 5]);
+    expect(Array.from(await yc.toArray())).toEqual(Array.from({ length: 150 }, (_, i) => [1, -2, 0.5][Math.floor(i / 25) % 3]));
+    const sc = yc.sum();
+    sc.backward();
+    expect(wc.grad!.shape).toEqual([3, 0, 3, 3]);
+    expect(xc.grad!.shape).toEqual([2, 0, 5, 5]);
+    for (const t of [x0, w, y0, s0, xc, wc, b, yc, sc]) t.dispose();
+    expect(memory().buffers).toBe(before);
+  });
+
   it('NaN and infinities reach exactly the outputs and gradients whose sums read them; padding meets no infinite weight', async () => {
     const c = caseOf([2, 3, 6, 7], [4, 3, 3, 3], { padding: 1, stride: [1, 2] }, false);
     const x = rnd(c.x, 41), w = rnd(c.w, 42);
