@@ -8,6 +8,9 @@ import {
   F, type Tensor, deviceInfo, memory, setMatmulPrecision, tensor, tidy, permute,
 } from '../../src/index.node';
 import { planAttention } from '../../src/attention/plan';
+import { mmaBackwardBytes, mmaTileBytes } from '../../src/attention/matrix';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { setFlag, startGpuTimer, hasTimestampQuery } from '../../src/experimental';
 import { attnDropoutKeep } from '../../src/tensor/random';
 import { type Ref, allClose, ref } from '../reference/core';
@@ -198,5 +201,38 @@ describe('the plan routes attention to the matrix kernel', () => {
     if (deviceInfo().subgroupMatrix?.matmul) ctx.skip();
     expect(planOf('f16').matrix).toBe(null);
     expect(planOf('f16').whyScalar).toBeTruthy();
+  });
+});
+
+describe('matrix kernels: workgroup memory', () => {
+  // Evaluates the kernels' own `var<workgroup>` declarations for a config (override constants substituted, integer
+  // division as WGSL's, each variable rounded up to 16 bytes: WebGPU's rule), against what the plan computes.
+  function declaredBytes(file: string, names: string[], c: { BLOCK_M: number; BLOCK_N: number; HEAD_DIM_MAX: number }): number {
+    const text = readFileSync(resolve(__dirname, '../../kernels', file), 'utf8') + readFileSync(resolve(__dirname, '../../kernels/attention_common.wgsl'), 'utf8');
+    const env: Record<string, number> = { BLOCK_M: c.BLOCK_M, BLOCK_N: c.BLOCK_N, HEAD_DIM_MAX: c.HEAD_DIM_MAX };
+    let total = 0;
+    for (const m of text.matchAll(/^var<workgroup> (\w+): (.*?);/gm)) {
+      if (!names.includes(m[1])) continue;
+      const arr = /^array<(\w+), (.*)>$/.exec(m[2]);
+      let bytes = 4;
+      if (arr) {
+        const expr = arr[2].replace(/(\d+)u/g, '$1').replace(/\(([^()]+)\) \/ (\d+)/g, 'Math.floor(($1) / $2)');
+        bytes = (arr[1] === 'f16' ? 2 : 4) * Number(Function(...Object.keys(env), `return ${expr};`)(...Object.values(env)));
+      }
+      total += Math.ceil(bytes / 16) * 16;
+    }
+    return total;
+  }
+
+  it('mmaTileBytes and mmaBackwardBytes equal the kernels\' declarations over a range of configs', () => {
+    for (const HEAD_DIM_MAX of [16, 32, 64, 128, 256]) {
+      for (const [BLOCK_M, BLOCK_N] of [[64, 64], [64, 32], [32, 16], [16, 16], [16, 48]]) {
+        const c = { HEAD_DIM_MAX, BLOCK_M, BLOCK_N };
+        const where = JSON.stringify(c);
+        expect(mmaTileBytes(c), `forward ${where}`).toBe(declaredBytes('attention_mma.wgsl', ['tile_a', 'tile_b', 'tile_c', 'o_acc', 'row_alpha', 'row_m', 'row_l', 'adm_w', 'nonfinite_seen'], c));
+        expect(mmaBackwardBytes('dkdv', c), `dkdv ${where}`).toBe(declaredBytes('attention_mma_backward.wgsl', ['tile_h', 'tile_c', 'acc_k', 'acc_v', 'adm_w', 'lse_t', 'delta_t', 'nonfinite_seen'], c));
+        expect(mmaBackwardBytes('dq', c), `dq ${where}`).toBe(declaredBytes('attention_mma_backward.wgsl', ['tile_h', 'tile_c', 'acc_q', 'adm_w', 'lse_t', 'delta_t', 'nonfinite_seen'], c));
+      }
+    }
   });
 });
