@@ -226,9 +226,9 @@ struct Grad4 {
   dsp: vec4<f32>,  // dS of the modded score (what captured tensors' gradients take)
 }
 
-// p z and dS of query row i (tile-local rr) at keys jv, from encoded scores s, the scores before the score mod sraw
-// and the raw dO . v products dp.
-fn grad4(s: vec4<f32>, sraw: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
+// p z and dS of query row i (tile-local rr) at keys jv, from encoded scores s, d score_mod / d s at them (dmod) and
+// the raw dO . v products dp.
+fn grad4(s: vec4<f32>, dmod: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4<u32>, b: u32, h: u32) -> Grad4 {
   let lse_i = lse_tile[rr];
   let adm = s > vec4<f32>(MASKED);
   let p = select(vec4<f32>(0.0), exp(s - lse_i), s > vec4<f32>(NEG_INF_SCORE));
@@ -238,12 +238,6 @@ fn grad4(s: vec4<f32>, sraw: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4
   }
   // dsp: the gradient of the modded score; ds: of the score before the mod (the chain rule through score_mod).
   let dsp = select(vec4<f32>(0.0), p * (z * dp - delta_tile[rr]), adm);
-  var dmod = vec4<f32>(1.0);
-  for (var t = 0u; t < 4u; t++) {
-    if (adm[t]) {
-      dmod[t] = score_mod_grad(sraw[t], b, h, i, jv[t]);
-    }
-  }
   let nan_at = adm & vec4<bool>((lse_i >= POISON));
   let nan4 = vec4<f32>(nan_f32());
   let dsp_out = select(dsp, nan4, nan_at);
@@ -266,10 +260,11 @@ fn grad_block(a: u32, c: u32, part: u32, row0: u32, c0: u32, b: u32, h: u32) -> 
   let sc = params.scale;
   let raw = Block4(dots.r0 * sc, dots.r1 * sc, dots.r2 * sc, dots.r3 * sc);
   let dp = score_block(1u, a, c, part);
-  let g0 = grad4(s.r0, raw.r0, dp.r0, a, row0 + a, jv, b, h);
-  let g1 = grad4(s.r1, raw.r1, dp.r1, a + RG, row0 + a + RG, jv, b, h);
-  let g2 = grad4(s.r2, raw.r2, dp.r2, a + 2u * RG, row0 + a + 2u * RG, jv, b, h);
-  let g3 = grad4(s.r3, raw.r3, dp.r3, a + 3u * RG, row0 + a + 3u * RG, jv, b, h);
+  let dm = mod_grad_block(raw, block_bits(s), row0 + a, jv, b, h);
+  let g0 = grad4(s.r0, dm.r0, dp.r0, a, row0 + a, jv, b, h);
+  let g1 = grad4(s.r1, dm.r1, dp.r1, a + RG, row0 + a + RG, jv, b, h);
+  let g2 = grad4(s.r2, dm.r2, dp.r2, a + 2u * RG, row0 + a + 2u * RG, jv, b, h);
+  let g3 = grad4(s.r3, dm.r3, dp.r3, a + 3u * RG, row0 + a + 3u * RG, jv, b, h);
   return GradBlock(Block4(g0.pz, g1.pz, g2.pz, g3.pz), Block4(g0.ds, g1.ds, g2.ds, g3.ds), s, raw,
                    Block4(g0.dsp, g1.dsp, g2.dsp, g3.dsp));
 }

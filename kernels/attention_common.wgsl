@@ -33,12 +33,14 @@
 //   Matrix units: score_block() is the only place a score (or dP) block is computed; a subgroup-matrix variant
 //   replaces it and the including files' accumulate loops (o += p v, dK += dS q, dV += p dO, dQ += dS k), which read
 //   the same workgroup tiles.
-//   Programmable attention (score and mask mods, as FlexAttention): admit() calls mask_mod(b, h, i, j) on every key
-//   the built-in rules admit (unless a block mask says the tile is full) and score_mod(s, b, h, i, j) on every entry
-//   still admissible. attention_mods.wgsl holds them (identities); flexAttention generates a replacement from the
-//   traced mods (src/attention/codegen.ts), whose backward multiplies dS by score_mod_grad where grad4 forms it, and
-//   accumulates captured-tensor gradients in the dq pass (flex_capture_*). Key and query tiles are visited through
-//   key_tile_count/start and query_tile_count/start, which follow a block mask when params.bm_on is set.
+//   Programmable attention (score and mask mods, as FlexAttention): admit_block() hands a block's scores and the
+//   entries the built-in rules admit to mod_block (admit() one row to mod_row), which applies mask_mod(b, h, i, j)
+//   (unless a block mask says the tile is full) and score_mod(s, b, h, i, j) to the entries still admissible.
+//   attention_mods.wgsl holds identities; flexAttention generates a replacement from the traced mods
+//   (src/attention/codegen.ts) that calls each mod at one site (a loop over the entries), whose backward multiplies
+//   dS by mod_grad_block's d score_mod / d s, and accumulates captured-tensor gradients in the dq pass
+//   (flex_capture_*). Key and query tiles are visited through key_tile_count/start and query_tile_count/start, which
+//   follow a block mask when params.bm_on is set.
 //
 // Grid: one workgroup per (tile, b * H + h), in that order (tile fastest), folded over (x, y, z) so that B * H over
 // 65,535 runs: linear = x + X * (y + Y * z); workgroups past the end exit before their first barrier.
@@ -256,8 +258,14 @@ fn query_tile_start(b: u32, h: u32, c0: u32, row_start: u32, n: u32) -> u32 {
   return (e & 0x7fffffffu) * params.bm_qbs + (n % per) * BLOCK_M;
 }
 
-// Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products.
-fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+// Scores of query row i at keys jv (batch b, query head h) under the built-in rules (bounds, causal, the attn mask),
+// before the mods: s = scale * raw (+ float mask), ok = admissible so far.
+struct RowScores {
+  s: vec4<f32>,
+  ok: vec4<bool>,
+}
+
+fn admit_rules(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> RowScores {
   var ok = (jv < vec4<u32>(params.Nk)) & vec4<bool>(i < params.Nq);
   if (params.causal != 0u) {
     ok = ok & (vec4<i32>(jv) <= vec4<i32>(i32(i) + params.causal_diag));
@@ -278,17 +286,28 @@ fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
       }
     }
   }
-  // The mods see admissible entries only (a captured read indexed by a masked-out position is never made).
-  for (var t = 0u; t < 4u; t++) {
-    ok[t] = ok[t] && (flex_full || mask_mod(b, h, i, jv[t]));
-    if (ok[t]) {
-      s[t] = score_mod(s[t], b, h, i, jv[t]);
-    }
-  }
+  return RowScores(s, ok);
+}
+
+// The encoding of the header, of scores s admissible where ok.
+fn encode_scores(s: vec4<f32>, ok: vec4<bool>) -> vec4<f32> {
   let bits = bitcast<vec4<u32>>(s);
   let poison = ((bits & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) | (bits == vec4<u32>(0x7f800000u));
   let encoded = select(select(max(s, vec4<f32>(VALID_FLOOR)), vec4<f32>(NEG_INF_SCORE), bits == vec4<u32>(0xff800000u)), vec4<f32>(POISON), poison);
   return select(vec4<f32>(MASKED), encoded, ok);
+}
+
+fn bool_bits(ok: vec4<bool>) -> u32 {
+  return dot(select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), ok), vec4<u32>(1u));
+}
+
+// Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products. The
+// mods (mod_row, attention_mods.wgsl) see admissible entries only (a captured read indexed by a masked-out position
+// is never made).
+fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+  let r = admit_rules(raw, i, jv, b, h);
+  let m = mod_row(ModRow(r.s, bool_bits(r.ok)), i, jv, b, h);
+  return encode_scores(m.s, unpack_bits(m.ok));
 }
 
 // Dropout keep multiplier (1 kept, 0 dropped) of query i, key j of flattened head bh = b * Hq + h.
@@ -302,6 +321,18 @@ struct Block4 {
   r1: vec4<f32>,
   r2: vec4<f32>,
   r3: vec4<f32>,
+}
+
+// What the mod hooks (attention_mods.wgsl) take and return: scores before encoding and their admissibility bits
+// (ModRow: bit t for column t; ModBlock: bit 4 r + t for row r, column t).
+struct ModRow {
+  s: vec4<f32>,
+  ok: u32,
+}
+
+struct ModBlock {
+  s: Block4,
+  ok: u32,
 }
 
 // Dot products of rows a + RG * r (r < 4) of the row tile with rows c + CG * j (j < 4) of the column tile of
@@ -329,10 +360,23 @@ fn score_block(pair: u32, a: u32, c: u32, part: u32) -> Block4 {
   return Block4(fold_parts(s0), fold_parts(s1), fold_parts(s2), fold_parts(s3));
 }
 
-// Encoded scores of a block: rows row0 + a + RG * r, keys jv.
+// Encoded scores of a block: rows row0 + a + RG * r, keys jv. The mods run on the whole block through one hook
+// (mod_block), so a generated mod is compiled at one site per kernel rather than at each of the 16 entries.
 fn admit_block(s: Block4, row0: u32, a: u32, jv: vec4<u32>, b: u32, h: u32) -> Block4 {
-  return Block4(admit(s.r0, row0 + a, jv, b, h), admit(s.r1, row0 + a + RG, jv, b, h),
-                admit(s.r2, row0 + a + 2u * RG, jv, b, h), admit(s.r3, row0 + a + 3u * RG, jv, b, h));
+  let i0 = row0 + a;
+  let x0 = admit_rules(s.r0, i0, jv, b, h);
+  let x1 = admit_rules(s.r1, i0 + RG, jv, b, h);
+  let x2 = admit_rules(s.r2, i0 + 2u * RG, jv, b, h);
+  let x3 = admit_rules(s.r3, i0 + 3u * RG, jv, b, h);
+  let ok = bool_bits(x0.ok) | (bool_bits(x1.ok) << 4u) | (bool_bits(x2.ok) << 8u) | (bool_bits(x3.ok) << 12u);
+  let m = mod_block(ModBlock(Block4(x0.s, x1.s, x2.s, x3.s), ok), i0, jv, b, h);
+  return Block4(encode_scores(m.s.r0, unpack_bits(m.ok)), encode_scores(m.s.r1, unpack_bits(m.ok >> 4u)),
+                encode_scores(m.s.r2, unpack_bits(m.ok >> 8u)), encode_scores(m.s.r3, unpack_bits(m.ok >> 12u)));
+}
+
+// The admissibility bits of an encoded block (bit 4 r + t: row r, column t), as mod_block and mod_grad_block take.
+fn block_bits(s: Block4) -> u32 {
+  return adm_bits(s.r0) | (adm_bits(s.r1) << 4u) | (adm_bits(s.r2) << 8u) | (adm_bits(s.r3) << 12u);
 }
 
 // acc.r_x += w.x * x for the 4 rows x whose `keep` is true (a row with keep false gains nothing, not even 0 * NaN).

@@ -4,8 +4,9 @@
 // ranks, which captures need gradients): constant values and the captured tensors' offsets, shapes and strides go in
 // the flex_c storage array at launch, so two closures with the same body share every pipeline.
 //
-// flex_c (u32 words): per capture c, at desc[c]: offset, gradient offset, shape[rank], strides[rank]; then the trace's
-// constants from constBase (f32 or i32 bits, bools 0/1).
+// flex_c (u32 words): the query offset (i32: qIdx = offset + the kernel's query row) at 0; per capture c, at desc[c]:
+// offset, gradient offset, shape[rank], strides[rank]; then the trace's constants from constBase (f32 or i32 bits,
+// bools 0/1).
 // Differentiation: reverse mode over the expression DAG (one adjoint per f32 node), giving d score' / d score for the
 // backward's dS and d score' / d read for each read of a captured f32 tensor that requires grad.
 import { ValueError } from '../errors.js';
@@ -72,7 +73,8 @@ function lower(ctx: Ctx, n: ExprNode): string {
   const a = n.args.map((x) => v(ctx, x));
   const k0 = n.args[0]?.kind;
   switch (n.op) {
-    case 'arg': return ['s', 'i32(b)', 'i32(h)', 'i32(i)', 'i32(j)'][n.slot];
+    // qIdx is absolute: the call's queryOffset (flex_c[0]) plus the kernel's query row (incremental decoding).
+    case 'arg': return ['s', 'i32(b)', 'i32(h)', '(i32(i) + bitcast<i32>(flex_c[0u]))', 'i32(j)'][n.slot];
     case 'const': {
       const w = `flex_c[${ctx.constBase + n.slot}u]`;
       return n.kind === 'f32' ? `bitcast<f32>(${w})` : n.kind === 'i32' ? `bitcast<i32>(${w})` : `(${w} != 0u)`;
@@ -253,7 +255,7 @@ function captureFunctions(ctx: Ctx, kinds: readonly ('f32' | 'i32')[], ranks: re
     const params = Array.from({ length: rank }, (_, d) => `i${d}: i32`).join(', ');
     const shape = (d: number) => `flex_c[${d0 + 2 + d}u]`;
     const stride = (d: number) => `flex_c[${d0 + 2 + rank + d}u]`;
-    // Branch-free (selects, clamped indices): mods are inlined at every score entry, and branches there make the
+    // Branch-free (selects, clamped indices): mods run at every score entry, and branches there make the
     // software adapter's compiler slow. A bad index is noted, and the read clamped into the tensor, never past it.
     const body: string[] = [];
     body.push(`  var e = flex_c[${d0}u];`, '  var ok = true;');
@@ -284,7 +286,7 @@ function captureFunctions(ctx: Ctx, kinds: readonly ('f32' | 'i32')[], ranks: re
 export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: ExprNode | null, gradCaptures: readonly number[]): FlexCode {
   const caps = trace.captures;
   const desc: number[] = [];
-  let words = 0;
+  let words = 1; // flex_c[0]: the query offset
   for (const c of caps) {
     desc.push(words);
     words += 2 + 2 * c.rank;
@@ -344,29 +346,26 @@ export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: Exp
   const capture: string[] = [];
   if (R) {
     capture.push(
-      'fn flex_block_row(x: Block4, r: u32) -> vec4<f32> {',
-      '  switch (r) { case 0u: { return x.r0; } case 1u: { return x.r1; } case 2u: { return x.r2; } default: { return x.r3; } }',
-      '}',
       'fn flex_capture_init(tid: u32, w: u32) {',
       '  let part = params.cg_part_base + params.cg_total * w;',
       '  for (var e = tid; e < params.cg_total; e += THREADS) { dmask[part + e] = 0.0; }',
       '}',
       'fn flex_capture_block(slot: u32, w: u32, i0: u32, j0: u32, b: u32, h: u32, s: Block4, raw: Block4, dsp: Block4) {',
-      '  for (var r = 0u; r < 4u; r++) {',
-      '    let sr = flex_block_row(s, r);',
-      '    let rr = flex_block_row(raw, r);',
-      '    let dr = flex_block_row(dsp, r);',
-      '    for (var t = 0u; t < 4u; t++) {',
-      `      let base = 2u * (params.cg_pairs * w + (slot + r * 4u + t) * ${R}u);`,
-      '      if (sr[t] > MASKED) {',
-      '        let g = score_mod_vjp(rr[t], b, h, i0 + RG * r, j0 + CG * t);',
-      `        for (var k = 0u; k < ${R}u; k++) {`,
-      '          dmask[base + 2u * k] = select(f32(g.idx[k]), -1.0, g.idx[k] == 0xffffffffu);',
-      '          dmask[base + 2u * k + 1u] = dr[t] * g.val[k];',
-      '        }',
-      '      } else {',
-      `        for (var k = 0u; k < ${R}u; k++) { dmask[base + 2u * k] = -1.0; }`,
+      '  var sv = array<vec4<f32>, 4>(s.r0, s.r1, s.r2, s.r3);',
+      '  var rv = array<vec4<f32>, 4>(raw.r0, raw.r1, raw.r2, raw.r3);',
+      '  var dv = array<vec4<f32>, 4>(dsp.r0, dsp.r1, dsp.r2, dsp.r3);',
+      '  for (var e = 0u; e < flex_loop(16u); e++) {',
+      '    let r = e >> 2u;',
+      '    let t = e & 3u;',
+      `    let base = 2u * (params.cg_pairs * w + (slot + e) * ${R}u);`,
+      '    if (sv[r][t] > MASKED) {',
+      '      let g = score_mod_vjp(rv[r][t], b, h, i0 + RG * r, j0 + CG * t);',
+      `      for (var k = 0u; k < ${R}u; k++) {`,
+      '        dmask[base + 2u * k] = select(f32(g.idx[k]), -1.0, g.idx[k] == 0xffffffffu);',
+      '        dmask[base + 2u * k + 1u] = dv[r][t] * g.val[k];',
       '      }',
+      '    } else {',
+      `      for (var k = 0u; k < ${R}u; k++) { dmask[base + 2u * k] = -1.0; }`,
       '    }',
       '  }',
       '}',
@@ -386,6 +385,61 @@ export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: Exp
       '}',
     );
   }
+  // The hooks the fused kernels call (attention_mods.wgsl). Each calls the mods at ONE site, in a loop over the
+  // block's entries whose trip count the compiler cannot see (flex_loop), so it is not unrolled into 16 inlined
+  // copies of the mod: that took the software adapter's compiler minutes per backward pipeline.
+  const hooks: string[] = [
+    'fn flex_loop(n: u32) -> u32 {',
+    '  return select(0u, n, params.Nq != 0u);',
+    '}',
+    'struct FlexEntry {', '  s: f32,', '  ok: bool,', '}',
+    'fn flex_entry(s: f32, b: u32, h: u32, i: u32, j: u32) -> FlexEntry {',
+    ...(mask ? ['  if (!(flex_full || mask_mod(b, h, i, j))) {', '    return FlexEntry(s, false);', '  }'] : []),
+    `  return FlexEntry(${score ? 'score_mod(s, b, h, i, j)' : 's'}, true);`,
+    '}',
+    'fn mod_block(x: ModBlock, i0: u32, jv: vec4<u32>, b: u32, h: u32) -> ModBlock {',
+    '  var s = array<vec4<f32>, 4>(x.s.r0, x.s.r1, x.s.r2, x.s.r3);',
+    '  var ok = x.ok;',
+    '  for (var e = 0u; e < flex_loop(16u); e++) {',
+    '    if ((ok & (1u << e)) != 0u) {',
+    '      let r = e >> 2u;',
+    '      let t = e & 3u;',
+    '      let m = flex_entry(s[r][t], b, h, i0 + RG * r, jv[t]);',
+    '      s[r][t] = m.s;',
+    '      ok = select(ok & ~(1u << e), ok, m.ok);',
+    '    }',
+    '  }',
+    '  return ModBlock(Block4(s[0], s[1], s[2], s[3]), ok);',
+    '}',
+    'fn mod_row(x: ModRow, i: u32, jv: vec4<u32>, b: u32, h: u32) -> ModRow {',
+    '  var s = x.s;',
+    '  var ok = x.ok;',
+    '  for (var t = 0u; t < flex_loop(4u); t++) {',
+    '    if ((ok & (1u << t)) != 0u) {',
+    '      let m = flex_entry(s[t], b, h, i, jv[t]);',
+    '      s[t] = m.s;',
+    '      ok = select(ok & ~(1u << t), ok, m.ok);',
+    '    }',
+    '  }',
+    '  return ModRow(s, ok);',
+    '}',
+    'fn mod_grad_block(raw: Block4, ok: u32, i0: u32, jv: vec4<u32>, b: u32, h: u32) -> Block4 {',
+    ...(score
+      ? [
+          '  var x = array<vec4<f32>, 4>(raw.r0, raw.r1, raw.r2, raw.r3);',
+          '  var g = array<vec4<f32>, 4>(vec4<f32>(1.0), vec4<f32>(1.0), vec4<f32>(1.0), vec4<f32>(1.0));',
+          '  for (var e = 0u; e < flex_loop(16u); e++) {',
+          '    if ((ok & (1u << e)) != 0u) {',
+          '      let r = e >> 2u;',
+          '      let t = e & 3u;',
+          '      g[r][t] = score_mod_grad(x[r][t], b, h, i0 + RG * r, jv[t]);',
+          '    }',
+          '  }',
+          '  return Block4(g[0], g[1], g[2], g[3]);',
+        ]
+      : ['  let one = vec4<f32>(1.0);', '  return Block4(one, one, one, one);']),
+    '}',
+  ];
   // A bad index is noted in private memory and reported once, at the end of the entry point (flex_report), so the
   // reporting loop is not inlined at every read.
   const report = computedIndex
@@ -405,8 +459,8 @@ export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: Exp
     'fn flex_capture_block(slot: u32, w: u32, i0: u32, j0: u32, b: u32, h: u32, s: Block4, raw: Block4, dsp: Block4) {', '}',
     'fn flex_capture_fold(tid: u32, w: u32) {', '}',
   ];
-  const mods = [...head, ...maskFn, ...scoreFn, ...gradFn, ...noCapture].join('\n');
-  const modsBackward = R ? [...head, ...maskFn, ...scoreFn, ...gradFn, ...vjp, ...capture].join('\n') : mods;
+  const mods = [...head, ...maskFn, ...scoreFn, ...gradFn, ...hooks, ...noCapture].join('\n');
+  const modsBackward = R ? [...head, ...maskFn, ...scoreFn, ...gradFn, ...hooks, ...vjp, ...capture].join('\n') : mods;
   const maskHook = mask ? [...head, ...maskFn].join('\n') : null;
   const siteText = trace.reads.map((r, k) => `${k}: ${r.mod} reads ${describe(r.node)}`);
   return {
@@ -415,9 +469,10 @@ export function generateFlex(trace: ExprTrace, score: ExprNode | null, mask: Exp
   };
 }
 
-/** The flex_c words of a launch: capture descriptors (gradient offsets `gradOffsets`), then the constants. */
-export function flexConstWords(trace: ExprTrace, code: FlexCode, gradOffsets: readonly number[]): Uint32Array {
+/** The flex_c words of a launch: the query offset, capture descriptors (gradient offsets `gradOffsets`), the constants. */
+export function flexConstWords(trace: ExprTrace, code: FlexCode, gradOffsets: readonly number[], queryOffset = 0): Uint32Array {
   const words = new Uint32Array(Math.max(4, code.constBase + trace.consts.length));
+  words[0] = queryOffset >>> 0;
   const f = new Float32Array(1), u = new Uint32Array(f.buffer), i = new Int32Array(f.buffer);
   trace.captures.forEach((c, slot) => {
     const d = code.desc[slot];
