@@ -150,13 +150,35 @@ export function describe(n: ExprNode, depth = 0): string {
 
 type Operand = Expr | number | boolean;
 
+// Names that libraries probe on any object (promise resolution, JSON, test matchers, inspectors): absent, as usual.
+const PROBED = new Set(['then', 'toJSON', 'asymmetricMatch', 'nodeType', 'tagName', 'inspect', 'length', 'constructor']);
+
+const UNSUPPORTED: ProxyHandler<Expr> = {
+  get(target, prop, receiver) {
+    if (typeof prop !== 'string' || prop in target || PROBED.has(prop) || /^[_$@]/.test(prop)) return Reflect.get(target, prop, receiver);
+    return () => {
+      throw new ValueError(`${target.trace.fn}: ${target.trace.mod}: ${describe(target.node)}.${prop}(...): '${prop}' is not an Expr operation; a mod may use ${EXPR_OPERATIONS.join(' ')}, where(cond, a, b) and t.at(...)`);
+    };
+  },
+};
+
 /**
  * A symbolic scalar of a traced mod: f32 (the score and float results), i32 (b, h, qIdx, kvIdx, captured i32 reads) or
  * bool (comparisons). Methods are named as the Tensor methods; JS numbers are accepted as operands, and an i32 meeting
  * an f32 is promoted to f32.
  */
 export class Expr {
-  constructor(readonly trace: ExprTrace, readonly node: ExprNode) {}
+  constructor(readonly trace: ExprTrace, readonly node: ExprNode) {
+    // Behind a proxy, a method Expr lacks is a ValueError naming the mod, the method and the expression when called,
+    // rather than JavaScript's TypeError "is not a function".
+    return new Proxy(this, UNSUPPORTED);
+  }
+
+  /** JS operators (s + 1, s * 2, i < j) cannot be traced: a ValueError; in a template string, the readable form. */
+  [Symbol.toPrimitive](hint: string): string {
+    if (hint === 'string') return describe(this.node);
+    throw new ValueError(`${this.trace.fn}: ${this.trace.mod}: a JavaScript operator or Math function was applied to ${describe(this.node)}; mods trace Expr methods (s.add(1), s.mul(2), i.lt(j), s.tanh())`);
+  }
 
   get kind(): ExprKind {
     return this.node.kind;
