@@ -26,9 +26,15 @@ export interface FlexAttentionOptions {
   scale?: number;
   dropoutP?: number;
   seed?: number;
+  /**
+   * The absolute position of the first query: the mods see qIdx = queryOffset + i for query row i (default 0, as
+   * PyTorch's). Incremental decoding through a KVCache passes the cache's length before the append (Nk - Nq), so
+   * causal, offset and position-bias mods give the same scores as over the full sequence.
+   */
+  queryOffset?: number;
 }
 
-const FLEX_KEYS = ['scoreMod', 'maskMod', 'blockMask', 'scale', 'dropoutP', 'seed'] as const;
+const FLEX_KEYS = ['scoreMod', 'maskMod', 'blockMask', 'scale', 'dropoutP', 'seed', 'queryOffset'] as const;
 const BLOCK_KEYS = ['blockSize'] as const;
 /** createBlockMask's default block size (PyTorch's): a multiple of every tile the fused kernels choose. */
 export const DEFAULT_BLOCK_SIZE = 128;
@@ -145,8 +151,8 @@ function captureLabel(fn: string, code: FlexCode): string {
   return `${fn}: a captured-tensor read (reads: ${code.sites.join('; ') || 'none'}; position = [read, dim])`;
 }
 
-function flexConsts(traced: Traced, code: FlexCode, gradOffsets: number[]): Tensor {
-  const words = flexConstWords(traced.trace, code, gradOffsets);
+function flexConsts(traced: Traced, code: FlexCode, gradOffsets: number[], queryOffset = 0): Tensor {
+  const words = flexConstWords(traced.trace, code, gradOffsets, queryOffset);
   return tensor(new Int32Array(words.buffer), { dtype: 'i32' });
 }
 
@@ -230,6 +236,13 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
   if (bm && opts.maskMod && opts.maskMod !== bm.maskMod) {
     throw new ValueError(`${fn}: maskMod and blockMask.maskMod differ; the block mask's maskMod is the mask (pass the maskMod to createBlockMask only, or the same function to both)`);
   }
+  const queryOffset = opts.queryOffset ?? 0;
+  if (!Number.isInteger(queryOffset) || queryOffset < 0 || queryOffset >= 2 ** 31) {
+    throw new ValueError(`${fn}: queryOffset must be a non-negative integer (the absolute position of the first query), got ${String(opts.queryOffset)}`);
+  }
+  if (bm && queryOffset !== 0) {
+    throw new ValueError(`${fn}: a blockMask lists blocks at query positions 0..Nq-1, so it does not combine with queryOffset ${queryOffset}; decode without a block mask`);
+  }
   const maskMod = opts.maskMod ?? bm?.maskMod ?? null;
   const traced = traceMods(fn, opts.scoreMod ?? null, maskMod);
   const caps = traced.trace.captures;
@@ -261,7 +274,7 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
   }
   // Validated: from here on, GPU work.
   const modules = flexModules(code);
-  const consts = flexConsts(traced, code, gradOffsets);
+  const consts = flexConsts(traced, code, gradOffsets, queryOffset);
   try {
     const run: FlexRun = {
       bind: { modules, consts, captures: caps.map((c) => c.tensor), checkLabel: captureLabel(fn, code), checkShape: [Math.max(1, code.sites.length), 8] },

@@ -48,10 +48,10 @@ export interface AttentionCallOptions {
 
 const ATTENTION_CALL_KEYS = ['attnMask', 'keyMask', 'isCausal', 'cache', 'impl', 'scoreMod', 'maskMod', 'blockMask'] as const;
 
-/** isCausal as a mask mod (for flexAttention), combined with the user's. */
-function causalMaskMod(isCausal: CausalOption | undefined, Nq: number, Nk: number, maskMod: MaskMod | null): MaskMod | null {
+/** isCausal as a mask mod (for flexAttention, whose qIdx starts at queryOffset), combined with the user's. */
+function causalMaskMod(isCausal: CausalOption | undefined, Nq: number, Nk: number, queryOffset: number, maskMod: MaskMod | null): MaskMod | null {
   if (!isCausal) return maskMod;
-  const offset = isCausal === 'lowerRight' ? Nk - Nq : 0;
+  const offset = (isCausal === 'lowerRight' ? Nk - Nq : 0) - queryOffset;
   const causal: MaskMod = (_b, _h, i, j) => j.le(i.add(offset));
   return maskMod ? (b, h, i, j) => (causal(b, h, i, j) as Expr).logicalAnd(maskMod(b, h, i, j)) : causal;
 }
@@ -186,8 +186,11 @@ export class MultiheadAttention extends Module {
       if (options.scoreMod || options.maskMod || options.blockMask) {
         if (options.attnMask || options.keyMask) throw new ValueError(`${name}: attnMask / keyMask and scoreMod / maskMod / blockMask do not combine; express the mask as a maskMod`);
         if (options.blockMask && isCausal) throw new ValueError(`${name}: with a blockMask, put causality in the block mask's maskMod`);
-        const maskMod = options.blockMask ? null : causalMaskMod(isCausal, Nq, kh.shape[2], options.maskMod ?? null);
-        const attn = flexAttention(qh, kh, vh, { scoreMod: options.scoreMod ?? null, maskMod, blockMask: options.blockMask ?? null, ...dropout });
+        if (options.blockMask && options.cache) throw new ValueError(`${name}: a blockMask lists blocks at query positions 0..Nq-1; decode through a cache without one`);
+        // Through a cache the mods see absolute query positions (the new queries are the last Nq of the Nk cached).
+        const queryOffset = options.cache ? kh.shape[2] - Nq : 0;
+        const maskMod = options.blockMask ? null : causalMaskMod(isCausal, Nq, kh.shape[2], queryOffset, options.maskMod ?? null);
+        const attn = flexAttention(qh, kh, vh, { scoreMod: options.scoreMod ?? null, maskMod, blockMask: options.blockMask ?? null, queryOffset, ...dropout });
         return this.outProj.forward(reshape(permute(attn, [0, 2, 1, 3]), [B, Nq, E]));
       }
       const mask = combineMasks(name, options.attnMask, options.keyMask, B, kh.shape[2]);
