@@ -219,6 +219,54 @@ function checkBlockMask(fn: string, bm: BlockMask, p: AttentionPlan): Record<str
   };
 }
 
+/** i32 a * qIdx + b * kvIdx + c, or null: a linear form of the query and key positions (for causalDiagonal). */
+type Linear = { a: number; b: number; c: number };
+
+function linearForm(trace: ExprTrace, n: ExprNode): Linear | null {
+  if (n.kind !== 'i32') return null;
+  const ab = (x: ExprNode, y: ExprNode, sign: number): Linear | null => {
+    const l = linearForm(trace, x), r = linearForm(trace, y);
+    return l && r ? { a: l.a + sign * r.a, b: l.b + sign * r.b, c: l.c + sign * r.c } : null;
+  };
+  switch (n.op) {
+    case 'arg': return n.slot === 3 ? { a: 1, b: 0, c: 0 } : n.slot === 4 ? { a: 0, b: 1, c: 0 } : null;
+    case 'const': return { a: 0, b: 0, c: trace.consts[n.slot] };
+    case 'add': return ab(n.args[0], n.args[1], 1);
+    case 'sub': return ab(n.args[0], n.args[1], -1);
+    case 'neg': {
+      const l = linearForm(trace, n.args[0]);
+      return l && { a: -l.a, b: -l.b, c: -l.c };
+    }
+    default: return null;
+  }
+}
+
+/**
+ * d when the maskMod implies kvIdx <= qIdx + d (a conjunct of the form j <= i + d, i - j >= -d, j < i + d + 1, ...,
+ * over i32 positions and constants), else null. The fused kernels then also apply their built-in causal rule with that
+ * diagonal, which skips the key tiles past it (and, in the backward, the query tiles before it) as plain causal
+ * attention does; where the maskMod holds, the rule holds, so results are unchanged. The value comes from the call's
+ * constants, so it costs no compile.
+ */
+function causalDiagonal(trace: ExprTrace, mask: ExprNode | null): number | null {
+  if (!mask) return null;
+  if (mask.op === 'logicalAnd') {
+    const ds = mask.args.map((x) => causalDiagonal(trace, x)).filter((d): d is number => d !== null);
+    return ds.length ? Math.min(...ds) : null;
+  }
+  const [x, y] = mask.args;
+  if (!['le', 'lt', 'ge', 'gt'].includes(mask.op) || x.kind !== 'i32' || y.kind !== 'i32') return null;
+  // L <= 0 (or L < 0) with L = x - y for le / lt, y - x for ge / gt.
+  const l = mask.op === 'le' || mask.op === 'lt' ? linearForm(trace, x) : linearForm(trace, y);
+  const r = mask.op === 'le' || mask.op === 'lt' ? linearForm(trace, y) : linearForm(trace, x);
+  if (!l || !r) return null;
+  const L = { a: l.a - r.a, b: l.b - r.b, c: l.c - r.c };
+  // -qIdx + kvIdx + c <= 0, i.e. kvIdx <= qIdx - c (strict: kvIdx <= qIdx - c - 1).
+  if (L.a !== -1 || L.b !== 1) return null;
+  const d = -L.c - (mask.op === 'lt' || mask.op === 'gt' ? 1 : 0);
+  return Number.isSafeInteger(d) && Math.abs(d) < 2 ** 30 ? d : null;
+}
+
 const MAX_CAPTURE_BINDINGS = (): number => Math.max(0, gpu().device.limits.maxStorageBuffersPerShaderStage - 13);
 
 /**
@@ -247,7 +295,8 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
   const traced = traceMods(fn, opts.scoreMod ?? null, maskMod);
   const caps = traced.trace.captures;
   if (caps.length > MAX_CAPTURE_BINDINGS()) {
-    throw new DeviceError(`${fn}: the mods capture ${caps.length} tensors; this adapter binds at most ${MAX_CAPTURE_BINDINGS()} beside the attention kernels' own buffers (maxStorageBuffersPerShaderStage ${gpu().device.limits.maxStorageBuffersPerShaderStage}); stack them into one tensor`);
+    const limit = gpu().device.limits.maxStorageBuffersPerShaderStage;
+    throw new DeviceError(`${fn}: the mods capture ${caps.length} tensors, over this adapter's limit of ${MAX_CAPTURE_BINDINGS()} captured tensors (maxStorageBuffersPerShaderStage ${limit}, of which the attention kernels use 13); stack them into one tensor (t.at reads any rank)`);
   }
   // Gradients reach captured f32 tensors that require grad and are read by the score mod.
   const scoreSlots = new Set(traced.trace.reads.filter((r) => r.mod === 'scoreMod').map((r) => r.capture));
@@ -272,13 +321,16 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
       throw new DeviceError(`${fn}: the captured gradients need ${words * 4} bytes of per-tile partial sums (${gradTotal} elements per query tile), over this adapter's ${max} bytes per binding; capture smaller tensors or fewer query tiles`);
     }
   }
+  // A causal conjunct of the maskMod lets the kernels skip the tiles past the diagonal (in the kernel's query rows).
+  const diag = causalDiagonal(traced.trace, traced.mask);
+  const causalParams: Record<string, number> = diag === null ? {} : { causal: 1, causal_diag: diag + queryOffset };
   // Validated: from here on, GPU work.
   const modules = flexModules(code);
   const consts = flexConsts(traced, code, gradOffsets, queryOffset);
   try {
     const run: FlexRun = {
       bind: { modules, consts, captures: caps.map((c) => c.tensor), checkLabel: captureLabel(fn, code), checkShape: [Math.max(1, code.sites.length), 8] },
-      params: { ...NO_FLEX_PARAMS, ...bmParams },
+      params: { ...NO_FLEX_PARAMS, ...bmParams, ...causalParams },
       blockMask: bm ? bm.data : null,
       gradCaptures,
       gradTotal,
