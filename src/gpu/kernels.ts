@@ -458,3 +458,8 @@ export async function compileKernel(kernel: KernelModule): Promise<void> {
   const err = compileError(kernel, await m.getCompilationInfo());
   if (err) throw err;
 }
+
+/** How many compute pipelines this device has built (tests: what a training loop compiles). */
+export function pipelineCount(): number {
+  return pipelines.size;
+}
