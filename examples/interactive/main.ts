@@ -1,6 +1,7 @@
 // Interactive attention: softmax(q·k / sqrt(d) + eta(context)) where a small network eta turns a context
-// vector into an additive bias on the attention scores. The bias is a float attnMask [B, 1, 1, N] that
-// requires grad, so eta trains through the fused attention kernel's mask gradient.
+// vector into an additive bias on the attention scores. The bias [B, N] is a tensor that requires grad, read by a
+// scoreMod of F.flexAttention (captured: bias.at(b, kvIdx)), so eta trains through the fused kernel's
+// captured-tensor gradient; no [B, 1, Nq, N] mask is built.
 //
 // Task (UCI handwritten digits): a sequence of N = 5 digit images of distinct classes and a query class
 // (the context, one-hot). Target: the slot (0..4) that holds the queried class. The same model without
@@ -8,9 +9,9 @@
 import { join } from 'node:path';
 import {
   F, Tensor, accuracy, concat, contiguous, fit, load, matmul, nn, noGrad, optim, relu, reshape, save, slice, tensor, tidy,
-  type Batch, type Dataset,
+  type Batch, type Dataset, type Expr,
 } from 'kiln';
-import { type ExampleArgs, argmaxRows, flag, outDir, reportLoss, setup } from '../common';
+import { type ExampleArgs, argmaxRows, flag, outDir, reportLoss, rng, setup } from '../common';
 import { loadDigits } from '../data';
 
 const NAME = 'interactive';
@@ -18,18 +19,6 @@ const N = 5; // images per sequence
 const PIX = 64;
 const CLASSES = 10;
 const ROW = N * PIX + CLASSES; // pixels of the N images, then the one-hot query class
-
-/** Small deterministic generator for building the sequences (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sequences of N images of distinct classes drawn from `pool` (image indices), each with a query class present once. */
 function makeSequences(pixels: Float32Array, labels: Int32Array, pool: number[], count: number, seed: number): { x: Float32Array; y: Int32Array } {
@@ -112,14 +101,17 @@ class InteractiveAttention extends nn.Module {
     const ctx = relu(this.context.forward(onehot)); // [B, d]
     let bias: Tensor | null = null;
     if (this.eta) {
-      // eta(context)_j = h_j · (W ctx): [B, N, d] x [B, d, 1] -> [B, N, 1] -> [B, 1, 1, N], a float attnMask
-      // that requires grad, so eta learns through the fused kernel's mask gradient.
+      // eta(context)_j = h_j · (W ctx): [B, N, d] x [B, d, 1] -> [B, N, 1] -> [B, N], captured by the scoreMod;
+      // it requires grad, so eta learns through the fused backward's captured-tensor gradient.
       const w = reshape(this.eta.forward(ctx), [B, d, 1]);
-      bias = reshape(matmul(h, w), [B, 1, 1, N]);
+      bias = reshape(matmul(h, w), [B, N]);
     }
     const q = reshape(this.query, [1, 1, 1, d]);
-    if (weightsOnly) return { weights: F.attentionWeights(q, kv, { attnMask: bias }), ctx };
-    return { pooled: reshape(F.scaledDotProductAttention(q, kv, kv, { attnMask: bias }), [B, d]), ctx };
+    // The attention map for the report: the same scores, with the bias as the float mask attentionWeights takes.
+    if (weightsOnly) return { weights: F.attentionWeights(q, kv, { attnMask: bias && reshape(bias, [B, 1, 1, N]) }), ctx };
+    const captured = bias;
+    const scoreMod = captured ? (s: Expr, b: Expr, _h: Expr, _i: Expr, j: Expr) => s.add(captured.at(b, j)) : null;
+    return { pooled: reshape(F.flexAttention(q, kv, kv, { scoreMod }), [B, d]), ctx };
   }
 }
 
