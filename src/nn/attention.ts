@@ -40,7 +40,10 @@ export interface AttentionCallOptions {
   /** Incremental decoding: keys and values are appended to this cache and attention reads all of it. */
   cache?: KVCache | null;
   impl?: SdpaOptions['impl'];
-  /** Programmable attention (F.flexAttention): a score mod, a mask mod and a block mask over [B, H, Nq, Nk]. */
+  /**
+   * Programmable attention (F.flexAttention): a score mod, a mask mod and a block mask over [B, H, Nq, Nk]. Through a
+   * cache the mods see absolute query positions (qIdx = the cache's length before the append + i).
+   */
   scoreMod?: ScoreMod | null;
   maskMod?: MaskMod | null;
   blockMask?: BlockMask | null;
