@@ -9,7 +9,7 @@ import { type ExprNode, Expr, ExprTrace, withTrace } from '../ops/expr.js';
 import type { Tensor } from '../ops/tensor.js';
 import { tensor, empty } from '../ops/creation.js';
 import { toDType } from '../ops/elementwise.js';
-import { FLEX_IDLE_PARAMS, flexBlockMask, flexModules } from '../launch/attention.js';
+import { FLEX_IDLE_PARAMS, flexBlockMask, flexCaptureReduce, flexModules } from '../launch/attention.js';
 import { type FlexCode, flexConstWords, generateFlex } from './codegen.js';
 import { type FlexRun, NO_FLEX_PARAMS, captureScratch, fusedAttention } from './fused.js';
 import { type AttentionPlan, planAttention } from './plan.js';
@@ -335,6 +335,7 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexAtt
       gradCaptures,
       gradTotal,
       gradSites: code.gradSites,
+      reduceCaptures: flexCaptureReduce,
     };
     if (!p.widenInputs) return fusedAttention(q, k, v, null, p, run);
     const [qc, kc, vc] = [q, k, v].map((t) => toDType(t, 'f32'));

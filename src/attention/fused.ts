@@ -4,7 +4,7 @@
 import { ShapeError, fmtShape } from '../errors.js';
 import { allocLike } from '../tensor/base.js';
 import { broadcastStrides } from '../tensor/shape.js';
-import { type FlexBindings, attentionBackward, attentionForward, flexCaptureReduce } from '../launch/attention.js';
+import { type FlexBindings, attentionBackward, attentionForward, type flexCaptureReduce } from '../launch/attention.js';
 import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from '../ops/tensor.js';
@@ -89,6 +89,11 @@ export interface FlexRun {
   readonly gradTotal: number;
   /** Reads of gradient captures in the score mod: (index, value) pairs per score entry in the dq pass. */
   readonly gradSites: number;
+  /**
+   * The fixed-order reduction of the dq pass's partial sums (launch/attention.ts), passed in by flexAttention so that
+   * a page that only runs scaledDotProductAttention carries no flex kernel.
+   */
+  readonly reduceCaptures: typeof flexCaptureReduce;
 }
 
 interface Saved {
@@ -133,7 +138,7 @@ function fusedBackward(p: AttentionPlan, g: Tensor, s: Saved, wantMaskGrad: bool
   let captures: Tensor | null = null;
   if (cap && scratch) {
     captures = allocLike(g, [flex!.gradTotal], 'f32');
-    flexCaptureReduce(p.fn, scratch, captures, flex!.gradTotal, p.Bt * p.Hq * p.Nq > 0 ? cap.slots : 0, flex!.gradTotal, 2 * cap.pairs * cap.slots);
+    flex!.reduceCaptures(p.fn, scratch, captures, flex!.gradTotal, p.Bt * p.Hq * p.Nq > 0 ? cap.slots : 0, flex!.gradTotal, 2 * cap.pairs * cap.slots);
     scratch.dispose();
   }
   delta.dispose();
