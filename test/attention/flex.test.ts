@@ -2,12 +2,14 @@
 // dq, dk, dv and the gradients of captured tensors, for the built-in mods and hand-written ones, with GQA, Nq != Nk,
 // Dv != D, fully masked rows and NaN inputs; a block-masked run equals the unmasked one; bad mods fail before any work.
 import { describe, expect, it } from 'vitest';
-import { F, type Tensor, memory, tidy, tensor, ValueError, createBlockMask, attentionMods } from '../../src/index.node';
+import { F, type Tensor, memory, tidy, tensor, ValueError, createBlockMask, attentionMods, attentionMods as M, nn, KVCache, KilnError } from '../../src/index.node';
 import { type Expr, where } from '../../src/ops/expr';
 import { type Ref, allClose } from '../reference/core';
 import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
 import { fromRef, rnd } from '../helpers';
 import { flexSource } from '../../src/attention/flex';
+import { pipelineCount } from '../../src/gpu/kernels';
+import { gpu } from '../../src/gpu/device';
 
 type KilnOpts = NonNullable<Parameters<typeof F.flexAttention>[3]>;
 
@@ -135,6 +137,56 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     });
   });
 
+  it('slidingWindow with a query offset (the queries are the last 20 of 50 positions), GQA, Dv != D', async () => {
+    const W = 12, Nq = 20, Nk = 50, off = Nk - Nq;
+    await expectFlex({
+      q: rnd(shape(2, 4, Nq, 12), 81, -2, 2), k: rnd(shape(2, 2, Nk, 12), 82, -2, 2), v: rnd(shape(2, 2, Nk, 20), 83),
+      kiln: () => ({ maskMod: M.slidingWindow(W), queryOffset: off }),
+      // qIdx is the absolute position i + off.
+      ref: { maskMod: (_b, _h, i, j) => i + off - j >= 0 && i + off - j < W },
+    });
+  });
+
+  it('prefixLM: every query sees the prefix, causally after it (Nq != Nk)', async () => {
+    const P = 7;
+    await expectFlex({
+      q: rnd(shape(1, 3, 29, 8), 91), k: rnd(shape(1, 3, 33, 8), 92), v: rnd(shape(1, 3, 33, 8), 93),
+      kiln: () => ({ maskMod: M.prefixLM(P) }),
+      ref: { maskMod: (_b, _h, i, j) => j <= i || j < P },
+    });
+  });
+
+  it('the built-ins (softCap, alibi, relativeBias chained; causal with an offset, slidingWindow, documentMask, prefixLM combined) with gradients', async () => {
+    const H = 2, Nq = 24, Nk = 30, R = 4, off = Nk - Nq;
+    const slopes = { data: Float64Array.from([0.5, 0.25]), shape: [H] };
+    const table = rnd([H, 2 * R + 1], 71);
+    const doc = Array.from({ length: Nk }, (_, j) => (j < 17 ? 0 : 1));
+    const bucket = (i: number, j: number) => Math.max(-R, Math.min(R, j - i)) + R;
+    const capRef = (s: number) => 3 * Math.tanh(s / 3);
+    // mask: (causal(off) and slidingWindow(6, off)) or prefixLM(3), and documentMask (query i at position i + off)
+    const maskRef = (i: number, j: number) => ((j <= i + off && i + off - j < 6) || (j <= i || j < 3)) && doc[Math.min(i + off, Nk - 1)] === doc[j];
+    await expectFlex({
+      q: rnd(shape(1, H, Nq, 8), 72, -2, 2), k: rnd(shape(1, H, Nk, 8), 73, -2, 2), v: rnd(shape(1, H, Nk, 8), 74),
+      captures: [
+        { ref: slopes, grad: (acc) => (_b, h, i, j, ds) => { acc[h] += ds * (j - i); } },
+        { ref: table, grad: (acc) => (_b, h, i, j, ds) => { acc[h * (2 * R + 1) + bucket(i, j)] += ds; } },
+        { ref: { data: Float64Array.from(doc), shape: [Nk] }, dtype: 'i32' },
+      ],
+      kiln: ([sl, tb, dc]) => ({
+        scoreMod: M.chain(M.softCap(3), M.alibi(sl), M.relativeBias(tb, R)),
+        maskMod: M.and(
+          M.or(M.and(M.causal(off), M.slidingWindow(6, off)), M.prefixLM(3)),
+          (_b, _h, i, j) => dc.at(i.add(off).minimum(Nk - 1)).eq(dc.at(j)),
+        ),
+      }),
+      ref: {
+        scoreMod: (s, _b, h, i, j) => capRef(s) + slopes.data[h] * (j - i) + table.data[h * (2 * R + 1) + bucket(i, j)],
+        scoreModGrad: (s) => 1 - Math.tanh(s / 3) ** 2,
+        maskMod: (_b, _h, i, j) => maskRef(i, j),
+      },
+    });
+  });
+
   it('document masking over a captured i32 tensor, with fully masked rows (zeros, zero gradients)', async () => {
     const N = 30;
     const doc = Array.from({ length: N }, (_, i) => (i < 10 ? 0 : i < 22 ? 1 : 2));
@@ -201,6 +253,29 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     for (const t of [t1, t2, t3]) t.dispose();
   });
 
+  it('a training loop compiles a mod structure once: forward, dK/dV and dQ pipelines, then none', async () => {
+    const H = 2, N = 16, R = 3;
+    const q = fromRef(rnd(shape(1, H, N, 8), 101), { requiresGrad: true });
+    const table = fromRef(rnd([H, 2 * R + 1], 102), { requiresGrad: true });
+    const step = (mod: (t: Tensor, c: number) => KilnOpts['scoreMod'], c: number) => {
+      const out = F.flexAttention(q, q, q, { scoreMod: mod(table, c) });
+      tidy(() => out.sum()).backward();
+      out.dispose();
+      for (const t of [q, table]) { t.grad?.dispose(); t.grad = null; }
+    };
+    // A new closure each step, as a training loop that rebuilds its mods; other constants, same structure.
+    const warm = (t: Tensor, c: number) => (s: Expr, _b: Expr, h: Expr, i: Expr, j: Expr) => s.mul(c).add(t.at(h, j.sub(i).clamp(-R, R).add(R)));
+    const mod = (t: Tensor, c: number) => (s: Expr, _b: Expr, h: Expr, i: Expr, j: Expr) => s.sub(t.at(h, j.sub(i).clamp(-R, R).add(R)).mul(c));
+    step(warm, 1); // compiles what every structure shares (the delta pass, the captured-gradient reduction, the loss)
+    const before = pipelineCount();
+    step(mod, 0.5);
+    expect(pipelineCount() - before).toBe(3);
+    const after = pipelineCount();
+    for (const c of [0.25, 2, 3]) step(mod, c);
+    expect(pipelineCount()).toBe(after);
+    for (const t of [q, table]) t.dispose();
+  });
+
   it('bad mods fail before any GPU work, naming the mod and the expression', () => {
     const q = fromRef(rnd(shape(1, 1, 8, 4), 1));
     const tab = fromRef(rnd([3], 2));
@@ -213,12 +288,97 @@ describe('flexAttention', { timeout: 600_000 }, () => {
       [{ scoreMod: (s) => s.logicalAnd(s.gt(0)) }, /logicalAnd.*bool operands/],
       [{ scoreMod: (s) => s.add('x' as unknown as number) }, /operand must be an Expr or a number/],
     ];
+    // Unsupported operations, JS operators and Math on an Expr: ValueErrors naming the mod, the operation and the
+    // expression (not JavaScript's TypeError).
+    const loose = (s: Expr) => s as unknown as Record<string, (...a: unknown[]) => Expr>;
+    cases.push(
+      [{ scoreMod: (s) => loose(s.div(2).tanh()).softmax(-1) }, /flexAttention: scoreMod: tanh\(\(score \/ c0\)\)\.softmax\(\.\.\.\): 'softmax' is not an Expr operation; a mod may use add sub .* where\(cond, a, b\) and t\.at/],
+      [{ maskMod: (_b, _h, i, j) => loose(i).greater(j) }, /flexAttention: maskMod: qIdx\.greater\(\.\.\.\): 'greater' is not an Expr operation/],
+      [{ scoreMod: (s) => (s as unknown as number) * 2 as unknown as Expr }, /scoreMod: a JavaScript operator or Math function was applied to score; mods trace Expr methods/],
+      [{ scoreMod: (s) => Math.tanh(s as unknown as number) as unknown as Expr }, /scoreMod: a JavaScript operator or Math function was applied to score/],
+      [{ maskMod: (_b, _h, i, j) => ((i as unknown as number) < (j as unknown as number)) as unknown as Expr }, /maskMod: a JavaScript operator .* applied to qIdx/],
+      [{ scoreMod: (s, _b, _h, i) => s.add(tab.at(i, 0)) }, /capture.*has 1 dims, so \.at\(\) takes 1 indices, got 2/],
+      [{ scoreMod: (s) => s, queryOffset: -1 }, /queryOffset must be a non-negative integer/],
+    );
+    const before = memory();
     for (const [opts, re] of cases) {
       expect(() => F.flexAttention(q, q, q, opts)).toThrow(ValueError);
       expect(() => F.flexAttention(q, q, q, opts)).toThrow(re);
     }
+    // createBlockMask validates its maskMod the same way.
+    expect(() => createBlockMask((_b, _h, i) => loose(i).foo(), 1, 1, 8, 8)).toThrow(/createBlockMask: maskMod: qIdx\.foo\(\.\.\.\): 'foo' is not an Expr operation/);
+    expect(() => createBlockMask((_b, _h, i) => i.add(1) as unknown as Expr, 1, 1, 8, 8)).toThrow(/createBlockMask: maskMod must return a bool Expr/);
+    // Nothing was allocated or encoded.
+    expect(memory().buffers).toBe(before.buffers);
+    expect(memory().bytes).toBe(before.bytes);
     q.dispose();
     tab.dispose();
+  });
+});
+
+describe('flexAttention through a KV cache', { timeout: 600_000 }, () => {
+  // The mods see absolute query positions (queryOffset = the cache's length before the append), so a position-
+  // dependent scoreMod and maskMod give the same rows whether the sequence is decoded whole, one position at a time,
+  // or as a prefill and chunks.
+  it('incremental decoding with a scoreMod and maskMod equals the full-sequence run, row for row', async () => {
+    const E = 16, H = 4, N = 11, R = 3, W = 5;
+    const m = new nn.MultiheadAttention(E, H, { kvHeads: 2, seed: 5 });
+    m.eval();
+    const table = fromRef(rnd([H, 2 * R + 1], 7));
+    const mods = { scoreMod: M.relativeBias(table, R), maskMod: M.slidingWindow(W) };
+    const x = fromRef(rnd([1, N, E], 8));
+    const fullOut = m.forward(x, x, x, { ...mods, isCausal: true });
+    const full = Array.from(await fullOut.toArray());
+    fullOut.dispose();
+    const before = memory().buffers;
+    for (const chunks of [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [4, 1, 3, 1, 2]]) {
+      const cache = new KVCache(N);
+      const rows: number[] = [];
+      let t = 0;
+      for (const n of chunks) {
+        const y = tidy(() => {
+          const xs = x.slice(1, t, t + n);
+          return m.forward(xs, xs, xs, { ...mods, isCausal: true, cache });
+        });
+        rows.push(...(await y.toArray()));
+        y.dispose();
+        t += n;
+      }
+      expect(cache.length).toBe(N);
+      for (let i = 0; i < N; i++) {
+        const r = allClose(rows.slice(i * E, (i + 1) * E), full.slice(i * E, (i + 1) * E), { atol: 2e-5, rtol: 1e-4 });
+        expect(r.ok, `chunks ${chunks.join(',')}: row ${i}: ${r.message}`).toBe(true);
+      }
+      cache.dispose();
+    }
+    expect(memory().buffers).toBe(before);
+    // Without the offset (the mods at local query rows) a single decoded row differs: the test can see the bug.
+    const qh = fromRef(rnd([1, H, 1, 4], 9)), kh = fromRef(rnd([1, 2, N, 4], 10));
+    const at = async (queryOffset: number) => {
+      const o = F.flexAttention(qh, kh, kh, { ...mods, queryOffset });
+      const a = Array.from(await o.toArray());
+      o.dispose();
+      return a;
+    };
+    expect(await at(N - 1)).not.toEqual(await at(0));
+    for (const t of [x, table, qh, kh]) t.dispose();
+    m.dispose();
+  });
+});
+
+describe('the captured-tensor limit', () => {
+  it('more captures than the adapter binds is a DeviceError naming the count and the limit, before any work', () => {
+    const limit = gpu().device.limits.maxStorageBuffersPerShaderStage - 13;
+    // Each capture is one storage binding beside the kernels' 13: 3 on a 16-buffer adapter.
+    if (limit + 1 > 64) return;
+    const q = fromRef(rnd(shape(1, 1, 8, 4), 1));
+    const caps = Array.from({ length: limit + 1 }, (_, n) => tensor([n, n + 1]));
+    const before = memory();
+    const scoreMod = (s: Expr) => caps.reduce((x, t) => x.add(t.at(1)), s);
+    expect(() => F.flexAttention(q, q, q, { scoreMod })).toThrow(KilnError);
+    expect(() => F.flexAttention(q, q, q, { scoreMod })).toThrow(new RegExp(`flexAttention: the mods capture ${limit + 1} tensors, over this adapter's limit of ${limit} captured tensors \\(maxStorageBuffersPerShaderStage ${limit + 13}, of which the attention kernels use 13\\); stack them into one tensor`));
+    expect(memory().buffers).toBe(before.buffers);
+    for (const t of [q, ...caps]) t.dispose();
   });
 });
 
