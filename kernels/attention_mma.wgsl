@@ -42,6 +42,7 @@ enable f16;
 //!include attention_common.wgsl
 //!include attention_parts.wgsl
 //!include attention_mma_body.wgsl
+//!include attention_mma_shared.wgsl
 
 // Storage element of q, k, v and o: the launcher makes it f16 for f16 inputs.
 alias io_t = f32;
@@ -66,22 +67,6 @@ var<workgroup> adm_w: array<u32, BLOCK_M * ((BLOCK_N + 31u) / 32u)>;
 // The operand arrays of the matrix steps (the builtins' shim names the same: tile_a left, tile_b right).
 fn mm_left(i: u32) -> f32 { return f32(tile_a[i]); }
 fn mm_right(i: u32) -> f32 { return f32(tile_b[i]); }
-
-// attention_common.wgsl's score_block and acc_step read these; the products here do not use them.
-fn row_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn col_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn acc_vec(tile: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn extra_input_at(i: u32) -> f32 { return 0.0; }
-
-// x rounded to f16 for a tile, noting a non-finite result (tested on the f16 bits: compilers may fold f32(f16(x))
-// back to x, which would miss an f32 value beyond f16's range).
-fn to_tile(x: f32, note: bool) -> f16 {
-  let h = f16(x);
-  if (note && (bitcast<u32>(vec2<f16>(h, h)) & 0x7c00u) == 0x7c00u) {
-    atomicOr(&nonfinite_seen, 1u);
-  }
-  return h;
-}
 
 fn tile_row(at: u32) -> vec4<f32> {
   return vec4<f32>(tile_c[at], tile_c[at + 1u], tile_c[at + 2u], tile_c[at + 3u]);

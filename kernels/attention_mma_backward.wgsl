@@ -33,6 +33,7 @@ enable f16;
 //!include attention_common.wgsl
 //!include attention_parts.wgsl
 //!include attention_mma_body.wgsl
+//!include attention_mma_shared.wgsl
 
 alias io_t = f32;
 
@@ -59,21 +60,6 @@ var<workgroup> delta_t: array<f32, BLOCK_M>;
 fn mm_left(i: u32) -> f32 { return f32(tile_h[i]); }
 fn mm_right(i: u32) -> f32 { return f32(tile_h[i]); }
 
-// attention_common.wgsl's score_block and acc_step read these; the products here do not use them.
-fn row_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn col_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn acc_vec(tile: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
-fn extra_input_at(i: u32) -> f32 { return 0.0; }
-
-// x rounded to f16 for a tile, noting a non-finite result when the accumulations multiply the tile in (tested on the
-// f16 bits: compilers may fold f32(f16(x)) back to x).
-fn to_tile(x: f32, note: bool) -> f16 {
-  let h = f16(x);
-  if (note && (bitcast<u32>(vec2<f16>(h, h)) & 0x7c00u) == 0x7c00u) {
-    atomicOr(&nonfinite_seen, 1u);
-  }
-  return h;
-}
 
 // C [R][C] (at c_off, row stride c_stride) = L [R][kdim] (a_off, a_stride) x R [kdim][C] (b_off, b_stride), f32 sums,
 // into tile_c; the SM_M x SM_N blocks dealt to the warps in turn. R, C multiples of SM_M, SM_N; kdim of SM_K.
