@@ -1,5 +1,5 @@
 /// <reference types="@webgpu/types" preserve="true" />
-// kiln's public API, and nothing else (DESIGN.md's contract and what README documents). Flags, attention tile
+// kiln's public API, and nothing else (docs/api.md's contract and what README documents). Flags, attention tile
 // choices, raw kernel access, the GPU device, GPU counters and timers are in kiln/experimental (src/experimental.ts).
 // Every module is free of import side effects (package.json "sideEffects": false), so bundlers keep what a page uses.
 

@@ -1,4 +1,4 @@
-// The layer map of DESIGN.md, checked: a file imports (at run time; `import type` is erased) only from its own layer
+// The layer map of docs/architecture.md, checked: a file imports (at run time; `import type` is erased) only from its own layer
 // or earlier ones, and the run-time imports have no cycle.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
