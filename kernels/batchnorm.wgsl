@@ -12,8 +12,13 @@
 //   training the statistics depend on x (dx = w invstd (dy - mean(dy) - xhat mean(dy xhat))); in eval they are constants.
 //   count: num_batches_tracked += 1 (one thread).
 //   NaN: a NaN in a channel makes its statistics NaN, and so the channel's y, by plain arithmetic.
+//   f16: x, y, dy and dx are io_t, f32 here and f16 in the file's 'f16' variant (src/gpu/kernels.ts kernelVariant;
+//   needs shader-f16; HALF_IO = 1 there): elements widen exactly to f32, every statistic and product is f32 as in the
+//   f32 kernel, and y and dx are rounded once (to_io). weight, bias, the running and saved statistics and dweight /
+//   dbias stay f32, as PyTorch's batch norm keeps them for a half input.
 //   Dispatch: C workgroups in any 2-D grid (x fastest).
 //!include workgroup_reduce.wgsl
+//!include half_io.wgsl
 
 struct Params {
   N: u32,
@@ -36,20 +41,22 @@ override WG: u32 = 256u;
 override TRAINING: u32 = 1u;
 override UPDATE_RUNNING: u32 = 1u;
 override HAS_WEIGHT: u32 = 1u;
+override HALF_IO: u32 = 0u;
+alias io_t = f32;
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<io_t>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<io_t>;
 @group(0) @binding(5) var<storage, read_write> save_mean: array<f32>;
 @group(0) @binding(6) var<storage, read_write> save_invstd: array<f32>;
 @group(0) @binding(7) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(9) var<storage, read> dy: array<f32>;
+@group(0) @binding(9) var<storage, read> dy: array<io_t>;
 @group(0) @binding(10) var<storage, read> saved_mean: array<f32>;
 @group(0) @binding(11) var<storage, read> saved_invstd: array<f32>;
-@group(0) @binding(12) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(12) var<storage, read_write> dx: array<io_t>;
 @group(0) @binding(13) var<storage, read_write> dweight: array<f32>;
 @group(0) @binding(14) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(15) var<storage, read_write> counter: array<i32>;
@@ -60,6 +67,12 @@ fn at(off: u32, s: vec4<u32>, c: u32, e: u32) -> u32 {
   let n = e / hw;
   let q = e % hw;
   return off + n * s.x + c * s.y + (q / params.W) * s.z + (q % params.W) * s.w;
+}
+
+// A result as stored: rounded once to f16 in the f16 variant.
+fn store(v: f32) -> io_t {
+  if (HALF_IO != 0u) { return to_io(v); }
+  return io_t(v);
 }
 
 // Contiguous output offset of the e-th element of channel c.
@@ -78,11 +91,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   var invstd = 0.0;
   if (TRAINING != 0u) {
     var s = 0.0;
-    for (var e = lid; e < M; e += WG) { s += x[at(params.x_off, params.x_strides, c, e)]; }
+    for (var e = lid; e < M; e += WG) { s += f32(x[at(params.x_off, params.x_strides, c, e)]); }
     mu = reduce2(s, 0.0, lid).x / f32(M);
     var v = 0.0;
     for (var e = lid; e < M; e += WG) {
-      let d = x[at(params.x_off, params.x_strides, c, e)] - mu;
+      let d = f32(x[at(params.x_off, params.x_strides, c, e)]) - mu;
       v += d * d;
     }
     let var_b = reduce2(v, 0.0, lid).x / f32(M);
@@ -106,7 +119,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     scale = weight[params.w_off + c] * invstd;
     shift = bias[params.b_off + c] - mu * scale;
   }
-  for (var e = lid; e < M; e += WG) { y[out_at(c, e)] = fma(x[at(params.x_off, params.x_strides, c, e)], scale, shift); }
+  for (var e = lid; e < M; e += WG) { y[out_at(c, e)] = store(fma(f32(x[at(params.x_off, params.x_strides, c, e)]), scale, shift)); }
 }
 
 @compute @workgroup_size(WG)
@@ -120,8 +133,8 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   var s = 0.0;
   var sx = 0.0;
   for (var e = lid; e < M; e += WG) {
-    let g = dy[at(params.dy_off, params.dy_strides, c, e)];
-    let xhat = (x[at(params.x_off, params.x_strides, c, e)] - mu) * invstd;
+    let g = f32(dy[at(params.dy_off, params.dy_strides, c, e)]);
+    let xhat = (f32(x[at(params.x_off, params.x_strides, c, e)]) - mu) * invstd;
     s += g;
     sx += g * xhat;
   }
@@ -140,9 +153,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     mean_dyx = sums.y / f32(M);
   }
   for (var e = lid; e < M; e += WG) {
-    let g = dy[at(params.dy_off, params.dy_strides, c, e)];
-    let xhat = (x[at(params.x_off, params.x_strides, c, e)] - mu) * invstd;
-    dx[out_at(c, e)] = k * (g - mean_dy - xhat * mean_dyx);
+    let g = f32(dy[at(params.dy_off, params.dy_strides, c, e)]);
+    let xhat = (f32(x[at(params.x_off, params.x_strides, c, e)]) - mu) * invstd;
+    dx[out_at(c, e)] = store(k * (g - mean_dy - xhat * mean_dyx));
   }
 }
 

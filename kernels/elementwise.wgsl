@@ -21,6 +21,7 @@
 // the compiler may fold float comparisons, min and max as if NaN did not exist.
 //!include numerics.wgsl
 //!include dtypes.wgsl
+//!include half_io.wgsl
 
 struct Params {
   n: u32,
@@ -467,17 +468,7 @@ override FORM: u32 = 0u;
 @group(0) @binding(14) var<storage, read_write> out_n: array<io_t>;
 @group(0) @binding(15) var<storage, read_write> out2_n: array<io_t>;
 
-// v rounded once to f16 as f32_to_half rounds it: WGSL's conversion may take values between 65504 and 2^16 to either
-// 65504 or infinity, so those below IEEE's overflow threshold (65520) become 65504 and the rest are doubled (past 2^16:
-// infinity for certain, sign kept). NaN stays NaN.
-fn to_io(v: f32) -> io_t {
-  let m = abs(v);
-  var w = v;
-  if (m > 65504.0 && m < 65520.0) { w = sign(v) * 65504.0; }
-  if (m >= 65520.0 && m < 65536.0) { w = 2.0 * v; }
-  return io_t(w);
-}
-
+// (to_io, the one rounding of a result to io_t: half_io.wgsl.)
 @compute @workgroup_size(WG)
 fn native(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);

@@ -5,8 +5,8 @@ import { DeviceError } from '../errors.js';
 import { type TensorBase, allocLike } from '../tensor/base.js';
 import { numel } from '../tensor/shape.js';
 import { gpu } from '../gpu/device.js';
-import { dispatch, grid1d } from '../gpu/kernels.js';
-import { bufOf, dummy } from './common.js';
+import { dispatch, grid1d, kernelVariant } from '../gpu/kernels.js';
+import { bufOf, dummy, nativeF16, rawBuf } from './common.js';
 import { reduce } from './reduce.js';
 import convKernel from './kernels/conv.js';
 import poolKernel from './kernels/pool.js';
@@ -236,29 +236,39 @@ function bnParams(x: TensorBase, dy: TensorBase | null, spec: BatchNormSpec, vec
   };
 }
 
-function bnConstants(spec: BatchNormSpec, weight: TensorBase | null): Record<string, number> {
-  return { TRAINING: spec.training ? 1 : 0, UPDATE_RUNNING: spec.updateRunning ? 1 : 0, HAS_WEIGHT: weight ? 1 : 0 };
+function bnConstants(spec: BatchNormSpec, weight: TensorBase | null, half: boolean): Record<string, number> {
+  return { TRAINING: spec.training ? 1 : 0, UPDATE_RUNNING: spec.updateRunning ? 1 : 0, HAS_WEIGHT: weight ? 1 : 0, HALF_IO: half ? 1 : 0 };
 }
 
 /**
+ * Whether batch norm takes this f16 input as f16 storage (the kernel's 'f16' variant: shader-f16, flag f16.kernels);
+ * elsewhere the op widens it to f32 around the f32 kernel (src/ops/conv.ts).
+ */
+export const batchNormHalf = (x: TensorBase): boolean => x.dtype === 'f16' && nativeF16();
+
+/** The kernel for x's dtype (f16 x: the 'f16' variant, whose x, y, dy and dx are f16). */
+const bnKernelFor = (x: TensorBase) => (x.dtype === 'f16' ? kernelVariant(bnKernel, ['f16']) : bnKernel);
+
+/**
  * y = (x - mean) * invstd * weight + bias over channel dim 1 of a 4-D x (the [C] tensors with unit stride, at any
- * offset: the op copies others); returns y and the (mean, invstd) it used.
+ * offset: the op copies others); returns y (x's dtype: f32, or f16 where batchNormHalf) and the f32 (mean, invstd)
+ * it used. weight, bias and the running statistics are f32.
  * runningMean / runningVar are updated in place when spec.updateRunning (their buffers are written).
  */
 export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight: TensorBase | null, bias: TensorBase | null,
   runningMean: TensorBase | null, runningVar: TensorBase | null, spec: BatchNormSpec): { y: T; mean: T; invstd: T } {
   const C = x.shape[1];
-  const y = allocLike(x, x.shape.slice(), 'f32');
+  const y = allocLike(x, x.shape.slice(), x.dtype);
   const mean = allocLike(x, [C], 'f32');
   const invstd = allocLike(x, [C], 'f32');
   if (C === 0) return { y, mean, invstd };
   // Writable bindings may not alias (the dummy buffer included): without running statistics, scratch ones.
   const scratch = runningMean ? [] : [allocLike(x, [C], 'f32'), allocLike(x, [C], 'f32')];
   const rm = runningMean ?? scratch[0], rv = runningVar ?? scratch[1];
-  dispatch(bnKernel, 'forward', {
-    constants: bnConstants(spec, weight),
+  dispatch(bnKernelFor(x), 'forward', {
+    constants: bnConstants(spec, weight, x.dtype === 'f16'),
     bindings: {
-      x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), bias: bias ? bufOf(bias, fn) : dummy(), y: bufOf(y, fn),
+      x: rawBuf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), bias: bias ? bufOf(bias, fn) : dummy(), y: rawBuf(y, fn),
       save_mean: bufOf(mean, fn), save_invstd: bufOf(invstd, fn),
       running_mean: bufOf(rm, fn), running_var: bufOf(rv!, fn),
     },
@@ -270,19 +280,19 @@ export function batchNormForward<T extends TensorBase>(fn: string, x: T, weight:
   return { y, mean, invstd };
 }
 
-/** dx [N, C, H, W] contiguous, dweight and dbias [C] of batch norm. */
+/** dx [N, C, H, W] contiguous (x's dtype; dy has it too), f32 dweight and dbias [C] of batch norm. */
 export function batchNormBackward<T extends TensorBase>(fn: string, dy: T, x: TensorBase, weight: TensorBase | null,
   mean: TensorBase, invstd: TensorBase, spec: BatchNormSpec): { dx: T; dweight: T; dbias: T } {
   const C = x.shape[1];
-  const dx = allocLike(dy, x.shape.slice(), 'f32');
+  const dx = allocLike(dy, x.shape.slice(), x.dtype);
   const dweight = allocLike(dy, [C], 'f32');
   const dbias = allocLike(dy, [C], 'f32');
   if (C === 0) return { dx, dweight, dbias };
-  dispatch(bnKernel, 'backward', {
-    constants: bnConstants(spec, weight),
+  dispatch(bnKernelFor(x), 'backward', {
+    constants: bnConstants(spec, weight, x.dtype === 'f16'),
     bindings: {
-      x: bufOf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), dy: bufOf(dy, fn),
-      saved_mean: bufOf(mean, fn), saved_invstd: bufOf(invstd, fn), dx: bufOf(dx, fn), dweight: bufOf(dweight, fn), dbias: bufOf(dbias, fn),
+      x: rawBuf(x, fn), weight: weight ? bufOf(weight, fn) : dummy(), dy: rawBuf(dy, fn),
+      saved_mean: bufOf(mean, fn), saved_invstd: bufOf(invstd, fn), dx: rawBuf(dx, fn), dweight: bufOf(dweight, fn), dbias: bufOf(dbias, fn),
     },
     params: bnParams(x, dy, spec, [weight, null, null, null]),
     workgroups: grid1d(C),

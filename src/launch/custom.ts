@@ -191,14 +191,14 @@ export function launchCustom<T extends TensorBase>(fn: string, label: string, ke
   for (const [k, t] of Object.entries(inputs)) {
     if (!t || typeof (t as TensorBase).buf !== 'function') throw new ValueError(`${fn}: input '${k}' is not a Tensor`);
     t.buf(fn);
-    if (t.dtype === 'f16') throw new DTypeError(`${fn}: input '${k}' is f16; user kernels read 32-bit words (f32, i32, bool)`);
+    if (t.dtype === 'f16') throw new DTypeError(`${fn}: input '${k}' is f16; user kernels read 32-bit words (f32, i32, bool) and an f16 tensor packs two halves per word, so pass x.float() and cast the result with .half()`);
     const writable = storage.find((b) => b.name === k)?.kind === 'storage';
     if (writable && (!t.isContiguous || t.offset !== 0)) throw new ValueError(`${fn}: input '${k}' ${fmtShape(t.shape)} is read_write but a strided or offset view; updated in place it must be dense (call contiguous() first)`);
   }
   for (const [k, o] of Object.entries(outputs)) {
     if (!o || !Array.isArray(o.shape) || o.shape.some((d) => !Number.isInteger(d) || d < 0)) throw new ShapeError(`${fn}: output '${k}' needs a shape of non-negative integers, got ${JSON.stringify(o?.shape)}`);
     const dt = o.dtype ?? 'f32';
-    if (dt !== 'f32' && dt !== 'i32' && dt !== 'bool') throw new DTypeError(`${fn}: output '${k}' dtype ${String(dt)}; user kernels write f32, i32 or bool`);
+    if (dt !== 'f32' && dt !== 'i32' && dt !== 'bool') throw new DTypeError(`${fn}: output '${k}' dtype ${String(dt)}; user kernels write f32, i32 or bool (32-bit words: make it f32 and cast the result with .half() for f16)`);
   }
   const params = spec.params ?? {};
   const fields = info.params?.fields ?? [];

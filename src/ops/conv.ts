@@ -5,12 +5,12 @@ import { checkDType } from '../tensor/dtype.js';
 import { tidy } from '../tensor/base.js';
 import {
   type AvgMode, type BatchNormSpec, type ConvGeometry, type PoolGeometry, avgPoolBackward, avgPoolForward, batchNormBackward,
-  batchNormForward, checkConv, conv2dForward, conv2dGradInput, conv2dGradWeight, maxPoolBackward, maxPoolForward,
+  batchNormForward, batchNormHalf, checkConv, conv2dForward, conv2dGradInput, conv2dGradWeight, maxPoolBackward, maxPoolForward,
 } from '../launch/conv.js';
 import { reduce } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
-import { inF32 } from './elementwise.js';
+import { inF32, toDType } from './elementwise.js';
 import { contiguous, reshape, squeeze, unsqueeze } from './views.js';
 
 export type Pair = number | [number, number];
@@ -44,16 +44,16 @@ export function toPair(fn: string, name: string, v: unknown, min: number, dims =
   return dims === 2 ? [arr[0], arr[1]] : [min, arr[0]];
 }
 
-function checkFloat(fn: string, name: string, t: Tensor, half = false): void {
+function checkFloat(fn: string, name: string, t: Tensor): void {
   t.buf(fn);
-  checkDType(fn, name, t.dtype, half ? ['f32', 'f16'] : ['f32']);
+  checkDType(fn, name, t.dtype, ['f32', 'f16']);
 }
 
 /** Input, weight and bias of a convolution share one float dtype (as PyTorch's; kiln does not promote here). */
 function checkConvDTypes(fn: string, x: Tensor, weight: Tensor, bias: Tensor | null | undefined): void {
-  checkFloat(fn, 'input', x, true);
-  checkFloat(fn, 'weight', weight, true);
-  if (bias) checkFloat(fn, 'bias', bias, true);
+  checkFloat(fn, 'input', x);
+  checkFloat(fn, 'weight', weight);
+  if (bias) checkFloat(fn, 'bias', bias);
   for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
     if (t && t.dtype !== x.dtype) throw new DTypeError(`${fn}: input is ${x.dtype} but ${name} is ${t.dtype} (give them one dtype: cast with .to('${x.dtype}'))`);
   }
@@ -200,7 +200,7 @@ function poolGeometry(fn: string, x: Tensor, kernelSize: unknown, o: MaxPoolOpti
 }
 
 function checkPoolInput(fn: string, x: Tensor): void {
-  checkFloat(fn, 'input', x, true);
+  checkFloat(fn, 'input', x);
   if (x.rank !== 4 && x.rank !== 3) throw new ShapeError(`${fn}: expects input [N, C, H, W] or [C, H, W], got ${fmtShape(x.shape)}`);
 }
 
@@ -264,6 +264,9 @@ export interface BatchNormOptions {
  * Batch normalisation over dim 1 of x [N, C], [N, C, L] or [N, C, H, W], as PyTorch's F.batch_norm: in training the
  * batch statistics normalise and (where runningMean / runningVar are given) update the running ones in place, with the
  * unbiased variance; otherwise the running statistics normalise.
+ * f16 x (as PyTorch's half batch norm): statistics and arithmetic in f32, y rounded once to f16; the running
+ * statistics are f32 (updated in place in f32), weight and bias f32 or f16 (an f16 one is widened on the tape, so its
+ * gradient comes back f16); the gradient of x is f16, those of f32 weight and bias f32.
  */
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, options?: BatchNormOptions): Tensor {
   const fn = 'batchNorm';
@@ -280,6 +283,10 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   const named: [string, Tensor | null | undefined][] = [['runningMean', runningMean], ['runningVar', runningVar], ['weight', o.weight], ['bias', o.bias]];
   for (const [name, t] of named) {
     if (!t) continue;
+    // The running statistics are written in place by the f32 kernel: an f16 one would lose every small update.
+    if (t.dtype === 'f16' && (name === 'runningMean' || name === 'runningVar')) {
+      throw new DTypeError(`${fn}: ${name} is f16, but the running statistics are kept and updated in f32 (as nn.BatchNorm2d's buffers; an f16 running average loses small updates): give an f32 tensor`);
+    }
     checkFloat(fn, name, t);
     if (t.rank !== 1 || t.shape[0] !== C) throw new ShapeError(`${fn}: ${name} ${fmtShape(t.shape)} must be [${C}] for input ${fmtShape(x.shape)}`);
   }
@@ -297,17 +304,27 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
     throw new ValueError(`${fn}: runningMean and runningVar must not share storage (both are written in place)`);
   }
   const spec: BatchNormSpec = { training, updateRunning: training && !!runningMean, eps, momentum };
-  const x4 = x.rank === 4 ? x : null;
   return tidy(() => {
     // The kernel reads weight and bias with unit stride (at any offset, e.g. inside an optimizer's arena).
-    const unit = (t: Tensor | null | undefined) => (t && C > 1 && t.strides[0] !== 1 ? contiguous(t) : t ?? null);
+    // An f16 weight or bias is widened on the tape (the kernel reads f32 ones).
+    const unit = (t: Tensor | null | undefined) => {
+      const f = t && t.dtype === 'f16' ? toDType(t, 'f32') : t;
+      return f && C > 1 && f.strides[0] !== 1 ? contiguous(f) : f ?? null;
+    };
     const weight = unit(o.weight), bias = unit(o.bias);
-    const v = x4 ?? reshape(x, [x.shape[0], C, 1, x.rank === 3 ? x.shape[2] : 1]);
-    const { y, mean, invstd } = batchNormForward(fn, v, weight, bias, runningMean, runningVar, spec);
-    const out = record(fn, y, [v, weight, bias], (grad, [sx, sm, si, sw], needs) => {
-      const r = batchNormBackward(`${fn}.backward`, grad, sx, sw ?? null, sm, si, spec);
-      return [needs[0] ? r.dx : null, needs[1] ? r.dweight : null, needs[2] ? r.dbias : null];
-    }, [v, mean, invstd, ...(weight ? [weight] : [])]);
-    return x4 ? out : reshape(out, x.shape.slice());
+    const core = (xin: Tensor): Tensor => {
+      const v = xin.rank === 4 ? xin : reshape(xin, [xin.shape[0], C, 1, xin.rank === 3 ? xin.shape[2] : 1]);
+      const { y, mean, invstd } = batchNormForward(fn, v, weight, bias, runningMean, runningVar, spec);
+      const out = record(fn, y, [v, weight, bias], (grad, [sx, sm, si, sw], needs) => {
+        const g = grad.dtype === sx.dtype ? grad : toDType(grad, sx.dtype);
+        const r = batchNormBackward(`${fn}.backward`, g, sx, sw ?? null, sm, si, spec);
+        return [needs[0] ? r.dx : null, needs[1] ? r.dweight : null, needs[2] ? r.dbias : null];
+      }, [v, mean, invstd, ...(weight ? [weight] : [])]);
+      return xin.rank === 4 ? out : reshape(out, xin.shape.slice());
+    };
+    // f16 x reads and writes f16 storage where the adapter has shader-f16 (same f32 arithmetic, y rounded once);
+    // elsewhere it is widened exactly to f32 around the f32 kernel and y rounded once by the cast.
+    if (x.dtype === 'f16' && !batchNormHalf(x)) return inF32('f16', [x], (xw) => core(xw!));
+    return core(x);
   });
 }

@@ -73,7 +73,7 @@ export abstract class Optimizer {
       if (!(p instanceof Tensor)) throw new ValueError(`${name}: parameter ${i} is not a Tensor`);
       if (p.isDisposed) throw new DisposedError(`${name}: parameter ${i} ${fmtShape(p.shape)} was disposed`);
       p.buf(name);
-      if (p.dtype !== 'f32') throw new DTypeError(`${name}: parameter ${i} ${fmtShape(p.shape)} has dtype ${p.dtype}; only f32 parameters can be optimized (kiln keeps f32 master weights: run the f16 compute under autocast, or optimize p.float())`);
+      if (p.dtype !== 'f32') throw new DTypeError(`${name}: parameter ${i} ${fmtShape(p.shape)} has dtype ${p.dtype}; only f32 parameters can be optimized (kiln keeps f32 master weights: run the f16 compute under autocast, or optimize an f32 leaf: w = p.float().detach(); w.requiresGrad = true)`);
       if (!p.isContiguous) throw new ValueError(`${name}: parameter ${i} ${fmtShape(p.shape)} is not contiguous`);
       if (!p.isLeaf) throw new ValueError(`${name}: parameter ${i} ${fmtShape(p.shape)} is not a leaf tensor (it has a grad_fn); optimize the leaves`);
       if (seen.has(p)) continue;

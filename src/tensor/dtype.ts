@@ -7,7 +7,7 @@ export function bytesPerElement(d: DType): number {
   return d === 'f16' ? 2 : 4;
 }
 /** What f16 tensors can do; every other op rejects them with a DTypeError that says so. */
-export const F16_OPS = 'every op of the API but batchNorm and user kernels (defineOp)';
+export const F16_OPS = 'every op of the API but user kernels (defineOp), gradcheck and optimizer parameters';
 export function f16Unsupported(fn: string): DTypeError {
   return new DTypeError(`${fn}: f16 tensors are not supported here (f16 supports ${F16_OPS}); cast with x.to('f32') first`);
 }

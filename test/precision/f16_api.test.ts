@@ -20,7 +20,6 @@ const i32 = (v: number[], shape?: number[]) => K.tensor(v, { dtype: 'i32', shape
 const mask = () => K.tensor([true, false, true, false], { dtype: 'bool' });
 const ac = <T>(f: () => T): T => K.autocast(f, { dtype: 'f16' });
 const qkv = () => [h([1, 2, 5, 4], 1), h([1, 2, 5, 4], 2), h([1, 2, 5, 4], 3)] as const;
-const ISSUE_18 = ['f16', 'not supported', 'to(\'f32\')'];
 
 const refused = (inputs: () => K.Tensor[], refuse: (...xs: K.Tensor[]) => unknown, why: string[]): Refused => ({ inputs, refuse, why });
 const unary = (f: (x: K.Tensor) => unknown): Runs => ({ run: () => f(h([3, 5])), out: 'f16' });
@@ -73,7 +72,8 @@ const FUNCTIONS: Record<string, Case> = {
   maxPool2d: { run: () => K.F.maxPool2d(h([1, 2, 4, 4]), 2), out: 'f16' },
   avgPool2d: { run: () => K.F.avgPool2d(h([1, 2, 4, 4]), 2), out: 'f16' },
   adaptiveAvgPool2d: { run: () => K.F.adaptiveAvgPool2d(h([1, 2, 4, 4]), 1), out: 'f16' },
-  batchNorm: refused(() => [h([2, 3, 4])], (x) => K.F.batchNorm(x, null, null, { training: true }), ['batchNorm', ...ISSUE_18]),
+  // f16 input, f32 running statistics, weight and bias (as PyTorch's half batch norm): f16 out, statistics in f32.
+  batchNorm: { run: () => K.F.batchNorm(h([2, 3, 4]), K.zeros([3]), K.ones([3]), { training: true, weight: K.ones([3]), bias: K.zeros([3]) }), out: 'f16' },
   // Creation takes dtype: 'f16'.
   zeros: { run: () => K.zeros([3], { dtype: 'f16' }), out: 'f16' }, ones: { run: () => K.ones([3], { dtype: 'f16' }), out: 'f16' },
   full: { run: () => K.full([3], 2.5, { dtype: 'f16' }), out: 'f16' }, rand: { run: () => hp([3]), out: 'f16' }, randn: { run: () => h([3]), out: 'f16' },
@@ -84,7 +84,7 @@ const FUNCTIONS: Record<string, Case> = {
   autocast: { run: () => ac(() => K.matmul(K.randn([2, 3]), K.randn([3, 2]))), out: 'f16' },
   compile: { run: () => compiled((x) => K.sum(K.mul(K.exp(x), x), 1), h([3, 5])), out: 'f16' },
   gradcheck: { inputs: () => [K.tensor([1, 2], { dtype: 'f16', requiresGrad: true })], refuse: (x) => K.gradcheck((t) => K.sum(t), [x]), why: ['gradcheck', 'input 0 is f16', 'x.float()'] },
-  defineOp: refused(() => [h([3])], (x) => f16CustomOp(x), ['f16', '32-bit words']),
+  defineOp: refused(() => [h([3])], (x) => f16CustomOp(x), ['f16', '32-bit words', 'two halves per word', 'x.float()']),
 };
 
 /** f traced by compile and run once on x; the result copied out before the step (and what its trace holds) is disposed. */
@@ -147,8 +147,9 @@ const LAYERS: Record<string, LayerCase> = {
   MaxPool2d: { layer: () => new K.nn.MaxPool2d(2), call: (m) => fwd(m, h([1, 2, 4, 4])), out: 'f16' },
   AvgPool2d: { layer: () => new K.nn.AvgPool2d(2), call: (m) => fwd(m, h([1, 2, 4, 4])), out: 'f16' },
   AdaptiveAvgPool2d: { layer: () => new K.nn.AdaptiveAvgPool2d(1), call: (m) => fwd(m, h([1, 2, 4, 4])), out: 'f16' },
-  BatchNorm2d: { layer: () => new K.nn.BatchNorm2d(2), input: () => h([2, 2, 3, 3]), why: ISSUE_18 },
-  BatchNorm1d: { layer: () => new K.nn.BatchNorm1d(2), input: () => h([3, 2]), why: ISSUE_18 },
+  // f32 weight, bias and running statistics meeting an f16 input: accepted, as PyTorch's batch norm (f32 arithmetic).
+  BatchNorm2d: { layer: () => new K.nn.BatchNorm2d(2), call: (m) => fwd(m, h([2, 2, 3, 3])), out: 'f16' },
+  BatchNorm1d: { layer: () => new K.nn.BatchNorm1d(2), call: (m) => fwd(m, h([3, 2])), out: 'f16' },
 };
 const NOT_LAYERS = new Set(['Module', 'StateDictError', 'ModuleList', 'ModuleDict', 'normalParam']);
 
@@ -216,6 +217,16 @@ describe('every op of the API with f16 inputs', () => {
       }
       m.dispose();
     });
+  });
+
+  it('optimizers refuse an f16 parameter saying why (f32 master weights) and what to do, before any GPU work', () => {
+    const p = K.tensor([1, 2], { dtype: 'f16', requiresGrad: true });
+    const before = K.memory().buffers;
+    for (const make of [(ps: K.Tensor[]) => new K.optim.SGD(ps, { lr: 0.1 }), (ps: K.Tensor[]) => new K.optim.Adam(ps, { lr: 0.1 }), (ps: K.Tensor[]) => new K.optim.AdamW(ps, { lr: 0.1 })]) {
+      expectThrows(() => make([p]), K.DTypeError, 'parameter 0', 'has dtype f16', 'f32 master weights', 'autocast', 'p.float().detach()');
+    }
+    expect(K.memory().buffers).toBe(before);
+    p.dispose();
   });
 
   it('Tensor methods run as their functions (a sample, each kind)', async () => {

@@ -191,3 +191,32 @@ export function batchNormTrain(x: Ref, w: Ref | null, b: Ref | null, eps = 1e-5)
   const { mean, variance } = channelStats(x);
   return batchNorm(x, mean, variance, w, b, eps);
 }
+
+/**
+ * Gradients of batch norm for the output gradient g: with xhat = (x - mean) / sqrt(var + eps) per channel,
+ * dweight = sum(g xhat), dbias = sum(g), and dx = w invstd (g - mean(g) - xhat mean(g xhat)) in training (the batch
+ * statistics depend on x), dx = w invstd g with fixed (running) statistics.
+ */
+export function batchNormGrads(x: Ref, g: Ref, w: Ref | null, stats: { mean: number[]; variance: number[] }, training: boolean,
+  eps = 1e-5): { dx: Ref; dw: Ref; db: Ref } {
+  const [N, C] = x.shape;
+  const inner = numel(x.shape.slice(2));
+  const M = N * inner;
+  const dx = new Float64Array(x.data.length), dw = new Float64Array(C), db = new Float64Array(C);
+  const idx = (n: number, c: number, i: number) => (n * C + c) * inner + i;
+  for (let c = 0; c < C; c++) {
+    const invstd = 1 / Math.sqrt(stats.variance[c] + eps);
+    const xhat = (k: number) => (x.data[k] - stats.mean[c]) * invstd;
+    for (let n = 0; n < N; n++) for (let i = 0; i < inner; i++) {
+      const k = idx(n, c, i);
+      db[c] += g.data[k];
+      dw[c] += g.data[k] * xhat(k);
+    }
+    const scale = (w ? w.data[c] : 1) * invstd;
+    for (let n = 0; n < N; n++) for (let i = 0; i < inner; i++) {
+      const k = idx(n, c, i);
+      dx[k] = training ? scale * (g.data[k] - db[c] / M - xhat(k) * (dw[c] / M)) : scale * g.data[k];
+    }
+  }
+  return { dx: { data: dx, shape: [...x.shape] }, dw: { data: dw, shape: [C] }, db: { data: db, shape: [C] } };
+}
