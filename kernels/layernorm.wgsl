@@ -4,9 +4,11 @@
 //   Reads (strided views, in place): x at x_off + view_offset(row, x_strides) + c * x_sc; weight and bias [C] at
 //   w_off + c * w_sc, b_off + c * b_sc (when HAS_WEIGHT / HAS_BIAS); dy like x (dy_off, dy_strides, dy_sc).
 //   forward writes y [rows, C], mean [rows] and rstd [rows] (saved for backward), contiguous.
-//   backward reads x, weight, dy, mean, rstd and writes dx [rows, C] contiguous; dweight and dbias are column sums
-//   that the caller computes with the reduction kernel.
-//   Tiling: one workgroup of WG threads per row; two passes (mean, then variance) for accuracy.
+//   backward reads x, weight, dy, mean, rstd and writes dx [rows, C] contiguous.
+//   backward_affine reads x, dy, mean, rstd and writes the column sums dweight[c] = sum over rows of dy * xhat and
+//   dbias[c] = sum over rows of dy ([C] each, contiguous; HAS_WEIGHT / HAS_BIAS say which are wanted).
+//   Tiling: one workgroup of WG threads per row (forward, backward) or per column (backward_affine, the rows split
+//   over the threads and summed by a tree); two passes (mean, then variance) for accuracy.
 //   NaN: a NaN (or an infinity) in a row makes the row's variance NaN, and the whole row of y is then NaN, as
 //   PyTorch; the NaN is chosen from the bits (numerics.wgsl), not left to arithmetic the compiler may fold.
 //!include numerics.wgsl
@@ -46,6 +48,8 @@ override WG: u32 = 64u;
 @group(0) @binding(8) var<storage, read> saved_mean: array<f32>;
 @group(0) @binding(9) var<storage, read> saved_rstd: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(12) var<storage, read_write> dbias: array<f32>;
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -107,5 +111,28 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (HAS_WEIGHT == 1u) { g = g * weight[params.w_off + c * params.w_sc]; }
     let xh = (x[xb + c * xs] - mu) * r;
     dx[base + c] = r * (g - sums.x - xh * sums.y);
+  }
+}
+
+// dweight[c] = sum_rows dy * xhat, dbias[c] = sum_rows dy: one workgroup per column, the rows strided over threads.
+@compute @workgroup_size(WG)
+fn backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let c = wid.x + wid.y * nwg.x;
+  if (c >= params.C) { return; }
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var row = lid; row < params.rows; row += WG) {
+    let g = dy[params.dy_off + view_offset(row, params.rank, params.shape, params.dy_strides) + c * params.dy_sc];
+    if (HAS_WEIGHT == 1u) {
+      let xh = (x[params.x_off + view_offset(row, params.rank, params.shape, params.x_strides) + c * params.x_sc] - saved_mean[row]) * saved_rstd[row];
+      sw += g * xh;
+    }
+    sb += g;
+  }
+  let sums = reduce2(sw, sb, lid);
+  if (lid == 0u) {
+    if (HAS_WEIGHT == 1u) { dweight[c] = sums.x; }
+    if (HAS_BIAS == 1u) { dbias[c] = sums.y; }
   }
 }

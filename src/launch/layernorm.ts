@@ -73,6 +73,15 @@ export function layerNormForward<T extends TensorBase>(x: T, weight: TensorBase 
   }
 }
 
+/** The params both backward entries read: x's and dy's views (dy broadcast to x's shape). */
+function backwardParams(x: Run, dy: Run, rows: number, C: number, lead: number[], eps: number, w: { off: number; sc: number }) {
+  return {
+    rows, C, eps, rank: lead.length,
+    x_off: x.off, x_sc: x.sc, dy_off: dy.off, dy_sc: dy.sc, w_off: w.off, w_sc: w.sc, b_off: 0, b_sc: 0,
+    shape: pad8(lead), x_strides: pad8(x.lead), dy_strides: pad8(dy.lead),
+  };
+}
+
 /** dx from the saved x, mean, rstd, the weight and the incoming gradient dy (broadcast to x's shape). */
 export function layerNormBackward<T extends TensorBase>(x: T, weight: TensorBase | null, dy: TensorBase, mean: TensorBase, rstd: TensorBase, normDims: number, eps: number): T {
   const fn = 'layerNorm.backward';
@@ -88,16 +97,44 @@ export function layerNormBackward<T extends TensorBase>(x: T, weight: TensorBase
       dispatch(kernel, 'backward', {
         constants: { HAS_WEIGHT: weight ? 1 : 0, HAS_BIAS: 0 },
         bindings: { x: bufOf(xr.t, fn), weight: w.buf, dy: bufOf(gr.t, fn), saved_mean: bufOf(mean, fn), saved_rstd: bufOf(rstd, fn), dx: bufOf(dx, fn) },
-        params: {
-          rows, C, eps, rank: lead.length,
-          x_off: xr.off, x_sc: xr.sc, dy_off: gr.off, dy_sc: gr.sc, w_off: w.off, w_sc: w.sc, b_off: 0, b_sc: 0,
-          shape: pad8(lead), x_strides: pad8(xr.lead), dy_strides: pad8(gr.lead),
-        },
+        params: backwardParams(xr, gr, rows, C, lead, eps, w),
         workgroups: grid1d(rows),
         label: fn,
       });
     }
     return dx;
+  } finally {
+    for (const t of owned) t.dispose();
+  }
+}
+
+/**
+ * The affine parameters' gradients in one dispatch: dweight = the column sums of dy * xhat (xhat recomputed from the
+ * saved statistics) and dbias = the column sums of dy, each shaped as the normalized dims; null where not wanted.
+ */
+export function layerNormBackwardAffine<T extends TensorBase>(x: T, dy: TensorBase, mean: TensorBase, rstd: TensorBase, normDims: number, wantWeight: boolean, wantBias: boolean): { dweight: T | null; dbias: T | null } {
+  const fn = 'layerNorm.backward';
+  const { rows, C, lead } = geometry(x, normDims);
+  const normShape = x.shape.slice(x.rank - normDims);
+  const owned: TensorBase[] = [];
+  try {
+    const xr = runOf(fn, x, x.shape, normDims, owned);
+    const gr = runOf(fn, dy, x.shape, normDims, owned);
+    const dweight = wantWeight ? allocLike(x, normShape.slice(), 'f32') : null;
+    const dbias = wantBias ? allocLike(x, normShape.slice(), 'f32') : null;
+    if (C > 0 && (dweight || dbias)) {
+      dispatch(kernel, 'backward_affine', {
+        constants: { HAS_WEIGHT: dweight ? 1 : 0, HAS_BIAS: dbias ? 1 : 0 },
+        bindings: {
+          x: dweight ? bufOf(xr.t, fn) : dummy(), dy: bufOf(gr.t, fn), saved_mean: dweight ? bufOf(mean, fn) : dummy(), saved_rstd: dweight ? bufOf(rstd, fn) : dummy(),
+          dweight: dweight ? bufOf(dweight, fn) : dummy(true, 0), dbias: dbias ? bufOf(dbias, fn) : dummy(true, 1),
+        },
+        params: backwardParams(xr, gr, rows, C, lead, 0, { off: 0, sc: 0 }),
+        workgroups: grid1d(C),
+        label: fn,
+      });
+    }
+    return { dweight, dbias };
   } finally {
     for (const t of owned) t.dispose();
   }

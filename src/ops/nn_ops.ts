@@ -2,11 +2,10 @@
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { checkDType } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/base.js';
-import { normDim, numel } from '../tensor/shape.js';
-import { B, binary, copy } from '../launch/elementwise.js';
-import { reduce } from '../launch/reduce.js';
+import { normDim } from '../tensor/shape.js';
+import { copy } from '../launch/elementwise.js';
 import { softmax as launchSoftmax } from '../launch/softmax.js';
-import { layerNormBackward, layerNormForward } from '../launch/layernorm.js';
+import { layerNormBackward, layerNormBackwardAffine, layerNormForward } from '../launch/layernorm.js';
 import { gatherRows, scatterAddRows } from '../launch/gather.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from './tensor.js';
@@ -50,22 +49,13 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
   if (ac) return ac;
   // f16 anywhere: statistics and the affine map in f32, the output rounded once to x's dtype.
   if ([x, weight, bias].some((t) => t?.dtype === 'f16')) return inF32(x.dtype, [x, weight, bias], (a, w, b) => layerNorm(a!, ns, w, b, eps));
-  const C = numel(ns);
-  const rows = C === 0 ? 0 : x.size / C;
   const { y, mean, rstd } = layerNormForward(x, weight ?? null, bias ?? null, ns.length, eps);
   const lead = x.shape.slice(0, x.rank - ns.length).map((_, i) => i);
   const out = record(fn, y, [x, weight, bias], (g, saved, needs) => {
     const [sx, sm, sr, sw] = saved;
     const dx = needs[0] ? layerNormBackward(sx, sw ?? null, g, sm, sr, ns.length, eps) : null;
-    let dw: Tensor | null = null;
-    if (needs[1]) {
-      // xhat = (x - mean) * rstd, recomputed from the saved statistics.
-      const x2 = reshape(sx, [rows, C]);
-      const xhat = binary(`${fn}.backward`, binary(`${fn}.backward`, x2, reshape(sm, [rows, 1]), B.SUB, 'f32'), reshape(sr, [rows, 1]), B.MUL, 'f32');
-      const prod = binary(`${fn}.backward`, reshape(g, [rows, C]), xhat, B.MUL, 'f32');
-      dw = reshape(reduce(`${fn}.backward`, prod, [0], false, 'sum'), ns);
-    }
-    const db = needs[2] ? (lead.length ? reduce(`${fn}.backward`, g, lead, false, 'sum') : g) : null;
+    // dweight and dbias are column sums over the rows: one dispatch for both (a bias-only norm has no xhat to sum).
+    const { dweight: dw, dbias: db } = needs[1] || (needs[2] && lead.length) ? layerNormBackwardAffine(sx, g, sm, sr, ns.length, needs[1], needs[2]) : { dweight: null, dbias: needs[2] ? g : null };
     return [dx, dw, db];
   }, [x, mean, rstd, ...(weight ? [weight] : [])]);
   mean.dispose();

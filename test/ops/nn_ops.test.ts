@@ -82,6 +82,46 @@ describe('layerNorm', () => {
     await checkGradVsRef((a) => K.layerNorm(a, [3, 5]), (a) => R.layerNorm(a, [3, 5]), [x], { label: 'plain 2-D normalized shape' });
     await checkGradVsRef((a, ww) => K.layerNorm(a, [3, 5], ww), (a, ww) => R.layerNorm(a, [3, 5], ww), [x, rnd([3, 5], 12, 0.5, 1.5)], { label: 'weight only' });
   });
+
+  it('weight and bias gradients in one dispatch: bias only, more rows than a workgroup, strided dy, NaN and infinity in dy', async () => {
+    // 131 rows x 7: the affine kernel strides the rows over its threads (64) and sums them by a tree.
+    const x = rnd([131, 7], 21, -2, 2);
+    await checkGradVsRef((a, bb) => K.layerNorm(a, [7], null, bb), (a, bb) => R.layerNorm(a, [7], null, bb), [x, rnd([7], 22)], { label: 'bias only' });
+    await checkGradVsRef((a, ww, bb) => K.layerNorm(a, [7], ww, bb), (a, ww, bb) => R.layerNorm(a, [7], ww, bb), [x, rnd([7], 23, 0.5, 1.5), rnd([7], 24)], { label: '131 rows' });
+    // dy with a NaN in column 2 and an infinity in column 5 (row 100): those columns' dweight and dbias are NaN /
+    // infinite as the float64 sums are; the other columns stay finite. dy is a transposed (strided) view.
+    const C = 7;
+    const xt = fromRef(x, { requiresGrad: true });
+    const wt = fromRef(rnd([C], 25, 0.5, 1.5), { requiresGrad: true });
+    const bt = fromRef(rnd([C], 26), { requiresGrad: true });
+    const dyData = rnd([C, 131], 27).data.slice();
+    dyData[2 * 131 + 100] = NaN;
+    dyData[5 * 131 + 100] = Infinity;
+    const dyBase = K.tensor(Float32Array.from(dyData), { shape: [C, 131] });
+    const dy = K.transpose(dyBase, 0, 1);
+    const y = K.layerNorm(xt, [C], wt, bt);
+    y.backward(dy);
+    const gw = await wt.grad!.toArray();
+    const gb = await bt.grad!.toArray();
+    const xd = x.data;
+    for (let c = 0; c < C; c++) {
+      let sw = 0;
+      let sb = 0;
+      for (let r = 0; r < 131; r++) {
+        const row = Array.from({ length: C }, (_, j) => xd[r * C + j]);
+        const mu = row.reduce((p, q) => p + q, 0) / C;
+        const rstd = 1 / Math.sqrt(row.reduce((p, q) => p + (q - mu) ** 2, 0) / C + 1e-5);
+        const g = dyData[c * 131 + r];
+        sw += g * (row[c] - mu) * rstd;
+        sb += g;
+      }
+      for (const [got, want, name] of [[gw[c], sw, 'dweight'], [gb[c], sb, 'dbias']] as const) {
+        if (!Number.isFinite(want)) expect(Object.is(got, want) || (Number.isNaN(want) && Number.isNaN(got)), `${name}[${c}] ${got} vs ${want}`).toBe(true);
+        else expect(Math.abs(got - want), `${name}[${c}] ${got} vs ${want}`).toBeLessThan(1e-4 * (1 + Math.abs(want)));
+      }
+    }
+    for (const t of [xt, wt, bt, dyBase, dy, y]) t.dispose();
+  });
 });
 
 describe('embedding', () => {
