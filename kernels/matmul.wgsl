@@ -2,7 +2,8 @@
 //   Dimensions: M, N, K; batch dims batch_shape[0..batch_rank).
 //   Reads: a (f32, or f16 in the f16 variant; any strides: a_sm, a_sk within a matrix, a_bs per batch dim, 0 = broadcast; so a
 //          transposed view needs no copy), b likewise (b_sk, b_sn, b_bs).
-//   Writes: out, contiguous [batch..., M, N].
+//   Writes: out, contiguous [batch..., M, N]; with HAS_BIAS (the epilogue of linear), out[..., m, n] = alpha * (A @ B)[m, n]
+//          + bias[bias_off + n] (f32, contiguous), added to the f32 sum before it is stored: one rounding, as a separate add.
 //   Tiling: a workgroup of WX x WY = 8 x 4 threads computes a TM x TN = 16 x 64 tile of C; each thread a register
 //   tile of RM x 8 = 4 x 8 outputs (rows ty * 4 + i, eight consecutive columns tx * 8 + j, held as two vec4), f32
 //   accumulators. Each k step reads 4 values of A and 8 of B (two vec4 loads in `main_vec`) for 32 FMAs. Operands are
@@ -33,6 +34,9 @@ alias io_t = f32;
 @group(0) @binding(2) var<storage, read> b: array<io_t>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> b4: array<vec4<io_t>>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+
+override HAS_BIAS: u32 = 0u;
 
 // Where a thread works: its batch entry (`inside` false past the last one), the batch entry's offsets in a and b, and
 // the first row and column of its 4 x 8 outputs.
@@ -94,8 +98,13 @@ fn store(bidx: u32, row0: u32, col0: u32, acc: array<vec4<f32>, 8>) {
     let gm = row0 + i;
     if (gm >= M) { break; }
     for (var h = 0u; h < 2u; h++) {
-      let v = params.alpha * acc[2u * i + h];
+      var v = params.alpha * acc[2u * i + h];
       let c = col0 + 4u * h;
+      if (HAS_BIAS == 1u) {
+        // Columns past N are clamped for reading (never stored).
+        let cb = min(vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u)) + vec4<u32>(params.bias_off);
+        v += vec4<f32>(bias[cb.x], bias[cb.y], bias[cb.z], bias[cb.w]);
+      }
       let o = base + gm * N + c;
       if (c + 3u < N) {
         out[o] = v.x;

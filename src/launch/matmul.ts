@@ -13,7 +13,7 @@ import { type KilnDevice, gpu } from '../gpu/device.js';
 import { defineFlag, oneOf } from '../gpu/flags.js';
 import { type KernelModule, dispatch, grid1d, kernelVariant } from '../gpu/kernels.js';
 import { SUBGROUP_MATRIX_ENABLES, subgroupMatrixShim } from '../gpu/subgroup_matrix.js';
-import { bufOf, rawBuf } from './common.js';
+import { bufOf, dummy, rawBuf } from './common.js';
 import kernel from './kernels/matmul.js';
 import mmaKernel from './kernels/matmul_mma.js';
 import mmaBodySgmatrix from './kernels/matmul_mma_body_sgmatrix.js';
@@ -98,7 +98,10 @@ function mmaModule(body: 'sgmatrix' | 'portable', kd: KilnDevice): { module: Ker
  * out (f32) = alpha * a @ b for operands of rank >= 2 (validated by checkMatmul with the same path): f32, or f16 on
  * the scalar path (read natively by matmul.wgsl's f16 variant; needs shader-f16).
  */
-export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, alpha = 1, path: MatmulPath = { kind: 'scalar' }): T {
+export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, alpha = 1, path: MatmulPath = { kind: 'scalar' }, bias: TensorBase | null = null): T {
+  if (bias && (path.kind !== 'scalar' || bias.dtype !== 'f32' || bias.rank !== 1 || bias.shape[0] !== b.shape[b.rank - 1] || (bias.size > 1 && bias.strides[0] !== 1))) {
+    throw new Error(`kiln: ${fn}: the bias epilogue takes a contiguous f32 [N] bias on the scalar kernel`);
+  }
   checkMatmul(fn, a, b, path);
   const M = a.shape[a.rank - 2], K = a.shape[a.rank - 1], N = b.shape[b.rank - 1];
   const batch = broadcastShapes(fn, a.shape.slice(0, -2), b.shape.slice(0, -2));
@@ -128,7 +131,7 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
     const [tm, tn] = tileOf(path, kd);
     dispatch(module, 'main', {
       bindings: { a: ab, b: bb, out: bufOf(out, fn) },
-      params: { ...common, a_off: a.offset, b_off: b.offset, b_sk: b.strides[b.rank - 2], b_sn: b.strides[b.rank - 1], passes: path.passes, b_bs: pad4(bs(b)) },
+      params: { ...common, a_off: a.offset, b_off: b.offset, b_sk: b.strides[b.rank - 2], b_sn: b.strides[b.rank - 1], passes: path.passes, bias_off: 0, b_bs: pad4(bs(b)) },
       constants: { LANES: lanes },
       workgroups: grid1d(Math.ceil(N / tn) * Math.ceil(M / tm) * count),
       label: fn,
@@ -140,9 +143,11 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
   // vec4 reads of B: N a multiple of 4, its rows contiguous, and every row start 16-byte aligned.
   const vec = N % 4 === 0 && b_sn === 1 && (K === 1 || b_sk % 4 === 0) && b.offset % 4 === 0 && bBatch.every((s) => s % 4 === 0);
   const q = vec ? 4 : 1;
+  const biasBuf = bias ? bufOf(bias, fn) : dummy();
   dispatch(half ? kernelVariant(kernel, ['f16']) : kernel, vec ? 'main_vec' : 'main', {
-    bindings: vec ? { a: ab, b4: bb, out: bufOf(out, fn) } : { a: ab, b: bb, out: bufOf(out, fn) },
-    params: { ...common, a_off: a.offset, b_off: b.offset / q, b_sk: K === 1 ? 0 : b_sk / q, b_sn, passes: 1, b_bs: pad4(bBatch.map((s) => s / q)) },
+    constants: bias ? { HAS_BIAS: 1 } : undefined,
+    bindings: vec ? { a: ab, b4: bb, out: bufOf(out, fn), bias: biasBuf } : { a: ab, b: bb, out: bufOf(out, fn), bias: biasBuf },
+    params: { ...common, a_off: a.offset, b_off: b.offset / q, b_sk: K === 1 ? 0 : b_sk / q, b_sn, passes: 1, bias_off: bias ? bias.offset : 0, b_bs: pad4(bBatch.map((s) => s / q)) },
     workgroups: grid1d(Math.ceil(N / 64) * Math.ceil(M / 16) * count), // tileOf(scalar)
     label: fn,
   });

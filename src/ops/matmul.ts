@@ -12,6 +12,7 @@ import { reshape, squeeze, transpose, unsqueeze } from './views.js';
 import { add, toDType } from './elementwise.js';
 import { autocastRun } from './autocast.js';
 import { tidy } from '../tensor/base.js';
+import { sum } from './reduce.js';
 
 let precision: MatmulPrecision = 'highest';
 
@@ -123,6 +124,8 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     y2.dispose();
     return y;
   }
+  const path = matmulPath('f32', precision);
+  if (x.dtype === 'f32' && w.dtype === 'f32' && (!b || b.dtype === 'f32') && path.kind === 'scalar') return linearF32(x, w, b ?? null);
   const wt = transpose(w, 0, 1);
   const y = matmul(x, wt);
   wt.dispose();
@@ -130,6 +133,34 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const out = add(y, b);
   y.dispose();
   return out;
+}
+
+/**
+ * linear of 2-D f32 x on the scalar kernel as one node (PyTorch's addmm): forward one dispatch, the bias added in the
+ * matmul's epilogue; backward dx = g @ w, dw = g^T @ x (read transposed, written [out, in] contiguous, so it lands in
+ * an optimizer's gradient slot with a buffer copy) and db = the column sums of g.
+ */
+function linearF32(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const wt = w.makeView([w.shape[1], w.shape[0]], [w.strides[1], w.strides[0]], w.offset);
+  const path = { kind: 'scalar' } as const;
+  try {
+    checkMatmul('linear', x, wt, path);
+    // The epilogue reads a contiguous bias; a strided one (a view) is added after the product.
+    const inEpilogue = !b || b.size <= 1 || b.strides[0] === 1;
+    const y = launchMatmul('linear', x, wt, 1, path, inEpilogue ? b : null);
+    const inputs = b && inEpilogue ? [x, w, b] : [x, w];
+    const out = record('linear', y, inputs, (g, [sx, sw], needs) => [
+      needs[0] ? matmul(g, sw) : null,
+      needs[1] ? tidy(() => matmul(transpose(g, 0, 1), sx)) : null,
+      needs[2] ? sum(g, 0) : null,
+    ], [x, w]);
+    if (inEpilogue || !b) return out;
+    const biased = add(out, b);
+    out.dispose();
+    return biased;
+  } finally {
+    wt.dispose();
+  }
 }
 
 /** Batched matrix product of a [B, n, m] and b [B, m, p] (no broadcasting, as PyTorch's bmm). */

@@ -70,6 +70,42 @@ describe('matmul forward', () => {
     await expectTensorClose(K.F.linear(fromRef(x), fromRef(w)), R.linear(x, w), 1e-5, 1e-5);
   });
 
+  it('linear: the bias in the matmul epilogue equals the product plus a separate add, on odd shapes, offset and strided biases, NaN and infinities', async () => {
+    // N = 67 (scalar loads of B) and 68 (vec4 loads), M and K odd, past one 16 x 64 tile.
+    for (const [M, K_, N] of [[37, 13, 67], [37, 13, 68], [1, 1, 1], [17, 65, 3]]) {
+      const x = rnd([M, K_], M + N, -2, 2);
+      const w = rnd([N, K_], N, -2, 2);
+      const b = rnd([N], K_ + 1);
+      const clean = K.linear(fromRef(x), fromRef(w), fromRef(b));
+      await expectTensorClose(clean, R.linear(x, w, b), 1e-5, 1e-5, `[${M},${K_},${N}] against float64`);
+      clean.dispose();
+      x.data[5 % x.data.length] = NaN;
+      if (N > 2) {
+        b.data[1] = Infinity;
+        b.data[2] = -Infinity;
+      }
+      // The bias as a view at an offset of a longer buffer (as a parameter in an optimizer's arena).
+      const host = Float32Array.from([9, 9, 9, ...b.data, 9]);
+      const base = K.tensor(host, { shape: [host.length] });
+      const bias = K.slice(base, 0, 3, 3 + N);
+      poison([[M, N]]);
+      const xt = fromRef(x), wt = fromRef(w);
+      const y = K.linear(xt, wt, bias);
+      const want = K.tidy(() => K.add(K.matmul(xt, K.transpose(wt, 0, 1)), bias));
+      const got = await y.toArray(), ref = await want.toArray();
+      for (let i = 0; i < got.length; i++) expect(Object.is(got[i], ref[i]) || (Number.isNaN(got[i]) && Number.isNaN(ref[i])), `[${M},${K_},${N}] element ${i}: ${got[i]} vs ${ref[i]}`).toBe(true);
+      // A strided bias (every other element) takes the separate add.
+      const host2 = new Float32Array(2 * N);
+      b.data.forEach((v, i) => (host2[2 * i] = v));
+      const base2 = K.tensor(host2, { shape: [2 * N] });
+      const strided = K.slice(base2, 0, 0, 2 * N, 2);
+      const viaAddT = K.linear(xt, wt, strided);
+      const viaAdd = await viaAddT.toArray();
+      for (let i = 0; i < got.length; i++) expect(Object.is(viaAdd[i], ref[i]) || (Number.isNaN(viaAdd[i]) && Number.isNaN(ref[i])), `[${M},${K_},${N}] strided bias, element ${i}`).toBe(true);
+      for (const t of [xt, wt, y, want, base, bias, base2, strided, viaAddT]) t.dispose();
+    }
+  });
+
   it('property: random shapes with broadcast batch dims and 1-D operands agree with the reference', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -218,5 +254,8 @@ describe('matmul gradients', () => {
 
   it('linear (x, weight, bias)', async () => {
     await checkGradVsRef(K.linear, R.linear, [rnd([2, 3, 4], 5), rnd([6, 4], 6), rnd([6], 7)]);
+    // One node: dx = g @ w, dw = g^T @ x, db = column sums of g, on odd shapes past one tile.
+    await checkGradVsRef(K.linear, R.linear, [rnd([37, 13], 8), rnd([67, 13], 9), rnd([67], 10)], { label: '37x13 @ 13x67' });
+    await checkGradVsRef((a, ww) => K.linear(a, ww), (a, ww) => R.linear(a, ww), [rnd([3, 5], 11), rnd([4, 5], 12)], { label: 'no bias' });
   });
 });
