@@ -4,12 +4,18 @@
 // itself (so every op's forward and backward is the hand-written, tested one) plus, per op of the chain, a copy of
 // unary_f / binary_f / unary_grad_f with its op code and scalars written in as constants (an override cannot say
 // "this op, then that one"), and one entry point. It binds the same a, b, c, out as elementwise.wgsl (so at most three
-// tensors from outside the chain) and goes through the same loader, pipeline cache and profiler as any kernel.
+// tensors from outside the chain, and up to three more) and goes through the same loader, pipeline cache and profiler
+// as any kernel. The next op of a chain may sit a few commands later (past commands that neither touch the
+// intermediate nor write what the chain reads: the fused kernel runs where the chain's last op ran). A chain follows a
+// reshape where its views can be re-strided over the new shape; a view that cannot (a permuted gradient made
+// contiguous and then read as [B, T, E]) is walked in its own shape, written into the kernel text, as long as the
+// intermediate is written and read contiguously (the element order is the same on both sides).
 import { kernelCode, pipeline, type KernelBinding, type KernelEntry, type KernelModule } from '../gpu/kernels.js';
 import type { ParamValues } from '../gpu/recorder.js';
 import elementwise from '../launch/kernels/elementwise.js';
 import dtypes from '../launch/kernels/dtypes.js';
 import type { RecBinding, RecCommand, RecDispatch, RecSlot } from './recording.js';
+import { contiguousStrides } from '../tensor/shape.js';
 
 const F32 = dtypes.constants.DT_F32;
 const ENTRY = elementwise.entries.unary_backward;
@@ -53,7 +59,24 @@ interface External {
   slot: number;
   off: number;
   strides: readonly number[];
+  /**
+   * Set where the view cannot be re-expressed over a later op's shape (a permuted gradient read before a reshape): the
+   * shape the view walks in the chain's element order, written into the kernel text with the strides and offset.
+   */
+  shape?: readonly number[];
 }
+
+/** How far past commands that do not touch a chain's intermediate the next op of the chain is looked for. */
+const LOOKAHEAD = 8;
+
+/** The slots a command writes. */
+function writes(c: RecCommand): number[] {
+  if (c.kind === 'dispatch') return c.bindings.filter((b) => b.writable).map((b) => b.slot);
+  if (c.kind === 'copy') return [c.dst];
+  if (c.kind === 'clear' || c.kind === 'upload') return [c.slot];
+  return [];
+}
+
 
 /** What one fused kernel replaced, for explain(). */
 export interface FusionGroup {
@@ -164,16 +187,25 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
     };
     const chain: ChainOp[] = [{ d: first, operands: operandsOf(first).map((w) => extIndex({ slot: slotAt(first, BIND[w]), ...operandView(first, w) })) }];
     let j = i + 1;
-    // Host-only commands (seed draws, hooks) between two dispatches do not break a chain.
-    const nextGpu = (k: number) => {
-      while (k < commands.length && (commands[k].kind === 'hook' || commands[k].kind === 'draw')) k++;
-      return k;
+    const inChain = new Set<number>([i]);
+    // The next op of the chain is the next command that touches the last op's result, looked for past host-only
+    // commands (seed draws, hooks) and up to LOOKAHEAD commands that neither touch it nor write what the chain reads
+    // (the fused kernel runs where the chain's last op ran, so its earlier ops move past them).
+    const nextUser = (from: number, mid: number, reads: ReadonlySet<number>): number => {
+      let skipped = 0;
+      for (let k = from; k < commands.length; k++) {
+        const c = commands[k];
+        if (c.kind === 'hook' || c.kind === 'draw') continue;
+        if (users.get(mid)?.has(k)) return k;
+        if (++skipped > LOOKAHEAD || writes(c).some((w) => reads.has(w))) return -1;
+      }
+      return -1;
     };
     for (;;) {
-      const k = nextGpu(j);
-      const next = commands[k];
-      if (!fusible(next)) break;
       const last = chain[chain.length - 1].d;
+      const k = nextUser(j, slotAt(last, outBinding(last)), new Set(externals.map((x) => x.slot)));
+      const next = k < 0 ? undefined : commands[k];
+      if (!fusible(next)) break;
       const lv = last.values!;
       const nv = next.values!;
       if (lv.n !== nv.n) break;
@@ -184,10 +216,17 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
       let outStrides = arr(lv.o_strides);
       let trial: External[] = externals.map((x) => ({ ...x }));
       if (!same(from, to)) {
-        const moved = externals.map((x) => restride(from, x.strides.slice(0, from.length), to));
-        const movedOut = restride(from, outStrides.slice(0, from.length), to);
-        if (moved.some((m) => m === null) || movedOut === null) break;
-        trial = externals.map((x, e) => ({ ...x, strides: pad(moved[e]!) }));
+        let movedOut = restride(from, outStrides.slice(0, from.length), to);
+        // An intermediate written and read contiguously keeps the element order (the reshape of a contiguous copy),
+        // even where the strides of its views do not carry over.
+        if (movedOut === null && Number(lv.o_off) === 0 && same(outStrides.slice(0, from.length), contiguousStrides(from))) movedOut = contiguousStrides(to);
+        if (movedOut === null) break;
+        // Views that do not carry over keep the shape they walk (written into the kernel).
+        trial = externals.map((x) => {
+          if (x.shape) return { ...x };
+          const moved = restride(from, x.strides.slice(0, from.length), to);
+          return moved ? { ...x, strides: pad(moved) } : { ...x, shape: from.slice() };
+        });
         outStrides = pad(movedOut);
       }
       const mid = slotAt(last, outBinding(last));
@@ -210,7 +249,7 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
           readsPrev = true;
           continue;
         }
-        let e = trial.findIndex((x) => x.slot === slot && x.off === view.off && same(x.strides, view.strides));
+        let e = trial.findIndex((x) => !x.shape && x.slot === slot && x.off === view.off && same(x.strides, view.strides));
         if (e < 0) {
           trial.push({ slot, ...view });
           e = trial.length - 1;
@@ -223,6 +262,7 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
       externals.length = 0;
       externals.push(...trial);
       chain.push({ d: next, operands });
+      inChain.add(k);
       j = k + 1;
     }
     if (chain.length < 2) {
@@ -230,8 +270,8 @@ export function fuseElementwise(commands: readonly RecCommand[], slots: readonly
       i++;
       continue;
     }
-    // Host-only commands inside the chain keep their order, ahead of the fused dispatch.
-    for (let k = i; k < j; k++) if (commands[k].kind === 'hook' || commands[k].kind === 'draw') out.push(commands[k]);
+    // Commands the chain stepped over (host-only ones, independent ones) keep their order, ahead of the fused dispatch.
+    for (let k = i; k < j; k++) if (!inChain.has(k)) out.push(commands[k]);
     const fused = fusedDispatch(chain, externals);
     out.push(fused.dispatch);
     groups.push(fused.group);
@@ -264,6 +304,20 @@ function chainSource(chain: readonly ChainOp[], externals: readonly External[]):
   const parts: string[] = [base, '', '// ---- generated by kiln compile (src/compile/fuse.ts) ----'];
   const lines: string[] = [];
   externals.forEach((x, e) => {
+    if (x.shape) {
+      // A view walked in its own shape (it did not carry over a reshape in the chain): element i of the chain is
+      // element i of this shape.
+      const name = e < 3 ? 'abc'[e] : `x${e}`;
+      if (e >= 3) parts.push(`@group(0) @binding(${8 + e - 3}) var<storage, read> x${e}: array<u32>;`);
+      parts.push(`fn ld_v${e}(i: u32) -> f32 {`, `  var rem = i;`, `  var at = ${x.off}u;`);
+      for (let d = x.shape.length - 1; d >= 0; d--) {
+        parts.push(`  at += (rem % ${x.shape[d]}u) * ${x.strides[d]}u;`);
+        if (d > 0) parts.push(`  rem = rem / ${x.shape[d]}u;`);
+      }
+      parts.push(`  return bitcast<f32>(${name}[at]);`, `}`);
+      lines.push(`  let e${e} = ld_v${e}(i);`);
+      return;
+    }
     if (e < 3) {
       lines.push(`  let e${e} = ld_${'abc'[e]}(o.${'xyz'[e]});`);
       return;
@@ -340,8 +394,9 @@ function fusedDispatch(chain: readonly ChainOp[], externals: readonly External[]
   const dummy: RecBinding[] = [];
   (['a', 'b', 'c'] as const).forEach((w, e) => {
     const x = externals[e];
-    values[`${w}_off`] = x ? x.off : 0;
-    values[`${w}_strides`] = x ? x.strides : new Array(8).fill(0);
+    // A view walked in its own shape has its offset and strides in the kernel text.
+    values[`${w}_off`] = x && !x.shape ? x.off : 0;
+    values[`${w}_strides`] = x && !x.shape ? x.strides : new Array(8).fill(0);
     if (x) dummy.push({ binding: BIND[w], slot: x.slot, writable: false });
   });
   // Inputs the chain does not use bind a placeholder (slot -1); the outputs are the last op's.

@@ -7,6 +7,7 @@
 import { gpu } from '../gpu/device.js';
 import { dummyBuffer } from '../gpu/kernels.js';
 import { fuseElementwise, type FusionGroup } from './fuse.js';
+import { mergeZeroRegions } from './regions.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
 import type { ParamValues } from '../gpu/recorder.js';
@@ -74,6 +75,8 @@ export class Plan {
   /** The commands a replay encodes (the trace's, with fused chains replaced). */
   readonly commands: RecCommand[];
   readonly groups: FusionGroup[];
+  /** Adds of zero-filled slice gradients that the zero-region pass removed (regions.ts). */
+  readonly zeroRegionsMerged: number;
   private disposed = false;
 
   constructor(
@@ -82,7 +85,9 @@ export class Plan {
   ) {
     const kd = gpu();
     this.generation = kd.generation;
-    const fused = options.fuse ? fuseElementwise(rec.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
+    const merged = options.fuse ? mergeZeroRegions(rec.commands, rec.slots) : { commands: rec.commands, merged: 0 };
+    this.zeroRegionsMerged = merged.merged;
+    const fused = options.fuse ? fuseElementwise(merged.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
     this.commands = fused.commands;
     this.groups = fused.groups;
     const physical = this.placeSlots(rec.slots, this.commands);
@@ -210,6 +215,7 @@ export class Plan {
   /** One line per command (runs of the same kernel folded), for explain(). */
   describe(wgsl: boolean): string[] {
     const out: string[] = [];
+    if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved)`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);
       out.push(`  fused kernels: ${this.groups.length} (${saved} dispatches saved)`);

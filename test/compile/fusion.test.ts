@@ -64,8 +64,9 @@ describe('compile: elementwise fusion', () => {
       ['add(broadcast row) -> relu -> mul', (a, r, b) => a.add(r).relu().mul(b), [x, row, y], 'fused.add_relu_mul'],
       ['mul_scalar -> add_scalar -> tanh', (a) => a.mul(0.5).add(-1.25).tanh(), [x], 'fused.mul_scalar_add_scalar_tanh'],
       ['sub -> exp -> div -> sigmoid -> neg', (a, b) => a.sub(b).exp().div(b).sigmoid().neg(), [x, y], 'fused.sub_exp_div_sigmoid_neg'],
-      // A reshape the broadcast operand cannot follow ([13, 7] + a [7] row, read as [7, 13]): right, and not fused.
-      ['a broadcast row across a reshape', (a, r, b) => a.reshape([13, 7]).add(r).reshape([7, 13]).add(b).neg(), [x, row7, y], 'fused.add_neg'],
+      // A reshape the broadcast operand's strides cannot follow ([13, 7] + a [7] row, read as [7, 13]): the row is
+      // walked in its own shape, written into the kernel, and the chain fuses through the reshape.
+      ['a broadcast row across a reshape', (a, r, b) => a.reshape([13, 7]).add(r).reshape([7, 13]).add(b).neg(), [x, row7, y], 'fused.add_add_neg'],
       ['transposed operand: add -> sqrt', (a, b) => a.transpose(0, 1).add(b.transpose(0, 1)).abs().sqrt(), [x, y], 'fused.add_abs_sqrt'],
     ];
     for (const [name, fn, inputs, kernel] of cases) {
@@ -129,5 +130,59 @@ describe('compile: elementwise fusion', () => {
     const res2 = await check('bias then reshape', (p, q, s) => p.add(q).reshape([5, 3, 7]).mul(s), [a, b, r]);
     expect(res2.explain).toContain('fused.add_mul');
     for (const t of [a, b, r]) t.dispose();
+  });
+
+  it('a copy of a permuted view, then an unrelated op, then a copy into a slice: fused past the op, the permuted view walked in its own shape', async () => {
+    // g [3, 5, 7] permuted to [5, 3, 7], made contiguous (a reshape then needs it), and written into a slice of a
+    // zero-filled [5, 2 * 21] buffer: the gradient of a slice of a reshaped permutation (the q, k, v split).
+    const g = tensor(values(3 * 5 * 7, 12), { shape: [3, 5, 7] });
+    const w = tensor(values(5 * 42, 13, false), { shape: [5, 42] });
+    const fn = (a: Tensor) => {
+      const wl = w.detach();
+      wl.requiresGrad = true;
+      const part = wl.slice(1, 21, 42).reshape([5, 3, 7]).transpose(0, 1);
+      const loss = part.mul(a).sum();
+      loss.backward();
+      const grad = wl.grad!;
+      wl.grad = null;
+      wl.dispose();
+      loss.dispose();
+      return grad;
+    };
+    const r = await check('slice of a permutation, backward', fn, [g]);
+    expect(r.explain).toContain('fused.copy_copy');
+    expect(r.fused).toBeLessThan(r.plain);
+    for (const t of [g, w]) t.dispose();
+  });
+
+  it('zero regions: the gradients of disjoint slices of one tensor are written into one buffer (fills and adds removed); overlapping slices are left alone', async () => {
+    const x = tensor(values(7 * 3 * 11, 14), { shape: [7, 33] });
+    const w = tensor(values(7 * 33, 15, false), { shape: [7, 33] });
+    const grads = (ranges: [number, number][]) => (a: Tensor) => {
+      const wl = w.detach();
+      wl.requiresGrad = true;
+      // The slices are of an intermediate (as of a packed projection's output), whose gradients the engine sums.
+      const h = wl.mul(1.5);
+      let loss: Tensor | null = null;
+      for (const [k, [lo, hi]] of ranges.entries()) {
+        const part = h.slice(1, lo, hi).mul(a.slice(1, lo, hi)).mul(k + 1).sum();
+        loss = loss ? loss.add(part) : part;
+      }
+      loss!.backward();
+      const grad = wl.grad!;
+      wl.grad = null;
+      wl.dispose();
+      return grad;
+    };
+    // Three disjoint thirds (as q, k, v), NaN and infinities in x: two adds merged.
+    const thirds = await check('three thirds', grads([[0, 11], [11, 22], [22, 33]]), [x]);
+    expect(thirds.explain).toContain('zero regions: 2 adds');
+    // Disjoint slices that leave a gap (zeros there), in reverse order.
+    const gaps = await check('two slices with a gap', grads([[20, 33], [0, 9]]), [x]);
+    expect(gaps.explain).toContain('zero regions: 1 adds');
+    // Overlapping slices: the add stays.
+    const overlap = await check('overlapping slices', grads([[0, 20], [15, 33]]), [x]);
+    expect(overlap.explain).not.toContain('zero regions');
+    for (const t of [x, w]) t.dispose();
   });
 });
