@@ -9,6 +9,7 @@ export function caseKey(c) {
 function paramText(c) {
   const p = c.params ?? {};
   if (c.suite === 'attention') return [p.isCausal ? 'causal' : '', p.dtype === 'f16' ? 'f16' : ''].filter(Boolean).join(' ');
+  if (c.suite === 'flex') return p.variant ?? '';
   return '';
 }
 
@@ -46,6 +47,20 @@ export function toMarkdown(report, comparison) {
     L.push(`| runtime | variant | N | reference ms | fused ms | speedup | gpu speedup |${peers.map((p) => ` ${p.impl} ms | fused vs ${p.short} |`).join('')}`);
     L.push(`|---|---|---:|---:|---:|---:|---:|${peers.map(() => '---:|---:|').join('')}`);
     for (const s of sp) L.push(`| ${s.runtime} | ${s.causal ? 'causal' : 'full'}${s.dtype === 'f16' ? ' f16' : ''} | ${s.N} | ${fmtMs(s.refMs)} | ${fmtMs(s.fusedMs)} | ${fmt(s.speedup)} | ${fmt(s.gpuSpeedup)} |${peers.map((p) => ` ${fmtMs(s.peerMs[p.impl])} | ${fmt(s.peerMs[p.impl] / s.fusedMs)} |`).join('')}`);
+  }
+  const fr = flexRatios(report);
+  if (fr.length) {
+    L.push('');
+    L.push('## Flex attention: each variant over plain fused causal SDPA (same runtime and shape; wall medians of sequential cases, < 1 means faster)');
+    L.push('');
+    L.push('| runtime | shape | variant | variant ms | SDPA causal ms | variant / SDPA | gpu variant / SDPA |');
+    L.push('|---|---|---|---:|---:|---:|---:|');
+    for (const r of fr) L.push(`| ${r.runtime} | ${r.shape.join('x')} | ${r.variant} | ${fmtMs(r.ms)} | ${fmtMs(r.sdpaMs)} | ${fmt(r.ratio)} | ${fmt(r.gpuRatio)} |`);
+    const bm = fr.filter((r) => r.blockMaskSpeedup !== undefined);
+    if (bm.length) {
+      L.push('');
+      L.push(`Block mask: ${bm.map((r) => `${r.runtime} ${r.shape.join('x')}: the window without one takes ${fmt(r.blockMaskSpeedup)}x the time with one`).join('; ')}.`);
+    }
   }
   const profiled = report.cases.filter((c) => Array.isArray(c.profile) && c.profile.length);
   for (const c of profiled) {
@@ -105,6 +120,29 @@ export function speedups(report) {
     });
   }
   return out.sort((a, b) => a.runtime.localeCompare(b.runtime) || a.dtype.localeCompare(b.dtype) || Number(a.causal) - Number(b.causal) || a.N - b.N);
+}
+
+/**
+ * Per flex case with a plain fused causal SDPA case of the same runtime and shape (both timed): its wall median over
+ * SDPA's (and the GPU-time ratio where both have trustworthy kernel times); the block-masked window row also carries
+ * the unmasked window's time over its own.
+ */
+export function flexRatios(report) {
+  const ok = report.cases.filter((c) => c.suite === 'flex' && c.status === 'ok');
+  const key = (c) => `${c.runtime}|${c.shape.join('x')}`;
+  const find = (c, variant) => ok.find((o) => key(o) === key(c) && o.params?.variant === variant);
+  const gpu = (c) => (c.gpuMs !== undefined && !c.gpuTimingSuspect ? c.gpuMs : undefined);
+  const out = [];
+  for (const c of ok) {
+    const sdpa = find(c, 'sdpa causal');
+    if (!sdpa || c === sdpa) continue;
+    const row = { runtime: c.runtime, shape: c.shape, variant: c.params.variant, ms: c.medianMs, sdpaMs: sdpa.medianMs, ratio: c.medianMs / sdpa.medianMs };
+    if (gpu(c) !== undefined && gpu(sdpa) !== undefined) row.gpuRatio = gpu(c) / gpu(sdpa);
+    const unmasked = c.params.variant.endsWith(' + block mask') ? find(c, c.params.variant.replace(' + block mask', '')) : undefined;
+    if (unmasked) row.blockMaskSpeedup = unmasked.medianMs / c.medianMs;
+    out.push(row);
+  }
+  return out.sort((a, b) => a.runtime.localeCompare(b.runtime) || a.shape[2] - b.shape[2]);
 }
 
 const esc = (s) => String(s).replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]);
