@@ -264,6 +264,23 @@ describe('f16 batchNorm: statistics in f32, y and dx rounded once (native f16 st
     }
   });
 
+  it('a compiled step with an f16 batchNorm (training, so the f16 variant reads and writes f16) replays the eager bits', async () => {
+    await expectNoLeak(async () => {
+      const x = halfOf(rndHalf([4, 3, 5, 2], 71)), w = tensor(new Float32Array([0.5, 1, 2])), b = tensor(new Float32Array([0, 0.25, -1]));
+      const f = (t: Tensor) => F.batchNorm(t, null, null, { training: true, weight: w, bias: b }).float().sum(1);
+      const eager = tidy(() => f(x));
+      const step = K.compile(f);
+      // (in tidy, as test/precision/f16_api.test.ts runs compiled steps: what a call leaves besides its result goes)
+      const [first, again] = tidy(() => [step(x).clone(), step(x).clone()]);
+      expect(step.fallbackReason).toBeNull();
+      const want = bits(await eager.toArray() as Float32Array);
+      sameBits(await first.toArray() as Float32Array, want, 'compiled first call');
+      sameBits(await again.toArray() as Float32Array, want, 'compiled replay');
+      step.dispose();
+      for (const t of [x, w, b, eager, first, again]) t.dispose();
+    });
+  });
+
   it('f16 running statistics are a DTypeError saying why, before any GPU work', () => {
     const x = halfOf(rndHalf([2, 3, 4], 61)), rh = K.zeros([3], { dtype: 'f16' }), r = K.ones([3]);
     const before = memory().buffers;
