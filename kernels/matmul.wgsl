@@ -19,6 +19,7 @@
 //   folds the count into x * y); ids past the last tile exit (uniformly: they depend on the workgroup id only).
 
 //!include matmul_common.wgsl
+//!include numerics.wgsl
 
 const WX: u32 = 8u;
 const WY: u32 = 4u;
@@ -35,8 +36,15 @@ alias io_t = f32;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> b4: array<vec4<io_t>>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read> residual: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_act: array<f32>;
 
 override HAS_BIAS: u32 = 0u;
+// Epilogues a compiled step folds in (src/compile/epilogue.ts), after the bias: EPI_RESIDUAL adds residual[res_off +
+// o] (contiguous, as out); EPI_ACT 1 (relu) or 2 (gelu) writes the activation of the value to out_act and the value
+// itself to out (the activation's backward reads it). The same expressions as elementwise.wgsl's, in the same order.
+override EPI_RESIDUAL: u32 = 0u;
+override EPI_ACT: u32 = 0u;
 
 // Where a thread works: its batch entry (`inside` false past the last one), the batch entry's offsets in a and b, and
 // the first row and column of its 4 x 8 outputs.
@@ -106,6 +114,10 @@ fn store(bidx: u32, row0: u32, col0: u32, acc: array<vec4<f32>, 8>) {
         v += vec4<f32>(bias[cb.x], bias[cb.y], bias[cb.z], bias[cb.w]);
       }
       let o = base + gm * N + c;
+      if (EPI_RESIDUAL == 1u) {
+        let rb = params.res_off + o;
+        for (var j = 0u; j < 4u; j++) { if (c + j < N) { v[j] = v[j] + residual[rb + j]; } }
+      }
       if (c + 3u < N) {
         out[o] = v.x;
         out[o + 1u] = v.y;
@@ -113,6 +125,16 @@ fn store(bidx: u32, row0: u32, col0: u32, acc: array<vec4<f32>, 8>) {
         out[o + 3u] = v.w;
       } else {
         for (var j = 0u; j < 4u; j++) { if (c + j < N) { out[o + j] = v[j]; } }
+      }
+      if (EPI_ACT != 0u) {
+        for (var j = 0u; j < 4u; j++) {
+          if (c + j < N) {
+            let x = v[j];
+            var act = select(max(x, 0.0), x, is_nan(x));
+            if (EPI_ACT == 2u) { act = 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+            out_act[o + j] = act;
+          }
+        }
       }
     }
   }

@@ -2,7 +2,8 @@
 //   Params: M, N, K; operand offsets and strides (a_sm, a_sk within a matrix of A, b_sk, b_sn of B, a_bs / b_bs per
 //   batch dim, 0 = broadcast); batch_shape[0..batch_rank) right-aligned in 4 dims; alpha scales the product; passes is
 //   the matrix kernel's product count (1: f16 inputs; 3: f32 inputs split into f16 hi + lo; the scalar kernel ignores it);
-//   bias_off is where the scalar kernel's bias epilogue reads bias[N] (HAS_BIAS; the matrix kernel ignores it).
+//   bias_off is where the scalar kernel's bias epilogue reads bias[N] (HAS_BIAS), res_off where its residual epilogue
+//   reads residual (EPI_RESIDUAL); the matrix kernel ignores both.
 
 struct Params {
   M: u32,
@@ -18,6 +19,7 @@ struct Params {
   alpha: f32,
   passes: u32,
   bias_off: u32,
+  res_off: u32,
   batch_shape: vec4<u32>,
   a_bs: vec4<u32>,
   b_bs: vec4<u32>,

@@ -70,7 +70,7 @@ interface External {
 const LOOKAHEAD = 8;
 
 /** The slots a command writes. */
-function writes(c: RecCommand): number[] {
+export function writes(c: RecCommand): number[] {
   if (c.kind === 'dispatch') return c.bindings.filter((b) => b.writable).map((b) => b.slot);
   if (c.kind === 'copy') return [c.dst];
   if (c.kind === 'clear' || c.kind === 'upload') return [c.slot];

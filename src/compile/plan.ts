@@ -8,6 +8,7 @@ import { gpu } from '../gpu/device.js';
 import { dummyBuffer } from '../gpu/kernels.js';
 import { fuseElementwise, type FusionGroup } from './fuse.js';
 import { mergeZeroRegions } from './regions.js';
+import { foldEpilogues } from './epilogue.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
 import type { ParamValues } from '../gpu/recorder.js';
@@ -77,6 +78,8 @@ export class Plan {
   readonly groups: FusionGroup[];
   /** Adds of zero-filled slice gradients that the zero-region pass removed (regions.ts). */
   readonly zeroRegionsMerged: number;
+  /** What the epilogue pass folded into matmuls (epilogue.ts): 'residual', 'relu', 'gelu', one entry per matmul. */
+  readonly epilogues: string[];
   private disposed = false;
 
   constructor(
@@ -85,7 +88,9 @@ export class Plan {
   ) {
     const kd = gpu();
     this.generation = kd.generation;
-    const merged = options.fuse ? mergeZeroRegions(rec.commands, rec.slots) : { commands: rec.commands, merged: 0 };
+    const epilogues = options.fuse ? foldEpilogues(rec.commands, rec.slots) : { commands: rec.commands, folded: [] };
+    this.epilogues = epilogues.folded;
+    const merged = options.fuse ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: rec.commands, merged: 0 };
     this.zeroRegionsMerged = merged.merged;
     const fused = options.fuse ? fuseElementwise(merged.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
     this.commands = fused.commands;
@@ -215,6 +220,11 @@ export class Plan {
   /** One line per command (runs of the same kernel folded), for explain(). */
   describe(wgsl: boolean): string[] {
     const out: string[] = [];
+    if (this.epilogues.length) {
+      const counts = new Map<string, number>();
+      for (const e of this.epilogues) counts.set(e, (counts.get(e) ?? 0) + 1);
+      out.push(`  matmul epilogues: ${this.epilogues.length} elementwise ops folded into matmuls (${[...counts].map(([k, v]) => `${k} x${v}`).join(', ')})`);
+    }
     if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved)`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);

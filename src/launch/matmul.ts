@@ -131,7 +131,7 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
     const [tm, tn] = tileOf(path, kd);
     dispatch(module, 'main', {
       bindings: { a: ab, b: bb, out: bufOf(out, fn) },
-      params: { ...common, a_off: a.offset, b_off: b.offset, b_sk: b.strides[b.rank - 2], b_sn: b.strides[b.rank - 1], passes: path.passes, bias_off: 0, b_bs: pad4(bs(b)) },
+      params: { ...common, a_off: a.offset, b_off: b.offset, b_sk: b.strides[b.rank - 2], b_sn: b.strides[b.rank - 1], passes: path.passes, bias_off: 0, res_off: 0, b_bs: pad4(bs(b)) },
       constants: { LANES: lanes },
       workgroups: grid1d(Math.ceil(N / tn) * Math.ceil(M / tm) * count),
       label: fn,
@@ -146,8 +146,9 @@ export function matmul<T extends TensorBase>(fn: string, a: T, b: TensorBase, al
   const biasBuf = bias ? bufOf(bias, fn) : dummy();
   dispatch(half ? kernelVariant(kernel, ['f16']) : kernel, vec ? 'main_vec' : 'main', {
     constants: bias ? { HAS_BIAS: 1 } : undefined,
-    bindings: vec ? { a: ab, b4: bb, out: bufOf(out, fn), bias: biasBuf } : { a: ab, b: bb, out: bufOf(out, fn), bias: biasBuf },
-    params: { ...common, a_off: a.offset, b_off: b.offset / q, b_sk: K === 1 ? 0 : b_sk / q, b_sn, passes: 1, bias_off: bias ? bias.offset : 0, b_bs: pad4(bBatch.map((s) => s / q)) },
+    // The residual and out_act bindings serve the epilogues a compiled step folds in (src/compile/epilogue.ts).
+    bindings: { ...(vec ? { a: ab, b4: bb } : { a: ab, b: bb }), out: bufOf(out, fn), bias: biasBuf, residual: dummy(), out_act: dummy(true) },
+    params: { ...common, a_off: a.offset, b_off: b.offset / q, b_sk: K === 1 ? 0 : b_sk / q, b_sn, passes: 1, bias_off: bias ? bias.offset : 0, res_off: 0, b_bs: pad4(bBatch.map((s) => s / q)) },
     workgroups: grid1d(Math.ceil(N / 64) * Math.ceil(M / 16) * count), // tileOf(scalar)
     label: fn,
   });

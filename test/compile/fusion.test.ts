@@ -1,7 +1,7 @@
 // Elementwise fusion: every rule's fused kernel equals the unfused chain (replay-only) and eager, on odd shapes, with
 // NaN and infinities among the inputs; the fused plan issues fewer dispatches.
 import { describe, expect, it } from 'vitest';
-import { compile, tensor, tidy, type Tensor } from '../../src/index.node';
+import { compile, linear, tensor, tidy, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
 
 function values(n: number, seed: number, special = true): Float32Array {
@@ -184,5 +184,57 @@ describe('compile: elementwise fusion', () => {
     const overlap = await check('overlapping slices', grads([[0, 20], [15, 33]]), [x]);
     expect(overlap.explain).not.toContain('zero regions');
     for (const t of [x, w]) t.dispose();
+  });
+
+  it('matmul epilogues: a residual add, relu and gelu fold into the matmul; equal to the unfused chain and eager on odd shapes (NaN, inf)', async () => {
+    // N = 67 (scalar loads of B, a ragged last column quad) and 68 (vec4 loads); M = 37 rows over three 16-row tiles.
+    for (const N of [67, 68]) {
+      const x = tensor(values(37 * 13, 16), { shape: [37, 13] });
+      const w = tensor(values(N * 13, 17), { shape: [N, 13] });
+      const b = tensor(values(N, 18), { shape: [N] });
+      const r = tensor(values(37 * N, 19), { shape: [37, N] });
+      const cases: [string, (...xs: Tensor[]) => Tensor, Tensor[], string][] = [
+        ['linear -> + residual', (p, q, c, s) => linear(p, q, c).add(s), [x, w, b, r], 'linear+residual'],
+        ['residual + linear (the product second)', (p, q, c, s) => s.add(linear(p, q, c)), [x, w, b, r], 'linear+residual'],
+        ['matmul (no bias) -> + residual', (p, q, _c, s) => p.matmul(q.transpose(0, 1)).add(s), [x, w, b, r], 'matmul+residual'],
+        ['linear -> relu', (p, q, c) => linear(p, q, c).relu(), [x, w, b], 'linear+relu'],
+        ['linear -> gelu', (p, q, c) => linear(p, q, c).gelu(), [x, w, b], 'linear+gelu'],
+      ];
+      for (const [name, fn, inputs, kernel] of cases) {
+        const res = await check(`${name}, N=${N}`, fn, inputs);
+        expect(res.explain, name).toContain(kernel);
+        expect(res.fused, name).toBeLessThan(res.plain);
+      }
+      // A residual read through a transpose is not contiguous: not folded, and right.
+      const rt = tensor(values(37 * N, 20), { shape: [N, 37] });
+      const strided = await check(`transposed residual, N=${N}`, (p, q, c, s) => linear(p, q, c).add(s.transpose(0, 1)), [x, w, b, rt]);
+      expect(strided.explain).not.toContain('+residual');
+      for (const t of [x, w, b, r, rt]) t.dispose();
+    }
+  });
+
+  it('matmul epilogues in a training step: gelu keeps the pre-activation for its backward; gradients equal eager', async () => {
+    const x = tensor(values(19 * 11, 21), { shape: [19, 11] });
+    const w1 = tensor(values(23 * 11, 22, false), { shape: [23, 11] });
+    const w2 = tensor(values(11 * 23, 23, false), { shape: [11, 23] });
+    const fn = (a: Tensor) => {
+      const p1 = w1.detach();
+      const p2 = w2.detach();
+      p1.requiresGrad = true;
+      p2.requiresGrad = true;
+      // x + W2 gelu(W1 x): the first linear folds gelu, the second the residual, forward and backward.
+      const h = linear(linear(a, p1, null).gelu(), p2, null).add(a);
+      const loss = h.mul(h).sum();
+      loss.backward();
+      const g = p1.grad!.add(0).sum().add(p2.grad!.sum()).reshape([1]);
+      for (const p of [p1, p2]) {
+        p.grad = null;
+        p.dispose();
+      }
+      return g;
+    };
+    const res = await check('gelu MLP backward', fn, [x]);
+    expect(res.explain).toContain('+gelu');
+    for (const t of [x, w1, w2]) t.dispose();
   });
 });
