@@ -172,8 +172,8 @@ fn unary_f(x: f32) -> f32 {
     case UNARY_EXP: { return exp(x); }
     case UNARY_LOG: { return log(x); }
     case UNARY_SQRT: { return sqrt(x); }
-    case UNARY_RELU: { return select(max(x, 0.0), x, is_nan(x)); }
-    case UNARY_GELU: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+    case UNARY_RELU: { return relu_f(x); }
+    case UNARY_GELU: { return gelu_f(x); }
     case UNARY_TANH: {
       // tanh() overflows to NaN for large |x| on some drivers; this form saturates.
       let e = exp(-2.0 * abs(x));
@@ -255,12 +255,8 @@ fn unary_grad_f(x: f32, y: f32, g: f32) -> f32 {
     case UNARY_LOG: { return g / x; }
     case UNARY_SQRT: { return g / (2.0 * y); }
     case UNARY_RSQRT: { return -0.5 * g * y / x; }
-    case UNARY_RELU: { return select(0.0, g, is_nan(x) || x > 0.0); }
-    case UNARY_GELU: {
-      let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
-      let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
-      return g * (cdf + x * pdf);
-    }
+    case UNARY_RELU: { return relu_grad_f(x, g); }
+    case UNARY_GELU: { return gelu_grad_f(x, g); }
     case UNARY_TANH: { return g * (1.0 - y * y); }
     case UNARY_SIGMOID: { return g * (y * (1.0 - y)); }
     case UNARY_POW: {

@@ -42,9 +42,12 @@ alias io_t = f32;
 override HAS_BIAS: u32 = 0u;
 // Epilogues a compiled step folds in (src/compile/epilogue.ts), after the bias: EPI_RESIDUAL adds residual[res_off +
 // o] (contiguous, as out); EPI_ACT 1 (relu) or 2 (gelu) writes the activation of the value to out_act and the value
-// itself to out (the activation's backward reads it). The same expressions as elementwise.wgsl's, in the same order.
+// itself to out (the activation's backward reads it); EPI_ACT_GRAD 1 (relu) or 2 (gelu) stores the activation's
+// gradient with the value as the incoming gradient and residual[res_off + o] as the activation's input. The functions
+// are numerics.wgsl's, which elementwise.wgsl's ops call too.
 override EPI_RESIDUAL: u32 = 0u;
 override EPI_ACT: u32 = 0u;
+override EPI_ACT_GRAD: u32 = 0u;
 
 // Where a thread works: its batch entry (`inside` false past the last one), the batch entry's offsets in a and b, and
 // the first row and column of its 4 x 8 outputs.
@@ -118,6 +121,13 @@ fn store(bidx: u32, row0: u32, col0: u32, acc: array<vec4<f32>, 8>) {
         let rb = params.res_off + o;
         for (var j = 0u; j < 4u; j++) { if (c + j < N) { v[j] = v[j] + residual[rb + j]; } }
       }
+      if (EPI_ACT_GRAD != 0u) {
+        let rb = params.res_off + o;
+        for (var j = 0u; j < 4u; j++) {
+          if (c + j >= N) { continue; }
+          if (EPI_ACT_GRAD == 1u) { v[j] = relu_grad_f(residual[rb + j], v[j]); } else { v[j] = gelu_grad_f(residual[rb + j], v[j]); }
+        }
+      }
       if (c + 3u < N) {
         out[o] = v.x;
         out[o + 1u] = v.y;
@@ -129,10 +139,7 @@ fn store(bidx: u32, row0: u32, col0: u32, acc: array<vec4<f32>, 8>) {
       if (EPI_ACT != 0u) {
         for (var j = 0u; j < 4u; j++) {
           if (c + j < N) {
-            let x = v[j];
-            var act = select(max(x, 0.0), x, is_nan(x));
-            if (EPI_ACT == 2u) { act = 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
-            out_act[o + j] = act;
+            if (EPI_ACT == 1u) { out_act[o + j] = relu_f(v[j]); } else { out_act[o + j] = gelu_f(v[j]); }
           }
         }
       }

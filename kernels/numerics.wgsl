@@ -78,3 +78,14 @@ fn erf_approx(x: f32) -> f32 {
           t * (-0.82215223 + t * 0.17087277)))))))));
   return select(r - 1.0, 1.0 - r, x >= 0.0);
 }
+
+// relu and gelu and their gradients: elementwise.wgsl's ops and matmul.wgsl's epilogues call these same functions, so
+// a fused epilogue gives bit-identical results (relu passes the gradient where x is NaN, as threshold_backward).
+fn relu_f(x: f32) -> f32 { return select(max(x, 0.0), x, is_nan(x)); }
+fn gelu_f(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+fn relu_grad_f(x: f32, g: f32) -> f32 { return select(0.0, g, is_nan(x) || x > 0.0); }
+fn gelu_grad_f(x: f32, g: f32) -> f32 {
+  let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
+  let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
+  return g * (cdf + x * pdf);
+}

@@ -4,6 +4,8 @@
 //     kept (it must be read by that add only). The folded matmul runs where the add ran.
 //   activation: y = relu(matmul(...)) or gelu(...): the matmul writes both its result (the activation's backward
 //     reads it) and the activation (out_act). The folded matmul runs where the matmul ran.
+//   activation gradient: dx = relu'(x) * matmul(...) (or gelu'): the matmul's result is the incoming gradient, read by
+//     that op only, x contiguous. The folded matmul runs where the gradient op ran.
 // The epilogue evaluates the same expressions as elementwise.wgsl, in the same order, so results are bit-identical.
 import { pipeline as kernelPipeline } from '../gpu/kernels.js';
 import matmulKernel from '../launch/kernels/matmul.js';
@@ -22,7 +24,7 @@ const LOOKAHEAD = 8;
 const arr = (v: unknown): number[] => (Array.isArray(v) ? (v as number[]) : [Number(v)]);
 
 /** Whether an elementwise dispatch reads operand `w` (or writes, for 'o') contiguously over its own shape from `off`. */
-function contiguousView(d: RecDispatch, w: 'a' | 'b' | 'o', off?: number): boolean {
+function contiguousView(d: RecDispatch, w: 'a' | 'b' | 'c' | 'o', off?: number): boolean {
   const v = d.values!;
   const shape = arr(v.shape).slice(0, Number(v.rank));
   const strides = arr(v[`${w}_strides`]).slice(0, shape.length);
@@ -64,7 +66,7 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
   for (let i = 0; i < work.length; i++) {
     const d = work[i];
     if (!d || d.kind !== 'dispatch' || d.file !== matmulKernel.file || (d.entry !== 'main' && d.entry !== 'main_vec') || !d.values) continue;
-    if (d.constants.EPI_RESIDUAL || d.constants.EPI_ACT || d.check || d.replay) continue;
+    if (d.constants.EPI_RESIDUAL || d.constants.EPI_ACT || d.constants.EPI_ACT_GRAD || d.check || d.replay) continue;
     const m = slotAt(d, 3);
     if (!temp(m)) continue;
     const reads = new Set(d.bindings.filter((b) => !b.writable).map((b) => b.slot));
@@ -81,6 +83,8 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
       if (++skipped > LOOKAHEAD || writes(c).some((w) => reads.has(w))) break;
     }
     const u = k >= 0 ? work[k] : null;
+    // The matmul moves to position k: nothing between may write what it reads.
+    const movable = (from: number, to: number) => work.slice(from + 1, to).every((c) => !c || !writes(c).some((w) => reads.has(w)));
     if (!u || u.kind !== 'dispatch' || u.file !== 'elementwise.wgsl' || !u.values || u.check || u.replay || u.seedFields.length) continue;
     if ((u.constants.A_DT ?? F32) !== F32 || (u.constants.OUT_DT ?? F32) !== F32) continue;
     const n = Number(u.values.n);
@@ -97,15 +101,20 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
       const r = slotAt(u, other === 'a' ? 1 : 2);
       if (r === y) continue;
       // The matmul moves to the add: what it reads must not change on the way.
-      let clean = true;
-      for (let j = i + 1; j < k && clean; j++) {
-        const c = work[j];
-        if (c && writes(c).some((w) => reads.has(w))) clean = false;
-      }
-      if (!clean) continue;
+      if (!movable(i, k)) continue;
       work[k] = withEpilogue(d, { EPI_RESIDUAL: 1 }, new Map([[3, y], [6, r]]), Number(u.values[`${other}_off`]), 'residual');
       work[i] = null;
       folded.push('residual');
+    } else if (u.entry === 'unary_backward' && ACT.has(u.constants.OP ?? -1) && (u.constants.C_DT ?? F32) === F32) {
+      // activation gradient: the matmul's result is the incoming gradient (c), read by this op only; the
+      // activation's input (a) contiguous. The folded matmul runs where the gradient op ran.
+      const x = slotAt(u, 1);
+      if (slotAt(u, 3) !== m || x === m || users.get(m)!.length !== 2 || !contiguousView(u, 'c', 0) || !contiguousView(u, 'a')) continue;
+      if (!movable(i, k)) continue;
+      const act = ACT.get(u.constants.OP!)!;
+      work[k] = withEpilogue(d, { EPI_ACT_GRAD: act.code }, new Map([[3, y], [6, x]]), Number(u.values.a_off), `${act.name}_grad`);
+      work[i] = null;
+      folded.push(`${act.name}_grad`);
     } else if (u.entry === 'unary' && ACT.has(u.constants.OP ?? -1)) {
       if (!contiguousView(u, 'a', 0)) continue;
       const act = ACT.get(u.constants.OP!)!;

@@ -78,6 +78,8 @@ export class Plan {
   readonly groups: FusionGroup[];
   /** Adds of zero-filled slice gradients that the zero-region pass removed (regions.ts). */
   readonly zeroRegionsMerged: number;
+  /** Fills of merged buffers that the regions cover entirely (regions.ts). */
+  readonly zeroFillsDropped: number;
   /** What the epilogue pass folded into matmuls (epilogue.ts): 'residual', 'relu', 'gelu', one entry per matmul. */
   readonly epilogues: string[];
   private disposed = false;
@@ -90,8 +92,9 @@ export class Plan {
     this.generation = kd.generation;
     const epilogues = options.fuse ? foldEpilogues(rec.commands, rec.slots) : { commands: rec.commands, folded: [] };
     this.epilogues = epilogues.folded;
-    const merged = options.fuse ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: rec.commands, merged: 0 };
+    const merged = options.fuse ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: rec.commands, merged: 0, fillsDropped: 0 };
     this.zeroRegionsMerged = merged.merged;
+    this.zeroFillsDropped = merged.fillsDropped;
     const fused = options.fuse ? fuseElementwise(merged.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
     this.commands = fused.commands;
     this.groups = fused.groups;
@@ -225,7 +228,7 @@ export class Plan {
       for (const e of this.epilogues) counts.set(e, (counts.get(e) ?? 0) + 1);
       out.push(`  matmul epilogues: ${this.epilogues.length} elementwise ops folded into matmuls (${[...counts].map(([k, v]) => `${k} x${v}`).join(', ')})`);
     }
-    if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved)`);
+    if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved), ${this.zeroFillsDropped} more fills of buffers the regions cover`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);
       out.push(`  fused kernels: ${this.groups.length} (${saved} dispatches saved)`);

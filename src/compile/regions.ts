@@ -4,7 +4,8 @@
 // such an add are zero-filled temporaries written in disjoint regions, the second one's region is written straight
 // into the first (its fill and the add disappear, and later commands read the first in place of the sum):
 //   fill(P, 0); P[R1] = f(...); fill(Q, 0); Q[R2] = g(...); Y = P + Q   ->   fill(P, 0); P[R1] = f(...); P[R2] = g(...)
-// A chain of such adds (P + Q, then + S) folds into one buffer filled once.
+// A chain of such adds (P + Q, then + S) folds into one buffer filled once, and not at all where the regions cover it
+// before anything reads it.
 import elementwise from '../launch/kernels/elementwise.js';
 import dtypes from '../launch/kernels/dtypes.js';
 import type { RecCommand, RecDispatch, RecSlot } from './recording.js';
@@ -58,8 +59,8 @@ function addressesOf(d: RecDispatch, n: number): number[] | null {
   return out;
 }
 
-/** Commands with zero regions merged, and how many adds were removed. */
-export function mergeZeroRegions(commands: readonly RecCommand[], slots: readonly RecSlot[]): { commands: RecCommand[]; merged: number } {
+/** Commands with zero regions merged: how many adds were removed, and how many fills of buffers the regions cover. */
+export function mergeZeroRegions(commands: readonly RecCommand[], slots: readonly RecSlot[]): { commands: RecCommand[]; merged: number; fillsDropped: number } {
   const users = new Map<number, number[]>();
   const note = (slot: number, i: number) => {
     const list = users.get(slot);
@@ -80,6 +81,8 @@ export function mergeZeroRegions(commands: readonly RecCommand[], slots: readonl
   const removed = new Set<number>();
   const work = commands.slice();
   let merged = 0;
+  /** The buffers other regions were merged into, and their zero region. */
+  const mergedInto = new Map<number, ZeroRegion>();
   for (let i = 0; i < work.length; i++) {
     const c = work[i];
     if (!elementwiseF32(c)) continue;
@@ -150,6 +153,26 @@ export function mergeZeroRegions(commands: readonly RecCommand[], slots: readonl
       else if (d.kind === 'clear' || d.kind === 'upload') work[k] = { ...d, slot: d.slot === y ? a : d.slot };
     }
     merged++;
+    mergedInto.set(a, P);
   }
-  return { commands: work.filter((_c, k) => !removed.has(k)), merged };
+  // A buffer whose regions cover all of it before anything reads it needs no fill (the q, k, v thirds).
+  let fillsDropped = 0;
+  for (const [slot, r] of mergedInto) {
+    if (!regions.has(slot)) continue;
+    const list = users.get(slot)!.filter((k) => k !== r.fill && !removed.has(k));
+    const regionWrites = list.filter((k) => {
+      const d = work[k];
+      return d.kind === 'dispatch' && d.bindings.some((x) => x.slot === slot && x.writable);
+    });
+    if (!regionWrites.every((k) => elementwiseF32(work[k]) && (work[k] as RecDispatch).entry !== 'fill')) continue;
+    const readers = list.filter((k) => !regionWrites.includes(k));
+    if (readers.length && Math.min(...readers) < Math.max(...regionWrites)) continue;
+    const cover = new Uint8Array(r.n);
+    for (const k of regionWrites) for (const at of addressesOf(work[k] as RecDispatch, r.n) ?? []) cover[at] = 1;
+    if (cover.every((v) => v === 1)) {
+      removed.add(r.fill);
+      fillsDropped++;
+    }
+  }
+  return { commands: work.filter((_c, k) => !removed.has(k)), merged, fillsDropped };
 }

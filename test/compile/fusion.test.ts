@@ -177,9 +177,12 @@ describe('compile: elementwise fusion', () => {
     // Three disjoint thirds (as q, k, v), NaN and infinities in x: two adds merged.
     const thirds = await check('three thirds', grads([[0, 11], [11, 22], [22, 33]]), [x]);
     expect(thirds.explain).toContain('zero regions: 2 adds');
+    // The thirds cover the buffer: its fill goes too.
+    expect(thirds.explain).toContain('1 more fills of buffers the regions cover');
     // Disjoint slices that leave a gap (zeros there), in reverse order.
     const gaps = await check('two slices with a gap', grads([[20, 33], [0, 9]]), [x]);
     expect(gaps.explain).toContain('zero regions: 1 adds');
+    expect(gaps.explain).toContain('0 more fills');
     // Overlapping slices: the add stays.
     const overlap = await check('overlapping slices', grads([[0, 20], [15, 33]]), [x]);
     expect(overlap.explain).not.toContain('zero regions');
@@ -213,17 +216,17 @@ describe('compile: elementwise fusion', () => {
     }
   });
 
-  it('matmul epilogues in a training step: gelu keeps the pre-activation for its backward; gradients equal eager', async () => {
+  it('matmul epilogues in a training step: relu / gelu keep the pre-activation for their backward, whose gradient folds into the next matmul; gradients equal eager', async () => {
     const x = tensor(values(19 * 11, 21), { shape: [19, 11] });
     const w1 = tensor(values(23 * 11, 22, false), { shape: [23, 11] });
     const w2 = tensor(values(11 * 23, 23, false), { shape: [11, 23] });
-    const fn = (a: Tensor) => {
+    const mlp = (act: 'gelu' | 'relu') => (a: Tensor) => {
       const p1 = w1.detach();
       const p2 = w2.detach();
       p1.requiresGrad = true;
       p2.requiresGrad = true;
       // x + W2 gelu(W1 x): the first linear folds gelu, the second the residual, forward and backward.
-      const h = linear(linear(a, p1, null).gelu(), p2, null).add(a);
+      const h = linear(linear(a, p1, null)[act](), p2, null).add(a);
       const loss = h.mul(h).sum();
       loss.backward();
       const g = p1.grad!.add(0).sum().add(p2.grad!.sum()).reshape([1]);
@@ -233,8 +236,11 @@ describe('compile: elementwise fusion', () => {
       }
       return g;
     };
-    const res = await check('gelu MLP backward', fn, [x]);
-    expect(res.explain).toContain('+gelu');
+    for (const act of ['gelu', 'relu'] as const) {
+      const res = await check(`${act} MLP backward`, mlp(act), [x]);
+      expect(res.explain).toContain(`+${act}\n`);
+      expect(res.explain).toContain(`+${act}_grad`);
+    }
     for (const t of [x, w1, w2]) t.dispose();
   });
 });
