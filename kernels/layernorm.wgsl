@@ -7,8 +7,8 @@
 //   backward reads x, weight, dy, mean, rstd and writes dx [rows, C] contiguous.
 //   backward_affine reads x, dy, mean, rstd and writes the column sums dweight[c] = sum over rows of dy * xhat and
 //   dbias[c] = sum over rows of dy ([C] each, contiguous; HAS_WEIGHT / HAS_BIAS say which are wanted).
-//   Tiling: one workgroup of WG threads per row (forward, backward) or per column (backward_affine, the rows split
-//   over the threads and summed by a tree); two passes (mean, then variance) for accuracy.
+//   Tiling: one workgroup of WG threads per row (forward, backward); one thread per column (backward_affine, the rows
+//   summed in order); two passes (mean, then variance) for accuracy.
 //   NaN: a NaN (or an infinity) in a row makes the row's variance NaN, and the whole row of y is then NaN, as
 //   PyTorch; the NaN is chosen from the bits (numerics.wgsl), not left to arithmetic the compiler may fold.
 //!include numerics.wgsl
@@ -114,15 +114,15 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   }
 }
 
-// dweight[c] = sum_rows dy * xhat, dbias[c] = sum_rows dy: one workgroup per column, the rows strided over threads.
+// dweight[c] = sum_rows dy * xhat, dbias[c] = sum_rows dy: one thread per column, summing the rows in order (no
+// barriers: on lavapipe each one splits the shader; adjacent threads read adjacent columns).
 @compute @workgroup_size(WG)
-fn backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x + wid.y * nwg.x;
+fn backward_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = gid.x + gid.y * nwg.x * WG;
   if (c >= params.C) { return; }
   var sw = 0.0;
   var sb = 0.0;
-  for (var row = lid; row < params.rows; row += WG) {
+  for (var row = 0u; row < params.rows; row++) {
     let g = dy[params.dy_off + view_offset(row, params.rank, params.shape, params.dy_strides) + c * params.dy_sc];
     if (HAS_WEIGHT == 1u) {
       let xh = (x[params.x_off + view_offset(row, params.rank, params.shape, params.x_strides) + c * params.x_sc] - saved_mean[row]) * saved_rstd[row];
@@ -130,9 +130,6 @@ fn backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     sb += g;
   }
-  let sums = reduce2(sw, sb, lid);
-  if (lid == 0u) {
-    if (HAS_WEIGHT == 1u) { dweight[c] = sums.x; }
-    if (HAS_BIAS == 1u) { dbias[c] = sums.y; }
-  }
+  if (HAS_WEIGHT == 1u) { dweight[c] = sw; }
+  if (HAS_BIAS == 1u) { dbias[c] = sb; }
 }

@@ -92,7 +92,8 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
     const batch = arr(d.values.batch_shape).reduce((p, q) => p * q, 1);
     if (n !== M * N * batch || !contiguousView(u, 'o', 0)) continue;
     const y = slotAt(u, 4);
-    if (y < 0 || users.get(y)![0] !== k) continue;
+    // (A buffer both read and written by one dispatch is an aliasing error in WebGPU.)
+    if (y < 0 || users.get(y)![0] !== k || reads.has(y)) continue;
     if (u.entry === 'binary' && u.constants.OP === BINARY_ADD) {
       // residual: the matmul's result read (contiguously) by this add only, the other operand contiguous.
       const a = slotAt(u, 1), b = slotAt(u, 2);

@@ -130,7 +130,7 @@ export function layerNormBackwardAffine<T extends TensorBase>(x: T, dy: TensorBa
           dweight: dweight ? bufOf(dweight, fn) : dummy(true, 0), dbias: dbias ? bufOf(dbias, fn) : dummy(true, 1),
         },
         params: backwardParams(xr, gr, rows, C, lead, 0, { off: 0, sc: 0 }),
-        workgroups: grid1d(C),
+        workgroups: grid1d(Math.ceil(C / 64)), // one thread per column, WG = 64
         label: fn,
       });
     }

@@ -84,7 +84,7 @@ describe('layerNorm', () => {
   });
 
   it('weight and bias gradients in one dispatch: bias only, more rows than a workgroup, strided dy, NaN and infinity in dy', async () => {
-    // 131 rows x 7: the affine kernel strides the rows over its threads (64) and sums them by a tree.
+    // 131 rows x 7: more rows than the kernel has threads in a workgroup (64; one thread per column sums the rows).
     const x = rnd([131, 7], 21, -2, 2);
     await checkGradVsRef((a, bb) => K.layerNorm(a, [7], null, bb), (a, bb) => R.layerNorm(a, [7], null, bb), [x, rnd([7], 22)], { label: 'bias only' });
     await checkGradVsRef((a, ww, bb) => K.layerNorm(a, [7], ww, bb), (a, ww, bb) => R.layerNorm(a, [7], ww, bb), [x, rnd([7], 23, 0.5, 1.5), rnd([7], 24)], { label: '131 rows' });
