@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import * as K from '../../src/index.node';
 import { DeviceError, F, KilnError, memory, tensor } from '../../src/index.node';
 import { gpuDevice } from '../../src/experimental';
-import { dispatch } from '../../src/gpu/kernels';
+import { dispatch, dummyBuffer } from '../../src/gpu/kernels';
 import matmulKernel from '../../src/launch/kernels/matmul';
 import { matmul as matmulRef } from '../reference/ops';
 import { ref } from '../reference/core';
@@ -47,9 +47,10 @@ describe('grids past 65,535 workgroups', () => {
     for (const grid of [[45, 1, 1], [1, 45, 1], [9, 5, 1], [3, 5, 3], [4, 4, 3], [7, 7, 1]]) {
       const out = K.zeros([3, 70, 130]);
       dispatch(matmulKernel, 'main', {
-        bindings: { a: a.buf().buffer, b: b.buf().buffer, out: out.buf().buffer },
+        // The epilogue bindings (bias, and a compiled step's residual / activation) bound to placeholders, as unused.
+        bindings: { a: a.buf().buffer, b: b.buf().buffer, out: out.buf().buffer, bias: dummyBuffer(false), residual: dummyBuffer(false), out_act: dummyBuffer(true) },
         params: {
-          M: 70, N: 130, K: 33, batch_rank: 4, a_off: 0, b_off: 0, a_sm: 33, a_sk: 1, b_sk: 130, b_sn: 1, alpha: 1, passes: 1,
+          M: 70, N: 130, K: 33, batch_rank: 4, a_off: 0, b_off: 0, a_sm: 33, a_sk: 1, b_sk: 130, b_sn: 1, alpha: 1, passes: 1, bias_off: 0, res_off: 0,
           batch_shape: [1, 1, 1, 3], a_bs: [0, 0, 0, 70 * 33], b_bs: [0, 0, 0, 0],
         },
         workgroups: grid,
