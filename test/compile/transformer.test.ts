@@ -74,4 +74,48 @@ describe('compile: transformer training step', () => {
     if (fuse) expect(dispatches.compiled).toBeLessThan(dispatches.eager);
     step.dispose();
   });
+
+  it('a pre-norm gelu stack as the charlm example builds it (positions, scaled embeddings, final norm, clipping): compiled equals eager for 8 steps, with gelu, its gradient and the residuals in matmul epilogues', async () => {
+    const build = () => {
+      const tok = new nn.Embedding(V, E, { seed: 1 });
+      const pos = new nn.Embedding(T, E, { seed: 2 });
+      const layers = [0, 1].map((i) => new nn.TransformerEncoderLayer(E, H, { dimFeedforward: 64, dropout: 0, normFirst: true, activation: 'gelu', isCausal: true, seed: 30 + 20 * i }));
+      const norm = new nn.LayerNorm(E);
+      const head = new nn.Linear(E, V, { seed: 7 });
+      const params = [...tok.parameters(), ...pos.parameters(), ...layers.flatMap((l) => l.parameters()), ...norm.parameters(), ...head.parameters()];
+      const opt = new optim.AdamW(params, { lr: 1e-2, weightDecay: 0.01 });
+      const fn = (tokens: Tensor, targets: Tensor): Tensor =>
+        tidy(() => {
+          opt.zeroGrad();
+          const at = tensor(Int32Array.from({ length: T }, (_, i) => i), { shape: [1, T], dtype: 'i32' });
+          let h = tok.forward(tokens).add(pos.forward(at)).mul(0.1);
+          for (const l of layers) h = l.forward(h);
+          const loss = F.crossEntropy(head.forward(norm.forward(h)).reshape([B * T, V]), targets);
+          loss.backward();
+          optim.clipGradNorm(params, 1).dispose();
+          opt.step();
+          return loss.detach();
+        });
+      return { params, fn };
+    };
+    const eager = build();
+    const compiled = build();
+    const step = compile(compiled.fn);
+    for (let k = 0; k < 8; k++) {
+      const b = batch(k);
+      const tokens = tensor(b.ids, { shape: [B, T] });
+      const targets = tensor(b.targets, { shape: [B * T] });
+      const le = eager.fn(tokens, targets);
+      const lc = step(tokens, targets);
+      const [ve, vc] = [await le.item(), await lc.item()];
+      expect(Math.abs(vc - ve), `step ${k}: ${vc} vs ${ve}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(ve)));
+      for (const t of [le, lc, tokens, targets]) t.dispose();
+    }
+    expect(step.fallbackReason).toBe(null);
+    const plan = step.explain();
+    for (const folded of ['residual', 'gelu x2', 'gelu_grad x2']) expect(plan).toContain(folded);
+    const [pe, pc] = await Promise.all([eager.params, compiled.params].map((ps) => Promise.all(ps.map(async (p) => Array.from(await p.toArray())))));
+    pe.forEach((row, i) => row.forEach((v, j) => expect(Math.abs(pc[i][j] - v), `param ${i}[${j}]`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(v)))));
+    step.dispose();
+  });
 });
