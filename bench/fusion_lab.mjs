@@ -2,7 +2,8 @@
 // run eagerly, compiled without fusion (replay only) and compiled with fusion, in one process, interleaved round by
 // round (the order rotating each round), each contender with its own identically initialised model. Prints
 // dispatches per step, ms per step (median and spread over rounds) and whether the losses agree, with the load average.
-//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--json out.json]
+//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--clip 1] [--json out.json]
+// --clip 1: clipGradNorm(params, 1) before the optimizer step.
 // Needs dist/ (npm run build).
 import { existsSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -21,6 +22,7 @@ const opt = (name, dflt) => {
 };
 const L = opt('layers', 2), E = opt('E', 32), B = opt('B', 4), T = opt('T', 16), rounds = opt('rounds', 5), steps = opt('steps', 10);
 const H = 4, FF = 2 * E, V = 67;
+const clip = opt('clip', 0) > 0;
 
 const info = await k.init();
 
@@ -37,6 +39,7 @@ function model() {
       for (const l of layers) h = l.forward(h);
       const loss = k.F.crossEntropy(head.forward(h).reshape([B * T, V]), targets);
       loss.backward();
+      if (clip) k.optim.clipGradNorm(params, 1).dispose();
       opt.step();
       return loss;
     });
@@ -93,7 +96,7 @@ const median = (xs) => {
 };
 const load = loadavg().map((x) => x.toFixed(2)).join(' ');
 const eager = contenders[0];
-console.log(`fusion lab: ${L}-layer causal transformer E=${E} B=${B} T=${T} H=${H} FF=${FF} V=${V}, AdamW; adapter ${info.adapter ?? info.description ?? JSON.stringify(info).slice(0, 80)}`);
+console.log(`fusion lab: ${L}-layer causal transformer E=${E} B=${B} T=${T} H=${H} FF=${FF} V=${V}, AdamW${clip ? ' + clipGradNorm' : ''}; adapter ${info.adapter ?? info.description ?? JSON.stringify(info).slice(0, 80)}`);
 console.log(`${rounds} rounds x ${steps} steps, interleaved; load average ${load}`);
 for (const c of contenders) {
   const m = median(c.ms);

@@ -129,7 +129,8 @@ export function gradNormScale(fn: string, seg: GradSegments, partials: TensorBas
   dispatch(gradNormKernel, 'scale', {
     bindings: { table: bufOf(seg.table, fn), grads: bufOf(seg.grads, fn), partials: bufOf(partials, fn), norm_out: bufOf(norm, fn) },
     params: { count: seg.count, num_segments: seg.numSegments, partial_base: partials.offset, num_partials: numPartials, max_norm: maxNorm, norm_offset: norm.offset, pad0: 0, pad1: 0 },
-    workgroups: [Math.min(MAX_SCALE_WORKGROUPS, Math.max(1, Math.ceil(seg.count / 256))), 1, 1],
+    // About 2048 elements a workgroup: each one first sums the partials (a barrier tree, costly on lavapipe).
+    workgroups: [Math.min(MAX_SCALE_WORKGROUPS, Math.max(1, Math.ceil(seg.count / 2048))), 1, 1],
     label: `${fn}.scale`,
   });
 }

@@ -161,6 +161,25 @@ describe('optimizer behaviour', () => {
     for (const t of [a, b, norm, n2]) t.dispose();
   });
 
+  it('clipGradNorm over more elements than one scale workgroup takes (2048 each): every element scaled, against float64', async () => {
+    // 3 parameters, 7,001 elements: 4 scale workgroups, each striding over several elements per thread.
+    const sizes = [4097, 2003, 901];
+    const ps = sizes.map((n) => tensor(new Float32Array(n), { requiresGrad: true }));
+    const gs = sizes.map((n, k) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k) * (k + 1)));
+    ps.forEach((p, k) => setGrad(p, Array.from(gs[k])));
+    let sq = 0;
+    for (const g of gs) for (const v of g) sq += v * v;
+    const want = Math.sqrt(sq);
+    const norm = optim.clipGradNorm(ps, 2);
+    expect(Math.abs((await norm.item()) - want) / want).toBeLessThan(1e-5);
+    const coef = 2 / (want + 1e-6);
+    for (const [k, p] of ps.entries()) {
+      const got = await p.grad!.toArray();
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - gs[k][i] * coef), `param ${k}[${i}]`).toBeLessThan(1e-5);
+    }
+    for (const t of [...ps, norm]) t.dispose();
+  });
+
   it('schedules: linear warm-up and cosine decay', () => {
     expect(optim.linearWarmup(0, 4)).toBe(0);
     expect(optim.linearWarmup(2, 4)).toBe(0.5);
