@@ -62,6 +62,8 @@
 //   48 KiB, f16 variant:    HEAD_DIM_MAX 128: 64x32 (f32 tiles: 32x32), the same tiles as f32 at HEAD_DIM_MAX 64
 //   32 KiB (lavapipe):      32: 64x32, 128 thr, 26 896 B; 64: 32x32, 64 thr, 24 336 B;
 //                           128: 32x16, 64 thr, 28 816 B; 256: 16x8, 64 thr, 25 936 B
+// On software adapters the plan runs attention_forward_rows.wgsl instead where it can (register-tiled, no workgroup
+// memory or barriers; same bindings, params and semantics); it includes this file for what both share (store_row, weights...).
 // Constraints: BLOCK_M % 4 == 0, BLOCK_N % 4 == 0, HEAD_DIM_MAX % 4 == 0, max(D, Dv) <= HEAD_DIM_MAX,
 //   THREADS >= RG * CG * PARTS, THREADS % RG == 0, DVN <= 4, THREADS <= maxComputeInvocationsPerWorkgroup,
 //   memory above <= maxComputeWorkgroupStorageSize (src/attention/tiles.ts checks them all before a launch).
@@ -77,6 +79,7 @@ alias io_t = f32;
 // Element of the workgroup tiles of inputs (q_tile, kv_tile): f16 in the f16 variant too, which holds the f16 inputs exactly
 // in half the bytes (so larger tiles fit); every read widens to f32 before any arithmetic.
 alias tile_t = f32;
+
 
 @group(0) @binding(5) var<storage, read_write> o: array<io_t>;
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;
@@ -267,27 +270,27 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   if (use_dropout) {
     inv *= 1.0 / (1.0 - params.dropout_p);
   }
-  store_row(qt.bh, o_rows.x, oe, inv.x, mo_run.x, l.x, acc.c0.r0, acc.c1.r0, acc.c2.r0, acc.c3.r0);
-  store_row(qt.bh, o_rows.y, oe, inv.y, mo_run.y, l.y, acc.c0.r1, acc.c1.r1, acc.c2.r1, acc.c3.r1);
-  store_row(qt.bh, o_rows.z, oe, inv.z, mo_run.z, l.z, acc.c0.r2, acc.c1.r2, acc.c2.r2, acc.c3.r2);
-  store_row(qt.bh, o_rows.w, oe, inv.w, mo_run.w, l.w, acc.c0.r3, acc.c1.r3, acc.c2.r3, acc.c3.r3);
+  store_row(qt.bh, o_rows.x, oe, TD, DVN, inv.x, mo_run.x, l.x, acc.c0.r0, acc.c1.r0, acc.c2.r0, acc.c3.r0);
+  store_row(qt.bh, o_rows.y, oe, TD, DVN, inv.y, mo_run.y, l.y, acc.c0.r1, acc.c1.r1, acc.c2.r1, acc.c3.r1);
+  store_row(qt.bh, o_rows.z, oe, TD, DVN, inv.z, mo_run.z, l.z, acc.c0.r2, acc.c1.r2, acc.c2.r2, acc.c3.r2);
+  store_row(qt.bh, o_rows.w, oe, TD, DVN, inv.w, mo_run.w, l.w, acc.c0.r3, acc.c1.r3, acc.c2.r3, acc.c3.r3);
   flex_report();
 }
 
-// Writes one o row's vec4 columns oe + TD * n (n < DVN) times inv, and its lse (thread oe == 0). m is the row's max
-// encoded score: MASKED (no admissible key: o = 0, lse = -inf), NEG_INF_SCORE or POISON (o and lse NaN).
-fn store_row(bh: u32, row: u32, oe: u32, inv: f32, m: f32, l: f32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+// Writes one o row's vec4 columns c0 + step * n (n < count <= 4: a0..a3) times inv, and its lse (with c0 == 0). m is the
+// row's max encoded score: MASKED (no admissible key: o = 0, lse = -inf), NEG_INF_SCORE or POISON (o and lse NaN).
+fn store_row(bh: u32, row: u32, c0: u32, step: u32, count: u32, inv: f32, m: f32, l: f32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
   if (row >= params.Nq) {
     return;
   }
   let nan_row = m == NEG_INF_SCORE || m >= POISON;
   let nan4 = vec4<f32>(nan_f32());
   let o_base = (bh * params.Nq + row) * params.Dv;
-  store4_o(o_base, oe, select(a0 * inv, nan4, nan_row));
-  if (DVN > 1u) { store4_o(o_base, oe + TD, select(a1 * inv, nan4, nan_row)); }
-  if (DVN > 2u) { store4_o(o_base, oe + 2u * TD, select(a2 * inv, nan4, nan_row)); }
-  if (DVN > 3u) { store4_o(o_base, oe + 3u * TD, select(a3 * inv, nan4, nan_row)); }
-  if (oe == 0u) {
+  store4_o(o_base, c0, select(a0 * inv, nan4, nan_row));
+  if (count > 1u) { store4_o(o_base, c0 + step, select(a1 * inv, nan4, nan_row)); }
+  if (count > 2u) { store4_o(o_base, c0 + 2u * step, select(a2 * inv, nan4, nan_row)); }
+  if (count > 3u) { store4_o(o_base, c0 + 3u * step, select(a3 * inv, nan4, nan_row)); }
+  if (c0 == 0u) {
     lse[bh * params.Nq + row] = select(select(m + log(l), neg_inf_f32(), m <= MASKED), nan_f32(), nan_row);
   }
 }

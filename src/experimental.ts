@@ -6,6 +6,7 @@ import { KERNELS } from './launch/kernels/index.js';
 
 export { setFlag, getFlag, listFlags, KNOWN_FLAGS, chooseTiles } from './attention/index.js';
 export { enableMatrixAttention } from './attention/matrix.js';
+export { enableRowsAttention } from './attention/rows.js';
 export { stats as gpuStats, resetStats as resetGpuStats } from './gpu/queue.js';
 export { startGpuTimer, hasTimestampQuery, gpuDevice, recordFunction, type GpuTiming } from './gpu/profiler.js';
 export { kernelCode, kernelVariant, type KernelModule, type KernelEntry, type KernelBinding, type KernelVariant, type ParamsLayout, type ParamsField } from './gpu/kernels.js';

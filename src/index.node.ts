@@ -4,6 +4,7 @@ import { init as initDevice, type DeviceInfo, type InitOptions } from './gpu/dev
 import { setPlatform } from './gpu/platform.js';
 import { nodePlatform } from './gpu/platform_node.js';
 import { enableMatrixAttention } from './attention/matrix.js';
+import { enableRowsAttention } from './attention/rows.js';
 
 export * from './index.js';
 
@@ -17,5 +18,7 @@ export function init(options?: InitOptions): Promise<DeviceInfo> {
   // Node's Dawn exposes subgroup matrices (the toggles of platform_node.ts): plan attention on them where init's probe
   // trusts a config.
   enableMatrixAttention();
+  // lavapipe (the software adapter Node falls back to) runs the register-tiled attention forward fastest.
+  enableRowsAttention();
   return initDevice(options);
 }

@@ -9,7 +9,7 @@ import { sumTo } from '../launch/reduce.js';
 import { record } from '../autograd/node.js';
 import type { Tensor } from '../ops/tensor.js';
 import { contiguous, expand, reshape } from '../ops/views.js';
-import { type AttentionPlan, type InputLayout, matrixAttentionImpl, mergeBatchStride, splitShape } from './plan.js';
+import { type AttentionPlan, type InputLayout, matrixAttentionImpl, mergeBatchStride, rowsAttentionImpl, splitShape } from './plan.js';
 
 /** A tensor as the kernels index it: [Bt, H, N, D] with an offset and (batch, head, row) strides, last dim contiguous. */
 interface KernelView {
@@ -173,6 +173,8 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | n
     const params = { ...commonParams(p, qv, kv, vv, mp.params), ...(flex?.params ?? {}) };
     if (p.Bt * p.Hq * p.Nq > 0 && plan.matrix) {
       matrixAttentionImpl()!.forward(p.fn, plan.matrix, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse });
+    } else if (p.Bt * p.Hq * p.Nq > 0 && plan.forward.kernel === 'rows') {
+      rowsAttentionImpl()!.forward(p.fn, plan.forward.variant, plan.forward.label, plan.forward, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse }, flex?.bind ?? null);
     } else if (p.Bt * p.Hq * p.Nq > 0) {
       attentionForward(p.fn, plan.forward.variant, plan.forward.label, plan.forward, params, { q: qv.t, k: kv.t, v: vv.t, mask: mp.m, o, lse }, flex?.bind ?? null);
     }

@@ -49,7 +49,11 @@ export interface KernelLaunch {
 }
 
 export interface FusedPlan {
-  readonly forward: KernelLaunch & { readonly variant: readonly KernelVariant[]; readonly label: string };
+  /**
+   * The scalar forward: kernels/attention_forward.wgsl (workgroup-memory tiles) or, kernel 'rows', the register-tiled
+   * attention_forward_rows.wgsl (tiles.ts useRowsForward).
+   */
+  readonly forward: KernelLaunch & { readonly variant: readonly KernelVariant[]; readonly label: string; readonly kernel: 'tiled' | 'rows' };
   /** The forward on matrix units (kernels/attention_mma.wgsl), run instead of `forward` when set. */
   readonly matrix: MatrixLaunch | null;
   /** Why the forward runs on the scalar kernel (null when `matrix` is set). */
@@ -216,6 +220,35 @@ export interface MatrixAttention {
 
 let matrixAttention: MatrixAttention | null = null;
 
+/** What the rows forward's policy is told about a call. */
+export interface RowsCall {
+  D: number;
+  Dv: number;
+  /** k and v, as the kernels will read them (a planned copy, or widened inputs, contiguous from offset 0). */
+  kv: readonly { t: Tensor; layout: InputLayout }[];
+  widened: boolean;
+  /** attention.subgroups is false. */
+  subgroupsOff: boolean;
+  /** attention.tiles overrides the (tiled) forward's tiles. */
+  tileOverride: boolean;
+}
+
+/** The register-tiled forward (src/attention/rows.ts): whether it runs a call (throws where forced and it cannot), its tiles, its launcher. */
+export interface RowsAttention {
+  use(fn: string, c: RowsCall, caps: AdapterCaps): boolean;
+  tiles(): Required<TileConfig>;
+  forward: typeof import('../launch/attention_rows.js').attentionForwardRows;
+}
+let rowsAttention: RowsAttention | null = null;
+
+export function installRowsAttention(r: RowsAttention): void {
+  rowsAttention = r;
+}
+
+export function rowsAttentionImpl(): RowsAttention | null {
+  return rowsAttention;
+}
+
 export function installMatrixAttention(m: MatrixAttention): void {
   matrixAttention = m;
 }
@@ -227,14 +260,16 @@ export function matrixAttentionImpl(): MatrixAttention | null {
 function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
   dtype: 'f32' | 'f16'; batch: number[]; Bt: number; Hq: number; Hk: number; Nq: number; Nk: number; D: number; Dv: number;
   needsBackward: boolean; maskGrad: boolean; layouts: FusedPlan['layouts']; inputs: { q: number[]; k: number[]; v: number[] };
-  mods: boolean;
+  mods: boolean; kv: RowsCall['kv']; widened: boolean;
 }): FusedPlan {
   const tiles = tilesFlag.get();
   const forcedSubgroups = subgroupsFlag.get();
   const half = s.dtype === 'f16';
   const tile = (kind: TileKind) => resolveTiles(fn, kind, s.D, s.Dv, half, caps, tiles?.[kind]);
-  const fwdCfg = tile('forward');
-  const sg = forwardSubgroups(fwdCfg, caps, forcedSubgroups);
+  const rows = !!rowsAttention?.use(fn, { D: s.D, Dv: s.Dv, kv: s.kv, widened: s.widened, subgroupsOff: forcedSubgroups === false, tileOverride: !!tiles?.forward }, caps);
+  const fwdCfg = rows ? rowsAttention!.tiles() : tile('forward');
+  // The rows kernel runs in the subgroups variant only (its lanes share k and v through shuffles).
+  const sg = rows ? { use: true, parts: 1 } : forwardSubgroups(fwdCfg, caps, forcedSubgroups);
   const maxWg = kd.device.limits.maxComputeWorkgroupsPerDimension;
   const tags = (subgroups: boolean): KernelVariant[] => [...(half ? ['f16' as const] : []), ...(subgroups ? ['subgroups' as const] : [])];
   const sfx = (subgroups: boolean) => `${half ? '.f16' : ''}${subgroups ? '.subgroups' : ''}`;
@@ -270,7 +305,8 @@ function planFused(fn: string, kd: KilnDevice, caps: AdapterCaps, s: {
     forward: {
       ...launch({ cfg: fwdCfg, parts: sg.parts }, foldGrid(fn, 'the forward', Math.ceil(Nq / fwdCfg.BLOCK_M) * Bt * Hq, maxWg)),
       variant: tags(sg.use),
-      label: `attention.forward${sfx(sg.use)}`,
+      label: `attention.forward${sfx(sg.use)}${rows ? '.rows' : ''}`,
+      kernel: rows ? 'rows' : 'tiled',
     },
     backward,
     layouts: s.layouts,
@@ -348,6 +384,7 @@ export function planAttention(fn: string, q: Tensor, k: Tensor, v: Tensor | null
     fused = planFused(fn, kd, caps, {
       dtype: computeDtype, batch, Bt, Hq, Hk, Nq, Nk, D, Dv, needsBackward, maskGrad, layouts,
       inputs: { q: q.shape, k: k.shape, v: v.shape }, mods,
+      kv: [{ t: k, layout: layouts.k }, { t: v, layout: layouts.v }], widened: widenInputs,
     });
   } else {
     // The reference path materialises the [..., Hq, Nq, Nk] scores (and their gradient).

@@ -105,7 +105,7 @@ function textModule(file: string, code: string, checks: boolean): KernelModule {
 }
 
 /** mod with every include named `name` (at any depth) replaced by `repl`; mod itself when none is. */
-function replaceInclude(mod: KernelModule, name: string, repl: KernelModule): KernelModule {
+export function replaceInclude(mod: KernelModule, name: string, repl: KernelModule): KernelModule {
   let changed = false;
   const includes = mod.includes.map((m) => {
     const r = m.file === name ? repl : replaceInclude(m, name, repl);
@@ -118,7 +118,7 @@ function replaceInclude(mod: KernelModule, name: string, repl: KernelModule): Ke
 }
 
 /** mod with its entries' bindings extended by the flex bindings (entries that evaluate the mods). */
-function withFlexBindings(mod: KernelModule, tag: string, entries: readonly string[], extra: KernelBinding[]): KernelModule {
+export function withFlexBindings(mod: KernelModule, tag: string, entries: readonly string[], extra: KernelBinding[]): KernelModule {
   const out: Record<string, KernelEntry> = {};
   for (const [name, e] of Object.entries(mod.entries)) {
     out[name] = entries.includes(name) ? { ...e, bindings: [...e.bindings, ...extra.filter((b) => !e.bindings.some((x) => x.binding === b.binding))] } : e;
@@ -161,7 +161,7 @@ export function flexModuleCount(): number {
   return flexSerial;
 }
 
-function flexBindingMap(fn: string, f: FlexBindings): Record<string, PooledBuffer> {
+export function flexBindingMap(fn: string, f: FlexBindings): Record<string, PooledBuffer> {
   const b: Record<string, PooledBuffer> = { flex_c: rawBuf(f.consts, fn) };
   f.captures.forEach((t, c) => (b[`cap${c}`] = rawBuf(t, fn)));
   return b;

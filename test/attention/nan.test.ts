@@ -12,7 +12,8 @@ import { type SdpaOptions, sdpa, sdpaBackward } from '../reference/attention';
 import { nearestHalf } from '../reference/half';
 import { rnd } from '../helpers';
 
-type Path = 'fused' | 'reference' | 'fused f16' | 'fused f16 widened' | 'fused f16 matrix';
+// 'fused' runs the default forward kernel; 'fused tiled' and 'fused rows' force attention.forwardKernel.
+type Path = 'fused' | 'reference' | 'fused f16' | 'fused f16 widened' | 'fused f16 matrix' | 'fused tiled' | 'fused rows';
 
 interface Plant {
   /** Which input: q, k, v or the float mask. */
@@ -159,6 +160,7 @@ async function check(sc: Scenario, path: Path): Promise<void> {
   const impl = path === 'reference' ? 'reference' : 'fused';
   if (f16) setFlag('attention.f16', path === 'fused f16 widened' ? 'widen' : 'native');
   if (path === 'fused f16 matrix') setFlag('attention.matrixBody', 'portable');
+  if (path === 'fused tiled' || path === 'fused rows') setFlag('attention.forwardKernel', path === 'fused tiled' ? 'tiled' : 'rows');
   try {
     const out = F.scaledDotProductAttention(q, k, v, { attnMask: mask, isCausal: sc.causal, impl });
     const tol = f16 ? { atol: 2e-3, rtol: 5e-3 } : { atol: 2e-5, rtol: 1e-4 };
@@ -174,16 +176,19 @@ async function check(sc: Scenario, path: Path): Promise<void> {
   } finally {
     setFlag('attention.f16', undefined);
     setFlag('attention.matrixBody', undefined);
+    setFlag('attention.forwardKernel', undefined);
     for (const t of [q, k, v, dO, ...(mask ? [mask] : [])]) t.dispose();
   }
   expect(memory().buffers, `${path} ${sc.name} leaks`).toBe(before);
 }
 
 describe('attention with NaN and infinities', () => {
-  for (const path of ['fused', 'reference', 'fused f16', 'fused f16 widened', 'fused f16 matrix'] as const) {
+  for (const path of ['fused', 'reference', 'fused f16', 'fused f16 widened', 'fused f16 matrix', 'fused tiled', 'fused rows'] as const) {
     for (const sc of scenarios) {
       it(`${path}: ${sc.name}`, async (ctx) => {
         if ((path === 'fused f16' || path === 'fused f16 matrix') && !deviceInfo().features.includes('shader-f16')) ctx.skip();
+        const sg = deviceInfo().subgroups;
+        if (path === 'fused rows' && !(sg?.inOrder && sg.minSize === 8 && sg.maxSize === 8)) ctx.skip();
         await check(sc, path);
         // The matrix path's first case compiles its pipelines (minutes for lavapipe's LLVM on a loaded machine).
       }, path === 'fused f16 matrix' && sc === scenarios[0] ? 600_000 : undefined);

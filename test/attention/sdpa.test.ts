@@ -90,6 +90,13 @@ async function check(c: Case, impl: Impl, seed: number): Promise<void> {
   expect(memory().buffers, `${c.name} leaks`).toBe(before);
 }
 
+/** Whether the forward's rows kernel can run case c here (kiln/experimental's flag attention.forwardKernel 'rows'). */
+function rowsRuns(c: Case): boolean {
+  const sg = deviceInfo().subgroups;
+  const D = c.q[c.q.length - 1], Dv = c.v[c.v.length - 1];
+  return !!sg?.inOrder && sg.minSize === 8 && sg.maxSize === 8 && Math.max(D, Dv) <= 64 && D % 4 === 0 && Dv % 4 === 0;
+}
+
 const cases: Case[] = [
   { name: 'N=1', q: [1, 1, 1, 8], k: [1, 1, 1, 8], v: [1, 1, 1, 8] },
   { name: 'primes', q: [2, 3, 7, 16], k: [2, 3, 13, 16], v: [2, 3, 13, 16] },
@@ -128,7 +135,22 @@ describe('scaledDotProductAttention vs float64 reference', () => {
       });
     }
   }
-  // 'fused' above runs the default (the subgroup row folds where the adapter allows). Each side is also forced here,
+  // 'fused' above runs the default forward kernel (on lavapipe the rows kernel where it can run: head dims up to 64 and
+  // multiples of 4). Each is also forced here, over every case it can run.
+  for (const kernel of ['tiled', 'rows'] as const) {
+    for (const [i, c] of cases.entries()) {
+      it(`fused, forward kernel '${kernel}': ${c.name}`, async (ctx) => {
+        if (kernel === 'rows' && !rowsRuns(c)) ctx.skip();
+        setFlag('attention.forwardKernel', kernel);
+        try {
+          await check(c, 'fused', 100 + i * 10);
+        } finally {
+          setFlag('attention.forwardKernel', undefined);
+        }
+      });
+    }
+  }
+  // The tiled forward's row folds: by subgroup shuffles where the adapter allows, or in workgroup memory. Each side is also forced here,
   // over cases that cover head dims 32 and 64, masks, grouped-query heads, causal and the float-mask gradient (on
   // lavapipe every new pipeline costs 4 to 6 s of compiling, so the subset is kept small).
   const sgCases = ['N=1', 'primes', 'causal Nq<Nk', 'causal 37 D=64', 'GQA 4/2', 'bool key mask [B,1,1,Nk]', 'float [B,H,Nq,Nk] with grad', 'fully masked rows (float -inf)', 'logits x50'];
@@ -138,10 +160,12 @@ describe('scaledDotProductAttention vs float64 reference', () => {
       it(`fused, row folds ${sg ? 'by subgroup shuffles' : 'in workgroup memory'}: ${c.name}`, async (ctx) => {
         if (sg && !deviceInfo().subgroups?.inOrder) ctx.skip();
         setFlag('attention.subgroups', sg);
+        setFlag('attention.forwardKernel', 'tiled');
         try {
           await check(c, 'fused', 100 + cases.indexOf(c) * 10);
         } finally {
           setFlag('attention.subgroups', undefined);
+          setFlag('attention.forwardKernel', undefined);
         }
       });
     }
@@ -181,8 +205,13 @@ describe('scaledDotProductAttention vs float64 reference', () => {
     };
     const info = deviceInfo();
     const sg = info.subgroups;
+    // The default on a software adapter with subgroups of 8 in order is the rows kernel (in the subgroups variant).
+    const rowsDefault = info.isSoftware && !!sg?.inOrder && sg.minSize === 8 && sg.maxSize === 8;
+    const labelsDefault = await labelsOf(() => F.scaledDotProductAttention(q, q, q));
+    if (!labelsDefault) ctx.skip();
+    expect(labelsDefault).toContain(rowsDefault ? 'attention.forward.subgroups.rows' : sg?.inOrder && sg.minSize >= 8 ? 'attention.forward.subgroups' : 'attention.forward');
+    setFlag('attention.forwardKernel', 'tiled');
     const labels = await labelsOf(() => F.scaledDotProductAttention(q, q, q));
-    if (!labels) ctx.skip();
     if (sg?.inOrder && sg.minSize >= 8) expect(labels).toContain('attention.forward.subgroups');
     else expect(labels).toContain('attention.forward');
     if (sg?.inOrder && sg.minSize >= 8) {
@@ -196,9 +225,17 @@ describe('scaledDotProductAttention vs float64 reference', () => {
     setFlag('attention.subgroups', true);
     try {
       if (!sg || sg.minSize < 16) expect(() => F.scaledDotProductAttention(q, q, q)).toThrow(/attention.subgroups = true, but/);
+      // The rows kernel needs subgroups: forced without them, a DeviceError naming why (before any allocation).
+      setFlag('attention.tiles', undefined);
+      setFlag('attention.subgroups', false);
+      setFlag('attention.forwardKernel', 'rows');
+      const before = memory().buffers;
+      expect(() => F.scaledDotProductAttention(q, q, q)).toThrow(/attention.forwardKernel is 'rows', but it needs subgroups, and attention.subgroups is false/);
+      expect(memory().buffers).toBe(before);
     } finally {
       setFlag('attention.tiles', undefined);
       setFlag('attention.subgroups', undefined);
+      setFlag('attention.forwardKernel', undefined);
     }
     q.dispose();
   });
