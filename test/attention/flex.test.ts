@@ -10,6 +10,7 @@ import { fromRef, rnd } from '../helpers';
 import { flexSource } from '../../src/attention/flex';
 import { pipelineCount } from '../../src/gpu/kernels';
 import { gpu } from '../../src/gpu/device';
+import { setFlag } from '../../src/experimental';
 
 type KilnOpts = NonNullable<Parameters<typeof F.flexAttention>[3]>;
 
@@ -62,6 +63,20 @@ const shape = (B: number, H: number, N: number, D: number) => [B, H, N, D];
 
 // Each distinct mod compiles its own forward and backward pipelines: minutes on a loaded software adapter.
 describe('flexAttention', { timeout: 600_000 }, () => {
+  // On lavapipe the forward runs the rows kernel by default (kernels/attention_forward_rows.wgsl); these cases also run
+  // with the tiled forward forced, so both compile and evaluate the mods.
+  const bothForwardKernels = (name: string, body: () => Promise<void>) => {
+    it(name, body);
+    it(`${name} (forward kernel 'tiled')`, async () => {
+      setFlag('attention.forwardKernel', 'tiled');
+      try {
+        await body();
+      } finally {
+        setFlag('attention.forwardKernel', undefined);
+      }
+    });
+  };
+
   it('with no mods equals scaledDotProductAttention (forward and gradients)', async () => {
     const q = rnd(shape(1, 2, 37, 16), 1), k = rnd(shape(1, 2, 29, 16), 2), v = rnd(shape(1, 2, 29, 8), 3);
     await expectFlex({ q, k, v, kiln: () => ({}), ref: {} });
@@ -72,7 +87,7 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     for (const t of [qt, kt, vt]) t.dispose();
   });
 
-  it('soft-capping (tanh) with a causal maskMod, GQA, Nq != Nk, Dv != D', async () => {
+  bothForwardKernels('soft-capping (tanh) with a causal maskMod, GQA, Nq != Nk, Dv != D', async () => {
     const cap = 2.5;
     await expectFlex({
       q: rnd(shape(2, 4, 45, 12), 5, -2, 2), k: rnd(shape(2, 2, 61, 12), 6, -2, 2), v: rnd(shape(2, 2, 61, 20), 7),
@@ -199,7 +214,7 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     });
   });
 
-  it('NaN inputs propagate through a mod; only the mask makes a score inadmissible', async () => {
+  bothForwardKernels('NaN inputs propagate through a mod; only the mask makes a score inadmissible', async () => {
     const q = rnd(shape(1, 1, 20, 8), 51), k = rnd(shape(1, 1, 20, 8), 52), v = rnd(shape(1, 1, 20, 8), 53);
     (q.data as Float64Array)[3 * 8 + 2] = NaN;
     (k.data as Float64Array)[15 * 8 + 1] = NaN;
@@ -210,7 +225,7 @@ describe('flexAttention', { timeout: 600_000 }, () => {
     });
   });
 
-  it('a block-masked run equals the unmasked run with the same maskMod (forward and gradients)', async () => {
+  bothForwardKernels('a block-masked run equals the unmasked run with the same maskMod (forward and gradients)', async () => {
     const N = 300;
     const window = (_b: Expr, _h: Expr, i: Expr, j: Expr) => i.sub(j).abs().le(40);
     const qr = rnd(shape(1, 2, N, 16), 61), kr = rnd(shape(1, 2, N, 16), 62), vr = rnd(shape(1, 2, N, 16), 63);
