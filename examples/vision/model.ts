@@ -1,6 +1,6 @@
 // A small convolutional network with self-attention over the positions of its last feature map:
 //   [Conv2d 3x3 -> MaxPool2d 2x2 -> BatchNorm2d -> ReLU] x 3 (16, 32, 64 channels for Fashion-MNIST)
-//   -> tokens [B, P, 128] (P positions of the last map) + learned position embedding
+//   -> tokens [B, P, C] (P positions of the last map, C its channels) + learned position embedding
 //   -> multi-head self-attention, added back to the tokens (a residual) -> LayerNorm
 //   -> global average pooling over the positions -> dropout -> linear classifier.
 import { type Tensor, F, nn, tidy, noGrad, add, randn, reshape, transpose, slice, permute } from 'kiln';
