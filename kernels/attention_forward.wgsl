@@ -80,7 +80,6 @@ alias io_t = f32;
 // in half the bytes (so larger tiles fit); every read widens to f32 before any arithmetic.
 alias tile_t = f32;
 
-
 @group(0) @binding(5) var<storage, read_write> o: array<io_t>;
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;
 
