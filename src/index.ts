@@ -47,4 +47,4 @@ export { flexAttention, createBlockMask, BlockMask, type FlexAttentionOptions, t
 export { Expr, where as exprWhere } from './ops/expr.js';
 export { attentionMods } from './attention/index.js';
 export * as viz from './viz/index.js';
-export { compile, type CompileOptions, type CompiledStep, type CompiledStats, type ExplainOptions } from './compile/index.js';
+export { compile, type CompileOptions, type CompiledStep, type CompiledStats, type ExplainOptions, type FusePasses } from './compile/index.js';

@@ -22,12 +22,41 @@ import { Plan, compareRecordings, unplannable, type PlanSummary } from './plan.j
 import { explainPlan } from './explain.js';
 
 export interface CompileOptions {
-  /** Fuse chains of elementwise ops into generated kernels (default true); false: replay the trace as recorded. */
-  fuse?: boolean;
+  /**
+   * The compiler passes (default true: all of them); false: replay the trace as recorded; or an object switching
+   * passes one by one ({ horizontal: false }: every pass but that one), for studying what each contributes.
+   */
+  fuse?: boolean | FusePasses;
   /** Input signatures (shapes, dtypes, other arguments) kept at once; the least recently used is dropped (default 8). */
   cacheSize?: number;
   /** Traces of one signature tried before falling back to eager for good (default 4). */
   maxTraces?: number;
+}
+
+/** The compiler's passes, in the order they run (src/compile/plan.ts); each defaults to true. */
+export interface FusePasses {
+  /** Matmul epilogues: residual adds, relu/gelu and their gradients folded into the matmul's store (epilogue.ts). */
+  epilogues?: boolean;
+  /** Zero regions: adds of zero-filled slice gradients become writes into one buffer (regions.ts). */
+  regions?: boolean;
+  /** Elementwise chains become one generated kernel each (fuse.ts). */
+  elementwise?: boolean;
+}
+
+export const PASS_NAMES = ['epilogues', 'regions', 'elementwise'] as const satisfies readonly (keyof FusePasses)[];
+export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
+
+function passesOf(fuse: unknown): Passes {
+  if (typeof fuse === 'boolean') return Object.fromEntries(PASS_NAMES.map((n) => [n, fuse])) as unknown as Passes;
+  if (fuse === null || typeof fuse !== 'object' || Array.isArray(fuse)) throw new ValueError(`compile: fuse must be true, false or an object of pass switches, got ${String(fuse)}`);
+  const o = checkOptions('compile fuse', fuse as Record<string, unknown>, PASS_NAMES as unknown as string[]);
+  const out: Record<string, boolean> = {};
+  for (const n of PASS_NAMES) {
+    const v = (o as Record<string, unknown>)[n] ?? true;
+    if (typeof v !== 'boolean') throw new ValueError(`compile: fuse.${n} must be true or false, got ${String(v)}`);
+    out[n] = v;
+  }
+  return out as unknown as Passes;
 }
 
 export interface ExplainOptions {
@@ -152,8 +181,7 @@ function copyIn(src: Tensor, dst: Tensor): void {
 export function compile<A extends unknown[], R>(fn: (...args: A) => R, options?: CompileOptions): CompiledStep<A, R> {
   const o = checkOptions('compile', options, ['fuse', 'cacheSize', 'maxTraces']);
   if (typeof fn !== 'function') throw new ValueError(`compile: expects a function, got ${typeof fn}`);
-  const fuse = o.fuse ?? true;
-  if (typeof fuse !== 'boolean') throw new ValueError(`compile: fuse must be true or false, got ${String(fuse)}`);
+  const passes = passesOf(o.fuse ?? true);
   const cacheSize = o.cacheSize ?? 8;
   if (!Number.isInteger(cacheSize) || cacheSize < 1) throw new ValueError(`compile: cacheSize must be an integer >= 1, got ${cacheSize}`);
   const maxTraces = o.maxTraces ?? 4;
@@ -296,7 +324,7 @@ export function compile<A extends unknown[], R>(fn: (...args: A) => R, options?:
     e.epoch = epoch;
     const result = buildResult(resultShape, tensors.map(copyOut)) as R;
     if (diff === null) {
-      e.plan = new Plan(rec, { fuse });
+      e.plan = new Plan(rec, { passes });
       e.state = 'replay';
       e.last = null;
     } else if (e.traces >= maxTraces) {

@@ -9,6 +9,7 @@ import { dummyBuffer } from '../gpu/kernels.js';
 import { fuseElementwise, type FusionGroup } from './fuse.js';
 import { mergeZeroRegions } from './regions.js';
 import { foldEpilogues } from './epilogue.js';
+import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
 import type { ParamValues } from '../gpu/recorder.js';
@@ -86,16 +87,17 @@ export class Plan {
 
   constructor(
     readonly rec: Recording,
-    readonly options: { fuse: boolean },
+    readonly options: { passes: Passes },
   ) {
     const kd = gpu();
     this.generation = kd.generation;
-    const epilogues = options.fuse ? foldEpilogues(rec.commands, rec.slots) : { commands: rec.commands, folded: [] };
+    const on = options.passes;
+    const epilogues = on.epilogues ? foldEpilogues(rec.commands, rec.slots) : { commands: rec.commands, folded: [] };
     this.epilogues = epilogues.folded;
-    const merged = options.fuse ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: rec.commands, merged: 0, fillsDropped: 0 };
+    const merged = on.regions ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: epilogues.commands, merged: 0, fillsDropped: 0 };
     this.zeroRegionsMerged = merged.merged;
     this.zeroFillsDropped = merged.fillsDropped;
-    const fused = options.fuse ? fuseElementwise(merged.commands, rec.slots) : { commands: rec.commands.slice(), groups: [] };
+    const fused = on.elementwise ? fuseElementwise(merged.commands, rec.slots) : { commands: merged.commands.slice(), groups: [] };
     this.commands = fused.commands;
     this.groups = fused.groups;
     const physical = this.placeSlots(rec.slots, this.commands);

@@ -161,6 +161,11 @@ describe('compile: fallbacks', () => {
   it('options are checked; a disposed step refuses calls; train()/eval() traces again', async () => {
     expect(() => compile((x: Tensor) => x, { fuze: false } as never)).toThrow(ValueError);
     expect(() => compile((x: Tensor) => x, { cacheSize: 0 })).toThrow(ValueError);
+    // Pass switches: an object of booleans; an unknown pass or a non-boolean is named.
+    expect(() => compile((x: Tensor) => x, { fuse: { elementwise: false, epilogues: true } })).not.toThrow();
+    expect(() => compile((x: Tensor) => x, { fuse: { elementwse: false } as never })).toThrow(/unknown option 'elementwse' \(did you mean 'elementwise'\?\)/);
+    expect(() => compile((x: Tensor) => x, { fuse: { regions: 1 } as never })).toThrow(/fuse\.regions must be true or false, got 1/);
+    expect(() => compile((x: Tensor) => x, { fuse: 'yes' as never })).toThrow(/fuse must be true, false or an object/);
     const drop = new nn.Dropout(0.5, { seed: 3 });
     const x = tensor(new Float32Array(64).fill(1));
     const step = compile((t: Tensor) => drop.forward(t));
