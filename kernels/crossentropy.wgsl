@@ -11,6 +11,10 @@
 //   backward: reads logits, targets, lse, dy ([N] for reduction 'none', else [1]) and scale (the
 //             total buffer; only read when mode != 0); writes dx [N, C]:
 //             dx = g * (softmax(x) - (1 - s) * onehot(t) - s / C), 0 on ignored rows.
+//   forward_backward (a compiled step's fusion, src/compile/crossentropy.ts): forward, and in the same workgroup the
+//             row's dx as backward computes it, for a reduced loss whose incoming gradient is the constant dy_value
+//             (loss.backward()'s seed): the factor (1, or 1 over the rows not ignored, counted by each workgroup over
+//             all N targets as reduce counts them) is the one reduce writes, so dx is bit-identical to backward's.
 //   mode: MODE_NONE, MODE_SUM, MODE_MEAN (PyTorch's reductions).
 //   Target checks: a target that is neither ignore_index nor in [0, C) is recorded in kiln_errors (the host raises an
 //   IndexError at the next sync, index_check.wgsl); its row loss and gradient are NaN, and no logit is read for it.
@@ -36,7 +40,7 @@ struct Params {
   x_sc: u32,
   t_off: u32,
   dy_off: u32,
-  pad0: u32,
+  dy_value: f32,
   shape: array<vec4<u32>, 2>,
   x_strides: array<vec4<u32>, 2>,
   t_strides: array<vec4<u32>, 2>,
@@ -99,11 +103,8 @@ fn reduce_sum(v: f32, lid: u32) -> f32 {
   return r;
 }
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  // Uniform control flow: every thread of a workgroup sees the same row, so this exit is uniform.
-  if (row >= params.N) { return; }
+// The row's forward (writes row_loss, lse); returns the row's log-sum-exp.
+fn forward_row(row: u32, lid: u32) -> f32 {
   let C = params.C;
   let base = params.x_off + view_offset(row, params.rank, params.shape, params.x_strides);
   let xs = params.x_sc;
@@ -119,8 +120,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   }
   se = reduce_sum(se, lid);
   sx = reduce_sum(sx, lid);
+  let l = select(m + log(se), m, is_nan(m));
   if (lid == 0u) {
-    let l = select(m + log(se), m, is_nan(m));
     lse[row] = l;
     let t = target_of(row);
     if (t == params.ignore_index) {
@@ -134,6 +135,52 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
       // Without smoothing the term is left out, not multiplied by 0: a -inf logit makes it inf, and 0 * inf is NaN.
       if (s != 0.0) { loss += s * (l - sx / f32(C)); }
       row_loss[row] = loss;
+    }
+  }
+  return l;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  // Uniform control flow: every thread of a workgroup sees the same row, so this exit is uniform.
+  if (row >= params.N) { return; }
+  _ = forward_row(row, lid);
+}
+
+// dx element (row, c) as backward computes it, with g the incoming gradient times the reduction's factor.
+fn dx_value(row: u32, c: u32, t: i32, g: f32, l: f32) -> f32 {
+  let s = params.smoothing;
+  let p = exp(logit(row, c) - l);
+  var onehot = 0.0;
+  if (i32(c) == t) { onehot = 1.0; }
+  return g * (p - (1.0 - s) * onehot - s / f32(params.C));
+}
+
+@compute @workgroup_size(WG)
+fn forward_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.N) { return; }
+  let l = forward_row(row, lid);
+  var factor = 1.0;
+  if (params.mode == MODE_MEAN) {
+    var n = 0.0;
+    for (var i = lid; i < params.N; i = i + WG) {
+      if (target_of(i) != params.ignore_index) { n = n + 1.0; }
+    }
+    factor = 1.0 / reduce_sum(n, lid);
+  }
+  let g = params.dy_value * factor;
+  let C = params.C;
+  let t = target_of(row);
+  for (var c = lid; c < C; c = c + WG) {
+    let e = row * C + c;
+    if (t == params.ignore_index) {
+      dx[e] = 0.0;
+    } else if (t < 0 || u32(t) >= C) {
+      dx[e] = nan_f32();
+    } else {
+      dx[e] = dx_value(row, c, t, g, l);
     }
   }
 }
@@ -191,9 +238,5 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   } else {
     g = dy[params.dy_off] * scale[1];
   }
-  let s = params.smoothing;
-  let p = exp(logit(row, c) - lse_in[row]);
-  var onehot = 0.0;
-  if (i32(c) == t) { onehot = 1.0; }
-  dx[e] = g * (p - (1.0 - s) * onehot - s / f32(C));
+  dx[e] = dx_value(row, c, t, g, lse_in[row]);
 }

@@ -35,6 +35,8 @@ export interface CompileOptions {
 
 /** The compiler's passes, in the order they run (src/compile/plan.ts); each defaults to true. */
 export interface FusePasses {
+  /** Cross-entropy's backward (with loss.backward()'s seed) computed by its forward's workgroups (crossentropy.ts). */
+  crossEntropy?: boolean;
   /** Matmul epilogues: residual adds, relu/gelu and their gradients folded into the matmul's store (epilogue.ts). */
   epilogues?: boolean;
   /** Zero regions: adds of zero-filled slice gradients become writes into one buffer (regions.ts). */
@@ -43,7 +45,7 @@ export interface FusePasses {
   elementwise?: boolean;
 }
 
-export const PASS_NAMES = ['epilogues', 'regions', 'elementwise'] as const satisfies readonly (keyof FusePasses)[];
+export const PASS_NAMES = ['crossEntropy', 'epilogues', 'regions', 'elementwise'] as const satisfies readonly (keyof FusePasses)[];
 export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
 
 function passesOf(fuse: unknown): Passes {

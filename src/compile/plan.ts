@@ -9,6 +9,7 @@ import { dummyBuffer } from '../gpu/kernels.js';
 import { fuseElementwise, type FusionGroup } from './fuse.js';
 import { mergeZeroRegions } from './regions.js';
 import { foldEpilogues } from './epilogue.js';
+import { fuseCrossEntropy } from './crossentropy.js';
 import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
@@ -81,6 +82,8 @@ export class Plan {
   readonly zeroRegionsMerged: number;
   /** Fills of merged buffers that the regions cover entirely (regions.ts). */
   readonly zeroFillsDropped: number;
+  /** Cross-entropy forward / seed / backward triples made one dispatch (crossentropy.ts). */
+  readonly crossEntropyFused: number;
   /** What the epilogue pass folded into matmuls (epilogue.ts): 'residual', 'relu', 'gelu', one entry per matmul. */
   readonly epilogues: string[];
   private disposed = false;
@@ -92,7 +95,9 @@ export class Plan {
     const kd = gpu();
     this.generation = kd.generation;
     const on = options.passes;
-    const epilogues = on.epilogues ? foldEpilogues(rec.commands, rec.slots) : { commands: rec.commands, folded: [] };
+    const ce = on.crossEntropy ? fuseCrossEntropy(rec.commands) : { commands: rec.commands, fused: 0 };
+    this.crossEntropyFused = ce.fused;
+    const epilogues = on.epilogues ? foldEpilogues(ce.commands, rec.slots) : { commands: ce.commands, folded: [] };
     this.epilogues = epilogues.folded;
     const merged = on.regions ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: epilogues.commands, merged: 0, fillsDropped: 0 };
     this.zeroRegionsMerged = merged.merged;
@@ -230,6 +235,7 @@ export class Plan {
       for (const e of this.epilogues) counts.set(e, (counts.get(e) ?? 0) + 1);
       out.push(`  matmul epilogues: ${this.epilogues.length} elementwise ops folded into matmuls (${[...counts].map(([k, v]) => `${k} x${v}`).join(', ')})`);
     }
+    if (this.crossEntropyFused) out.push(`  cross-entropy: ${this.crossEntropyFused} backward(s) computed in the forward's workgroups (the backward and the seed fill dropped)`);
     if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved), ${this.zeroFillsDropped} more fills of buffers the regions cover`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);

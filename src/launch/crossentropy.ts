@@ -29,7 +29,7 @@ function geometry(logits: TensorBase, targets: TensorBase, dy: TensorBase | null
     x_sc: logits.strides[1],
     t_off: targets.offset,
     dy_off: dy ? dy.offset : 0,
-    pad0: 0,
+    dy_value: 0,
     shape: pad8(rowShape),
     x_strides: pad8([logits.strides[0], ...logits.strides.slice(2)]),
     t_strides: pad8(rowStrides(targets, rowShape)),
