@@ -2,8 +2,10 @@
 // run eagerly, compiled without fusion (replay only) and compiled with fusion, in one process, interleaved round by
 // round (the order rotating each round), each contender with its own identically initialised model. Prints
 // dispatches per step, ms per step (median and spread over rounds) and whether the losses agree, with the load average.
-//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--clip 1] [--json out.json]
+//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--clip 1] [--ablate 1] [--json out.json]
 // --clip 1: clipGradNorm(params, 1) before the optimizer step.
+// --ablate 1: also, for each compiler pass, the fused step's dispatches with that one pass switched off (and whether
+//   its losses still equal eager's): what each pass contributes on this model.
 // Needs dist/ (npm run build).
 import { existsSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -107,6 +109,25 @@ for (const c of contenders) {
       `x${(median(eager.ms) / m).toFixed(2)} vs eager  losses ${same ? 'equal eager' : 'DIFFER from eager'}`,
   );
   if (c.step.fallbackReason) console.log(`    fallback: ${c.step.fallbackReason}`);
+}
+if (opt('ablate', 0) > 0) {
+  const fusedCount = contenders[2].dispatches;
+  console.log(`ablation: dispatches/step of the fused step with one pass off (all passes on: ${fusedCount})`);
+  for (const name of k.compilePasses) {
+    const step = k.compile(model(), { fuse: { [name]: false } });
+    const ls = [];
+    let n = 0;
+    for (let s = 0; s < 5; s++) {
+      if (s === 4) k.resetGpuStats();
+      const loss = step(tokens, targets);
+      if (s === 4) n = k.gpuStats.dispatches;
+      ls.push(await loss.item());
+      loss.dispose();
+    }
+    const same = ls.every((v, i) => Math.abs(v - losses.eager[i]) <= 1e-5 * Math.max(1, Math.abs(losses.eager[i])));
+    console.log(`  without ${name.padEnd(16)} ${String(n).padStart(4)} dispatches/step (the pass saves ${n - fusedCount})  losses ${same ? 'equal eager' : 'DIFFER from eager'}${step.fallbackReason ? `  fallback: ${step.fallbackReason}` : ''}`);
+    step.dispose();
+  }
 }
 console.log(contenders[2].step.explain());
 const json = opt('json');

@@ -8,6 +8,7 @@ export { setFlag, getFlag, listFlags, KNOWN_FLAGS, chooseTiles } from './attenti
 export { enableMatrixAttention } from './attention/matrix.js';
 export { enableRowsAttention } from './attention/rows.js';
 export { stats as gpuStats, resetStats as resetGpuStats } from './gpu/queue.js';
+export { PASS_NAMES as compilePasses } from './compile/index.js';
 export { startGpuTimer, hasTimestampQuery, gpuDevice, recordFunction, type GpuTiming } from './gpu/profiler.js';
 export { kernelCode, kernelVariant, type KernelModule, type KernelEntry, type KernelBinding, type KernelVariant, type ParamsLayout, type ParamsField } from './gpu/kernels.js';
 
