@@ -2,7 +2,7 @@
 // run eagerly, compiled without fusion (replay only) and compiled with fusion, in one process, interleaved round by
 // round (the order rotating each round), each contender with its own identically initialised model. Prints
 // dispatches per step, ms per step (median and spread over rounds) and whether the losses agree, with the load average.
-//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--clip 1] [--ablate 1] [--json out.json]
+//   node bench/fusion_lab.mjs [--layers 2] [--E 32] [--B 4] [--T 16] [--rounds 5] [--steps 10] [--H 4] [--FF 2E] [--V 67] [--clip 1] [--ablate 1] [--json out.json]
 // --clip 1: clipGradNorm(params, 1) before the optimizer step.
 // --ablate 1: also, for each compiler pass, the fused step's dispatches with that one pass switched off (and whether
 //   its losses still equal eager's): what each pass contributes on this model.
@@ -23,7 +23,7 @@ const opt = (name, dflt) => {
   return i >= 0 ? (name === 'json' ? args[i + 1] : Number(args[i + 1])) : dflt;
 };
 const L = opt('layers', 2), E = opt('E', 32), B = opt('B', 4), T = opt('T', 16), rounds = opt('rounds', 5), steps = opt('steps', 10);
-const H = 4, FF = 2 * E, V = 67;
+const H = opt('H', 4), FF = opt('FF', 2 * E), V = opt('V', 67);
 const clip = opt('clip', 0) > 0;
 
 const info = await k.init();
@@ -131,5 +131,11 @@ if (opt('ablate', 0) > 0) {
 }
 console.log(contenders[2].step.explain());
 const json = opt('json');
-if (json) writeFileSync(json, JSON.stringify({ L, E, B, T, rounds, steps, load, contenders: contenders.map((c) => ({ name: c.name, dispatches: c.dispatches, ms: c.ms })) }, null, 2));
+const equal = (c) => losses[c.name].every((v, i) => Math.abs(v - losses.eager[i]) <= 1e-5 * Math.max(1, Math.abs(losses.eager[i])));
+if (json) {
+  writeFileSync(json, JSON.stringify({
+    L, E, B, T, H, FF, V, clip, rounds, steps, load, adapter: info.description ?? null,
+    contenders: contenders.map((c) => ({ name: c.name, dispatches: c.dispatches, ms: c.ms, median: median(c.ms), lossesEqualEager: equal(c), losses: losses[c.name], fallback: c.step.fallbackReason ?? null })),
+  }, null, 2));
+}
 process.exit(0);
