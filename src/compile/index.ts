@@ -43,9 +43,11 @@ export interface FusePasses {
   regions?: boolean;
   /** Elementwise chains become one generated kernel each (fuse.ts). */
   elementwise?: boolean;
+  /** Commands reordered by dependency level, so independent ones sit side by side (schedule.ts). */
+  schedule?: boolean;
 }
 
-export const PASS_NAMES = ['crossEntropy', 'epilogues', 'regions', 'elementwise'] as const satisfies readonly (keyof FusePasses)[];
+export const PASS_NAMES = ['crossEntropy', 'epilogues', 'regions', 'elementwise', 'schedule'] as const satisfies readonly (keyof FusePasses)[];
 export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
 
 function passesOf(fuse: unknown): Passes {

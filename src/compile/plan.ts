@@ -10,6 +10,7 @@ import { fuseElementwise, type FusionGroup } from './fuse.js';
 import { mergeZeroRegions } from './regions.js';
 import { foldEpilogues } from './epilogue.js';
 import { fuseCrossEntropy } from './crossentropy.js';
+import { scheduleByLevel } from './schedule.js';
 import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
@@ -82,6 +83,8 @@ export class Plan {
   readonly zeroRegionsMerged: number;
   /** Fills of merged buffers that the regions cover entirely (regions.ts). */
   readonly zeroFillsDropped: number;
+  /** The schedule pass's reordering (schedule.ts): GPU command levels and commands moved. */
+  readonly scheduled: { levels: number; moved: number };
   /** Cross-entropy forward / seed / backward triples made one dispatch (crossentropy.ts). */
   readonly crossEntropyFused: number;
   /** What the epilogue pass folded into matmuls (epilogue.ts): 'residual', 'relu', 'gelu', one entry per matmul. */
@@ -103,8 +106,10 @@ export class Plan {
     this.zeroRegionsMerged = merged.merged;
     this.zeroFillsDropped = merged.fillsDropped;
     const fused = on.elementwise ? fuseElementwise(merged.commands, rec.slots) : { commands: merged.commands.slice(), groups: [] };
-    this.commands = fused.commands;
     this.groups = fused.groups;
+    const scheduled = on.schedule ? scheduleByLevel(fused.commands, rec.slots) : { commands: fused.commands, levels: 0, moved: 0 };
+    this.scheduled = { levels: scheduled.levels, moved: scheduled.moved };
+    this.commands = scheduled.commands;
     const physical = this.placeSlots(rec.slots, this.commands);
     const dispatches = this.commands.filter((c): c is RecDispatch => c.kind === 'dispatch');
     this.uniformHost = new Uint8Array(Math.max(1, dispatches.length) * UNIFORM_SLOT);
@@ -237,6 +242,7 @@ export class Plan {
     }
     if (this.crossEntropyFused) out.push(`  cross-entropy: ${this.crossEntropyFused} backward(s) computed in the forward's workgroups (the backward and the seed fill dropped)`);
     if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved), ${this.zeroFillsDropped} more fills of buffers the regions cover`);
+    if (this.scheduled.moved) out.push(`  schedule: ${this.scheduled.moved} commands moved into dependency-level order (dispatches fall in ${this.scheduled.levels} levels)`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);
       out.push(`  fused kernels: ${this.groups.length} (${saved} dispatches saved)`);
