@@ -21,7 +21,7 @@ const ACT = new Map([[elementwise.constants.UNARY_RELU, { code: 1, name: 'relu' 
 /** Commands past the matmul searched for the op to fold (past commands that neither touch its result nor write what it reads). */
 const LOOKAHEAD = 8;
 
-const arr = (v: unknown): number[] => (Array.isArray(v) ? (v as number[]) : [Number(v)]);
+export const arr = (v: unknown): number[] => (Array.isArray(v) ? (v as number[]) : [Number(v)]);
 
 /** Whether an elementwise dispatch reads operand `w` (or writes, for 'o') contiguously over its own shape from `off`. */
 function contiguousView(d: RecDispatch, w: 'a' | 'b' | 'c' | 'o', off?: number): boolean {
@@ -33,7 +33,44 @@ function contiguousView(d: RecDispatch, w: 'a' | 'b' | 'c' | 'o', off?: number):
   return shape.every((s, k) => s === 1 || strides[k] === want[k]);
 }
 
-const slotAt = (d: RecDispatch, binding: number) => d.bindings.find((b) => b.binding === binding)?.slot ?? -1;
+export const slotAt = (d: RecDispatch, binding: number) => d.bindings.find((b) => b.binding === binding)?.slot ?? -1;
+
+/** Per slot, the indices of the commands that bind, copy, clear or upload it, in order. */
+export function slotUsers(commands: readonly RecCommand[]): Map<number, number[]> {
+  const users = new Map<number, number[]>();
+  commands.forEach((c, i) => {
+    const slotsOf = c.kind === 'dispatch' ? c.bindings.map((b) => b.slot) : c.kind === 'copy' ? [c.src, c.dst] : c.kind === 'clear' || c.kind === 'upload' ? [c.slot] : [];
+    for (const s of slotsOf) {
+      const list = users.get(s);
+      if (!list) users.set(s, [i]);
+      else if (list[list.length - 1] !== i) list.push(i);
+    }
+  });
+  return users;
+}
+
+/**
+ * The first command after the matmul at `i` that touches its result `m` (-1 if none within LOOKAHEAD commands that
+ * neither touch it nor write what the matmul reads), and whether the matmul may move there (nothing between writes
+ * what it reads).
+ */
+export function nextUser(work: readonly (RecCommand | null)[], i: number, m: number, users: Map<number, number[]>): { k: number; movable: boolean } {
+  const d = work[i] as RecDispatch;
+  const reads = new Set(d.bindings.filter((b) => !b.writable).map((b) => b.slot));
+  let k = -1;
+  let skipped = 0;
+  for (let j = i + 1; j < work.length; j++) {
+    const c = work[j];
+    if (!c || c.kind === 'hook' || c.kind === 'draw') continue;
+    if (users.get(m)!.includes(j)) {
+      k = j;
+      break;
+    }
+    if (++skipped > LOOKAHEAD || writes(c).some((w) => reads.has(w))) break;
+  }
+  const movable = k >= 0 && work.slice(i + 1, k).every((c) => !c || !writes(c).some((w) => reads.has(w)));
+  return { k, movable };
+}
 
 /** The matmul with its epilogue switched on: new constants, bindings rebound, res_off written into its params. */
 function withEpilogue(d: RecDispatch, constants: Record<string, number>, rebind: Map<number, number>, resOff: number, name: string): RecDispatch {
@@ -51,15 +88,7 @@ function withEpilogue(d: RecDispatch, constants: Record<string, number>, rebind:
 
 /** Commands with matmul epilogues folded in, and the names of what was folded (for explain()). */
 export function foldEpilogues(commands: readonly RecCommand[], slots: readonly RecSlot[]): { commands: RecCommand[]; folded: string[] } {
-  const users = new Map<number, number[]>();
-  commands.forEach((c, i) => {
-    const slotsOf = c.kind === 'dispatch' ? c.bindings.map((b) => b.slot) : c.kind === 'copy' ? [c.src, c.dst] : c.kind === 'clear' || c.kind === 'upload' ? [c.slot] : [];
-    for (const s of slotsOf) {
-      const list = users.get(s);
-      if (!list) users.set(s, [i]);
-      else if (list[list.length - 1] !== i) list.push(i);
-    }
-  });
+  const users = slotUsers(commands);
   const temp = (s: number) => s >= 0 && slots[s].origin === 'temp' && slots[s].releasedAt !== null && !!slots[s].pb;
   const work: (RecCommand | null)[] = commands.slice();
   const folded: string[] = [];
@@ -70,21 +99,9 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
     const m = slotAt(d, 3);
     if (!temp(m)) continue;
     const reads = new Set(d.bindings.filter((b) => !b.writable).map((b) => b.slot));
-    // The first command after the matmul that touches its result.
-    let k = -1;
-    let skipped = 0;
-    for (let j = i + 1; j < work.length; j++) {
-      const c = work[j];
-      if (!c || c.kind === 'hook' || c.kind === 'draw') continue;
-      if (users.get(m)!.includes(j)) {
-        k = j;
-        break;
-      }
-      if (++skipped > LOOKAHEAD || writes(c).some((w) => reads.has(w))) break;
-    }
+    // The first command after the matmul that touches its result; the matmul may move there when `movable`.
+    const { k, movable } = nextUser(work, i, m, users);
     const u = k >= 0 ? work[k] : null;
-    // The matmul moves to position k: nothing between may write what it reads.
-    const movable = (from: number, to: number) => work.slice(from + 1, to).every((c) => !c || !writes(c).some((w) => reads.has(w)));
     if (!u || u.kind !== 'dispatch' || u.file !== 'elementwise.wgsl' || !u.values || u.check || u.replay || u.seedFields.length) continue;
     if ((u.constants.A_DT ?? F32) !== F32 || (u.constants.OUT_DT ?? F32) !== F32) continue;
     const n = Number(u.values.n);
@@ -102,7 +119,7 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
       const r = slotAt(u, other === 'a' ? 1 : 2);
       if (r === y) continue;
       // The matmul moves to the add: what it reads must not change on the way.
-      if (!movable(i, k)) continue;
+      if (!movable) continue;
       work[k] = withEpilogue(d, { EPI_RESIDUAL: 1 }, new Map([[3, y], [6, r]]), Number(u.values[`${other}_off`]), 'residual');
       work[i] = null;
       folded.push('residual');
@@ -111,7 +128,7 @@ export function foldEpilogues(commands: readonly RecCommand[], slots: readonly R
       // activation's input (a) contiguous. The folded matmul runs where the gradient op ran.
       const x = slotAt(u, 1);
       if (slotAt(u, 3) !== m || x === m || users.get(m)!.length !== 2 || !contiguousView(u, 'c', 0) || !contiguousView(u, 'a')) continue;
-      if (!movable(i, k)) continue;
+      if (!movable) continue;
       const act = ACT.get(u.constants.OP!)!;
       work[k] = withEpilogue(d, { EPI_ACT_GRAD: act.code }, new Map([[3, y], [6, x]]), Number(u.values.a_off), `${act.name}_grad`);
       work[i] = null;

@@ -39,6 +39,8 @@ export interface FusePasses {
   crossEntropy?: boolean;
   /** Matmul epilogues: residual adds, relu/gelu and their gradients folded into the matmul's store (epilogue.ts). */
   epilogues?: boolean;
+  /** Row norms: a layerNorm of a matmul's result, and the dx of its backward, folded into the matmul (rownorm.ts). */
+  layerNorm?: boolean;
   /** Zero regions: adds of zero-filled slice gradients become writes into one buffer (regions.ts). */
   regions?: boolean;
   /** Elementwise chains become one generated kernel each (fuse.ts). */
@@ -47,7 +49,7 @@ export interface FusePasses {
   schedule?: boolean;
 }
 
-export const PASS_NAMES = ['crossEntropy', 'epilogues', 'regions', 'elementwise', 'schedule'] as const satisfies readonly (keyof FusePasses)[];
+export const PASS_NAMES = ['crossEntropy', 'epilogues', 'layerNorm', 'regions', 'elementwise', 'schedule'] as const satisfies readonly (keyof FusePasses)[];
 export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
 
 function passesOf(fuse: unknown): Passes {

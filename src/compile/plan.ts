@@ -11,6 +11,7 @@ import { mergeZeroRegions } from './regions.js';
 import { foldEpilogues } from './epilogue.js';
 import { fuseCrossEntropy } from './crossentropy.js';
 import { scheduleByLevel } from './schedule.js';
+import { foldRowNorms } from './rownorm.js';
 import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
@@ -87,7 +88,10 @@ export class Plan {
   readonly scheduled: { levels: number; moved: number };
   /** Cross-entropy forward / seed / backward triples made one dispatch (crossentropy.ts). */
   readonly crossEntropyFused: number;
-  /** What the epilogue pass folded into matmuls (epilogue.ts): 'residual', 'relu', 'gelu', one entry per matmul. */
+  /**
+   * What the epilogue passes folded into matmuls, one entry per op: 'residual', 'relu', 'gelu', ... (epilogue.ts),
+   * 'layerNorm', 'layerNorm_grad' (rownorm.ts).
+   */
   readonly epilogues: string[];
   private disposed = false;
 
@@ -101,8 +105,9 @@ export class Plan {
     const ce = on.crossEntropy ? fuseCrossEntropy(rec.commands) : { commands: rec.commands, fused: 0 };
     this.crossEntropyFused = ce.fused;
     const epilogues = on.epilogues ? foldEpilogues(ce.commands, rec.slots) : { commands: ce.commands, folded: [] };
-    this.epilogues = epilogues.folded;
-    const merged = on.regions ? mergeZeroRegions(epilogues.commands, rec.slots) : { commands: epilogues.commands, merged: 0, fillsDropped: 0 };
+    const norms = on.layerNorm ? foldRowNorms(epilogues.commands) : { commands: epilogues.commands, folded: [] };
+    this.epilogues = [...epilogues.folded, ...norms.folded];
+    const merged = on.regions ? mergeZeroRegions(norms.commands, rec.slots) : { commands: norms.commands, merged: 0, fillsDropped: 0 };
     this.zeroRegionsMerged = merged.merged;
     this.zeroFillsDropped = merged.fillsDropped;
     const fused = on.elementwise ? fuseElementwise(merged.commands, rec.slots) : { commands: merged.commands.slice(), groups: [] };
@@ -238,7 +243,7 @@ export class Plan {
     if (this.epilogues.length) {
       const counts = new Map<string, number>();
       for (const e of this.epilogues) counts.set(e, (counts.get(e) ?? 0) + 1);
-      out.push(`  matmul epilogues: ${this.epilogues.length} elementwise ops folded into matmuls (${[...counts].map(([k, v]) => `${k} x${v}`).join(', ')})`);
+      out.push(`  matmul epilogues: ${this.epilogues.length} ops folded into matmuls (${[...counts].map(([k, v]) => `${k} x${v}`).join(', ')})`);
     }
     if (this.crossEntropyFused) out.push(`  cross-entropy: ${this.crossEntropyFused} backward(s) computed in the forward's workgroups (the backward and the seed fill dropped)`);
     if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved), ${this.zeroFillsDropped} more fills of buffers the regions cover`);
