@@ -47,9 +47,11 @@ export interface FusePasses {
   elementwise?: boolean;
   /** Commands reordered by dependency level, so independent ones sit side by side (schedule.ts). */
   schedule?: boolean;
+  /** Independent neighbouring dispatches become one dispatch of a generated kernel, `multi.a+b` (horizontal.ts). */
+  horizontal?: boolean;
 }
 
-export const PASS_NAMES = ['crossEntropy', 'epilogues', 'layerNorm', 'regions', 'elementwise', 'schedule'] as const satisfies readonly (keyof FusePasses)[];
+export const PASS_NAMES = ['crossEntropy', 'epilogues', 'layerNorm', 'regions', 'elementwise', 'schedule', 'horizontal'] as const satisfies readonly (keyof FusePasses)[];
 export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
 
 function passesOf(fuse: unknown): Passes {

@@ -12,6 +12,7 @@ import { foldEpilogues } from './epilogue.js';
 import { fuseCrossEntropy } from './crossentropy.js';
 import { scheduleByLevel } from './schedule.js';
 import { foldRowNorms } from './rownorm.js';
+import { mergeHorizontal, type HorizontalGroup } from './horizontal.js';
 import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
@@ -36,7 +37,7 @@ type Step =
 type Dynamic =
   | { kind: 'draw'; index: number; redraw: () => number }
   | { kind: 'hook'; run: () => void }
-  | { kind: 'params'; dispatch: RecDispatch; slot: number }
+  | { kind: 'params'; dispatch: RecDispatch; base: number }
   | { kind: 'upload'; index: number; constOffset: number; draw: number; make: (seed: number) => ArrayBufferView; bytes: number };
 
 export interface PlanSummary {
@@ -93,6 +94,8 @@ export class Plan {
    * 'layerNorm', 'layerNorm_grad' (rownorm.ts).
    */
   readonly epilogues: string[];
+  /** Dispatches the horizontal pass merged (horizontal.ts), and the merged dispatches it made. */
+  readonly horizontal: { merged: number; groups: HorizontalGroup[] };
   private disposed = false;
 
   constructor(
@@ -114,10 +117,14 @@ export class Plan {
     this.groups = fused.groups;
     const scheduled = on.schedule ? scheduleByLevel(fused.commands, rec.slots) : { commands: fused.commands, levels: 0, moved: 0 };
     this.scheduled = { levels: scheduled.levels, moved: scheduled.moved };
-    this.commands = scheduled.commands;
+    const multi = on.horizontal ? mergeHorizontal(scheduled.commands, rec.slots, UNIFORM_SLOT, fused.groups.map((g) => g.module)) : { commands: scheduled.commands, groups: [], merged: 0 };
+    this.horizontal = { merged: multi.merged, groups: multi.groups };
+    this.commands = multi.commands;
     const physical = this.placeSlots(rec.slots, this.commands);
     const dispatches = this.commands.filter((c): c is RecDispatch => c.kind === 'dispatch');
-    this.uniformHost = new Uint8Array(Math.max(1, dispatches.length) * UNIFORM_SLOT);
+    // One 256-byte params slot per dispatch; a merged dispatch takes one per member with params.
+    const slotBytes = (d: RecDispatch) => Math.max(1, Math.ceil((d.uniform?.size ?? 0) / UNIFORM_SLOT)) * UNIFORM_SLOT;
+    this.uniformHost = new Uint8Array(Math.max(UNIFORM_SLOT, dispatches.reduce((n, d) => n + slotBytes(d), 0)));
     this.uniformBuffer = dispatches.some((d) => d.uniform)
       ? kd.device.createBuffer({ size: this.uniformHost.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'kiln compiled uniforms' })
       : null;
@@ -131,22 +138,26 @@ export class Plan {
     }
     this.constBuffer = constBytes ? kd.device.createBuffer({ size: constBytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: 'kiln compiled constants' }) : null;
     const constHost = new Uint8Array(constBytes);
-    let di = 0;
+    let uniformAt = 0;
     let ui = 0;
     let dynamicFields = 0;
     const written = new Set<GPUBuffer>();
     for (const c of this.commands) {
       if (c.kind === 'dispatch') {
-        const slot = di++;
-        if (c.params) this.uniformHost.set(c.params, slot * UNIFORM_SLOT);
+        const base = uniformAt;
+        uniformAt += slotBytes(c);
+        if (c.params) this.uniformHost.set(c.params, base);
         const entries: GPUBindGroupEntry[] = c.bindings.map((b) => ({ binding: b.binding, resource: { buffer: physical[b.slot].buffer } }));
         if (c.uniform) entries.push({ binding: c.uniform.binding, resource: { buffer: this.uniformBuffer!, size: c.uniform.size } });
         for (const b of c.bindings) if (b.writable) written.add(physical[b.slot].buffer);
         const bindGroup = kd.device.createBindGroup({ layout: c.layout, entries, label: c.label });
-        this.steps.push({ kind: 'dispatch', pipeline: c.pipeline, bindGroup, uniformOffset: c.uniform ? slot * UNIFORM_SLOT : null, workgroups: [...c.workgroups], label: c.label, bytes: c.boundBytes });
-        if (c.check || c.seedFields.length || c.replay) {
-          this.dynamics.push({ kind: 'params', dispatch: c, slot });
-          dynamicFields++;
+        this.steps.push({ kind: 'dispatch', pipeline: c.pipeline, bindGroup, uniformOffset: c.uniform ? base : null, workgroups: [...c.workgroups], label: c.label, bytes: c.boundBytes });
+        for (const m of c.members ?? [{ dispatch: c, at: 0 }]) {
+          const d = m.dispatch;
+          if (d.check || d.seedFields.length || d.replay) {
+            this.dynamics.push({ kind: 'params', dispatch: d, base: base + m.at });
+            dynamicFields++;
+          }
         }
       } else if (c.kind === 'copy') {
         this.steps.push({ kind: 'copy', src: physical[c.src].buffer, srcOffset: c.srcOffset, dst: physical[c.dst].buffer, dstOffset: c.dstOffset, bytes: c.bytes });
@@ -255,6 +266,12 @@ export class Plan {
       for (const g of this.groups) seen.set(g.name, (seen.get(g.name) ?? 0) + 1);
       for (const [name, n] of seen) out.push(`    ${name}${n > 1 ? `  x${n}` : ''}: ${this.groups.find((g) => g.name === name)!.ops.join(' -> ')}`);
     }
+    if (this.horizontal.groups.length) {
+      const h = this.horizontal;
+      const seen = new Map<string, number>();
+      for (const g of h.groups) seen.set(g.name, (seen.get(g.name) ?? 0) + 1);
+      out.push(`  horizontal: ${h.merged} dispatches merged into ${h.groups.length} (groups: ${[...seen].map(([k, v]) => `${k}${v > 1 ? ` x${v}` : ''}`).join(', ')})`);
+    }
     out.push('  commands:');
     let prev = '';
     let count = 0;
@@ -282,6 +299,11 @@ export class Plan {
         const at = g.module.code.indexOf('// ---- generated by kiln compile');
         out.push(`  ---- ${g.name} (elementwise.wgsl and these lines) ----`, g.module.code.slice(at));
       }
+      for (const g of this.horizontal.groups) {
+        if (shown.has(g.module.code)) continue;
+        shown.add(g.module.code);
+        out.push(`  ---- ${g.name} ----`, g.module.code);
+      }
     }
     return out;
   }
@@ -306,7 +328,7 @@ export class Plan {
         uploadToBuffer(this.constBuffer!, d.constOffset, data);
       } else {
         const c = d.dispatch;
-        const base = d.slot * UNIFORM_SLOT;
+        const base = d.base;
         const view = new DataView(this.uniformHost.buffer, base, UNIFORM_SLOT);
         for (const f of c.seedFields) view.setUint32(f.offset, seeds[f.draw] >>> 0, true);
         if (c.check) view.setUint32(c.check.offset, indexCheckBinding(c.check.label, c.check.shape).id, true);

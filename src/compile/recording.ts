@@ -57,6 +57,11 @@ export interface RecDispatch {
   readonly seedFields: readonly { offset: number; draw: number }[];
   /** Fields a replay recomputes from host state (an optimizer's step count, its lr). */
   readonly replay: (() => ParamValues) | null;
+  /**
+   * A dispatch the horizontal pass merged (horizontal.ts): the dispatches it runs, each with its params block at byte
+   * `at` of this one's (the plan patches their dynamic fields there).
+   */
+  readonly members?: readonly { readonly dispatch: RecDispatch; readonly at: number }[];
 }
 
 export interface RecCopy {
@@ -94,6 +99,36 @@ export interface RecDraw {
   readonly redraw: () => number;
 }
 export type RecCommand = RecDispatch | RecCopy | RecClear | RecUpload | RecHook | RecDraw;
+
+/** The module, entry point and constants a pipeline was built from. */
+export interface PipelineSource {
+  readonly kernel: KernelModule;
+  readonly entry: string;
+  readonly constants: Readonly<Record<string, number>>;
+}
+const sources = new WeakMap<GPUComputePipeline, PipelineSource>();
+
+/**
+ * Where a dispatch's pipeline came from (the horizontal pass regenerates its text): known for recorded dispatches; for
+ * one a pass made (a matmul with an epilogue, a fused chain), found among `modules` of the same file, checked by asking
+ * the pipeline cache for the very same pipeline.
+ */
+export function pipelineSource(d: RecDispatch, modules: Iterable<KernelModule>): PipelineSource | undefined {
+  const known = sources.get(d.pipeline);
+  if (known) return known;
+  for (const kernel of modules) {
+    if (kernel.file !== d.file || !Object.hasOwn(kernel.entries, d.entry)) continue;
+    try {
+      if (kernelPipeline(kernel, d.entry, d.constants).pipeline !== d.pipeline) continue;
+    } catch {
+      continue;
+    }
+    const s = { kernel, entry: d.entry, constants: d.constants };
+    sources.set(d.pipeline, s);
+    return s;
+  }
+  return undefined;
+}
 
 export class Recording implements Recorder {
   readonly commands: RecCommand[] = [];
@@ -140,6 +175,7 @@ export class Recording implements Recorder {
   kernel(k: KernelModule, entry: string, spec: DispatchSpec, params: Uint8Array | null, workgroups: readonly [number, number, number], boundBytes: number, entries: readonly GPUBindGroupEntry[]): void {
     // The pipeline is cached: asking again returns the one the launcher just used.
     const { pipeline, layout, info, key } = kernelPipeline(k, entry, spec.constants);
+    sources.set(pipeline, { kernel: k, entry, constants: spec.constants ?? {} });
     const fields = info.params?.fields ?? [];
     const seedFields: { offset: number; draw: number }[] = [];
     if (params) {

@@ -429,6 +429,11 @@ export function dummyBuffer(writable: boolean, slot = 0): GPUBuffer {
   return d.buf;
 }
 
+/** Whether a buffer is one of dummyBuffer()'s placeholders (bound where a kernel variant does not use a binding). */
+export function isDummyBuffer(b: GPUBuffer): boolean {
+  return dummySet.has(b);
+}
+
 const otherIds = new WeakMap<GPUBuffer, number>();
 let nextOtherId = 1;
 function bufferId(b: GPUBuffer): string {

@@ -3,21 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { compile, linear, tensor, tidy, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
-
-function values(n: number, seed: number, special = true): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 31 - 1) * 3;
-  });
-  if (special && n > 7) {
-    out[1] = NaN;
-    out[3] = Infinity;
-    out[6] = -Infinity;
-    out[7] = 0;
-  }
-  return out;
-}
+import { values } from './values';
 
 function same(got: Float32Array, want: Float32Array, what: string): void {
   expect(got.length).toBe(want.length);
