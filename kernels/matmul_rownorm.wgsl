@@ -1,21 +1,30 @@
-// Matmul with a row-normalisation epilogue (compiled steps only: src/compile/rownorm.ts folds a layerNorm, or the dx
-// of its backward, into the matmul that makes its input). N <= 64, so a 16 x 64 tile holds whole rows and the 8
-// threads sharing a row reduce it through workgroup memory; everything else is matmul.wgsl's (included: its tiling,
-// params, bindings 1-7 and store()). Entry points:
-//   main_ln, main_vec_ln (B read as in main, main_vec): out = the matmul's value (bias, residual as matmul.wgsl), the
-//     norm's input; then per row (b = bidx * M + m) y = layernorm.wgsl's forward of that row, written to out_act, and
-//     ln_mean[b], ln_rstd[b].
-//   main_ln_grad, main_vec_ln_grad: out = the matmul's value g (residual as matmul.wgsl), the incoming gradient of
-//     the norm; out_act = layernorm.wgsl's backward dx of each row from g, the norm's input ln_x (contiguous, as out),
-//     its weight and the saved ln_saved_mean, ln_saved_rstd.
+// Matmul with a row-normalisation epilogue, for compiled steps (src/compile/rownorm.ts folds a layerNorm, or the dx
+// of its backward, into the matmul that makes its input): C[b] = alpha * A[b] @ B[b] as matmul.wgsl (same params,
+// same bindings 1-7, same per-output fma order over k, then the bias and residual epilogues in its order), N <= 64.
+//   Tiling: one thread per output row (WG rows a workgroup, over batch * M rows), its 16 column quads accumulated in
+//   registers (columns past N clamped for reading, as matmul.wgsl's tile), so the row's statistics need no workgroup
+//   memory and no barrier (on lavapipe each barrier splits the shader: matmul.wgsl's 16 x 64 tile reducing its rows
+//   through workgroup memory took 3-10x as long as the matmul to compile). A's value is read once per k, B's row k
+//   (the same for every thread) as quads.
+//   Entry points: main_ln, main_vec_ln (B with any strides, or as vec4 as matmul.wgsl's main_vec): out = the value
+//     (the norm's input), out_act = layernorm.wgsl's forward y of the row, ln_mean[row], ln_rstd[row].
+//     main_ln_grad, main_vec_ln_grad: out = the value g (the norm's incoming gradient), out_act = layernorm.wgsl's
+//     backward dx from g, the norm's input ln_x (contiguous, as out), its weight and ln_saved_mean / ln_saved_rstd.
 //   The norm's weight and bias are read at offsets a_bs[0] and b_bs[0] of the params: a matmul with batch_shape[0] = 1
 //   (the only kind folded) multiplies them by coordinate 0, so they are free (the params struct has no room on the
 //   pages that carry matmul.wgsl). eps is the override LN_EPS; LN_WEIGHT, LN_BIAS as layernorm.wgsl's HAS_*.
-//   The row sums follow layernorm.wgsl's reduce2 tree over 64 lanes (lane c = column c, zero past N) term for term,
-//   and the per-element expressions are its own, so the results are the unfused chain's bits.
-//   Barriers: the early return depends on the workgroup id only, so every barrier is reached uniformly.
-//!include matmul.wgsl
+//   Row sums follow layernorm.wgsl's reduce2 tree over its 64 lanes (lane c = column c, zero past N) term for term,
+//   and every expression is its own, so results are the unfused chain's bits.
+//!include matmul_common.wgsl
+//!include numerics.wgsl
 
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read> residual: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_act: array<f32>;
 @group(0) @binding(8) var<storage, read> ln_weight: array<f32>;
 @group(0) @binding(9) var<storage, read> ln_bias: array<f32>;
 @group(0) @binding(10) var<storage, read_write> ln_mean: array<f32>;
@@ -24,195 +33,175 @@
 @group(0) @binding(13) var<storage, read> ln_saved_mean: array<f32>;
 @group(0) @binding(14) var<storage, read> ln_saved_rstd: array<f32>;
 
+override WG: u32 = 16u;
+// Column quads of a row: all 16, whatever N (clamped reads, as matmul.wgsl's tile; a loop bound by ceil(N / 4) as an
+// override took lavapipe 3x longer to compile).
+const NQ: u32 = 16u;
+override HAS_BIAS: u32 = 0u;
+override EPI_RESIDUAL: u32 = 0u;
 override LN_WEIGHT: u32 = 1u;
 override LN_BIAS: u32 = 1u;
 override LN_EPS: f32 = 1e-5;
 
-// Two [TM][64] planes of lane values: row r's lane c at r * 64 + c (plane 1 at + TM * 64).
-const PLANE: u32 = 1024u; // TM * 64
-var<workgroup> lanes: array<f32, 2048>;
+alias Row = array<vec4<f32>, 16>;
 
-// Whether the workgroup has a tile (place()'s `inside`, from the workgroup id alone, so uniform).
-fn has_tile(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
-  let per_batch = ((params.N + TN - 1u) / TN) * ((params.M + TM - 1u) / TM);
-  return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) / per_batch < batch_count();
+// The thread's row over batch * M (rows past the last are none of the workgroup's to write).
+fn row_of(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * WG;
 }
 
-// The sum of the 64 lanes from `at`, in reduce2's order (strides 32, 16, 8, then 4, 2, 1).
-fn tree64(at: u32) -> f32 {
-  var z: array<f32, 8>;
-  for (var l = 0u; l < 8u; l++) {
-    let x = at + l;
-    z[l] = ((lanes[x] + lanes[x + 32u]) + (lanes[x + 16u] + lanes[x + 48u])) + ((lanes[x + 8u] + lanes[x + 40u]) + (lanes[x + 24u] + lanes[x + 56u]));
-  }
-  return ((z[0] + z[4]) + (z[2] + z[6])) + ((z[1] + z[5]) + (z[3] + z[7]));
+// The row's column quads, ceil(N / 4): the bound of the epilogue's loops, left to run as loops (unrolled, each
+// guarded store and gather is a branch per lane on lavapipe, and the shader took many times as long to compile).
+fn quads() -> u32 {
+  return (params.N + 3u) / 4u;
 }
 
-// The thread's values as store() wrote them (each thread reads back only its own writes); 0 past M or N.
-fn stored(p: Place) -> array<vec4<f32>, 8> {
-  var v: array<vec4<f32>, 8>;
-  for (var i = 0u; i < RM; i++) {
-    let gm = p.row0 + i;
-    for (var j = 0u; j < 8u; j++) {
-      let c = p.col0 + j;
-      if (gm < params.M && c < params.N) { v[2u * i + j / 4u][j % 4u] = out[(p.bidx * params.M + gm) * params.N + c]; }
+// Columns 4q..4q+3, and clamped into the matrix for reading.
+fn cols(q: u32) -> vec4<u32> {
+  return vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+fn clamped(q: u32) -> vec4<u32> {
+  return min(cols(q), vec4<u32>(params.N - 1u));
+}
+
+fn product(row: u32) -> Row {
+  let bases = batch_bases(row / params.M);
+  let ra = bases.x + (row % params.M) * params.a_sm;
+  var acc: Row;
+  for (var k = 0u; k < params.K; k++) {
+    let av = vec4<f32>(a[ra + k * params.a_sk]);
+    let kb = bases.y + k * params.b_sk;
+    for (var q = 0u; q < NQ; q++) {
+      let c = vec4<u32>(kb) + params.b_sn * clamped(q);
+      acc[q] = fma(av, vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]), acc[q]);
     }
+  }
+  return acc;
+}
+
+// B as vec4 (N a multiple of 4; b_off, b_sk and b_bs in vec4 units, as matmul.wgsl's main_vec).
+fn product_vec(row: u32) -> Row {
+  let bases = batch_bases(row / params.M);
+  let ra = bases.x + (row % params.M) * params.a_sm;
+  let last = params.N / 4u - 1u;
+  var acc: Row;
+  for (var k = 0u; k < params.K; k++) {
+    let av = vec4<f32>(a[ra + k * params.a_sk]);
+    let kb = bases.y + k * params.b_sk;
+    for (var q = 0u; q < NQ; q++) { acc[q] = fma(av, vec4<f32>(b4[kb + min(q, last)]), acc[q]); }
+  }
+  return acc;
+}
+
+// matmul.wgsl's store() for one row: alpha, the bias, the residual; written to out (columns < N) and returned.
+fn store_row(row: u32, acc: Row) -> Row {
+  let N = params.N;
+  let base = row * N;
+  var v: Row;
+  for (var q = 0u; q < quads(); q++) {
+    let c = 4u * q;
+    var x = params.alpha * acc[q];
+    if (HAS_BIAS == 1u) {
+      let cb = clamped(q) + vec4<u32>(params.bias_off);
+      x += vec4<f32>(bias[cb.x], bias[cb.y], bias[cb.z], bias[cb.w]);
+    }
+    if (EPI_RESIDUAL == 1u) {
+      let rb = params.res_off + base + c;
+      for (var j = 0u; j < 4u; j++) { if (c + j < N) { x[j] = x[j] + residual[rb + j]; } }
+    }
+    for (var j = 0u; j < 4u; j++) { if (c + j < N) { out[base + c + j] = x[j]; } }
+    v[q] = x;
   }
   return v;
 }
 
-// The thread's lanes (row lid.y * RM + i, columns lid.x * 8 + j) in plane `plane`: 0.0 + value as reduce2's inputs
-// (a thread's `s += x` from 0), zero past N.
-fn put_lanes(plane: u32, lid: vec3<u32>, v: array<vec4<f32>, 8>) {
-  for (var i = 0u; i < RM; i++) {
-    for (var j = 0u; j < 8u; j++) {
-      let c = lid.x * 8u + j;
-      lanes[plane * PLANE + (lid.y * RM + i) * 64u + c] = select(0.0, 0.0 + v[2u * i + j / 4u][j % 4u], c < params.N);
-    }
-  }
+// The row's 64 lanes as reduce2 reads them: 0.0 + value (a thread's `s += x` from 0), zero past N.
+fn lanes(v: Row) -> Row {
+  var l: Row;
+  for (var q = 0u; q < NQ; q++) { l[q] = select(vec4<f32>(0.0), vec4<f32>(0.0) + v[q], cols(q) < vec4<u32>(params.N)); }
+  return l;
 }
 
-fn ln_forward(p: Place, lid: vec3<u32>) {
+// The sum of 64 lanes in reduce2's order (strides 32, 16, 8, then 4, 2, 1): lanes l and l + 4 of the last three
+// strides are the components of two quad sums.
+fn tree64(l: Row) -> f32 {
+  let lo = ((l[0] + l[8]) + (l[4] + l[12])) + ((l[2] + l[10]) + (l[6] + l[14]));
+  let hi = ((l[1] + l[9]) + (l[5] + l[13])) + ((l[3] + l[11]) + (l[7] + l[15]));
+  let s = lo + hi;
+  return (s.x + s.z) + (s.y + s.w);
+}
+
+fn ln_forward(row: u32, x: Row) {
   let N = params.N;
-  let x = stored(p);
-  put_lanes(0u, lid, x);
-  workgroupBarrier();
-  var mu: vec4<f32>;
-  var d: array<vec4<f32>, 8>;
-  var sq: array<vec4<f32>, 8>;
-  for (var i = 0u; i < RM; i++) {
-    mu[i] = tree64((lid.y * RM + i) * 64u) / f32(N);
-    for (var h = 0u; h < 2u; h++) {
-      d[2u * i + h] = x[2u * i + h] - mu[i];
-      sq[2u * i + h] = d[2u * i + h] * d[2u * i + h];
-    }
+  let mu = tree64(lanes(x)) / f32(N);
+  var d: Row;
+  var sq: Row;
+  for (var q = 0u; q < quads(); q++) {
+    d[q] = x[q] - mu;
+    sq[q] = d[q] * d[q];
   }
-  put_lanes(1u, lid, sq);
-  workgroupBarrier();
-  for (var i = 0u; i < RM; i++) {
-    let gm = p.row0 + i;
-    let var_eps = tree64(PLANE + (lid.y * RM + i) * 64u) / f32(N) + LN_EPS;
-    let r = select(inverseSqrt(var_eps), var_eps, is_nan(var_eps));
-    if (gm >= params.M) { continue; }
-    let row = p.bidx * params.M + gm;
-    for (var j = 0u; j < 8u; j++) {
-      let c = p.col0 + j;
-      if (c >= N) { continue; }
-      var o = d[2u * i + j / 4u][j % 4u] * r;
-      if (LN_WEIGHT == 1u) { o = o * ln_weight[params.a_bs[0] + c]; }
-      if (LN_BIAS == 1u) { o = o + ln_bias[params.b_bs[0] + c]; }
-      out_act[row * N + c] = select(o, r, is_nan(r));
-    }
-    if (lid.x == 0u) {
-      ln_mean[row] = mu[i];
-      ln_rstd[row] = r;
-    }
+  let var_eps = tree64(lanes(sq)) / f32(N) + LN_EPS;
+  let r = select(inverseSqrt(var_eps), var_eps, is_nan(var_eps));
+  let base = row * N;
+  for (var q = 0u; q < quads(); q++) {
+    var o = d[q] * r;
+    if (LN_WEIGHT == 1u) { let w = clamped(q) + vec4<u32>(params.a_bs[0]); o = o * vec4<f32>(ln_weight[w.x], ln_weight[w.y], ln_weight[w.z], ln_weight[w.w]); }
+    if (LN_BIAS == 1u) { let bb = clamped(q) + vec4<u32>(params.b_bs[0]); o = o + vec4<f32>(ln_bias[bb.x], ln_bias[bb.y], ln_bias[bb.z], ln_bias[bb.w]); }
+    o = select(o, vec4<f32>(r), is_nan(r));
+    for (var j = 0u; j < 4u; j++) { if (4u * q + j < N) { out_act[base + 4u * q + j] = o[j]; } }
   }
+  ln_mean[row] = mu;
+  ln_rstd[row] = r;
 }
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight (layernorm.wgsl's backward).
-fn ln_backward(p: Place, lid: vec3<u32>) {
+fn ln_backward(row: u32, dy: Row) {
   let N = params.N;
-  let dy = stored(p);
-  var g: array<vec4<f32>, 8>;
-  var gx: array<vec4<f32>, 8>;
-  var xh: array<vec4<f32>, 8>;
-  var r: vec4<f32>;
-  for (var i = 0u; i < RM; i++) {
-    let row = p.bidx * params.M + min(p.row0 + i, params.M - 1u);
-    let mu = ln_saved_mean[row];
-    r[i] = ln_saved_rstd[row];
-    for (var j = 0u; j < 8u; j++) {
-      let c = min(p.col0 + j, N - 1u);
-      let k = 2u * i + j / 4u;
-      var gj = dy[k][j % 4u];
-      if (LN_WEIGHT == 1u) { gj = gj * ln_weight[params.a_bs[0] + c]; }
-      let xj = (ln_x[row * N + c] - mu) * r[i];
-      g[k][j % 4u] = gj;
-      xh[k][j % 4u] = xj;
-      gx[k][j % 4u] = gj * xj;
-    }
+  let base = row * N;
+  let mu = ln_saved_mean[row];
+  let r = ln_saved_rstd[row];
+  var g: Row;
+  var xh: Row;
+  var gx: Row;
+  for (var q = 0u; q < quads(); q++) {
+    let c = clamped(q);
+    g[q] = dy[q];
+    if (LN_WEIGHT == 1u) { let w = c + vec4<u32>(params.a_bs[0]); g[q] = g[q] * vec4<f32>(ln_weight[w.x], ln_weight[w.y], ln_weight[w.z], ln_weight[w.w]); }
+    let xo = c + vec4<u32>(base);
+    xh[q] = (vec4<f32>(ln_x[xo.x], ln_x[xo.y], ln_x[xo.z], ln_x[xo.w]) - mu) * r;
+    gx[q] = g[q] * xh[q];
   }
-  put_lanes(0u, lid, g);
-  put_lanes(1u, lid, gx);
-  workgroupBarrier();
-  for (var i = 0u; i < RM; i++) {
-    let gm = p.row0 + i;
-    let at = (lid.y * RM + i) * 64u;
-    let sums = vec2<f32>(tree64(at), tree64(PLANE + at)) / f32(N);
-    if (gm >= params.M) { continue; }
-    let row = p.bidx * params.M + gm;
-    for (var j = 0u; j < 8u; j++) {
-      let c = p.col0 + j;
-      if (c >= N) { continue; }
-      let k = 2u * i + j / 4u;
-      out_act[row * N + c] = r[i] * (g[k][j % 4u] - sums.x - xh[k][j % 4u] * sums.y);
-    }
+  let sums = vec2<f32>(tree64(lanes(g)), tree64(lanes(gx))) / f32(N);
+  for (var q = 0u; q < quads(); q++) {
+    let dx = r * (g[q] - sums.x - xh[q] * sums.y);
+    for (var j = 0u; j < 4u; j++) { if (4u * q + j < N) { out_act[base + 4u * q + j] = dx[j]; } }
   }
 }
 
-// matmul.wgsl's main and main_vec loops: repeated here, not shared through a function, because matmul.wgsl's text is
-// on the attention page, whose gzipped budget has no room for the wrappers.
-fn product(p: Place) -> array<vec4<f32>, 8> {
-  let ra = row_offsets(p.a_base, p.row0);
-  let last = params.N - 1u;
-  let c_lo = p.b_base + params.b_sn * min(vec4<u32>(p.col0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-  let c_hi = p.b_base + params.b_sn * min(vec4<u32>(p.col0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
-  var acc: array<vec4<f32>, 8>;
-  for (var k = 0u; k < params.K; k++) {
-    let kb = k * params.b_sk;
-    let lo = vec4<f32>(f32(b[c_lo.x + kb]), f32(b[c_lo.y + kb]), f32(b[c_lo.z + kb]), f32(b[c_lo.w + kb]));
-    let hi = vec4<f32>(f32(b[c_hi.x + kb]), f32(b[c_hi.y + kb]), f32(b[c_hi.z + kb]), f32(b[c_hi.w + kb]));
-    rank1_update(&acc, ra + vec4<u32>(k * params.a_sk), lo, hi);
-  }
-  return acc;
+@compute @workgroup_size(WG)
+fn main_ln(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = row_of(gid, nwg);
+  if (row >= batch_count() * params.M) { return; }
+  ln_forward(row, store_row(row, product(row)));
 }
 
-fn product_vec(p: Place) -> array<vec4<f32>, 8> {
-  let ra = row_offsets(p.a_base, p.row0);
-  let last = params.N / 4u - 1u;
-  let q_lo = p.b_base + min(p.col0 / 4u, last);
-  let q_hi = p.b_base + min(p.col0 / 4u + 1u, last);
-  var acc: array<vec4<f32>, 8>;
-  for (var k = 0u; k < params.K; k++) {
-    let kb = k * params.b_sk;
-    rank1_update(&acc, ra + vec4<u32>(k * params.a_sk), vec4<f32>(b4[q_lo + kb]), vec4<f32>(b4[q_hi + kb]));
-  }
-  return acc;
+@compute @workgroup_size(WG)
+fn main_vec_ln(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = row_of(gid, nwg);
+  if (row >= batch_count() * params.M) { return; }
+  ln_forward(row, store_row(row, product_vec(row)));
 }
 
-@compute @workgroup_size(WX, WY, 1)
-fn main_ln(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_id) lid: vec3<u32>) {
-  if (!has_tile(wid, nwg)) { return; }
-  let p = place(wid, nwg, lid);
-  store(p.bidx, p.row0, p.col0, product(p));
-  ln_forward(p, lid);
+@compute @workgroup_size(WG)
+fn main_ln_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = row_of(gid, nwg);
+  if (row >= batch_count() * params.M) { return; }
+  ln_backward(row, store_row(row, product(row)));
 }
 
-@compute @workgroup_size(WX, WY, 1)
-fn main_vec_ln(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_id) lid: vec3<u32>) {
-  if (!has_tile(wid, nwg)) { return; }
-  let p = place(wid, nwg, lid);
-  store(p.bidx, p.row0, p.col0, product_vec(p));
-  ln_forward(p, lid);
-}
-
-@compute @workgroup_size(WX, WY, 1)
-fn main_ln_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_id) lid: vec3<u32>) {
-  if (!has_tile(wid, nwg)) { return; }
-  let p = place(wid, nwg, lid);
-  store(p.bidx, p.row0, p.col0, product(p));
-  ln_backward(p, lid);
-}
-
-@compute @workgroup_size(WX, WY, 1)
-fn main_vec_ln_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_id) lid: vec3<u32>) {
-  if (!has_tile(wid, nwg)) { return; }
-  let p = place(wid, nwg, lid);
-  store(p.bidx, p.row0, p.col0, product_vec(p));
-  ln_backward(p, lid);
+@compute @workgroup_size(WG)
+fn main_vec_ln_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = row_of(gid, nwg);
+  if (row >= batch_count() * params.M) { return; }
+  ln_backward(row, store_row(row, product_vec(row)));
 }

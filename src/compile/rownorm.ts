@@ -1,14 +1,14 @@
 // Row-normalisation epilogues over a trace (runs after the matmul-epilogue pass): a layerNorm whose input is a
-// matmul's result, and the dx of a layerNorm backward whose incoming gradient is one, fold into that matmul
-// (kernels/matmul_rownorm.wgsl), when the matmul is the scalar f32 kernel with N <= 64 (one workgroup holds whole
-// rows), the norm is over that last dim, and every view involved is contiguous.
+// matmul's result, and the dx of a layerNorm backward whose incoming gradient is one, fold into that matmul, which then
+// runs as kernels/matmul_rownorm.wgsl (one thread per row), when the matmul is the scalar f32 kernel with N <= 64, the
+// norm is over that last dim, and every view involved is contiguous.
 //   forward: the matmul (with its bias and residual epilogues) still writes its result, the norm's input, which the
 //     backward reads; it also writes y, mean and rstd as layerNorm's forward did. It runs where the norm ran.
 //   backward: the matmul still writes the gradient g (the weight and bias gradients' dispatch reads it) and writes dx
 //     as layerNorm's backward did, from the saved input, mean and rstd. It runs where that backward ran.
 // The kernel follows layernorm.wgsl's sums and expressions term for term, so results equal the unfused chain's.
 import { gpu } from '../gpu/device.js';
-import { pipeline as kernelPipeline } from '../gpu/kernels.js';
+import { grid1d, pipeline as kernelPipeline } from '../gpu/kernels.js';
 import matmulKernel from '../launch/kernels/matmul.js';
 import rownormKernel from '../launch/kernels/matmul_rownorm.js';
 import layernormKernel from '../launch/kernels/layernorm.js';
@@ -16,8 +16,10 @@ import { contiguousStrides } from '../tensor/shape.js';
 import type { RecBinding, RecCommand, RecDispatch } from './recording.js';
 import { arr, nextUser, slotAt, slotUsers } from './epilogue.js';
 
-/** A whole row in one 64-column tile. */
+/** A row's columns in one thread's registers (16 quads). */
 const MAX_N = 64;
+/** One thread per row (kernels/matmul_rownorm.wgsl WG). */
+const ROWS_PER_WORKGROUP = 16;
 
 /** Whether a layernorm.wgsl dispatch reads operand `w` ('x' or 'dy') as [rows, C] contiguous from offset 0. */
 function contiguousRows(u: RecDispatch, w: 'x' | 'dy'): boolean {
@@ -68,7 +70,10 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
       ln = { out_act: slotAt(u, 10), ln_weight: slotAt(u, 2), ln_x: slotAt(u, 1), ln_saved_mean: slotAt(u, 8), ln_saved_rstd: slotAt(u, 9) };
     } else continue;
     const vec = d.entry === 'main_vec';
-    const constants = { ...d.constants, LN_WEIGHT: hasW ? 1 : 0, LN_BIAS: hasB && entry === 'main_ln' ? 1 : 0, LN_EPS: Number(u.values.eps) };
+    const constants = {
+      HAS_BIAS: d.constants.HAS_BIAS ?? 0, EPI_RESIDUAL: d.constants.EPI_RESIDUAL ?? 0, WG: ROWS_PER_WORKGROUP,
+      LN_WEIGHT: hasW ? 1 : 0, LN_BIAS: hasB && entry === 'main_ln' ? 1 : 0, LN_EPS: Number(u.values.eps),
+    };
     const entryName = vec ? (entry === 'main_ln' ? 'main_vec_ln' : 'main_vec_ln_grad') : entry;
     const p = kernelPipeline(rownormKernel, entryName, constants);
     const storage = p.info.bindings.filter((b) => b.kind !== 'uniform');
@@ -91,6 +96,7 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
     work[k] = {
       ...d, pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, file: rownormKernel.file, entry: entryName,
       constants, params, bindings, label: `${d.label}+${name}`, boundBytes: d.boundBytes + u.boundBytes,
+      workgroups: grid1d(Math.ceil(rows / ROWS_PER_WORKGROUP)),
       values: { ...d.values, a_bs: [wOff, ...arr(d.values.a_bs).slice(1)], b_bs: [bOff, ...arr(d.values.b_bs).slice(1)] },
     };
     work[i] = null;
