@@ -721,7 +721,7 @@ function analyse(d: RecDispatch, modules: Iterable<KernelModule>): Unit | null {
 /** How one of a member's binding variables is bound in the merged kernel. */
 type BindPlan =
   | { kind: 'uniform' }
-  | { kind: 'private' }
+  | { kind: 'private'; written: boolean }
   | { kind: 'storage'; slot: number; writable: boolean; type: string };
 
 interface Member {
@@ -768,7 +768,7 @@ function memberOf(d: RecDispatch, slots: readonly RecSlot[], physical: (slot: nu
     const runtimeArray = /^array < [^,]*>$/.test(type) && !type.includes('atomic') && !type.includes('#');
     const dummy = !rb || rb.slot === -1 || (!slots[rb.slot].pb && isDummyBuffer(slots[rb.slot].buffer));
     if (dummy && runtimeArray && !unit.usesArrayLength) {
-      binds.set(name, { kind: 'private' });
+      binds.set(name, { kind: 'private', written });
       continue;
     }
     if (!rb) return null;
@@ -790,9 +790,15 @@ interface Limits {
 
 /** The merged workgroup size of a set of members, or null where they cannot share one. */
 function mergedSize(members: readonly Member[], limits: Limits): number | null {
-  const S = Math.max(...members.map((m) => m.threads));
+  // Members with barriers, workgroup memory or subgroups set the size (all alike); without one, the largest member's.
+  // A member without any of those runs at any size: several of its workgroups packed into one merged workgroup when
+  // it is smaller, each of its workgroups split over several merged ones when it is larger (a multiple).
+  const synced = members.filter((m) => m.unit.sync);
+  const S = synced.length ? synced[0].threads : Math.max(...members.map((m) => m.threads));
   if (S > limits.invocations) return null;
-  for (const m of members) if (m.unit.sync && m.threads !== S) return null;
+  for (const m of members) {
+    if (m.unit.sync ? m.threads !== S : m.threads > S && m.threads % S !== 0) return null;
+  }
   return S;
 }
 
@@ -1012,7 +1018,9 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
         if (b.kind === 'private') {
           // A binding the trace filled with a dummy: the member's variant does not use it.
           const el = range(u, d.type!, rename).replace(/^array\s*<\s*/, '').replace(/\s*>$/, '');
-          decls.push(`var<private> ${own}: array<${el}, 64>;`);
+          // Never written: a constant, so the uniformity analysis sees its reads as uniform (a member's control flow
+          // may branch on it, as attention's tile count reads the block-mask binding, and barriers follow).
+          decls.push(b.written ? `var<private> ${own}: array<${el}, 64>;` : `const ${own} = array<${el}, 64>();`);
           continue;
         }
         const n = nextBinding++;
@@ -1035,10 +1043,13 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
     const [gx, gy, gz] = m.d.workgroups;
     const nw = gx * gy * gz;
     const [sx, sy, sz] = u.size;
-    const pack = m.unit.sync ? 1 : Math.floor(S / m.threads);
-    const count = Math.ceil(nw / pack);
+    const pack = m.unit.sync ? 1 : Math.max(1, Math.floor(S / m.threads));
+    const split = m.threads > S ? m.threads / S : 1;
+    const count = split > 1 ? nw * split : Math.ceil(nw / pack);
     const lines: string[] = [];
-    if (pack > 1) {
+    if (split > 1) {
+      lines.push(`    let h_g = (h_w - ${base}u) / ${split}u;`, `    let h_li = ((h_w - ${base}u) % ${split}u) * ${S}u + h_lix;`);
+    } else if (pack > 1) {
       lines.push(`    let h_g = (h_w - ${base}u) * ${pack}u + h_lix / ${m.threads}u;`, `    let h_li = h_lix % ${m.threads}u;`);
     } else {
       lines.push(`    let h_g = h_w - ${base}u;`, `    let h_li = h_lix;`);
@@ -1064,7 +1075,7 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
     ];
     if (guard.length) lines.push(`    if (${guard.join(' && ')}) {`, ...body.map((x) => `      ${x}`), '    }');
     else lines.push(...body.map((x) => `    ${x}`));
-    calls.push(`${i ? ' else ' : '  '}if (h_w < ${base + count}u) {  // ${m.d.label}: [${gx}, ${gy}, ${gz}] x ${sx * sy * sz}${pack > 1 ? `, ${pack} per workgroup` : ''}\n${lines.join('\n')}\n  }`);
+    calls.push(`${i ? ' else ' : '  '}if (h_w < ${base + count}u) {  // ${m.d.label}: [${gx}, ${gy}, ${gz}] x ${sx * sy * sz}${pack > 1 ? `, ${pack} per workgroup` : split > 1 ? `, split over ${split} workgroups` : ''}\n${lines.join('\n')}\n  }`);
     base += count;
   });
   const name = `multi.${members.map((m) => (m.d.label.includes('+') ? `(${m.d.label})` : m.d.label)).join('+')}`;

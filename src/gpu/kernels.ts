@@ -223,8 +223,9 @@ function sourceLine(r: Resolved, line: number): string {
 }
 
 function compileError(kernel: KernelModule, ci: GPUCompilationInfo): DeviceError | null {
-  const errors = ci.messages.filter((x) => x.type === 'error');
-  if (!errors.length) return null;
+  if (!ci.messages.some((x) => x.type === 'error')) return null;
+  // The errors with the notes the compiler attaches (a uniformity error says where the non-uniform value came from).
+  const errors = ci.messages.filter((x) => x.type !== 'warning');
   const r = resolve(kernel);
   const text = errors.map((x) => `${sourceLine(r, x.lineNum)}:${x.linePos}: ${x.message}\n    ${lineOf(r.code, x.lineNum)}`).join('\n');
   return new DeviceError(`kiln: shader compile error in ${kernel.file}\n${text}`);

@@ -137,7 +137,14 @@ describe('compile: horizontal fusion', () => {
     const ln = await check('layerNorm+matmul', (s, p, q, g, h) => [layerNorm(s, 45, g, h), p.matmul(q)], [y, a, b, w, bias]);
     expect(ln.explain).toContain('multi.layerNorm+matmul');
     expect(ln.merged).toBeLessThan(ln.plain);
-    for (const z of [a, b, x, y, w, bias]) z.dispose();
+    // A member with barriers smaller than one without: the layerNorm pass's matmul (barriers) sets the size and each
+    // of the elementwise op's 256-thread workgroups is split over several merged ones.
+    const g33 = t([33], 20, false), h33 = t([33], 21, false);
+    const split = await check('linear+layerNorm / exp', (p, q, s, g, h) => [layerNorm(p.matmul(q), 33, g, h), s.exp()], [a, b, x, g33, h33]);
+    expect(split.explain).toMatch(/multi\.\(matmul\+layerNorm\)\+exp/);
+    expect(split.explain).toMatch(/let h_li = \(\(h_w - \d+u\) % \d+u\) \* \d+u \+ h_lix;/);
+    expect(split.merged).toBe(split.plain - 1);
+    for (const z of [a, b, x, y, w, bias, g33, h33]) z.dispose();
   });
 
   it('custom kernels on 2-D and 3-D grids with 2-D workgroups, every builtin, barriers and workgroup memory, next to a matmul', async () => {
