@@ -1,11 +1,12 @@
 // Matmul with a row-normalisation epilogue, for compiled steps (src/compile/rownorm.ts folds a layerNorm, or the dx
 // of its backward, into the matmul that makes its input): C[b] = alpha * A[b] @ B[b] as matmul.wgsl (same params,
 // same bindings 1-7, same per-output fma order over k, then the bias and residual epilogues in its order), N <= 64.
-//   Tiling: one thread per output row (WG rows a workgroup, over batch * M rows), its 16 column quads accumulated in
-//   registers (columns past N clamped for reading, as matmul.wgsl's tile), so the row's statistics need no workgroup
-//   memory and no barrier (on lavapipe each barrier splits the shader: matmul.wgsl's 16 x 64 tile reducing its rows
-//   through workgroup memory took 3-10x as long as the matmul to compile). A's value is read once per k, B's row k
-//   (the same for every thread) as quads.
+//   Tiling: one thread per output row, WG rows of one batch entry a workgroup (so B's addresses are the same for
+//   every thread of it), its NQ = ceil(N / 4) column quads accumulated in registers, so the row's statistics need no
+//   workgroup memory and no barrier (on lavapipe each barrier splits the shader: matmul.wgsl's 16 x 64 tile reducing
+//   its rows through workgroup memory took 3-10x as long as the matmul to compile). A's value is read once per k,
+//   B's row k as quads. Columns past N are clamped (for reading, as matmul.wgsl, and for writing: a clamped column's
+//   value is column N - 1's to the bit, so writing it there again changes nothing and needs no branch).
 //   Entry points: main_ln, main_vec_ln (B with any strides, or as vec4 as matmul.wgsl's main_vec): out = the value
 //     (the norm's input), out_act = layernorm.wgsl's forward y of the row, ln_mean[row], ln_rstd[row].
 //     main_ln_grad, main_vec_ln_grad: out = the value g (the norm's incoming gradient), out_act = layernorm.wgsl's
@@ -34,9 +35,8 @@
 @group(0) @binding(14) var<storage, read> ln_saved_rstd: array<f32>;
 
 override WG: u32 = 16u;
-// Column quads of a row: all 16, whatever N (clamped reads, as matmul.wgsl's tile; a loop bound by ceil(N / 4) as an
-// override took lavapipe 3x longer to compile).
-const NQ: u32 = 16u;
+// Column quads the product accumulates: ceil(N / 4) (the pass sets it), so the k loop holds no clamped duplicates.
+override NQ: u32 = 16u;
 override HAS_BIAS: u32 = 0u;
 override EPI_RESIDUAL: u32 = 0u;
 override LN_WEIGHT: u32 = 1u;
@@ -45,13 +45,25 @@ override LN_EPS: f32 = 1e-5;
 
 alias Row = array<vec4<f32>, 16>;
 
-// The thread's row over batch * M (rows past the last are none of the workgroup's to write).
-fn row_of(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * WG;
+// The thread's batch entry and row: each workgroup takes WG rows of one batch entry (ceil(M / WG) workgroups per entry,
+// any grid, x fastest), so the entry, and B's addresses with it, are the same for the whole workgroup. Past the last
+// entry: none (uniform); rows past M: not the thread's to write.
+struct Place {
+  bidx: u32,
+  m: u32,
 }
 
-// The row's column quads, ceil(N / 4): the bound of the epilogue's loops, left to run as loops (unrolled, each
-// guarded store and gather is a branch per lane on lavapipe, and the shader took many times as long to compile).
+fn blocks() -> u32 {
+  return (params.M + WG - 1u) / WG;
+}
+
+fn place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Place {
+  let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+  return Place(lin / blocks(), (lin % blocks()) * WG + lid);
+}
+
+// The row's column quads, ceil(N / 4), as a value the compiler cannot see: the epilogue's loops stay loops (unrolled,
+// each per-row store and gather is a lane-by-lane sequence on lavapipe, and the backward took 5x a matmul to compile).
 fn quads() -> u32 {
   return (params.N + 3u) / 4u;
 }
@@ -64,9 +76,9 @@ fn clamped(q: u32) -> vec4<u32> {
   return min(cols(q), vec4<u32>(params.N - 1u));
 }
 
-fn product(row: u32) -> Row {
-  let bases = batch_bases(row / params.M);
-  let ra = bases.x + (row % params.M) * params.a_sm;
+fn product(p: Place) -> Row {
+  let bases = batch_bases(p.bidx);
+  let ra = bases.x + p.m * params.a_sm;
   var acc: Row;
   for (var k = 0u; k < params.K; k++) {
     let av = vec4<f32>(a[ra + k * params.a_sk]);
@@ -80,9 +92,9 @@ fn product(row: u32) -> Row {
 }
 
 // B as vec4 (N a multiple of 4; b_off, b_sk and b_bs in vec4 units, as matmul.wgsl's main_vec).
-fn product_vec(row: u32) -> Row {
-  let bases = batch_bases(row / params.M);
-  let ra = bases.x + (row % params.M) * params.a_sm;
+fn product_vec(p: Place) -> Row {
+  let bases = batch_bases(p.bidx);
+  let ra = bases.x + p.m * params.a_sm;
   let last = params.N / 4u - 1u;
   var acc: Row;
   for (var k = 0u; k < params.K; k++) {
@@ -93,23 +105,26 @@ fn product_vec(row: u32) -> Row {
   return acc;
 }
 
-// matmul.wgsl's store() for one row: alpha, the bias, the residual; written to out (columns < N) and returned.
+// matmul.wgsl's store() for one row: alpha, the bias, the residual; written to out and returned.
 fn store_row(row: u32, acc: Row) -> Row {
   let N = params.N;
   let base = row * N;
   var v: Row;
   for (var q = 0u; q < quads(); q++) {
-    let c = 4u * q;
     var x = params.alpha * acc[q];
     if (HAS_BIAS == 1u) {
       let cb = clamped(q) + vec4<u32>(params.bias_off);
       x += vec4<f32>(bias[cb.x], bias[cb.y], bias[cb.z], bias[cb.w]);
     }
     if (EPI_RESIDUAL == 1u) {
-      let rb = params.res_off + base + c;
-      for (var j = 0u; j < 4u; j++) { if (c + j < N) { x[j] = x[j] + residual[rb + j]; } }
+      let rb = vec4<u32>(params.res_off + base) + clamped(q);
+      x = x + vec4<f32>(residual[rb.x], residual[rb.y], residual[rb.z], residual[rb.w]);
     }
-    for (var j = 0u; j < 4u; j++) { if (c + j < N) { out[base + c + j] = x[j]; } }
+    let o = vec4<u32>(base) + clamped(q);
+    out[o.x] = x.x;
+    out[o.y] = x.y;
+    out[o.z] = x.z;
+    out[o.w] = x.w;
     v[q] = x;
   }
   return v;
@@ -118,7 +133,7 @@ fn store_row(row: u32, acc: Row) -> Row {
 // The row's 64 lanes as reduce2 reads them: 0.0 + value (a thread's `s += x` from 0), zero past N.
 fn lanes(v: Row) -> Row {
   var l: Row;
-  for (var q = 0u; q < NQ; q++) { l[q] = select(vec4<f32>(0.0), vec4<f32>(0.0) + v[q], cols(q) < vec4<u32>(params.N)); }
+  for (var q = 0u; q < 16u; q++) { l[q] = select(vec4<f32>(0.0), vec4<f32>(0.0) + v[q], cols(q) < vec4<u32>(params.N)); }
   return l;
 }
 
@@ -148,7 +163,11 @@ fn ln_forward(row: u32, x: Row) {
     if (LN_WEIGHT == 1u) { let w = clamped(q) + vec4<u32>(params.a_bs[0]); o = o * vec4<f32>(ln_weight[w.x], ln_weight[w.y], ln_weight[w.z], ln_weight[w.w]); }
     if (LN_BIAS == 1u) { let bb = clamped(q) + vec4<u32>(params.b_bs[0]); o = o + vec4<f32>(ln_bias[bb.x], ln_bias[bb.y], ln_bias[bb.z], ln_bias[bb.w]); }
     o = select(o, vec4<f32>(r), is_nan(r));
-    for (var j = 0u; j < 4u; j++) { if (4u * q + j < N) { out_act[base + 4u * q + j] = o[j]; } }
+    let at = vec4<u32>(base) + clamped(q);
+    out_act[at.x] = o.x;
+    out_act[at.y] = o.y;
+    out_act[at.z] = o.z;
+    out_act[at.w] = o.w;
   }
   ln_mean[row] = mu;
   ln_rstd[row] = r;
@@ -174,34 +193,46 @@ fn ln_backward(row: u32, dy: Row) {
   let sums = vec2<f32>(tree64(lanes(g)), tree64(lanes(gx))) / f32(N);
   for (var q = 0u; q < quads(); q++) {
     let dx = r * (g[q] - sums.x - xh[q] * sums.y);
-    for (var j = 0u; j < 4u; j++) { if (4u * q + j < N) { out_act[base + 4u * q + j] = dx[j]; } }
+    let at = vec4<u32>(base) + clamped(q);
+    out_act[at.x] = dx.x;
+    out_act[at.y] = dx.y;
+    out_act[at.z] = dx.z;
+    out_act[at.w] = dx.w;
   }
 }
 
 @compute @workgroup_size(WG)
-fn main_ln(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = row_of(gid, nwg);
-  if (row >= batch_count() * params.M) { return; }
-  ln_forward(row, store_row(row, product(row)));
+fn main_ln(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let p = place(wid, nwg, lid);
+  if (p.bidx >= batch_count() || p.m >= params.M) { return; }
+  let row = p.bidx * params.M + p.m;
+  ln_forward(row, store_row(row, product(p)));
 }
 
 @compute @workgroup_size(WG)
-fn main_vec_ln(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = row_of(gid, nwg);
-  if (row >= batch_count() * params.M) { return; }
-  ln_forward(row, store_row(row, product_vec(row)));
+fn main_vec_ln(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+  let p = place(wid, nwg, lid);
+  if (p.bidx >= batch_count() || p.m >= params.M) { return; }
+  let row = p.bidx * params.M + p.m;
+  ln_forward(row, store_row(row, product_vec(p)));
 }
 
 @compute @workgroup_size(WG)
-fn main_ln_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = row_of(gid, nwg);
-  if (row >= batch_count() * params.M) { return; }
-  ln_backward(row, store_row(row, product(row)));
+fn main_ln_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let p = place(wid, nwg, lid);
+  if (p.bidx >= batch_count() || p.m >= params.M) { return; }
+  let row = p.bidx * params.M + p.m;
+  ln_backward(row, store_row(row, product(p)));
 }
 
 @compute @workgroup_size(WG)
-fn main_vec_ln_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = row_of(gid, nwg);
-  if (row >= batch_count() * params.M) { return; }
-  ln_backward(row, store_row(row, product_vec(row)));
+fn main_vec_ln_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  let p = place(wid, nwg, lid);
+  if (p.bidx >= batch_count() || p.m >= params.M) { return; }
+  let row = p.bidx * params.M + p.m;
+  ln_backward(row, store_row(row, product_vec(p)));
 }

@@ -71,7 +71,7 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
     } else continue;
     const vec = d.entry === 'main_vec';
     const constants = {
-      HAS_BIAS: d.constants.HAS_BIAS ?? 0, EPI_RESIDUAL: d.constants.EPI_RESIDUAL ?? 0, WG: ROWS_PER_WORKGROUP,
+      HAS_BIAS: d.constants.HAS_BIAS ?? 0, EPI_RESIDUAL: d.constants.EPI_RESIDUAL ?? 0, NQ: Math.ceil(N / 4), WG: ROWS_PER_WORKGROUP,
       LN_WEIGHT: hasW ? 1 : 0, LN_BIAS: hasB && entry === 'main_ln' ? 1 : 0, LN_EPS: Number(u.values.eps),
     };
     const entryName = vec ? (entry === 'main_ln' ? 'main_vec_ln' : 'main_vec_ln_grad') : entry;
@@ -96,7 +96,7 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
     work[k] = {
       ...d, pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, file: rownormKernel.file, entry: entryName,
       constants, params, bindings, label: `${d.label}+${name}`, boundBytes: d.boundBytes + u.boundBytes,
-      workgroups: grid1d(Math.ceil(rows / ROWS_PER_WORKGROUP)),
+      workgroups: grid1d(Math.ceil(M / ROWS_PER_WORKGROUP) * (rows / M)),
       values: { ...d.values, a_bs: [wOff, ...arr(d.values.a_bs).slice(1)], b_bs: [bOff, ...arr(d.values.b_bs).slice(1)] },
     };
     work[i] = null;
