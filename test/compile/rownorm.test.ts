@@ -175,4 +175,56 @@ describe('compile: layerNorm folded into matmul epilogues', () => {
       for (const q of [x, w1, b1, w2, lw, lb, w3, t]) q.dispose();
     }
   });
+  it('backward against float64: the weight gradient through linear -> layerNorm -> linear head, the norm\'s dx folded into the head\'s dX matmul (N = 5, 32)', async () => {
+    const M = 13, K = 7, V = 6;
+    for (const N of [5, 32]) {
+      const data = { x: values(M * K, 30), w1: values(N * K, 31, 0.5), lw: values(N, 32), lb: values(N, 33), w3: values(V * N, 34, 0.5), t: values(M * V, 35) };
+      const x = tensor(data.x, { shape: [M, K] });
+      const w1 = tensor(data.w1, { shape: [N, K] });
+      const lw = tensor(data.lw, { shape: [N] });
+      const lb = tensor(data.lb, { shape: [N] });
+      const w3 = tensor(data.w3, { shape: [V, N] });
+      const t = tensor(data.t, { shape: [M, V] });
+      const step = (p: Tensor) => {
+        const pw1 = w1.detach();
+        pw1.requiresGrad = true;
+        const loss = linear(layerNorm(linear(p, pw1, null), N, lw, lb), w3, null).mul(t).sum();
+        loss.backward();
+        const g = pw1.grad!;
+        pw1.grad = null;
+        pw1.dispose();
+        return [g];
+      };
+      const res = await check(`float64 backward, N=${N}`, step, [x]);
+      expect(res.explain).toContain('matmul+layerNorm_grad');
+      // float64: h = x w1^T; dz = t w3; g = dz * lw; dh = rstd (g - mean(g) - xhat mean(g xhat)); dW1 = dh^T x.
+      const dh = new Float64Array(M * N);
+      for (let i = 0; i < M; i++) {
+        const h = Array.from({ length: N }, (_, j) => {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += data.x[i * K + k] * data.w1[j * K + k];
+          return s;
+        });
+        const mu = h.reduce((a, b) => a + b, 0) / N;
+        const rstd = 1 / Math.sqrt(h.reduce((a, b) => a + (b - mu) ** 2, 0) / N + 1e-5);
+        const xhat = h.map((v) => (v - mu) * rstd);
+        const g = Array.from({ length: N }, (_, j) => {
+          let s = 0;
+          for (let v = 0; v < V; v++) s += data.t[i * V + v] * data.w3[v * N + j];
+          return s * data.lw[j];
+        });
+        const mg = g.reduce((a, b) => a + b, 0) / N;
+        const mgx = g.reduce((a, b, j) => a + b * xhat[j], 0) / N;
+        for (let j = 0; j < N; j++) dh[i * N + j] = rstd * (g[j] - mg - xhat[j] * mgx);
+      }
+      for (let j = 0; j < N; j++) {
+        for (let k = 0; k < K; k++) {
+          let want = 0;
+          for (let i = 0; i < M; i++) want += dh[i * N + j] * data.x[i * K + k];
+          expect(Math.abs(res.out[0][j * K + k] - want), `N=${N} dW1[${j}, ${k}]`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(want)));
+        }
+      }
+      for (const q of [x, w1, lw, lb, w3, t]) q.dispose();
+    }
+  });
 });
