@@ -788,17 +788,16 @@ interface Limits {
   perDimension: number;
 }
 
-/** The merged workgroup size of a set of members, or null where they cannot share one. */
+/**
+ * The merged workgroup size of a set of members, or null where they cannot share one: that of the members with
+ * barriers, workgroup memory or subgroup operations (all the same), else the largest. The others' invocations are
+ * independent of each other and are laid over the merged workgroups in order, whatever their size.
+ */
 function mergedSize(members: readonly Member[], limits: Limits): number | null {
-  // Members with barriers, workgroup memory or subgroups set the size (all alike); without one, the largest member's.
-  // A member without any of those runs at any size: several of its workgroups packed into one merged workgroup when
-  // it is smaller, each of its workgroups split over several merged ones when it is larger (a multiple).
-  const synced = members.filter((m) => m.unit.sync);
-  const S = synced.length ? synced[0].threads : Math.max(...members.map((m) => m.threads));
+  const sync = members.filter((m) => m.unit.sync);
+  const S = sync.length ? sync[0].threads : Math.max(...members.map((m) => m.threads));
   if (S > limits.invocations) return null;
-  for (const m of members) {
-    if (m.unit.sync ? m.threads !== S : m.threads > S && m.threads % S !== 0) return null;
-  }
+  for (const m of sync) if (m.threads !== S) return null;
   return S;
 }
 
@@ -1043,20 +1042,21 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
     const [gx, gy, gz] = m.d.workgroups;
     const nw = gx * gy * gz;
     const [sx, sy, sz] = u.size;
-    const pack = m.unit.sync ? 1 : Math.max(1, Math.floor(S / m.threads));
-    const split = m.threads > S ? m.threads / S : 1;
-    const count = split > 1 ? nw * split : Math.ceil(nw / pack);
+    // A member with barriers runs one of its workgroups per merged workgroup (the same size); any other has its
+    // invocations laid over the merged workgroups in order (two matmul workgroups of 32 in one of 64, a 64-thread
+    // reduction over two of 32), as its invocations do not talk to each other.
+    const total = nw * m.threads;
+    const count = m.unit.sync ? nw : Math.ceil(total / S);
     const lines: string[] = [];
-    if (split > 1) {
-      lines.push(`    let h_g = (h_w - ${base}u) / ${split}u;`, `    let h_li = ((h_w - ${base}u) % ${split}u) * ${S}u + h_lix;`);
-    } else if (pack > 1) {
-      lines.push(`    let h_g = (h_w - ${base}u) * ${pack}u + h_lix / ${m.threads}u;`, `    let h_li = h_lix % ${m.threads}u;`);
-    } else {
-      lines.push(`    let h_g = h_w - ${base}u;`, `    let h_li = h_lix;`);
-    }
     const guard: string[] = [];
-    if (pack * m.threads < S) guard.push(`h_lix < ${pack * m.threads}u`);
-    if (pack > 1 && nw % pack !== 0) guard.push(`h_g < ${nw}u`);
+    if (m.unit.sync) {
+      lines.push(`    let h_g = h_w - ${base}u;`, `    let h_li = h_lix;`);
+    } else if (m.threads === S) {
+      lines.push(`    let h_g = h_w - ${base}u;`, `    let h_li = h_lix;`);
+    } else {
+      lines.push(`    let h_v = (h_w - ${base}u) * ${S}u + h_lix;`, `    let h_g = h_v / ${m.threads}u;`, `    let h_li = h_v % ${m.threads}u;`);
+      if (total % S !== 0) guard.push(`h_v < ${total}u`);
+    }
     const args = u.entry.params!.map((p) => {
       switch (p.builtin) {
         case 'workgroup_id': return 'h_wg';
@@ -1075,7 +1075,7 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
     ];
     if (guard.length) lines.push(`    if (${guard.join(' && ')}) {`, ...body.map((x) => `      ${x}`), '    }');
     else lines.push(...body.map((x) => `    ${x}`));
-    calls.push(`${i ? ' else ' : '  '}if (h_w < ${base + count}u) {  // ${m.d.label}: [${gx}, ${gy}, ${gz}] x ${sx * sy * sz}${pack > 1 ? `, ${pack} per workgroup` : split > 1 ? `, split over ${split} workgroups` : ''}\n${lines.join('\n')}\n  }`);
+    calls.push(`${i ? ' else ' : '  '}if (h_w < ${base + count}u) {  // ${m.d.label}: [${gx}, ${gy}, ${gz}] workgroups of ${sx * sy * sz}\n${lines.join('\n')}\n  }`);
     base += count;
   });
   const name = `multi.${members.map((m) => (m.d.label.includes('+') ? `(${m.d.label})` : m.d.label)).join('+')}`;

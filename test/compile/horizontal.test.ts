@@ -77,25 +77,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   c[i] = code(wid, nwg, lid, gid) + f32(li);
 }`;
 
-// Workgroup memory and barriers (64 threads as 8 x 8, a 2-D grid): each value minus its workgroup's mean.
+// Workgroup memory and barriers (W x W threads, 8 x 8 or 4 x 4; a 2-D grid): each value minus its workgroup's mean.
 const CENTER_WGSL = `
 struct Params { n: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+override W: u32 = 8u;
 var<workgroup> tile: array<f32, 64>;
 
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(W, W, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let T = W * W;
   let g = wid.x + nwg.x * wid.y;
-  let i = g * 64u + li;
+  let i = g * T + li;
   tile[li] = select(0.0, x[min(i, params.n - 1u)], i < params.n);
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s / 2u) {
+  for (var s = T / 2u; s > 0u; s = s / 2u) {
     if (li < s) { tile[li] = tile[li] + tile[li + s]; }
     workgroupBarrier();
   }
-  if (i < params.n) { y[i] = x[i] - tile[0] / 64.0; }
+  if (i < params.n) { y[i] = x[i] - tile[0] / f32(T); }
 }`;
 
 /** The builtins kernel as an op returning one of its two outputs (both ops in one step: one module, two members). */
@@ -110,13 +112,16 @@ const builtinsOf = (name: string, which: 'y' | 'c') =>
   });
 const builtinsOp = builtinsOf('builtins3d', 'y');
 const builtinsCode = builtinsOf('builtins3d.code', 'c');
-const centerOp = defineOp({
-  name: 'center2d',
-  kernel: CENTER_WGSL,
-  forward(ctx: OpContext, x: Tensor) {
-    return ctx.launch({ inputs: { x }, outputs: { y: { shape: x.shape } }, params: { n: x.size }, workgroups: [2, Math.ceil(x.size / 128), 1] }).y;
-  },
-});
+const centerOf = (name: string, W: number) =>
+  defineOp({
+    name,
+    kernel: CENTER_WGSL,
+    forward(ctx: OpContext, x: Tensor) {
+      return ctx.launch({ inputs: { x }, outputs: { y: { shape: x.shape } }, params: { n: x.size }, constants: { W }, workgroups: [2, Math.ceil(x.size / (2 * W * W)), 1] }).y;
+    },
+  });
+const centerOp = centerOf('center2d', 8);
+const center16 = centerOf('center16', 4);
 
 describe('compile: horizontal fusion', () => {
   it('two independent matmuls and a sum become one dispatch; equal to unmerged and eager (NaN, inf)', async () => {
@@ -142,7 +147,7 @@ describe('compile: horizontal fusion', () => {
     const g33 = t([33], 20, false), h33 = t([33], 21, false);
     const split = await check('linear+layerNorm / exp', (p, q, s, g, h) => [layerNorm(p.matmul(q), 33, g, h), s.exp()], [a, b, x, g33, h33]);
     expect(split.explain).toMatch(/multi\.\(matmul\+layerNorm\)\+exp/);
-    expect(split.explain).toMatch(/let h_li = \(\(h_w - \d+u\) % \d+u\) \* \d+u \+ h_lix;/);
+    expect(split.explain).toMatch(/let h_v = \(h_w - \d+u\) \* \d+u \+ h_lix;/);
     expect(split.merged).toBe(split.plain - 1);
     for (const z of [a, b, x, y, w, bias, g33, h33]) z.dispose();
   });
@@ -153,6 +158,11 @@ describe('compile: horizontal fusion', () => {
     const r = await check('custom', (p, q, u, v) => [builtinsOp(p), builtinsCode(p), centerOp(q), u.matmul(v)], [x, z, a, b]);
     expect(r.explain).toContain('multi.builtins3d+builtins3d.code+center2d+matmul');
     expect(r.merged).toBe(r.plain - 3);
+    // A member with barriers of 16 threads sets the merged size: the matmul's workgroups of 32 and a reduction's of
+    // 64 are spread over several merged workgroups each.
+    const s = await check('custom 16', (p, q, u, v) => [center16(q), u.matmul(v), p.sum(0), builtinsOp(p)], [x.reshape([7, 43]), z, a, b]);
+    expect(s.explain).toMatch(/multi\.center16\+matmul\+sum/);
+    expect(s.explain).toContain('@workgroup_size(16)');
     for (const y of [x, z, a, b]) y.dispose();
   });
 
