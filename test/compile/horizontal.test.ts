@@ -2,7 +2,7 @@
 // `multi.<a>+<b>`. Every case compares the merged plan with the unmerged one (`fuse: { horizontal: false }`) and with
 // eager bit for bit, on odd shapes with NaN and infinities among the inputs.
 import { describe, expect, it } from 'vitest';
-import { F, compile, defineOp, layerNorm, nn, optim, tensor, tidy, type OpContext, type Tensor } from '../../src/index.node';
+import { F, autocast, compile, defineOp, layerNorm, nn, optim, tensor, tidy, type OpContext, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
 import { values } from './values';
 
@@ -242,4 +242,72 @@ describe('compile: horizontal fusion', () => {
     steps.plain.dispose();
     steps.merged.dispose();
   });
+  it('other kernel families: a conv net step (conv2d, conv1d, batchNorm, pooling, Adam): merged equals unmerged bit for bit, 4 steps', async () => {
+    const make = () => {
+      const conv = new nn.Conv2d(3, 5, 3, { padding: 1, seed: 4 });
+      const bn = new nn.BatchNorm2d(5);
+      const pool = new nn.MaxPool2d(2);
+      const head = new nn.Linear(5 * 4 * 4, 7, { seed: 5 });
+      const conv1 = new nn.Conv1d(3, 4, 3, { seed: 6 });
+      const params = [...conv.parameters(), ...bn.parameters(), ...head.parameters(), ...conv1.parameters()];
+      const opt = new optim.Adam(params, { lr: 1e-2 });
+      return {
+        params,
+        fn: (x: Tensor, y: Tensor) =>
+          tidy(() => {
+            opt.zeroGrad();
+            const h = pool.forward(bn.forward(conv.forward(x)).relu()).reshape([3, 5 * 4 * 4]);
+            const side = conv1.forward(x.reshape([3, 3, 64])).mean();
+            const loss = F.crossEntropy(head.forward(h), y).add(side.mul(0.1));
+            loss.backward();
+            opt.step();
+            return loss;
+          }),
+      };
+    };
+    await sameSteps('conv net', make, t([3, 3, 8, 8], 22), tensor(Int32Array.from([1, 6, 3]), { shape: [3] }));
+  });
+
+  it('other kernel families: an autocast (f16) MLP step: merged equals unmerged bit for bit, 4 steps', async () => {
+    const make = () => {
+      const l1 = new nn.Linear(24, 40, { seed: 7 });
+      const l2 = new nn.Linear(40, 9, { seed: 8 });
+      const params = [...l1.parameters(), ...l2.parameters()];
+      const opt = new optim.AdamW(params, { lr: 1e-2 });
+      return {
+        params,
+        fn: (x: Tensor, y: Tensor) =>
+          tidy(() => {
+            opt.zeroGrad();
+            const loss = autocast(() => F.crossEntropy(l2.forward(l1.forward(x).gelu()), y).float());
+            loss.backward();
+            opt.step();
+            return loss;
+          }),
+      };
+    };
+    await sameSteps('autocast mlp', make, t([11, 24], 23, false), tensor(Int32Array.from({ length: 11 }, (_, i) => (i * 5) % 9), { shape: [11] }));
+  });
 });
+
+/** A training step compiled with and without the horizontal pass: losses and parameters equal bit for bit. */
+async function sameSteps(name: string, make: () => { params: Tensor[]; fn: (x: Tensor, y: Tensor) => Tensor }, x: Tensor, y: Tensor): Promise<void> {
+  const plain = make();
+  const merged = make();
+  const steps = { plain: compile(plain.fn, { fuse: { horizontal: false } }), merged: compile(merged.fn) };
+  for (let k = 0; k < 4; k++) {
+    const lp = steps.plain(x, y);
+    const lm = steps.merged(x, y);
+    sameBits([await lm.item()], [await lp.item()], `${name} step ${k} loss`);
+    lp.dispose();
+    lm.dispose();
+  }
+  expect(steps.merged.fallbackReason, name).toBe(null);
+  expect(steps.merged.explain(), name).toContain('horizontal:');
+  const [pp, pm] = await Promise.all([plain.params, merged.params].map((ps) => Promise.all(ps.map(async (p) => Array.from(await p.toArray())))));
+  pm.forEach((row, i) => sameBits(row, pp[i], `${name} param ${i}`));
+  steps.plain.dispose();
+  steps.merged.dispose();
+  x.dispose();
+  y.dispose();
+}
