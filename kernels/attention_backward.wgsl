@@ -4,7 +4,7 @@
 // Dimensions: B batch, Hq query heads, Hk kv heads (g = Hq / Hk; query head h reads kv head h / g), Nq queries,
 //   Nk keys, D query/key head dim, Dv value head dim (D, Dv <= HEAD_DIM_MAX).
 // Inputs (same meaning and params as attention_forward.wgsl): q, k, v (offset + strides from params), mask,
-//   o and dout [B, Hq, Nq, Dv] contiguous, lse [B, Hq, Nq] contiguous (from the forward; -inf = fully masked row,
+//   o and dout [B, Hq, Nq, Dv] at params.o_l (both), lse [B, Hq, Nq] contiguous (from the forward; -inf = fully masked row,
 //   NaN = a NaN row).
 // Scores are recomputed exactly as in the forward (score_block and admit, attention_common.wgsl):
 //   s_ij = scale * dot(q_i, k_j) (+ float mask), p_ij = exp(s_ij - lse_i) (0 for an inadmissible key or a -inf score),
@@ -31,7 +31,7 @@
 //   workgroup of 128), this puts all threads on the scores instead of 16. With the plain attention_parts.wgsl,
 //   PARTS must be 1.
 //
-// delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise; bh = b * Hq + h). One thread per row, DELTA_WG threads
+// delta_main  delta[bh * Nq + i] = sum_d dout * o (row-wise, in order of d: row_delta; bh = b * Hq + h). One thread per row, DELTA_WG threads
 //        per workgroup; dispatch x = ceil(B * Hq * Nq / DELTA_WG) (a 2-D grid (x, y) with x * y * DELTA_WG >= rows
 //        is also accepted). Uses: params, o, dout, delta.
 // dkdv   a workgroup owns BLOCK_N keys of one (b, hk): ceil(Nk / BLOCK_N) * B * Hk workgroups over a folded grid,
@@ -39,17 +39,17 @@
 //        over query tiles of BLOCK_M rows (under causal, starting at the first tile that can see the keys):
 //          1. score threads compute p z and dS for their 4 keys x 4 rows -> pz_tile, dsk_tile [row][key group]
 //          2. dV_c += (p z)_rc dO_r and dK_c += dS_rc q_r over the tile's rows, in registers.
-//        Writes dk [B, Hk, Nk, D] = scale * dK and dv [B, Hk, Nk, Dv] (contiguous; per batch even when k/v
+//        Writes dk [B, Hk, Nk, D] = scale * dK and dv [B, Hk, Nk, Dv] (at the dk_l / dv_l layouts; per batch even when k/v
 //        broadcast over the batch: the caller reduces). No atomics.
-//        Uses: params, q, k, v, mask, dout, lse, delta, dk, dv.
+//        Uses: params, q, k, v, mask, o (DELTA_SELF), dout, lse, delta, dk, dv.
 // dq_main  a workgroup owns BLOCK_M queries of one (b, h): ceil(Nq / BLOCK_M) * B * Hq workgroups over a folded grid,
 //        THREADS threads; streams key tiles of BLOCK_N (causal: only up to the tile's last visible key, unless dmask
 //        is written):
 //          1. score threads compute dS for their 4 rows x 4 keys -> dsq_tile [key][row group] (and dmask)
 //          2. dQ_r += dS_rc k_c over the tile's keys, in registers.
-//        Writes dq [B, Hq, Nq, D] = scale * dQ; when write_dmask == 1 also dmask [B, Hq, Nq, Nk] = dS (the
+//        Writes dq [B, Hq, Nq, D] = scale * dQ (at the dq_l layout); when write_dmask == 1 also dmask [B, Hq, Nq, Nk] = dS (the
 //        gradient of the additive float mask; every element is written, 0 where excluded).
-//        Uses: params, q, k, v, mask, dout, lse, delta, dq, dmask.
+//        Uses: params, q, k, v, mask, o (DELTA_SELF), dout, lse, delta, dq, dmask.
 // Workgroup memory (bytes), RS = HEAD_DIM_MAX / 4 + 1, T = E * RS * (2 * BLOCK_M + 2 * BLOCK_N), E = 16 (f32 tiles) or 8
 // (the f16 variant, tile_t = f16: on 48 KiB, HEAD_DIM_MAX 128 then gets dkdv 32 x 32 and dq 32 x 32 instead of 16 x 16);
 // src/attention/tiles.ts (tileBytes) computes the same:
@@ -94,6 +94,11 @@ alias tile_t = f32;
 @group(0) @binding(12) var<storage, read_write> dmask: array<f32>;
 
 override DELTA_WG: u32 = 64u;       // workgroup size of the delta entry
+// dkdv and dq_main compute each loaded row's delta themselves (row_delta, as delta_main does) instead of reading it:
+// a compiled step sets it and drops the delta pass.
+override DELTA_SELF: bool = false;
+// dkdv writes dv into the dk binding (at dv_l): a compiled step that puts both into one buffer sets it.
+override KV_ONE: bool = false;
 // Derived; leave them unset.
 override TDK: u32 = THREADS / (BLOCK_N / 4u);                                      // dkdv: threads per key group
 override DVNK: u32 = (HEAD_DIM_MAX / 4u + THREADS / (BLOCK_N / 4u) - 1u) / (THREADS / (BLOCK_N / 4u));
@@ -156,21 +161,21 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32, streamed: bool) {
     let rr = e / HD4;
     let d4 = e % HD4;
     var qv = vec4<f32>(0.0);
-    var dv = vec4<f32>(0.0);
+    var gv = vec4<f32>(0.0);
     if (row0 + rr < Nq) {
       if (d4 < D4) {
         qv = load4(SRC_Q, q_base + (row0 + rr) * params.q_sn + 4u * d4, params.D - 4u * d4);
       }
       if (d4 < DV4) {
-        dv = load4(SRC_EXTRA, (bh * Nq + row0 + rr) * params.Dv + 4u * d4, params.Dv - 4u * d4);
+        gv = load4(SRC_EXTRA, at(params.o_l, b, h, row0 + rr) + 4u * d4, params.Dv - 4u * d4);
       }
       if (streamed) {
         note_tile(qv);
-        note_tile(dv);
+        note_tile(gv);
       }
     }
     q_tile[rr * RS + d4] = vec4<tile_t>(qv);
-    do_tile[rr * RS + d4] = vec4<tile_t>(dv);
+    do_tile[rr * RS + d4] = vec4<tile_t>(gv);
   }
   for (var rr = tid; rr < BLOCK_M; rr += THREADS) {
     var l = MASKED;
@@ -178,7 +183,11 @@ fn load_query_tile(tid: u32, b: u32, h: u32, row0: u32, streamed: bool) {
     if (row0 + rr < Nq) {
       let x = lse[bh * Nq + row0 + rr];
       l = select(select(x, MASKED, is_neg_inf(x)), POISON, is_nan(x));
-      dl = delta[bh * Nq + row0 + rr];
+      if (DELTA_SELF) {
+        dl = row_delta(b, h, row0 + rr);
+      } else {
+        dl = delta[bh * Nq + row0 + rr];
+      }
     }
     lse_tile[rr] = l;
     delta_tile[rr] = dl;
@@ -213,16 +222,9 @@ fn load_key_tile(tid: u32, b: u32, hk: u32, c0: u32, streamed: bool) {
   }
 }
 
-// Dropout multipliers z (0 or 1 / (1 - p)) of query row i at keys jv.
-fn z4(bh: u32, i: u32, jv: vec4<u32>) -> vec4<f32> {
-  let inv = 1.0 / (1.0 - params.dropout_p);
-  return inv * vec4<f32>(dropout_keep(bh, i, jv.x), dropout_keep(bh, i, jv.y), dropout_keep(bh, i, jv.z), dropout_keep(bh, i, jv.w));
-}
-
 struct Grad4 {
   pz: vec4<f32>,   // p * z: the weight dV uses
   ds: vec4<f32>,   // dS
-  adm: u32,        // adm_bits of the 4 entries
   dsp: vec4<f32>,  // dS of the modded score (what captured tensors' gradients take)
 }
 
@@ -234,14 +236,16 @@ fn grad4(s: vec4<f32>, dmod: vec4<f32>, dp: vec4<f32>, rr: u32, i: u32, jv: vec4
   let p = select(vec4<f32>(0.0), exp(s - lse_i), s > vec4<f32>(NEG_INF_SCORE));
   var z = vec4<f32>(1.0);
   if (params.dropout_p > 0.0) {
-    z = z4(b * params.Hq + h, i, jv);
+    // 0 or 1 / (1 - p) (dropped or kept)
+    let bh = b * params.Hq + h;
+    z = 1.0 / (1.0 - params.dropout_p) * vec4<f32>(dropout_keep(bh, i, jv.x), dropout_keep(bh, i, jv.y), dropout_keep(bh, i, jv.z), dropout_keep(bh, i, jv.w));
   }
   // dsp: the gradient of the modded score; ds: of the score before the mod (the chain rule through score_mod).
   let dsp = select(vec4<f32>(0.0), p * (z * dp - delta_tile[rr]), adm);
   let nan_at = adm & vec4<bool>((lse_i >= POISON));
   let nan4 = vec4<f32>(nan_f32());
   let dsp_out = select(dsp, nan4, nan_at);
-  return Grad4(select(p * z, nan4, nan_at), select(dsp * dmod, nan4, nan_at), adm_bits(s), dsp_out);
+  return Grad4(select(p * z, nan4, nan_at), select(dsp * dmod, nan4, nan_at), dsp_out);
 }
 
 struct GradBlock {
@@ -277,13 +281,18 @@ fn delta_main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   if (row >= rows) {
     return;
   }
-  let Dv = params.Dv;
-  let base = row * Dv;
+  let bh = row / params.Nq;
+  delta[row] = row_delta(bh / params.Hq, bh % params.Hq, row % params.Nq);
+}
+
+// sum_d dout * o of row i of head (b, h), in order of d.
+fn row_delta(b: u32, h: u32, i: u32) -> f32 {
+  let base = at(params.o_l, b, h, i);
   var acc = 0.0;
-  for (var d = 0u; d < Dv; d++) {
+  for (var d = 0u; d < params.Dv; d++) {
     acc += f32(dout[base + d]) * f32(o[base + d]);
   }
-  delta[row] = acc;
+  return acc;
 }
 
 @compute @workgroup_size(THREADS)
@@ -328,18 +337,12 @@ fn dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       if (s_on) {
         let gb = grad_block(qb, ka, part, row0, c0, b, h);
         if (part == 0u) {
-          pz_tile[(qb) * KS + ka] = gb.pz.r0;
-          pz_tile[(qb + RG) * KS + ka] = gb.pz.r1;
-          pz_tile[(qb + 2u * RG) * KS + ka] = gb.pz.r2;
-          pz_tile[(qb + 3u * RG) * KS + ka] = gb.pz.r3;
-          dsk_tile[(qb) * KS + ka] = gb.ds.r0;
-          dsk_tile[(qb + RG) * KS + ka] = gb.ds.r1;
-          dsk_tile[(qb + 2u * RG) * KS + ka] = gb.ds.r2;
-          dsk_tile[(qb + 3u * RG) * KS + ka] = gb.ds.r3;
-          adm_k[(qb) * KS + ka] = adm_bits(gb.s.r0);
-          adm_k[(qb + RG) * KS + ka] = adm_bits(gb.s.r1);
-          adm_k[(qb + 2u * RG) * KS + ka] = adm_bits(gb.s.r2);
-          adm_k[(qb + 3u * RG) * KS + ka] = adm_bits(gb.s.r3);
+          for (var r = 0u; r < 4u; r++) {
+            let at = (qb + r * RG) * KS + ka;
+            pz_tile[at] = mat4x4<f32>(gb.pz.r0, gb.pz.r1, gb.pz.r2, gb.pz.r3)[r];
+            dsk_tile[at] = mat4x4<f32>(gb.ds.r0, gb.ds.r1, gb.ds.r2, gb.ds.r3)[r];
+            adm_k[at] = adm_bits(mat4x4<f32>(gb.s.r0, gb.s.r1, gb.s.r2, gb.s.r3)[r]);
+          }
         }
       }
       workgroupBarrier();
@@ -372,38 +375,35 @@ fn store_kv_row(b: u32, hk: u32, j: u32, oe: u32, k0: vec4<f32>, k1: vec4<f32>, 
   if (j >= params.Nk) {
     return;
   }
-  let kv_row = (b * params.Hk + hk) * params.Nk + j;
+  let kb = at(params.dk_l, b, hk, j);
+  let vb = at(params.dv_l, b, hk, j);
   let sc = params.scale;
-  store4_dk(kv_row * params.D, oe, k0 * sc);
-  store4_dv(kv_row * params.Dv, oe, v0);
-  if (DVNK > 1u) { store4_dk(kv_row * params.D, oe + TDK, k1 * sc); store4_dv(kv_row * params.Dv, oe + TDK, v1); }
-  if (DVNK > 2u) { store4_dk(kv_row * params.D, oe + 2u * TDK, k2 * sc); store4_dv(kv_row * params.Dv, oe + 2u * TDK, v2); }
-  if (DVNK > 3u) { store4_dk(kv_row * params.D, oe + 3u * TDK, k3 * sc); store4_dv(kv_row * params.Dv, oe + 3u * TDK, v3); }
+  store4_dk(kb, oe, k0 * sc);
+  store4_dv(vb, oe, v0);
+  if (DVNK > 1u) { store4_dk(kb, oe + TDK, k1 * sc); store4_dv(vb, oe + TDK, v1); }
+  if (DVNK > 2u) { store4_dk(kb, oe + 2u * TDK, k2 * sc); store4_dv(vb, oe + 2u * TDK, v2); }
+  if (DVNK > 3u) { store4_dk(kb, oe + 3u * TDK, k3 * sc); store4_dv(vb, oe + 3u * TDK, v3); }
 }
 
 fn store4_dk(base: u32, d4: u32, val: vec4<f32>) {
-  if (4u * d4 >= params.D) {
-    return;
-  }
-  for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
+  for (var c = 0u; c < 4u && 4u * d4 + c < params.D; c++) {
     dk[base + 4u * d4 + c] = io_t(val[c]);
   }
 }
 
+// (into dk where KV_ONE says dk and dv are one buffer: WebGPU binds a buffer writable once per dispatch)
 fn store4_dv(base: u32, d4: u32, val: vec4<f32>) {
-  if (4u * d4 >= params.Dv) {
-    return;
-  }
-  for (var c = 0u; c < min(4u, params.Dv - 4u * d4); c++) {
-    dv[base + 4u * d4 + c] = io_t(val[c]);
+  for (var c = 0u; c < 4u && 4u * d4 + c < params.Dv; c++) {
+    if (KV_ONE) {
+      dk[base + 4u * d4 + c] = io_t(val[c]);
+    } else {
+      dv[base + 4u * d4 + c] = io_t(val[c]);
+    }
   }
 }
 
 fn store4_dq(base: u32, d4: u32, val: vec4<f32>) {
-  if (4u * d4 >= params.D) {
-    return;
-  }
-  for (var c = 0u; c < min(4u, params.D - 4u * d4); c++) {
+  for (var c = 0u; c < 4u && 4u * d4 + c < params.D; c++) {
     dq[base + 4u * d4 + c] = io_t(val[c]);
   }
 }
@@ -476,42 +476,33 @@ fn dq_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg:
     flex_capture_fold(tid, w);
   }
 
-  store_q_row(qt.bh, rows.x, oe, dq_acc.c0.r0, dq_acc.c1.r0, dq_acc.c2.r0, dq_acc.c3.r0);
-  store_q_row(qt.bh, rows.y, oe, dq_acc.c0.r1, dq_acc.c1.r1, dq_acc.c2.r1, dq_acc.c3.r1);
-  store_q_row(qt.bh, rows.z, oe, dq_acc.c0.r2, dq_acc.c1.r2, dq_acc.c2.r2, dq_acc.c3.r2);
-  store_q_row(qt.bh, rows.w, oe, dq_acc.c0.r3, dq_acc.c1.r3, dq_acc.c2.r3, dq_acc.c3.r3);
+  store_q_row(qt, rows.x, oe, dq_acc.c0.r0, dq_acc.c1.r0, dq_acc.c2.r0, dq_acc.c3.r0);
+  store_q_row(qt, rows.y, oe, dq_acc.c0.r1, dq_acc.c1.r1, dq_acc.c2.r1, dq_acc.c3.r1);
+  store_q_row(qt, rows.z, oe, dq_acc.c0.r2, dq_acc.c1.r2, dq_acc.c2.r2, dq_acc.c3.r2);
+  store_q_row(qt, rows.w, oe, dq_acc.c0.r3, dq_acc.c1.r3, dq_acc.c2.r3, dq_acc.c3.r3);
   flex_report();
 }
 
 // dmask[bh, i, j] = dS for rows i0 + RG * r and keys j0 + CG * c of a block (inside [Nq, Nk]); 0 where inadmissible.
 fn write_dmask_block(bh: u32, i0: u32, j0: u32, ds: Block4) {
-  for (var r = 0u; r < 4u; r++) {
-    let row = i0 + RG * r;
-    if (row >= params.Nq) {
-      continue;
-    }
-    var gi: vec4<f32>;
-    switch (r) {
-      case 0u: { gi = ds.r0; }
-      case 1u: { gi = ds.r1; }
-      case 2u: { gi = ds.r2; }
-      default: { gi = ds.r3; }
-    }
-    for (var c = 0u; c < 4u; c++) {
-      let j = j0 + CG * c;
-      if (j < params.Nk) {
-        dmask[(bh * params.Nq + row) * params.Nk + j] = gi[c];
+  for (var c = 0u; c < 4u; c++) {
+    let j = j0 + CG * c;
+    let col = block_column(ds, c);
+    for (var r = 0u; r < 4u; r++) {
+      let row = i0 + RG * r;
+      if (row < params.Nq && j < params.Nk) {
+        dmask[(bh * params.Nq + row) * params.Nk + j] = col[r];
       }
     }
   }
 }
 
 // Writes query row `row`'s dq vec4 columns oe + TDQ * n (n < DVNQ), times scale.
-fn store_q_row(bh: u32, row: u32, oe: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+fn store_q_row(qt: QueryTile, row: u32, oe: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
   if (row >= params.Nq) {
     return;
   }
-  let base = (bh * params.Nq + row) * params.D;
+  let base = at(params.dq_l, qt.b, qt.h, row);
   let sc = params.scale;
   store4_dq(base, oe, a0 * sc);
   if (DVNQ > 1u) { store4_dq(base, oe + TDQ, a1 * sc); }

@@ -34,7 +34,7 @@
 //   replaces it and the including files' accumulate loops (o += p v, dK += dS q, dV += p dO, dQ += dS k), which read
 //   the same workgroup tiles.
 //   Programmable attention (score and mask mods, as FlexAttention): admit_block() hands a block's scores and the
-//   entries the built-in rules admit to mod_block (admit() one row to mod_row), which applies mask_mod(b, h, i, j)
+//   entries the built-in rules admit to mod_block (the matrix-unit kernels' admit(), attention_mma_shared.wgsl, one row to mod_row), which applies mask_mod(b, h, i, j)
 //   (unless a block mask says the tile is full) and score_mod(s, b, h, i, j) to the entries still admissible.
 //   attention_mods.wgsl holds identities; flexAttention generates a replacement from the traced mods
 //   (src/attention/codegen.ts) that calls each mod at one site (a loop over the entries), whose backward multiplies
@@ -105,6 +105,13 @@ struct Params {
   cg_pairs: u32,
   cg_total: u32,
   cg_part_base: u32,
+  // Layouts (offset, batch, head and row strides; the last dim contiguous) of o and dO (one layout for both), and of
+  // the backward's dq, dk and dv: dense [B, H, N, X] by default; a compiled step points them at the buffers layout
+  // copies used to make (src/compile/attention_layout.ts). Element (b, h, i, d) is at at(layout, b, h, i) + d.
+  o_l: vec4<u32>,
+  dq_l: vec4<u32>,
+  dk_l: vec4<u32>,
+  dv_l: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -167,6 +174,10 @@ fn load4(src: u32, base: u32, n_left: u32) -> vec4<f32> {
     r[c] = input_at(src, base + c);
   }
   return r;
+}
+
+fn at(l: vec4<u32>, b: u32, h: u32, i: u32) -> u32 {
+  return dot(l, vec4<u32>(1u, b, h, i));
 }
 
 // (tile, b * H + h) of this workgroup, from the folded grid; x >= heads * tiles means "no work".
@@ -301,15 +312,6 @@ fn bool_bits(ok: vec4<bool>) -> u32 {
   return dot(select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), ok), vec4<u32>(1u));
 }
 
-// Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products. The
-// mods (mod_row, attention_mods.wgsl) see admissible entries only (a captured read indexed by a masked-out position
-// is never made).
-fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
-  let r = admit_rules(raw, i, jv, b, h);
-  let m = mod_row(ModRow(r.s, bool_bits(r.ok)), i, jv, b, h);
-  return encode_scores(m.s, unpack_bits(m.ok));
-}
-
 // Dropout keep multiplier (1 kept, 0 dropped) of query i, key j of flattened head bh = b * Hq + h.
 fn dropout_keep(bh: u32, i: u32, j: u32) -> f32 {
   return select(0.0, 1.0, attn_dropout_keep(params.seed0, params.seed1, bh, i, j, params.dropout_p));
@@ -390,7 +392,7 @@ fn fma_rows(acc: Block4, w: vec4<f32>, x: vec4<f32>, keep: vec4<bool>) -> Block4
 
 // Bit n set where s[n] is admissible (the 4 entries of a block row or column), and back.
 fn adm_bits(s: vec4<f32>) -> u32 {
-  return dot(select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), s > vec4<f32>(MASKED)), vec4<u32>(1u));
+  return bool_bits(s > vec4<f32>(MASKED));
 }
 
 fn unpack_bits(bits: u32) -> vec4<bool> {

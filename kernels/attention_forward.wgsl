@@ -10,7 +10,8 @@
 //     2 float (f32 bits, added to the scaled score; -inf excludes the key). Element (b, h, i, j) is at
 //     m_off + b*m_sb + h*m_sh + i*m_sq + j*m_sk (0 strides broadcast).
 // Writes
-//   o [B, Hq, Nq, Dv] contiguous; lse [B, Hq, Nq] contiguous (natural log of the undropped softmax
+//   o [B, Hq, Nq, Dv] at params.o_l (dense unless a compiled step writes it where a layout copy put it);
+//   lse [B, Hq, Nq] contiguous (natural log of the undropped softmax
 //   denominator, max-shifted: lse = m + log(l)). A row with no admissible key gets o = 0 and lse = -inf; a row
 //   whose admissible scores hold a NaN or +inf, or are all -inf, gets o = NaN and lse = NaN.
 // Semantics (attention_common.wgsl says which keys are admissible and how non-finite values behave)
@@ -221,12 +222,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         w3 *= keep4(qt.bh, s_rows, jv.w);
       }
       if (part == 0u) {
-        p_tile[(sc) * (RG + 1u) + sa] = w0;
-        p_tile[(sc + CG) * (RG + 1u) + sa] = w1;
-        p_tile[(sc + 2u * CG) * (RG + 1u) + sa] = w2;
-        p_tile[(sc + 3u * CG) * (RG + 1u) + sa] = w3;
         for (var j = 0u; j < 4u; j++) {
-          adm_tile[(sc + j * CG) * (RG + 1u) + sa] = adm_bits(block_column(s, j));
+          let at = (sc + j * CG) * (RG + 1u) + sa;
+          p_tile[at] = mat4x4<f32>(w0, w1, w2, w3)[j];
+          adm_tile[at] = adm_bits(block_column(s, j));
         }
       }
     }
@@ -269,47 +268,35 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   if (use_dropout) {
     inv *= 1.0 / (1.0 - params.dropout_p);
   }
-  store_row(qt.bh, o_rows.x, oe, TD, DVN, inv.x, mo_run.x, l.x, acc.c0.r0, acc.c1.r0, acc.c2.r0, acc.c3.r0);
-  store_row(qt.bh, o_rows.y, oe, TD, DVN, inv.y, mo_run.y, l.y, acc.c0.r1, acc.c1.r1, acc.c2.r1, acc.c3.r1);
-  store_row(qt.bh, o_rows.z, oe, TD, DVN, inv.z, mo_run.z, l.z, acc.c0.r2, acc.c1.r2, acc.c2.r2, acc.c3.r2);
-  store_row(qt.bh, o_rows.w, oe, TD, DVN, inv.w, mo_run.w, l.w, acc.c0.r3, acc.c1.r3, acc.c2.r3, acc.c3.r3);
+  store_row(qt, o_rows.x, oe, TD, DVN, inv.x, mo_run.x, l.x, acc.c0.r0, acc.c1.r0, acc.c2.r0, acc.c3.r0);
+  store_row(qt, o_rows.y, oe, TD, DVN, inv.y, mo_run.y, l.y, acc.c0.r1, acc.c1.r1, acc.c2.r1, acc.c3.r1);
+  store_row(qt, o_rows.z, oe, TD, DVN, inv.z, mo_run.z, l.z, acc.c0.r2, acc.c1.r2, acc.c2.r2, acc.c3.r2);
+  store_row(qt, o_rows.w, oe, TD, DVN, inv.w, mo_run.w, l.w, acc.c0.r3, acc.c1.r3, acc.c2.r3, acc.c3.r3);
   flex_report();
 }
 
 // Writes one o row's vec4 columns c0 + step * n (n < count <= 4: a0..a3) times inv, and its lse (with c0 == 0). m is the
 // row's max encoded score: MASKED (no admissible key: o = 0, lse = -inf), NEG_INF_SCORE or POISON (o and lse NaN).
-fn store_row(bh: u32, row: u32, c0: u32, step: u32, count: u32, inv: f32, m: f32, l: f32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+fn store_row(qt: QueryTile, row: u32, c0: u32, step: u32, count: u32, inv: f32, m: f32, l: f32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
   if (row >= params.Nq) {
     return;
   }
   let nan_row = m == NEG_INF_SCORE || m >= POISON;
   let nan4 = vec4<f32>(nan_f32());
-  let o_base = (bh * params.Nq + row) * params.Dv;
+  let o_base = at(params.o_l, qt.b, qt.h, row);
   store4_o(o_base, c0, select(a0 * inv, nan4, nan_row));
   if (count > 1u) { store4_o(o_base, c0 + step, select(a1 * inv, nan4, nan_row)); }
   if (count > 2u) { store4_o(o_base, c0 + 2u * step, select(a2 * inv, nan4, nan_row)); }
   if (count > 3u) { store4_o(o_base, c0 + 3u * step, select(a3 * inv, nan4, nan_row)); }
   if (c0 == 0u) {
-    lse[bh * params.Nq + row] = select(select(m + log(l), neg_inf_f32(), m <= MASKED), nan_f32(), nan_row);
+    lse[qt.bh * params.Nq + row] = select(select(m + log(l), neg_inf_f32(), m <= MASKED), nan_f32(), nan_row);
   }
 }
 
 // o[o_base + 4 d4 ..] = val, clipped to the row's Dv elements.
 fn store4_o(o_base: u32, d4: u32, val: vec4<f32>) {
-  let Dv = params.Dv;
-  if (4u * d4 >= Dv) {
-    return;
-  }
-  let left = Dv - 4u * d4;
-  if (left >= 4u) {
-    o[o_base + 4u * d4] = io_t(val.x);
-    o[o_base + 4u * d4 + 1u] = io_t(val.y);
-    o[o_base + 4u * d4 + 2u] = io_t(val.z);
-    o[o_base + 4u * d4 + 3u] = io_t(val.w);
-  } else {
-    for (var c = 0u; c < left; c++) {
-      o[o_base + 4u * d4 + c] = io_t(val[c]);
-    }
+  for (var c = 0u; c < 4u && 4u * d4 + c < params.Dv; c++) {
+    o[o_base + 4u * d4 + c] = io_t(val[c]);
   }
 }
 

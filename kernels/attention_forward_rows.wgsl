@@ -159,10 +159,10 @@ fn main_rows(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) w
     let a1 = acc[c + 1u];
     let a2 = acc[c + 2u];
     let a3 = acc[c + 3u];
-    store_row(qt.bh, rows.x, c, 1u, 4u, inv.x, m_run.x, l.x, a0.r0, a1.r0, a2.r0, a3.r0);
-    store_row(qt.bh, rows.y, c, 1u, 4u, inv.y, m_run.y, l.y, a0.r1, a1.r1, a2.r1, a3.r1);
-    store_row(qt.bh, rows.z, c, 1u, 4u, inv.z, m_run.z, l.z, a0.r2, a1.r2, a2.r2, a3.r2);
-    store_row(qt.bh, rows.w, c, 1u, 4u, inv.w, m_run.w, l.w, a0.r3, a1.r3, a2.r3, a3.r3);
+    store_row(qt, rows.x, c, 1u, 4u, inv.x, m_run.x, l.x, a0.r0, a1.r0, a2.r0, a3.r0);
+    store_row(qt, rows.y, c, 1u, 4u, inv.y, m_run.y, l.y, a0.r1, a1.r1, a2.r1, a3.r1);
+    store_row(qt, rows.z, c, 1u, 4u, inv.z, m_run.z, l.z, a0.r2, a1.r2, a2.r2, a3.r2);
+    store_row(qt, rows.w, c, 1u, 4u, inv.w, m_run.w, l.w, a0.r3, a1.r3, a2.r3, a3.r3);
   }
   flex_report();
 }

@@ -1,6 +1,7 @@
 // What the two matrix-unit attention kernels (attention_mma.wgsl, attention_mma_backward.wgsl) share beyond
 // attention_common.wgsl: the scalar kernels' operand readers, which attention_common.wgsl's score_block and acc_step
-// call and the matrix products never do, and the rounding of an operand into an f16 tile.
+// call and the matrix products never do, the rounding of an operand into an f16 tile, and admit() (one row's scores;
+// the scalar kernels admit whole blocks, admit_block).
 
 fn row_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
 fn col_vec(pair: u32, idx: u32) -> vec4<f32> { return vec4<f32>(0.0); }
@@ -16,4 +17,13 @@ fn to_tile(x: f32, note: bool) -> f16 {
     atomicOr(&nonfinite_seen, 1u);
   }
   return h;
+}
+
+// Encoded scores (see the header) of query row i at keys jv (batch b, query head h), from raw dot products. The
+// mods (mod_row, attention_mods.wgsl) see admissible entries only (a captured read indexed by a masked-out position
+// is never made).
+fn admit(raw: vec4<f32>, i: u32, jv: vec4<u32>, b: u32, h: u32) -> vec4<f32> {
+  let r = admit_rules(raw, i, jv, b, h);
+  let m = mod_row(ModRow(r.s, bool_bits(r.ok)), i, jv, b, h);
+  return encode_scores(m.s, unpack_bits(m.ok));
 }

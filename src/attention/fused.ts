@@ -1,6 +1,7 @@
 // The fused path: the launches of src/launch/attention.ts as planned by plan.ts (variants, constants, grids, input
 // layouts), with the tensors' offsets and strides as the kernels' params. Nothing here decides a variant or reads a
 // flag; the backward launches what the forward's plan planned for it.
+import type { ParamValues } from '../gpu/recorder.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { allocLike } from '../tensor/base.js';
 import { broadcastStrides } from '../tensor/shape.js';
@@ -62,7 +63,7 @@ export const NO_FLEX_PARAMS: Readonly<Record<string, number>> = {
   cg_pairs: 0, cg_total: 0, cg_part_base: 0,
 };
 
-function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: KernelView, maskParams: Record<string, number>): Record<string, number> {
+function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: KernelView, maskParams: Record<string, number>): ParamValues {
   return {
     B: p.Bt, Hq: p.Hq, Hk: p.Hk, Nq: p.Nq, Nk: p.Nk, D: p.D, Dv: p.Dv, scale: p.scale,
     causal: p.causal ? 1 : 0, causal_diag: p.causalDiag, mask_kind: p.maskKind,
@@ -72,8 +73,13 @@ function commonParams(p: AttentionPlan, qv: KernelView, kv: KernelView, vv: Kern
     ...maskParams,
     dropout_p: p.dropoutP, seed0: p.seed, seed1: 0, write_dmask: 0,
     ...NO_FLEX_PARAMS,
+    // o, dO and the gradients dense (a compiled step's attentionLayout pass rewrites them).
+    o_l: dense(p.Hq, p.Nq, p.Dv), dq_l: dense(p.Hq, p.Nq, p.D), dk_l: dense(p.Hk, p.Nk, p.D), dv_l: dense(p.Hk, p.Nk, p.Dv),
   };
 }
+
+/** A dense [Bt, H, N, X] layout as the kernels' *_l params: offset, batch, head and row strides. */
+const dense = (H: number, N: number, X: number): number[] => [0, H * N * X, N * X, X];
 
 /**
  * What flexAttention adds to a fused run: the generated kernels and their bindings, the block mask (bound where the
@@ -101,7 +107,7 @@ interface Saved {
   k: KernelView;
   v: KernelView;
   mask: Tensor | null;
-  params: Record<string, number>;
+  params: ParamValues;
   o: Tensor;
   lse: Tensor;
 }

@@ -2,6 +2,7 @@
 // and makes every variant decision (implementation, f16 handling, kernel files, tiles, subgroup folds, PARTS, grids,
 // how each input reaches the kernels), all before anything is allocated or encoded. The fused and reference paths
 // execute the plan, and the fused backward reuses the plan its forward made: nothing reads a flag after planning.
+import type { ParamValues } from '../gpu/recorder.js';
 import { DTypeError, DeviceError, ShapeError, ValueError, checkOptions, fmtShape } from '../errors.js';
 import { gpu, type KilnDevice } from '../gpu/device.js';
 import type { KernelVariant } from '../gpu/kernels.js';
@@ -211,8 +212,8 @@ export interface MatrixCall {
  */
 export interface MatrixAttention {
   plan(fn: string, kd: KilnDevice, caps: AdapterCaps, s: MatrixCall): { matrix: MatrixLaunch } | { why: string };
-  forward(fn: string, launch: MatrixLaunch, params: Record<string, number>, t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase }): void;
-  backward(fn: string, launch: MatrixLaunch, deltaGrid: readonly [number, number, number], params: Record<string, number>, t: {
+  forward(fn: string, launch: MatrixLaunch, params: ParamValues, t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase }): void;
+  backward(fn: string, launch: MatrixLaunch, deltaGrid: readonly [number, number, number], params: ParamValues, t: {
     q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; dout: TensorBase; lse: TensorBase;
     delta: TensorBase; dq: TensorBase; dk: TensorBase; dv: TensorBase; dmask: TensorBase | null;
   }): void;

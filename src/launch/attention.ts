@@ -2,6 +2,7 @@
 // src/attention/plan.ts planned them: which variant (f16, subgroups), the override constants (tiles, PARTS) and the
 // folded grids. The kernels' params (shapes, offsets and strides of q, k, v and the mask, scale, causal diagonal,
 // dropout) come in whole from the plan; this file binds buffers and dispatches, and decides nothing.
+import type { ParamValues } from '../gpu/recorder.js';
 import type { TensorBase } from '../tensor/base.js';
 import { type KernelBinding, type KernelEntry, type KernelModule, dispatch, grid1d, kernelVariant, type KernelVariant } from '../gpu/kernels.js';
 import type { PooledBuffer } from '../gpu/memory.js';
@@ -23,7 +24,7 @@ export function attentionForward(
   variant: readonly KernelVariant[],
   label: string,
   launch: AttentionLaunch,
-  params: Record<string, number>,
+  params: ParamValues,
   t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase },
   flex: FlexBindings | null = null,
 ): void {
@@ -48,7 +49,7 @@ export function attentionBackward(
   variant: readonly KernelVariant[],
   label: string,
   launches: { dkdv: AttentionLaunch; dq: AttentionLaunch; deltaGrid: readonly [number, number, number] },
-  params: Record<string, number>,
+  params: ParamValues,
   t: {
     q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; dout: TensorBase; lse: TensorBase;
     delta: TensorBase; dq: TensorBase; dk: TensorBase; dv: TensorBase; dmask: TensorBase | null;

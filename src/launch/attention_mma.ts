@@ -2,6 +2,7 @@
 // kernels/attention_mma_backward.wgsl; the backward's delta pass is attention_backward.wgsl's), as planned: the
 // body (the subgroup-matrix builtins with the probed config's shim, or the portable WGSL body), the storage type of
 // q, k, v and o (f32 or f16), the tile constants and the folded grid. Decides nothing.
+import type { ParamValues } from '../gpu/recorder.js';
 import type { TensorBase } from '../tensor/base.js';
 import { type KilnDevice, gpu } from '../gpu/device.js';
 import { type KernelModule, type KernelVariant, dispatch, kernelVariant } from '../gpu/kernels.js';
@@ -58,7 +59,7 @@ function mmaModule(kernel: KernelModule, body: MatrixBody, io: 'f32' | 'f16', kd
 export function attentionForwardMma(
   fn: string,
   launch: MatrixLaunch,
-  params: Record<string, number>,
+  params: ParamValues,
   t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase },
 ): void {
   dispatch(mmaModule(mmaKernel, launch.body, launch.io, gpu()), 'main', {
@@ -79,7 +80,7 @@ export function attentionBackwardMma(
   fn: string,
   launch: MatrixLaunch,
   deltaGrid: readonly [number, number, number],
-  params: Record<string, number>,
+  params: ParamValues,
   t: {
     q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; dout: TensorBase; lse: TensorBase;
     delta: TensorBase; dq: TensorBase; dk: TensorBase; dv: TensorBase; dmask: TensorBase | null;

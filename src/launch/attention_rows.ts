@@ -1,6 +1,7 @@
 // Launcher of the register-tiled attention forward (kernels/attention_forward_rows.wgsl), as planned: the variant
 // (subgroups, and f16), the constants and the folded grid come from src/attention/plan.ts; this file binds and
 // dispatches. Imported by src/attention/rows.ts only, so a page that never enables the rows kernel carries none of it.
+import type { ParamValues } from '../gpu/recorder.js';
 import type { TensorBase } from '../tensor/base.js';
 import { type KernelModule, type KernelVariant, dispatch, kernelVariant } from '../gpu/kernels.js';
 import { dummy, rawBuf } from './common.js';
@@ -37,7 +38,7 @@ export function attentionForwardRows(
   variant: readonly KernelVariant[],
   label: string,
   launch: AttentionLaunch,
-  params: Record<string, number>,
+  params: ParamValues,
   t: { q: TensorBase; k: TensorBase; v: TensorBase; mask: TensorBase | null; o: TensorBase; lse: TensorBase },
   flex: FlexBindings | null,
 ): void {
