@@ -420,7 +420,7 @@ function fusedDispatch(chain: readonly ChainOp[], externals: readonly External[]
   }
   const uniformBinding = ENTRY.bindings.find((b) => b.kind === 'uniform')!.binding;
   const dispatch: RecDispatch = {
-    kind: 'dispatch', pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, file: name, entry: 'fused', label: name,
+    kind: 'dispatch', pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, module, file: name, entry: 'fused', label: name,
     bindings, uniform: { binding: uniformBinding, size: PARAMS_SIZE }, params, fields: FIELDS, values, constants,
     workgroups: last.workgroups, boundBytes: last.boundBytes, check: null, seedFields: [], replay: null,
   };

@@ -43,6 +43,11 @@ export interface FusePasses {
   layerNorm?: boolean;
   /** Zero regions: adds of zero-filled slice gradients become writes into one buffer (regions.ts). */
   regions?: boolean;
+  /**
+   * Attention layout: the fused attention writes o where its layout copy put it, its backward reads dO where that copy
+   * read it, computes the delta rows itself and writes dq, dk, dv into their final places (attention_layout.ts).
+   */
+  attentionLayout?: boolean;
   /** Elementwise chains become one generated kernel each (fuse.ts). */
   elementwise?: boolean;
   /** Commands reordered by dependency level, so independent ones sit side by side (schedule.ts). */
@@ -51,7 +56,7 @@ export interface FusePasses {
   horizontal?: boolean;
 }
 
-export const PASS_NAMES = ['crossEntropy', 'epilogues', 'layerNorm', 'regions', 'elementwise', 'schedule', 'horizontal'] as const satisfies readonly (keyof FusePasses)[];
+export const PASS_NAMES = ['crossEntropy', 'epilogues', 'layerNorm', 'regions', 'attentionLayout', 'elementwise', 'schedule', 'horizontal'] as const satisfies readonly (keyof FusePasses)[];
 export type Passes = Readonly<Record<(typeof PASS_NAMES)[number], boolean>>;
 
 function passesOf(fuse: unknown): Passes {

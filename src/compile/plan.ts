@@ -15,6 +15,7 @@ import { foldRowNorms } from './rownorm.js';
 // The modules passes make dispatches from that no recorded dispatch used (the horizontal pass reads their text).
 import rownormKernel from '../launch/kernels/matmul_rownorm.js';
 import { mergeHorizontal, type HorizontalGroup } from './horizontal.js';
+import { attentionLayout, type AttentionLayoutResult } from './attention_layout.js';
 import type { Passes } from './index.js';
 import { acquireBuffer, releaseBuffer, type PooledBuffer } from '../gpu/memory.js';
 import { afterSubmit, encodeClear, encodeCopy, encodeDispatch, indexCheckBinding, markWritten, uploadToBuffer } from '../gpu/queue.js';
@@ -98,6 +99,8 @@ export class Plan {
   readonly epilogues: string[];
   /** Dispatches the horizontal pass merged (horizontal.ts), and the merged dispatches it made. */
   readonly horizontal: { merged: number; groups: HorizontalGroup[] };
+  /** What the attention layout pass removed (attention_layout.ts). */
+  readonly attention: Omit<AttentionLayoutResult, 'commands'>;
   private disposed = false;
 
   constructor(
@@ -115,7 +118,9 @@ export class Plan {
     const merged = on.regions ? mergeZeroRegions(norms.commands, rec.slots) : { commands: norms.commands, merged: 0, fillsDropped: 0 };
     this.zeroRegionsMerged = merged.merged;
     this.zeroFillsDropped = merged.fillsDropped;
-    const fused = on.elementwise ? fuseElementwise(merged.commands, rec.slots) : { commands: merged.commands.slice(), groups: [] };
+    const laid = on.attentionLayout ? attentionLayout(merged.commands, rec.slots) : { commands: merged.commands, removed: { o: 0, dout: 0, grads: 0 }, deltas: 0 };
+    this.attention = { removed: laid.removed, deltas: laid.deltas };
+    const fused = on.elementwise ? fuseElementwise(laid.commands, rec.slots) : { commands: laid.commands.slice(), groups: [] };
     this.groups = fused.groups;
     const scheduled = on.schedule ? scheduleByLevel(fused.commands, rec.slots) : { commands: fused.commands, levels: 0, moved: 0 };
     this.scheduled = { levels: scheduled.levels, moved: scheduled.moved };
@@ -260,6 +265,10 @@ export class Plan {
     }
     if (this.crossEntropyFused) out.push(`  cross-entropy: ${this.crossEntropyFused} backward(s) computed in the forward's workgroups (the backward and the seed fill dropped)`);
     if (this.zeroRegionsMerged) out.push(`  zero regions: ${this.zeroRegionsMerged} adds of zero-filled slice gradients removed (each one's region written into the first; ${this.zeroRegionsMerged} fills and ${this.zeroRegionsMerged} adds saved), ${this.zeroFillsDropped} more fills of buffers the regions cover`);
+    const { removed, deltas } = this.attention;
+    if (removed.o + removed.dout + removed.grads + deltas) {
+      out.push(`  attention layout: ${removed.o + removed.dout + removed.grads} layout copies removed (o written in place x${removed.o}, dO read in place x${removed.dout}, gradient copies x${removed.grads}), ${deltas} delta passes folded into dkdv / dq`);
+    }
     if (this.scheduled.moved) out.push(`  schedule: ${this.scheduled.moved} commands moved into dependency-level order (dispatches fall in ${this.scheduled.levels} levels)`);
     if (this.groups.length) {
       const saved = this.groups.reduce((n, g) => n + g.ops.length - 1, 0);

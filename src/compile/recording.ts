@@ -37,6 +37,11 @@ export interface RecDispatch {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
   readonly pipelineKey: string;
+  /**
+   * The kernel module the pipeline was made from, where known (recorded dispatches; a pass that changes an override
+   * makes the pipeline from it).
+   */
+  readonly module?: KernelModule;
   readonly file: string;
   readonly entry: string;
   readonly label: string;
@@ -110,13 +115,13 @@ const sources = new WeakMap<GPUComputePipeline, PipelineSource>();
 
 /**
  * Where a dispatch's pipeline came from (the horizontal pass regenerates its text): known for recorded dispatches; for
- * one a pass made (a matmul with an epilogue, a fused chain), found among `modules` of the same file, checked by asking
- * the pipeline cache for the very same pipeline.
+ * one a pass made (a matmul with an epilogue, a fused chain, an attention kernel with other overrides), found as its own
+ * module or among `modules` of the same file, checked by asking the pipeline cache for the very same pipeline.
  */
 export function pipelineSource(d: RecDispatch, modules: Iterable<KernelModule>): PipelineSource | undefined {
   const known = sources.get(d.pipeline);
   if (known) return known;
-  for (const kernel of modules) {
+  for (const kernel of d.module ? [d.module, ...modules] : modules) {
     if (kernel.file !== d.file || !Object.hasOwn(kernel.entries, d.entry)) continue;
     try {
       if (kernelPipeline(kernel, d.entry, d.constants).pipeline !== d.pipeline) continue;
@@ -201,7 +206,7 @@ export class Recording implements Recorder {
     }
     const label = spec.label ?? `${k.file.replace('.wgsl', '')}:${entry}`;
     this.commands.push({
-      kind: 'dispatch', pipeline, layout, pipelineKey: key, file: k.file, entry, label, bindings, uniform, params, fields, values: spec.params ?? null, constants: spec.constants ?? {}, workgroups, boundBytes,
+      kind: 'dispatch', pipeline, layout, pipelineKey: key, module: k, file: k.file, entry, label, bindings, uniform, params, fields, values: spec.params ?? null, constants: spec.constants ?? {}, workgroups, boundBytes,
       check: checked && checkField ? { label: spec.label ?? `${k.file}:${entry}`, shape: spec.indexShape ? [...spec.indexShape] : undefined, offset: checkField.offset } : null,
       seedFields, replay: spec.replay ?? null,
     });
