@@ -541,19 +541,22 @@ function evalExpr(env: Env, from: number, to: number): number | null {
   }
 }
 
-/** Size and alignment of a (workgroup) type, or null where it is not a plain fixed-size type. */
-function typeLayout(env: Env, from: number, to: number): { size: number; align: number } | null {
+/**
+ * Size, alignment and a signature (aliases resolved, counts evaluated: equal for equal types) of a (workgroup) type,
+ * or null where it is not a plain fixed-size type.
+ */
+function typeLayout(env: Env, from: number, to: number): { size: number; align: number; sig: string } | null {
   const toks = env.parsed.toks.slice(from, to).filter((t) => t.t !== 'ws');
   let i = 0;
-  const parse = (): { size: number; align: number } | null => {
+  const parse = (): { size: number; align: number; sig: string } | null => {
     const t = toks[i++];
     if (!t || t.t !== 'id') return null;
     const scalar: Record<string, number> = { f32: 4, u32: 4, i32: 4, bool: 4, f16: 2 };
-    if (scalar[t.v]) return { size: scalar[t.v], align: scalar[t.v] };
+    if (scalar[t.v]) return { size: scalar[t.v], align: scalar[t.v], sig: t.v };
     const vec = /^vec([234])([fhiu]?)$/.exec(t.v);
     if (vec) {
-      let el: { size: number; align: number } | null;
-      if (vec[2]) el = { size: vec[2] === 'h' ? 2 : 4, align: vec[2] === 'h' ? 2 : 4 };
+      let el: { size: number; align: number; sig: string } | null;
+      if (vec[2]) el = { size: vec[2] === 'h' ? 2 : 4, align: vec[2] === 'h' ? 2 : 4, sig: { f: 'f32', h: 'f16', i: 'i32', u: 'u32' }[vec[2]]! };
       else {
         if (toks[i++]?.v !== '<') return null;
         el = parse();
@@ -561,13 +564,13 @@ function typeLayout(env: Env, from: number, to: number): { size: number; align: 
       }
       if (!el) return null;
       const k = Number(vec[1]);
-      return { size: k * el.size, align: (k === 2 ? 2 : 4) * el.size };
+      return { size: k * el.size, align: (k === 2 ? 2 : 4) * el.size, sig: `vec${k}<${el.sig}>` };
     }
     if (t.v === 'atomic') {
       if (toks[i++]?.v !== '<') return null;
       const el = parse();
-      if (toks[i++]?.v !== '>') return null;
-      return el;
+      if (!el || toks[i++]?.v !== '>') return null;
+      return { ...el, sig: `atomic<${el.sig}>` };
     }
     if (t.v === 'array') {
       if (toks[i++]?.v !== '<') return null;
@@ -587,7 +590,7 @@ function typeLayout(env: Env, from: number, to: number): { size: number; align: 
       const count = evalTokens(sub, countToks);
       if (count === null || !(count > 0)) return null;
       const stride = Math.ceil(el.size / el.align) * el.align;
-      return { size: count * stride, align: el.align };
+      return { size: count * stride, align: el.align, sig: `array<${el.sig},${count}>` };
     }
     const d = env.parsed.byName.get(t.v);
     if (d?.kind === 'alias' && d.type) return typeLayout(env, d.type[0], d.type[1]);
@@ -621,8 +624,8 @@ interface Unit {
   readonly directives: string[];
   readonly size: [number, number, number];
   readonly sync: boolean;
-  /** Workgroup variables reached: name -> bytes. */
-  readonly workgroup: Map<string, number>;
+  /** Workgroup variables reached: name -> bytes and type signature. */
+  readonly workgroup: Map<string, { bytes: number; sig: string }>;
   /** Binding variables reached (storage and uniform) and whether the reachable code writes each. */
   readonly resources: Map<string, { decl: Decl; written: boolean }>;
   /** Names whose declaration (transitively) references a binding: per member, never shared. */
@@ -673,7 +676,7 @@ function analyse(d: RecDispatch, modules: Iterable<KernelModule>): Unit | null {
   const reach = parsed.decls.filter((x) => x.kind !== 'directive' && x.kind !== 'const_assert' && seen.has(x.name));
   const directives = parsed.decls.filter((x) => x.kind === 'directive').map((x) => parsed.toks.slice(x.start, x.end).map((t) => t.v).join('').replace(/\s+/g, ' ').trim());
   let sync = false;
-  const workgroup = new Map<string, number>();
+  const workgroup = new Map<string, { bytes: number; sig: string }>();
   const resources = new Map<string, { decl: Decl; written: boolean }>();
   let usesArrayLength = false;
   for (const x of reach) {
@@ -689,7 +692,7 @@ function analyse(d: RecDispatch, modules: Iterable<KernelModule>): Unit | null {
       sync = true;
       const lay = typeLayout(env, x.type![0], x.type![1]);
       if (!lay) return null;
-      workgroup.set(x.name, lay.size);
+      workgroup.set(x.name, { bytes: lay.size, sig: lay.sig });
     }
     if (x.kind === 'var' && (x.space === 'storage' || x.space === 'uniform')) resources.set(x.name, { decl: x, written: false });
     if (x.kind === 'var' && x.space === 'handle') return null;
@@ -812,18 +815,52 @@ function storageCount(members: readonly Member[]): number {
   return keys.size;
 }
 
-function workgroupBytes(members: readonly Member[]): number {
-  const seen = new Map<string, number>();
-  for (const m of members) for (const [name, bytes] of m.unit.workgroup) seen.set(`${m.unit.classKey}\n${name}`, bytes);
-  let n = 0;
-  for (const b of seen.values()) n += b;
-  return n;
+/** Per member, the index of the first member of its module with its constants (whose prefix their shared names take). */
+function classesOf(members: readonly Member[]): number[] {
+  const first = new Map<string, number>();
+  return members.map((m, i) => {
+    if (!first.has(m.unit.classKey)) first.set(m.unit.classKey, i);
+    return first.get(m.unit.classKey)!;
+  });
+}
+
+/**
+ * The group's workgroup memory: each workgroup variable (by its name in the merged text) -> the declaration holding
+ * it, and the bytes declared. One member runs per workgroup, so variables of one type that no member uses together
+ * share a declaration (attention's dQ entry's score tile and the dK / dV entry's).
+ */
+function workgroupLayout(members: readonly Member[]): { storage: Map<string, string>; bytes: number } {
+  const classes = classesOf(members);
+  const vars = new Map<string, { sig: string; bytes: number; users: Set<number> }>();
+  members.forEach((m, i) => {
+    for (const [name, w] of m.unit.workgroup) {
+      const key = `h${classes[i]}_${name}`;
+      let v = vars.get(key);
+      if (!v) vars.set(key, (v = { ...w, users: new Set() }));
+      v.users.add(i);
+    }
+  });
+  const stores: { key: string; sig: string; users: Set<number> }[] = [];
+  const storage = new Map<string, string>();
+  let bytes = 0;
+  for (const [key, v] of vars) {
+    const s = stores.find((x) => x.sig === v.sig && ![...v.users].some((u) => x.users.has(u)));
+    if (s) {
+      for (const u of v.users) s.users.add(u);
+      storage.set(key, s.key);
+    } else {
+      stores.push({ key, sig: v.sig, users: new Set(v.users) });
+      storage.set(key, key);
+      bytes += v.bytes;
+    }
+  }
+  return { storage, bytes };
 }
 
 function fits(members: readonly Member[], limits: Limits): boolean {
   if (mergedSize(members, limits) === null) return false;
   if (storageCount(members) > limits.storage) return false;
-  if (workgroupBytes(members) > limits.workgroupBytes) return false;
+  if (workgroupLayout(members).bytes > limits.workgroupBytes) return false;
   // One module may enable what another's text cannot compile under? Directives only add features: allowed.
   return members.length <= 64;
 }
@@ -974,7 +1011,8 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
   const layout: KernelBinding[] = [];
   const shared = new Map<string, string>();
   const uniformStructs: string[] = [];
-  const classFirst = new Map<string, number>();
+  const classes = classesOf(members);
+  const workgroup = workgroupLayout(members).storage;
   let nextBinding = 1;
   let uniforms = 0;
   const calls: string[] = [];
@@ -985,8 +1023,7 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
   members.forEach((m, i) => {
     const u = m.unit;
     for (const dir of u.directives) directives.add(dir);
-    if (!classFirst.has(u.classKey)) classFirst.set(u.classKey, i);
-    const c = classFirst.get(u.classKey)!;
+    const c = classes[i];
     const names = new Map<string, string>();
     let uniformName = '';
     if (m.d.uniform) {
@@ -1003,7 +1040,10 @@ function mergedDispatch(members: readonly Member[], limits: Limits, uniformSlot:
         names.set(name, shared.get(key)!);
       }
     }
-    const rename = (name: string): string => names.get(name) ?? (u.perMember.has(name) ? `h${i}_${name}` : `h${c}_${name}`);
+    const rename = (name: string): string => {
+      const n = names.get(name) ?? (u.perMember.has(name) ? `h${i}_${name}` : `h${c}_${name}`);
+      return u.workgroup.has(name) ? workgroup.get(n)! : n;
+    };
     for (const d of u.reach) {
       const own = rename(d.name);
       if (emitted.has(own)) continue;

@@ -112,16 +112,18 @@ const builtinsOf = (name: string, which: 'y' | 'c') =>
   });
 const builtinsOp = builtinsOf('builtins3d', 'y');
 const builtinsCode = builtinsOf('builtins3d.code', 'c');
-const centerOf = (name: string, W: number) =>
+const centerOf = (name: string, W: number, kernel = CENTER_WGSL) =>
   defineOp({
     name,
-    kernel: CENTER_WGSL,
+    kernel,
     forward(ctx: OpContext, x: Tensor) {
       return ctx.launch({ inputs: { x }, outputs: { y: { shape: x.shape } }, params: { n: x.size }, constants: { W }, workgroups: [2, Math.ceil(x.size / (2 * W * W)), 1] }).y;
     },
   });
 const centerOp = centerOf('center2d', 8);
 const center16 = centerOf('center16', 4);
+// Another module whose workgroup array has the type of CENTER_WGSL's: merged, the two share one declaration.
+const centerB = centerOf('centerB', 8, CENTER_WGSL.replace(/\btile\b/g, 'scratch'));
 
 describe('compile: horizontal fusion', () => {
   it('two independent matmuls and a sum become one dispatch; equal to unmerged and eager (NaN, inf)', async () => {
@@ -163,6 +165,9 @@ describe('compile: horizontal fusion', () => {
     const s = await check('custom 16', (p, q, u, v) => [center16(q), u.matmul(v), p.sum(0), builtinsOp(p)], [x.reshape([7, 43]), z, a, b]);
     expect(s.explain).toMatch(/multi\.center16\+matmul\+sum/);
     expect(s.explain).toContain('@workgroup_size(16)');
+    const shared = await check('workgroup memory shared', (p, q) => [centerOp(q), centerB(p)], [x, z]);
+    expect(shared.explain).toContain('multi.center2d+centerB');
+    expect(shared.explain.match(/var<workgroup>/g)?.length).toBe(1);
     for (const y of [x, z, a, b]) y.dispose();
   });
 
