@@ -5,17 +5,11 @@
 // heads, cross-attention with Nq != Nk), causal and key-padding masks, a fully masked row and a fully masked batch,
 // dropout with seeds, and NaN among the inputs; and it issues fewer dispatches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { F, compile, getRngState, memory, mul, nn, optim, setRngState, tensor, tidy, type Tensor } from '../../src/index.node';
+import { compile, getRngState, memory, mul, nn, setRngState, tensor, tidy, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
 import { setFlag } from '../../src/experimental';
-
-function values(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
+import { encoderStep } from './models';
+import { values } from './values';
 
 /** Equal within float rounding (1e-5 relative), NaN where the reference is NaN, the same infinities. */
 function close(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
@@ -59,11 +53,11 @@ interface Case {
 function build(c: Case) {
   const mha = new nn.MultiheadAttention(c.E, c.H, { kvHeads: c.kvHeads, dropout: c.dropout, seed: 5 });
   const Nk = c.Nk ?? c.Nq;
-  const xv = values(c.B * c.Nq * c.E, 11);
+  const xv = values(c.B * c.Nq * c.E, 11, false);
   if (c.nan >= 0) xv[c.nan] = NaN;
   const x = tensor(xv, { shape: [c.B, c.Nq, c.E], requiresGrad: true });
-  const mem = c.Nk ? tensor(values(c.B * Nk * c.E, 12), { shape: [c.B, Nk, c.E], requiresGrad: true }) : null;
-  const w = tensor(values(c.B * c.Nq * c.E, 13), { shape: [c.B, c.Nq, c.E] });
+  const mem = c.Nk ? tensor(values(c.B * Nk * c.E, 12, false), { shape: [c.B, Nk, c.E], requiresGrad: true }) : null;
+  const w = tensor(values(c.B * c.Nq * c.E, 13, false), { shape: [c.B, c.Nq, c.E] });
   const params = [...mha.parameters(), x, ...(mem ? [mem] : [])];
   const fn = (keyMask: Tensor | null) =>
     tidy(() => {
@@ -167,24 +161,7 @@ describe('compile: attention layout pass', () => {
 
   it('an encoder-layer training step (causal, key padding, dropout, AdamW): losses and parameters equal eager and the pass off for 6 steps', async () => {
     const B = 3, T = 7, E = 36, H = 3, V = 29;
-    const model = () => {
-      const emb = new nn.Embedding(V, E, { seed: 1 });
-      const layers = [0, 1].map((i) => new nn.TransformerEncoderLayer(E, H, { dimFeedforward: 44, dropout: 0.1, isCausal: true, seed: 10 + 20 * i }));
-      const head = new nn.Linear(E, V, { seed: 3 });
-      const params = [...emb.parameters(), ...layers.flatMap((l) => l.parameters()), ...head.parameters()];
-      const opt = new optim.AdamW(params, { lr: 3e-3, weightDecay: 0.01 });
-      const fn = (tokens: Tensor, targets: Tensor, keyMask: Tensor): Tensor =>
-        tidy(() => {
-          opt.zeroGrad();
-          let h = emb.forward(tokens);
-          for (const l of layers) h = l.forward(h, { keyMask });
-          const loss = F.crossEntropy(head.forward(h).reshape([B * T, V]), targets);
-          loss.backward();
-          opt.step();
-          return loss.detach();
-        });
-      return { params, fn };
-    };
+    const model = () => encoderStep({ B, T, E, H, V, ff: 44, dropout: 0.1, clip: false });
     const rng = getRngState();
     const eager = model(), off = model(), on = model();
     const stepOff = compile(off.fn, { fuse: { attentionLayout: false } });

@@ -3,28 +3,11 @@
 import { describe, expect, it } from 'vitest';
 import { F, compile, getRngState, memory, nn, optim, setRngState, tensor, tidy, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
+import { encoderStep } from './models';
 
 const B = 4, T = 16, E = 32, H = 4, V = 67;
 
-function model() {
-  const emb = new nn.Embedding(V, E, { seed: 1 });
-  const layers = [0, 1].map((i) => new nn.TransformerEncoderLayer(E, H, { dimFeedforward: 64, dropout: 0.1, isCausal: true, seed: 10 + 20 * i }));
-  const head = new nn.Linear(E, V, { seed: 3 });
-  const params = [...emb.parameters(), ...layers.flatMap((l) => l.parameters()), ...head.parameters()];
-  const opt = new optim.AdamW(params, { lr: 3e-3, weightDecay: 0.01 });
-  const fn = (tokens: Tensor, targets: Tensor, keyMask: Tensor): Tensor =>
-    tidy(() => {
-      opt.zeroGrad();
-      let h = emb.forward(tokens);
-      for (const l of layers) h = l.forward(h, { keyMask });
-      const loss = F.crossEntropy(head.forward(h).reshape([B * T, V]), targets);
-      loss.backward();
-      optim.clipGradNorm(params, 1.0);
-      opt.step();
-      return loss;
-    });
-  return { params, fn, layers };
-}
+const model = () => encoderStep({ B, T, E, H, V, ff: 64, dropout: 0.1, clip: true });
 
 function batch(k: number) {
   // Ids repeat within a batch (13 distinct over 64 positions): the embedding's backward sums repeated ids in a fixed
