@@ -1,6 +1,6 @@
 // Row-normalisation epilogues over a trace (runs after the matmul-epilogue pass): a layerNorm whose input is a
 // matmul's result, and the dx of a layerNorm backward whose incoming gradient is one, fold into that matmul, which then
-// runs as kernels/matmul_rownorm.wgsl (one thread per row), when the matmul is the scalar f32 kernel with N <= 64, the
+// runs as kernels/matmul_rownorm.wgsl (one thread per row), when the matmul is the scalar f32 kernel with N <= 32 (flag compile.layerNormMaxN, up to 64), the
 // norm is over that last dim, and every view involved is contiguous.
 //   forward: the matmul (with its bias and residual epilogues) still writes its result, the norm's input, which the
 //     backward reads; it also writes y, mean and rstd as layerNorm's forward did. It runs where the norm ran.
@@ -8,6 +8,8 @@
 //     as layerNorm's backward did, from the saved input, mean and rstd. It runs where that backward ran.
 // The kernel follows layernorm.wgsl's sums and expressions term for term, so results equal the unfused chain's.
 import { gpu } from '../gpu/device.js';
+import { defineFlag } from '../gpu/flags.js';
+import { ValueError } from '../errors.js';
 import { grid1d, pipeline as kernelPipeline } from '../gpu/kernels.js';
 import matmulKernel from '../launch/kernels/matmul.js';
 import rownormKernel from '../launch/kernels/matmul_rownorm.js';
@@ -16,8 +18,25 @@ import { contiguousStrides } from '../tensor/shape.js';
 import type { RecBinding, RecCommand, RecDispatch } from './recording.js';
 import { arr, nextUser, slotAt, slotUsers } from './epilogue.js';
 
-/** A row's columns in one thread's registers (16 quads). */
+/** A row's columns in one thread's registers (16 quads): the most the kernel can fold. */
 const MAX_N = 64;
+/**
+ * The widest row folded by default: measured on lavapipe (fusion lab, interleaved rounds, 2026-12-03, load 2.7-3.0)
+ * the fold wins at N = 32 (step 1.03x at M = 64 rows, 1.34x at M = 512) and loses at N = 64 (0.82x at M = 128, 0.90x
+ * at M = 256, 0.87x at M = 512): one thread per row then carries 16 quads of accumulators. The flag
+ * compile.layerNormMaxN sets it (1 to 64).
+ */
+const DEFAULT_MAX_N = 32;
+export const layerNormMaxNFlag = defineFlag<number>({
+  name: 'compile.layerNormMaxN',
+  doc: "the widest row (normalized size) the compiler's layerNorm pass folds into a matmul",
+  accepts: 'an integer from 1 to 64',
+  defaultDoc: String(DEFAULT_MAX_N),
+  parse: (v) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_N) throw new ValueError(`compile.layerNormMaxN: expects an integer from 1 to ${MAX_N}, got ${String(v)}`);
+    return v;
+  },
+});
 /** One thread per row (kernels/matmul_rownorm.wgsl WG). */
 const ROWS_PER_WORKGROUP = 16;
 
@@ -47,7 +66,7 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
     const M = Number(d.values.M), N = Number(d.values.N);
     const batchShape = arr(d.values.batch_shape);
     // The norm's weight and bias offsets travel in a_bs[0] and b_bs[0], free when batch_shape[0] is 1.
-    if (N > MAX_N || batchShape[0] !== 1) continue;
+    if (N > (layerNormMaxNFlag.get() ?? DEFAULT_MAX_N) || batchShape[0] !== 1) continue;
     const m = slotAt(d, 3);
     const { k, movable } = nextUser(work, i, m, users);
     const u = k >= 0 ? work[k] : null;

@@ -146,12 +146,12 @@ describe('compile: horizontal fusion', () => {
     expect(ln.merged).toBeLessThan(ln.plain);
     // A member with barriers smaller than one without: the layerNorm pass's matmul (barriers) sets the size and each
     // of the elementwise op's 256-thread workgroups is split over several merged ones.
-    const g33 = t([33], 20, false), h33 = t([33], 21, false);
-    const split = await check('linear+layerNorm / exp', (p, q, s, g, h) => [layerNorm(p.matmul(q), 33, g, h), s.exp()], [a, b, x, g33, h33]);
+    const b31 = t([7, 31], 22), g31 = t([31], 20, false), h31 = t([31], 21, false);
+    const split = await check('linear+layerNorm / exp', (p, q, s, g, h) => [layerNorm(p.matmul(q), 31, g, h), s.exp()], [a, b31, x, g31, h31]);
     expect(split.explain).toMatch(/multi\.\(matmul\+layerNorm\)\+exp/);
     expect(split.explain).toMatch(/let h_v = \(h_w - \d+u\) \* \d+u \+ h_lix;/);
     expect(split.merged).toBe(split.plain - 1);
-    for (const z of [a, b, x, y, w, bias, g33, h33]) z.dispose();
+    for (const z of [a, b, x, y, w, bias, b31, g31, h31]) z.dispose();
   });
 
   it('custom kernels on 2-D and 3-D grids with 2-D workgroups, every builtin, barriers and workgroup memory, next to a matmul', async () => {

@@ -1,8 +1,10 @@
 // Row-norm epilogues (src/compile/rownorm.ts, kernels/matmul_rownorm.wgsl): a layerNorm of a matmul's result, and the
 // dx of its backward, folded into the matmul. The fused step equals the unfused one (fuse: { layerNorm: false }) and
 // eager to the bit (the kernel repeats layernorm.wgsl's sums term for term), on odd shapes with NaN and infinities,
-// and the forward equals a float64 layerNorm; N over 64 is not folded.
-import { describe, expect, it } from 'vitest';
+// and the forward equals a float64 layerNorm; N over 64 is not folded. The kernel's whole range (N <= 64) is tested
+// with the flag compile.layerNormMaxN at 64; by default only N <= 32 is folded (where it was measured faster).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setFlag } from '../../src/experimental';
 import { compile, layerNorm, linear, tensor, tidy, type Tensor } from '../../src/index.node';
 import { resetStats, stats } from '../../src/gpu/queue';
 import { memory } from '../../src/gpu/memory';
@@ -54,6 +56,29 @@ async function check(name: string, fn: Fn, inputs: Tensor[]): Promise<{ fused: n
 }
 
 describe('compile: layerNorm folded into matmul epilogues', () => {
+  beforeAll(() => setFlag('compile.layerNormMaxN', 64));
+  afterAll(() => setFlag('compile.layerNormMaxN', undefined));
+
+  it('by default rows up to 32 wide are folded, 64 wide are not (measured slower); the flag is checked', async () => {
+    setFlag('compile.layerNormMaxN', undefined);
+    try {
+      const M = 9, K = 5;
+      const x = tensor(values(M * K, 40), { shape: [M, K] });
+      for (const N of [32, 64]) {
+        const w = tensor(values(N * K, 41, 0.5), { shape: [N, K] });
+        const lw = tensor(values(N, 42), { shape: [N] });
+        const res = await check(`default, N=${N}`, (p, q, g) => [layerNorm(p.matmul(q.transpose(0, 1)), N, g, null)], [x, w, lw]);
+        expect(res.fused, `N=${N}`).toBe(N === 32 ? res.plain - 1 : res.plain);
+        for (const t of [w, lw]) t.dispose();
+      }
+      x.dispose();
+      expect(() => setFlag('compile.layerNormMaxN', 65)).toThrow(/integer from 1 to 64, got 65/);
+      expect(() => setFlag('compile.layerNormMaxN', 2.5)).toThrow(/integer from 1 to 64/);
+    } finally {
+      setFlag('compile.layerNormMaxN', 64);
+    }
+  });
+
   // One test per N (each fused pipeline compiles cold in seconds on lavapipe; a test holds at most six of them).
   it.each([5, 32, 64])('forward: linear (+ residual) -> layerNorm for N = %i and M = 37, with and without bias, residual and affine; equal to unfused, eager and float64; NaN and infinities', async (N) => {
     const M = 37, K = 13;
