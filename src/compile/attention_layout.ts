@@ -19,6 +19,7 @@ import elementwise from '../launch/kernels/elementwise.js';
 import dtypes from '../launch/kernels/dtypes.js';
 import type { RecCommand, RecDispatch, RecSlot } from './recording.js';
 import { writes } from './fuse.js';
+import { arr, slotAt } from './epilogue.js';
 
 const F32 = dtypes.constants.DT_F32;
 const COPY = elementwise.constants.UNARY_COPY;
@@ -28,8 +29,6 @@ const MAX_ELEMENTS = 1 << 24;
 /** Offset, batch, head and row strides of [B, H, N, X] (X contiguous). */
 type Layout = readonly [number, number, number, number];
 
-const arr = (v: unknown): number[] => (Array.isArray(v) ? (v as number[]) : [Number(v)]);
-const slotAt = (d: RecDispatch, binding: number): number => d.bindings.find((b) => b.binding === binding)?.slot ?? -1;
 
 function touches(c: RecCommand | null, slot: number): boolean {
   if (!c) return false;

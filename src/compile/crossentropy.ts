@@ -14,19 +14,18 @@ import kernel from '../launch/kernels/crossentropy.js';
 import dtypes from '../launch/kernels/dtypes.js';
 import type { RecCommand, RecDispatch } from './recording.js';
 import { writes } from './fuse.js';
+import { slotAt, slotUsers } from './epilogue.js';
 
 /** Rows past which a 'mean' loss is left alone: every workgroup counts over all N targets (N^2 reads in all). */
 export const MAX_ROWS_COUNTED = 4096;
 const B = { logits: 1, targets: 2, lse: 4, lseIn: 7, dy: 8, dx: 10 } as const;
 
-const slotAt = (d: RecDispatch, binding: number) => d.bindings.find((b) => b.binding === binding)?.slot ?? -1;
-const slotsOf = (c: RecCommand): number[] =>
-  c.kind === 'dispatch' ? c.bindings.map((b) => b.slot) : c.kind === 'copy' ? [c.src, c.dst] : c.kind === 'clear' || c.kind === 'upload' ? [c.slot] : [];
 
 /** Commands with each matched forward / seed / backward triple made one dispatch; the count of triples fused. */
 export function fuseCrossEntropy(commands: readonly RecCommand[]): { commands: RecCommand[]; fused: number } {
   const work: (RecCommand | null)[] = commands.slice();
-  const usersOf = (slot: number) => work.flatMap((c, i) => (c && slotsOf(c).includes(slot) ? [i] : []));
+  const users = slotUsers(commands);
+  const usersOf = (slot: number) => users.get(slot) ?? [];
   let fused = 0;
   for (let i = 0; i < work.length; i++) {
     const f = work[i];

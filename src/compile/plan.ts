@@ -12,8 +12,6 @@ import { foldEpilogues } from './epilogue.js';
 import { fuseCrossEntropy } from './crossentropy.js';
 import { scheduleByLevel } from './schedule.js';
 import { foldRowNorms } from './rownorm.js';
-// The modules passes make dispatches from that no recorded dispatch used (the horizontal pass reads their text).
-import rownormKernel from '../launch/kernels/matmul_rownorm.js';
 import { mergeHorizontal, type HorizontalGroup } from './horizontal.js';
 import { attentionLayout, type AttentionLayoutResult } from './attention_layout.js';
 import type { Passes } from './index.js';
@@ -124,7 +122,7 @@ export class Plan {
     this.groups = fused.groups;
     const scheduled = on.schedule ? scheduleByLevel(fused.commands, rec.slots) : { commands: fused.commands, levels: 0, moved: 0 };
     this.scheduled = { levels: scheduled.levels, moved: scheduled.moved };
-    const multi = on.horizontal ? mergeHorizontal(scheduled.commands, rec.slots, UNIFORM_SLOT, [...fused.groups.map((g) => g.module), rownormKernel]) : { commands: scheduled.commands, groups: [], merged: 0 };
+    const multi = on.horizontal ? mergeHorizontal(scheduled.commands, rec.slots, UNIFORM_SLOT, fused.groups.map((g) => g.module)) : { commands: scheduled.commands, groups: [], merged: 0 };
     this.horizontal = { merged: multi.merged, groups: multi.groups };
     this.commands = multi.commands;
     const physical = this.placeSlots(rec.slots, this.commands);

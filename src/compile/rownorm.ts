@@ -113,7 +113,7 @@ export function foldRowNorms(commands: readonly RecCommand[]): { commands: RecCo
     view.setUint32(field('b_bs'), bOff, true);
     const name = entry === 'main_ln' ? 'layerNorm' : 'layerNorm_grad';
     work[k] = {
-      ...d, pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, file: rownormKernel.file, entry: entryName,
+      ...d, pipeline: p.pipeline, layout: p.layout, pipelineKey: p.key, module: rownormKernel, file: rownormKernel.file, entry: entryName,
       constants, params, bindings, label: `${d.label}+${name}`, boundBytes: d.boundBytes + u.boundBytes,
       workgroups: grid1d(Math.ceil(M / ROWS_PER_WORKGROUP) * (rows / M)),
       values: { ...d.values, a_bs: [wOff, ...arr(d.values.a_bs).slice(1)], b_bs: [bOff, ...arr(d.values.b_bs).slice(1)] },

@@ -11,11 +11,10 @@
 //   Hooks and seed draws are host work the replay does before encoding, in the trace's order; they stay where they
 //   are, and nothing moves across one (a dispatch's seeded params are patched after the draws before it).
 import type { RecCommand, RecSlot } from './recording.js';
+import { writes as slotsWritten } from './fuse.js';
 
 const slotsRead = (c: RecCommand): number[] =>
   c.kind === 'dispatch' ? c.bindings.filter((b) => !b.writable).map((b) => b.slot) : c.kind === 'copy' ? [c.src] : [];
-const slotsWritten = (c: RecCommand): number[] =>
-  c.kind === 'dispatch' ? c.bindings.filter((b) => b.writable).map((b) => b.slot) : c.kind === 'copy' ? [c.dst] : c.kind === 'clear' || c.kind === 'upload' ? [c.slot] : [];
 
 /** The commands in level order, the number of levels holding dispatches (what merging each level into one dispatch would leave), and how many commands moved. */
 export function scheduleByLevel(commands: readonly RecCommand[], slots: readonly RecSlot[]): { commands: RecCommand[]; levels: number; moved: number } {
